@@ -1,0 +1,170 @@
+"""The records that flow between stages: seeds -> candidates -> decisions.
+
+Records are frozen: a stage maps records to new records and never mutates what it was
+given, so what a filter saw is what the store recorded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_SLICE = "default"
+
+
+class Source(StrEnum):
+    REAL = "real"
+    SYNTHETIC = "synthetic"
+    EDITED = "edited"
+
+
+class Verdict(StrEnum):
+    KEEP = "keep"
+    REJECT = "reject"
+    REVIEW = "review"
+
+
+class Status(StrEnum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    REVIEW_PENDING = "review_pending"
+    APPROVED = "approved"
+    REVIEW_REJECTED = "review_rejected"
+    # Kept by every filter, but its cell had reached its quota by the time it was
+    # decided: stored (it was paid for) and not part of the dataset.
+    SURPLUS = "surplus"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CellKey(Frozen):
+    slice: str
+    label: str
+
+    def __str__(self) -> str:
+        return f"{self.slice}/{self.label}"
+
+
+class Seed(Frozen):
+    """One real row, validated against the schema."""
+
+    text: str
+    label: str
+    slice: str = DEFAULT_SLICE
+    data: dict[str, Any]
+    origin: str  # "seeds/tickets.jsonl:17"
+
+    @property
+    def content_sha(self) -> str:
+        return content_sha(self.data)
+
+
+class Example(Frozen):
+    """A row as the store holds it (real or synthetic)."""
+
+    id: str
+    source: Source
+    slice: str
+    label: str
+    text: str
+    data: dict[str, Any]
+    status: Status
+    content_sha: str
+
+
+class Candidate(Frozen):
+    """A generated example on its way through the filter chain."""
+
+    id: str
+    run_id: str
+    cell: CellKey
+    text: str
+    data: dict[str, Any]
+    llm_call_id: str
+    index: int  # position in its reply
+    template: str
+    template_sha: str
+    model: str
+    parent_ids: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return self.cell.label
+
+    @property
+    def content_sha(self) -> str:
+        return content_sha(self.data)
+
+
+class Decision(Frozen):
+    """One filter's verdict on one candidate. Every decision is stored, keeps too."""
+
+    example_id: str
+    filter: str
+    filter_version: str
+    verdict: Verdict
+    score: float | None = None
+    # A stable slug, then detail after a colon: "exact_dup: same text as ex_3f2a".
+    reason: str = ""
+    # A filter that rewrites rather than drops (PII redaction) returns the new data
+    # here; later filters see the rewritten candidate and the store keeps the original
+    # out of exports.
+    edited_data: dict[str, Any] | None = None
+
+
+class SeenItem(Frozen):
+    """Something a new candidate is compared against: a seed or a kept synthetic row."""
+
+    id: str
+    text: str
+    cell: CellKey
+    source: Source
+
+
+class Usage(Frozen):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class CellPlan(Frozen):
+    """A cell's target and what already fills it."""
+
+    cell: CellKey
+    target: int
+    real: int
+    synthetic: int
+    description: str = ""
+    match: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def deficit(self) -> int:
+        return max(0, self.target - self.real - self.synthetic)
+
+
+_SPACE = re.compile(r"\s+")
+
+
+def normalize_text(text: str) -> str:
+    """Casefold, NFKC and collapse whitespace: the form exact dedup compares."""
+    return _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def content_sha(data: dict[str, Any]) -> str:
+    """The hash that identifies a row's content, independent of key order."""
+    return sha256_text(canonical_json(data))
