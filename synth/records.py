@@ -87,7 +87,9 @@ class Candidate(Frozen):
     run_id: str
     cell: CellKey
     text: str
-    data: dict[str, Any]
+    data: dict[str, Any]  # the fields the model wrote
+    # Fields synth sets, not the model: a slice's match values, so the row matches it.
+    metadata: dict[str, Any] = Field(default_factory=dict)
     llm_call_id: str
     index: int  # position in its reply
     template: str
@@ -100,8 +102,13 @@ class Candidate(Frozen):
         return self.cell.label
 
     @property
+    def row(self) -> dict[str, Any]:
+        """The example as stored and exported."""
+        return {**self.data, **self.metadata}
+
+    @property
     def content_sha(self) -> str:
-        return content_sha(self.data)
+        return content_sha(self.row)
 
 
 class Decision(Frozen):

@@ -1,0 +1,210 @@
+"""The command line: each command parses, calls the library once, and prints."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from synth.config import Config, load_config
+from synth.errors import SeedError, SynthError
+
+
+class SynthGroup(click.Group):
+    """Turns synth's errors into one clear line, in one place."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SeedError as e:
+            for problem in e.problems:
+                click.echo(problem, err=True)
+            raise click.ClickException(str(e)) from None
+        except SynthError as e:
+            raise click.ClickException(str(e)) from None
+
+
+@click.group(cls=SynthGroup)
+@click.option(
+    "--config",
+    "config_file",
+    envvar="SYNTH_CONFIG",
+    default="config.toml",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The project's config file (or SYNTH_CONFIG).",
+)
+@click.version_option(package_name="synth")
+@click.pass_context
+def cli(ctx: click.Context, config_file: Path) -> None:
+    """synth: quota-driven synthetic data with a provenance store."""
+    ctx.obj = {"config_file": config_file}
+
+
+def _config(ctx: click.Context) -> Config:
+    return load_config(ctx.obj["config_file"])
+
+
+@cli.group()
+def seeds() -> None:
+    """Real rows: the examples generation starts from."""
+
+
+@seeds.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--skip-invalid", is_flag=True, help="Import the good rows, list the bad ones.")
+@click.pass_context
+def seeds_import(ctx: click.Context, file: Path, skip_invalid: bool) -> None:
+    """Import a JSONL or CSV seed file (re-importing a row adds nothing)."""
+    from synth.seeds import read_seeds
+    from synth.store import Store
+
+    config = _config(ctx)
+    parsed = read_seeds(file, config, skip_invalid=skip_invalid)
+    with Store(config.db_path) as store:
+        result = store.add_seeds(parsed.seeds)
+    for problem in parsed.problems:
+        click.echo(f"skipped {problem}", err=True)
+    click.echo(
+        f"{file}: {result.added} added, {result.duplicates} already stored,"
+        f" {len(parsed.problems)} skipped"
+    )
+
+
+@cli.command()
+@click.pass_context
+def plan(ctx: click.Context) -> None:
+    """Print the deficit of every cell (slice x label); calls no LLM."""
+    from synth.plan import plan_cells
+    from synth.store import Store
+
+    config = _config(ctx)
+    with Store(config.db_path) as store:
+        plans = plan_cells(config, store.cell_counts())
+    width = max((len(str(p.cell)) for p in plans), default=4)
+    click.echo(f"{'cell':{width}}  target  real  synthetic  deficit")
+    for p in plans:
+        click.echo(f"{p.cell!s:{width}}  {p.target:6}  {p.real:4}  {p.synthetic:9}  {p.deficit:7}")
+    click.echo(f"total deficit: {sum(p.deficit for p in plans)}")
+
+
+@cli.command("run")
+@click.option("--quiet", is_flag=True, help="No progress lines.")
+@click.pass_context
+def run_cmd(ctx: click.Context, quiet: bool) -> None:
+    """Generate until every cell's quota of accepted rows is met (or a cap is hit).
+
+    Run it again after an interruption: it resumes where it stopped.
+    """
+    from synth.runner import BatchReport, run
+
+    config = _config(ctx)
+
+    def progress(b: BatchReport) -> None:
+        click.echo(
+            f"batch {b.number}: {b.calls} calls, {b.candidates} candidates,"
+            f" {b.accepted} accepted, {b.open_cells} cells open",
+            err=True,
+        )
+
+    summary = run(config, progress=None if quiet else progress)
+    resumed = " (resumed)" if summary.resumed else ""
+    click.echo(
+        f"run {summary.run_id}{resumed}: {summary.status}"
+        + (f" ({summary.stop_reason})" if summary.stop_reason else "")
+        + f"; {summary.calls} calls, {summary.candidates} candidates,"
+        f" {summary.accepted} accepted, {summary.review_marked} sampled for review"
+    )
+    if summary.status == "stopped":
+        sys.exit(3)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """The funnel per cell: generated, rejected by each filter, accepted, review."""
+    from synth.status import render_status
+    from synth.status import status as status_report
+    from synth.store import Store
+
+    config = _config(ctx)
+    with Store(config.db_path) as store:
+        report = status_report(config, store)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "cells": report.cells,
+                    "filters": report.filters,
+                    "spend": report.spend.__dict__,
+                    "last_run": report.last_run,
+                },
+                indent=2,
+            )
+        )
+    else:
+        click.echo(render_status(report))
+
+
+@cli.command("export")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "chat"]), default="jsonl")
+@click.pass_context
+def export_cmd(ctx: click.Context, out: Path, fmt: str) -> None:
+    """Write real and accepted synthetic rows, with provenance (jsonl) or as chat."""
+    from synth.export import export
+    from synth.store import Store
+
+    config = _config(ctx)
+    with Store(config.db_path) as store:
+        result = export(store, config, out, fmt)  # type: ignore[arg-type]
+    click.echo(
+        f"{result.path}: {result.rows} rows ({result.real} real, {result.synthetic} synthetic)"
+    )
+
+
+@cli.command()
+@click.option("--port", default=0, show_default=True, help="0 picks a free port.")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--latency-ms", default=0.0, show_default=True)
+@click.option("--latency-jitter-ms", default=0.0, show_default=True)
+@click.option("--max-in-flight", type=int, default=None, help="Server-side slots; more wait.")
+@click.option("--p-429", default=0.0, show_default=True)
+@click.option("--p-500", default=0.0, show_default=True)
+@click.option("--p-hang", default=0.0, show_default=True)
+@click.option("--p-truncate", default=0.0, show_default=True)
+@click.option("--p-malformed", default=0.0, show_default=True)
+@click.option("--retry-after-s", default=1.0, show_default=True)
+@click.option("--p-exact-dup", default=0.0, show_default=True)
+@click.option("--p-near-dup", default=0.0, show_default=True)
+@click.option("--p-off-label", default=0.0, show_default=True)
+@click.option("--p-pii", default=0.0, show_default=True)
+@click.option("--p-bad-item", default=0.0, show_default=True)
+def simulate(host: str, port: int, **settings: Any) -> None:
+    """Serve synth's OpenAI-compatible simulator (for tests, demos and benchmarks)."""
+    from synth.llm.simulator import SimConfig, serve
+
+    serve(SimConfig(**settings), host=host, port=port)
+
+
+@cli.command()
+@click.option(
+    "--workdir",
+    default="demo",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+)
+def demo(workdir: Path) -> None:
+    """The offline demo: bundled seeds, the simulator, plan, run, funnel, export."""
+    from synth.demo import run_demo
+
+    run_demo(workdir, say=click.echo)
+
+
+def main() -> None:
+    cli(prog_name="synth")

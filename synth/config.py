@@ -1,0 +1,247 @@
+"""config.toml: the one place settings are read.
+
+Precedence, highest first: a CLI flag > config.toml > the defaults written here.
+``OPENAI_API_KEY`` and ``OPENAI_BASE_URL`` work as the openai package defines them:
+``llm.api_key_env`` names the variable that holds the key (the key itself never sits
+in the file or the store) and an empty ``llm.base_url`` falls back to
+``OPENAI_BASE_URL``, then to OpenAI.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from synth.errors import ConfigError
+from synth.filters import FilterSpec
+from synth.records import canonical_json, sha256_text
+
+DEFAULT_CONFIG = "config.toml"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ProjectSettings(Section):
+    name: str = "synth"
+    db: str = "synth.db"  # relative to the folder config.toml is in
+
+
+class Price(Section):
+    """USD per million tokens."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
+class LLMSettings(Section):
+    model: str = "gpt-4o-mini"
+    base_url: str = ""  # empty: OPENAI_BASE_URL, then api.openai.com
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = Field(default=1.0, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    max_tokens: int = Field(default=1024, gt=0)
+    max_concurrency: int = Field(default=16, gt=0)
+    rpm: int = Field(default=0, ge=0)  # requests per minute; 0 = no limit
+    tpm: int = Field(default=0, ge=0)  # tokens per minute; 0 = no limit
+    timeout: float = Field(default=60.0, gt=0)  # seconds per attempt
+    retries: int = Field(default=5, ge=0)  # attempts after the first
+    # json_schema: OpenAI structured outputs; json_object: JSON mode; none: prompt only.
+    response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
+    prices: dict[str, Price] = Field(default_factory=dict)
+
+    def price(self, model: str) -> Price | None:
+        return self.prices.get(model)
+
+
+class FieldSpec(Section):
+    type: Literal["string", "integer", "number", "boolean"] = "string"
+    description: str = ""
+    min_length: int | None = Field(default=None, ge=0)  # characters, strings only
+    max_length: int | None = Field(default=None, gt=0)
+
+
+class SchemaSettings(Section):
+    """The fields of one example; which one is the text and which the label."""
+
+    text: str = "text"
+    label: str = "label"
+    fields: dict[str, FieldSpec] = Field(
+        default_factory=lambda: {"text": FieldSpec(), "label": FieldSpec()}
+    )
+    # The label set. Empty: the labels found in the seeds and named in targets/slices.
+    labels: list[str] = Field(default_factory=list)
+    label_descriptions: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _text_and_label_are_fields(self) -> SchemaSettings:
+        for role in ("text", "label"):
+            name = getattr(self, role)
+            if name not in self.fields:
+                raise ValueError(f"{role} field {name!r} is not one of fields {list(self.fields)}")
+        return self
+
+
+MatchValue = str | int | float | bool | list[str | int | float | bool]
+
+
+class SliceSettings(Section):
+    """A named slice: the seeds that match it, what it is about, and its target."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    # Seed fields that must equal these values (a list: any of them). Generated rows
+    # of the slice carry these values, so they match it too.
+    match: dict[str, MatchValue] = Field(default_factory=dict)
+    target: int = Field(ge=0)
+    labels: list[str] = Field(default_factory=list)  # empty: every label
+
+    @model_validator(mode="after")
+    def _not_default(self) -> SliceSettings:
+        if self.name == "default":
+            raise ValueError("'default' is the slice of seeds that match no named slice")
+        return self
+
+
+class TargetSettings(Section):
+    """Class balance of the default slice."""
+
+    # match_max: every label up to the largest label's count of real rows.
+    # uniform: every label up to per_label. explicit: counts per label (others: none).
+    balance: Literal["match_max", "uniform", "explicit", "none"] = "match_max"
+    per_label: int | None = Field(default=None, ge=0)
+    counts: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _mode_has_its_numbers(self) -> TargetSettings:
+        if self.balance == "uniform" and self.per_label is None:
+            raise ValueError("balance = 'uniform' needs per_label")
+        if self.balance == "explicit" and not self.counts:
+            raise ValueError("balance = 'explicit' needs a counts table")
+        return self
+
+
+class GenerateSettings(Section):
+    template: str = "prompts/generate/classify.md.j2"
+    few_shot: int = Field(default=4, ge=0)  # seeds shown per call, from the same cell
+    contrast: int = Field(default=2, ge=0)  # seeds of other labels shown as "not this"
+    per_call: int = Field(default=5, gt=0)  # examples asked for per call
+    max_calls: int | None = Field(default=None, gt=0)  # per run
+    max_cost_usd: float | None = Field(default=None, gt=0)  # per run
+    max_calls_per_batch: int = Field(default=256, gt=0)
+    # A cell that gets nothing accepted for this many batches in a row is stopped:
+    # its template or seeds need a look, and more calls would only spend money.
+    max_idle_batches: int = Field(default=4, gt=0)
+    seed: int = 0
+
+
+class ReviewSettings(Section):
+    fraction: float = Field(default=0.2, ge=0, le=1)
+    min_per_cell: int = Field(default=1, ge=0)
+    seed: int = 0
+
+
+class Config(Section):
+    project: ProjectSettings = Field(default_factory=ProjectSettings)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    data_schema: SchemaSettings = Field(default_factory=SchemaSettings, alias="schema")
+    slices: list[SliceSettings] = Field(default_factory=list)
+    targets: TargetSettings = Field(default_factory=TargetSettings)
+    generate: GenerateSettings = Field(default_factory=GenerateSettings)
+    filters: list[FilterSpec] = Field(default_factory=list)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
+
+    # Where the file was read from; relative paths in it resolve against its folder.
+    source: Path = Field(default=Path(DEFAULT_CONFIG), exclude=True)
+
+    @model_validator(mode="after")
+    def _slices_are_unique(self) -> Config:
+        names = [s.name for s in self.slices]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"slice names must be unique: {', '.join(dupes)}")
+        return self
+
+    @property
+    def root(self) -> Path:
+        return self.source.parent
+
+    def resolve(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else self.root / p
+
+    @property
+    def db_path(self) -> Path:
+        return self.resolve(self.project.db)
+
+    def as_json(self) -> str:
+        return canonical_json(self.model_dump(mode="json", by_alias=True))
+
+    @property
+    def sha(self) -> str:
+        return sha256_text(self.as_json())
+
+    def with_llm(self, **changes: Any) -> Config:
+        return self.model_copy(update={"llm": self.llm.model_copy(update=changes)})
+
+    def api_key(self) -> str:
+        """The key from the environment; a loopback endpoint needs none."""
+        key = os.environ.get(self.llm.api_key_env, "")
+        if key:
+            return key
+        base = self.llm.base_url or os.environ.get("OPENAI_BASE_URL", "")
+        if any(h in base for h in ("://127.", "://localhost", "://[::1]")):
+            return "unused"
+        raise ConfigError(
+            f"{self.source.name}: llm.api_key_env",
+            f"environment variable {self.llm.api_key_env} is not set",
+        )
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """--config, then SYNTH_CONFIG, then ./config.toml."""
+    return Path(explicit or os.environ.get("SYNTH_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Read and validate config.toml; errors name the file and the dotted key."""
+    path = config_path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            str(path), "no such config file (pass --config or set SYNTH_CONFIG)"
+        ) from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(str(path), f"not valid TOML: {e}") from None
+    return parse_config(raw, path)
+
+
+def parse_config(raw: dict[str, Any], path: Path) -> Config:
+    try:
+        return Config.model_validate({**raw, "source": path.resolve()})
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise ConfigError(f"{path.name}: {dotted(first['loc'])}", first["msg"]) from None
+
+
+def dotted(loc: tuple[int | str, ...]) -> str:
+    """('filters', 1, 'near_dedup', 'threshold') -> 'filters[1].threshold'."""
+    out = ""
+    parts = list(loc)
+    for i, part in enumerate(parts):
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        # pydantic puts the discriminator's value in the path of a tagged union member.
+        if i >= 2 and parts[i - 2] == "filters" and isinstance(parts[i - 1], int):
+            continue
+        if part.startswith("function-after["):
+            continue
+        out += f".{part}" if out else part
+    return out or "(top level)"

@@ -1,0 +1,92 @@
+"""The offline demo: the bundled seeds and config.toml against the built-in simulator.
+
+No API key and no network: the simulator listens on a free loopback port, with a
+realistic share of faults (rate limits, server errors, malformed replies, duplicates,
+PII, bad items) so that every stage of the funnel has something to show.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from synth.config import Config, load_config
+from synth.errors import SynthError
+from synth.export import ExportResult, export
+from synth.llm.simulator import SimConfig, Simulator
+from synth.plan import plan_cells
+from synth.runner import RunSummary, run
+from synth.seeds import read_seeds
+from synth.status import StatusReport, render_status, status
+from synth.store import Store
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DEMO_SIMULATOR = SimConfig(
+    seed=7,
+    latency_ms=30,
+    latency_jitter_ms=20,
+    p_429=0.04,
+    p_500=0.03,
+    p_malformed=0.04,
+    retry_after_s=0.2,
+    p_exact_dup=0.08,
+    p_near_dup=0.05,
+    p_pii=0.03,
+    p_bad_item=0.05,
+    p_off_label=0.03,
+)
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    config: Config
+    summary: RunSummary
+    status: StatusReport
+    export: ExportResult
+
+
+def demo_config(workdir: Path, base_url: str) -> Config:
+    config = load_config(PROJECT_ROOT / "config.toml")
+    project = config.project.model_copy(update={"db": str((workdir / "synth.db").resolve())})
+    return config.model_copy(update={"project": project}).with_llm(base_url=base_url)
+
+
+def run_demo(workdir: str | Path, say: Callable[[str], None] = print) -> DemoResult:
+    """Import seeds/, plan, run against the simulator, export; a fresh store each time."""
+    workdir = Path(workdir)
+    seeds_dir = PROJECT_ROOT / "seeds"
+    if not seeds_dir.is_dir():
+        raise SynthError(str(seeds_dir), "the demo runs from a source checkout with seeds/")
+    if workdir.exists():
+        for name in ("synth.db", "synth.db-wal", "synth.db-shm"):
+            (workdir / name).unlink(missing_ok=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+    with Simulator(DEMO_SIMULATOR) as sim:
+        config = demo_config(workdir, sim.base_url)
+        say(f"simulator on {sim.base_url}; store {config.db_path}")
+        with Store(config.db_path) as store:
+            for path in sorted(seeds_dir.glob("*.jsonl")):
+                result = store.add_seeds(read_seeds(path, config).seeds)
+                say(f"imported {result.added} seeds from {path.relative_to(PROJECT_ROOT)}")
+            say("\nplan (deficit per cell):")
+            for p in plan_cells(config, store.cell_counts()):
+                say(f"  {p.cell!s:40} target {p.target:3}  real {p.real:3}  deficit {p.deficit}")
+        summary = run(config)
+        say(
+            f"\nrun {summary.run_id}: {summary.status}, {summary.calls} calls,"
+            f" {summary.candidates} candidates, {summary.accepted} accepted,"
+            f" {summary.review_marked} sampled for review"
+        )
+        with Store(config.db_path) as store:
+            report = status(config, store)
+            say("\n" + render_status(report))
+            exported = export(store, config, workdir / "export.jsonl")
+        say(
+            f"\nexported {exported.rows} rows ({exported.real} real, {exported.synthetic}"
+            f" synthetic) to {exported.path}"
+        )
+        stats = sim.stats()
+        say(f"simulator served {stats['requests']} requests: {stats['by_outcome']}")
+    return DemoResult(config, summary, report, exported)

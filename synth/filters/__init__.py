@@ -1,0 +1,45 @@
+"""The filter chain's parts, and how config.toml names them.
+
+Each module holds one filter and its ``Params`` (a ``kind`` literal plus documented
+settings). ``FilterSpec`` is their tagged union, so ``[[filters]] kind = "schema"``
+in config.toml validates against the right model and a typo is an error naming the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+from pydantic import Field
+
+from synth.filters.base import Filter, FilterContext, FilterParams
+from synth.filters.chain import FilterChain, Outcome
+from synth.filters.exact_dedup import ExactDedupFilter, ExactDedupParams
+from synth.filters.schema import SchemaFilter, SchemaParams
+
+FilterSpec = Annotated[
+    SchemaParams | ExactDedupParams,
+    Field(discriminator="kind"),
+]
+
+FILTERS: dict[type[FilterParams], type[Filter]] = {
+    SchemaParams: SchemaFilter,
+    ExactDedupParams: ExactDedupFilter,
+}
+
+
+def build_chain(specs: Sequence[FilterParams], ctx: FilterContext) -> FilterChain:
+    """The filters in config order."""
+    return FilterChain([FILTERS[type(spec)](spec, ctx) for spec in specs], ctx.text_field)
+
+
+__all__ = [
+    "FILTERS",
+    "Filter",
+    "FilterChain",
+    "FilterContext",
+    "FilterParams",
+    "FilterSpec",
+    "Outcome",
+    "build_chain",
+]

@@ -1,0 +1,241 @@
+"""Cells -> requests, and replies -> candidates.
+
+A request is fully determined by its cell, the seeds, the template and its sample
+index: the few-shot examples are drawn with a random generator seeded from those, so
+the same plan renders the same request and a re-run finds it in the response cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from synth.config import Config
+from synth.prompts import Template
+from synth.records import DEFAULT_SLICE, Candidate, CellKey, CellPlan, canonical_json, sha256_text
+
+
+@dataclass(frozen=True)
+class SeedPool:
+    """Real rows by cell and by label, for drawing few-shot and contrast examples."""
+
+    by_cell: dict[CellKey, list[dict[str, Any]]]
+    by_label: dict[str, list[dict[str, Any]]]
+    all: list[dict[str, Any]]
+
+    @classmethod
+    def from_rows(cls, rows: list[dict[str, Any]]) -> SeedPool:
+        by_cell: dict[CellKey, list[dict[str, Any]]] = defaultdict(list)
+        by_label: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in rows:
+            by_cell[CellKey(slice=r["slice"], label=r["label"])].append(r)
+            by_label[r["label"]].append(r)
+        return cls(dict(by_cell), dict(by_label), rows)
+
+    def shots(self, cell: CellKey, k: int, rng: random.Random) -> list[dict[str, Any]]:
+        """k seeds of the cell; a cell with too few borrows from the same label in other
+        slices, then from any label (a missing slice's description says what differs)."""
+        chosen: list[dict[str, Any]] = []
+        for pool in (
+            self.by_cell.get(cell, []),
+            self.by_label.get(cell.label, []),
+            self.all,
+        ):
+            ids = {r["id"] for r in chosen}
+            rest = [r for r in pool if r["id"] not in ids]
+            chosen += rng.sample(rest, min(k - len(chosen), len(rest)))
+            if len(chosen) >= k:
+                break
+        return chosen
+
+    def contrast(self, cell: CellKey, k: int, rng: random.Random) -> list[dict[str, Any]]:
+        """k seeds of other labels, as examples of what this label is not."""
+        if k <= 0:
+            return []
+        others = [r for r in self.all if r["label"] != cell.label]
+        return rng.sample(others, min(k, len(others)))
+
+
+def request_rng(seed: int, cell: CellKey, sample_index: int) -> random.Random:
+    digest = hashlib.sha256(f"{seed}|{cell.slice}|{cell.label}|{sample_index}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def response_format(config: Config, label: str, n: int) -> dict[str, Any] | None:
+    """The reply's JSON schema: n examples, each with the schema's fields and the label
+    pinned to the cell's. Structured outputs make the model keep to it."""
+    mode = config.llm.response_format
+    if mode == "none":
+        return None
+    if mode == "json_object":
+        return {"type": "json_object"}
+    schema = config.data_schema
+    props: dict[str, Any] = {}
+    for name, spec in schema.fields.items():
+        prop: dict[str, Any] = {"type": spec.type}
+        if spec.description:
+            prop["description"] = spec.description
+        if name == schema.label:
+            prop = {"type": "string", "enum": [label]}
+        props[name] = prop
+    item = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": list(schema.fields),
+        "properties": props,
+    }
+    return {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "examples",
+            "strict": True,
+            "schema": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["examples"],
+                "properties": {
+                    "examples": {"type": "array", "minItems": n, "maxItems": n, "items": item}
+                },
+            },
+        },
+    }
+
+
+def build_call(
+    config: Config,
+    template: Template,
+    plan: CellPlan,
+    pool: SeedPool,
+    sample_index: int,
+    n: int,
+) -> dict[str, Any]:
+    """One planned request, as the store records it before it is sent."""
+    cell = plan.cell
+    gen = config.generate
+    schema = config.data_schema
+    rng = request_rng(gen.seed, cell, sample_index)
+    shots = pool.shots(cell, gen.few_shot, rng)
+    contrast = pool.contrast(cell, gen.contrast, rng)
+    fields = list(schema.fields)
+
+    def shown(row: dict[str, Any]) -> dict[str, Any]:
+        return {f: row["data"].get(f) for f in fields}
+
+    prompt = template.render(
+        label=cell.label,
+        label_description=schema.label_descriptions.get(cell.label, ""),
+        slice={
+            "name": cell.slice,
+            "description": plan.description,
+            "is_default": cell.slice == DEFAULT_SLICE,
+        },
+        shots=[shown(r) for r in shots],
+        contrast=[shown(r) for r in contrast],
+        n=n,
+        fields={name: spec.model_dump() for name, spec in schema.fields.items()},
+        text_field=schema.text,
+        label_field=schema.label,
+    )
+    messages = [{"role": "user", "content": prompt}]
+    params: dict[str, Any] = {
+        "temperature": config.llm.temperature,
+        "max_tokens": config.llm.max_tokens,
+    }
+    if config.llm.top_p is not None:
+        params["top_p"] = config.llm.top_p
+    fmt = response_format(config, cell.label, n)
+    if fmt is not None:
+        params["response_format"] = fmt
+    model = config.llm.model
+    request_sha = sha256_text(
+        canonical_json(
+            {
+                "model": model,
+                "messages": messages,
+                "params": params,
+                "template_sha": template.sha,
+                "cell": [cell.slice, cell.label],
+                "sample_index": sample_index,
+            }
+        )
+    )
+    return {
+        "request_sha": request_sha,
+        "slice": cell.slice,
+        "label": cell.label,
+        "sample_index": sample_index,
+        "template": template.name,
+        "template_sha": template.sha,
+        "model": model,
+        "params": params,
+        "messages": messages,
+        "parent_ids": [r["id"] for r in shots],
+    }
+
+
+class Reply(BaseModel):
+    """What a generation reply must be; the items are checked by the schema filter."""
+
+    examples: list[dict[str, Any]]
+
+
+class ReplyError(ValueError):
+    pass
+
+
+def parse_reply(content: str | None) -> list[dict[str, Any]]:
+    """The reply's examples; ReplyError says why a reply is unusable."""
+    if not content:
+        raise ReplyError("empty reply")
+    try:
+        value = json.loads(content)
+    except json.JSONDecodeError as e:
+        raise ReplyError(f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    if isinstance(value, list):  # some endpoints without structured output do this
+        value = {"examples": value}
+    try:
+        return Reply.model_validate(value).examples
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "reply"
+        raise ReplyError(f"{where}: {first['msg']}") from None
+
+
+def candidates_from(
+    call: Any,  # store.CallRow
+    items: list[dict[str, Any]],
+    config: Config,
+    match: dict[str, Any],
+    run_id: str,
+) -> list[Candidate]:
+    """Turn a reply's items into candidates. Ids derive from the call and position, so
+    storing the same reply twice stores nothing new."""
+    cell = CellKey(slice=call.slice, label=call.label)
+    text_field = config.data_schema.text
+    out = []
+    for i, item in enumerate(items):
+        text = item.get(text_field)
+        metadata = {k: (v[0] if isinstance(v, list) else v) for k, v in match.items()}
+        out.append(
+            Candidate(
+                id="ex_" + sha256_text(f"{call.request_sha}:{i}")[:16],
+                run_id=run_id,
+                cell=cell,
+                text=text if isinstance(text, str) else "",
+                data=item,
+                metadata=metadata,
+                llm_call_id=call.id,
+                index=i,
+                template=call.template or "",
+                template_sha=call.template_sha or "",
+                model=call.model,
+                parent_ids=tuple(call.parent_ids),
+            )
+        )
+    return out

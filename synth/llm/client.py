@@ -1,0 +1,230 @@
+"""The LLM client: the official openai package, with synth's own accounting.
+
+It owns bounded concurrency, retries (tenacity, one place: the openai client's own
+retries are off) with backoff that honours ``Retry-After``, timeouts, validation of
+the reply, and usage and cost. Every attempt is counted in the store before the
+request leaves and every reply is committed the moment it arrives, so a killed run
+has paid for nothing it cannot find again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from synth.config import LLMSettings
+from synth.errors import SynthError
+from synth.generate import ReplyError, parse_reply
+from synth.store import CallRow, Store
+
+# Errors no retry can mend: the run stops and says why, instead of recording the
+# same failure for every call it had planned.
+FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
+INVALID_FINISH = ("length", "content_filter")
+
+
+@dataclass(frozen=True)
+class CallResult:
+    call: CallRow
+    status: str  # ok | invalid | failed
+    content: str | None
+    error: str | None
+
+
+def retryable(exc: BaseException) -> bool:
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in (408, 409, 429) or exc.status_code >= 500
+    return isinstance(exc, openai.APIConnectionError)  # includes timeouts
+
+
+def retry_after(exc: BaseException | None) -> float | None:
+    """Seconds the server asked us to wait, from retry-after-ms or retry-after."""
+    if not isinstance(exc, openai.APIStatusError):
+        return None
+    headers = exc.response.headers
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) / scale)
+        except ValueError:
+            continue
+    return None
+
+
+class _Wait:
+    """Wait what the server asked, else exponential backoff with jitter."""
+
+    def __init__(self, cap: float) -> None:
+        self.cap = cap
+        self.fallback = wait_exponential_jitter(initial=0.5, max=cap)
+
+    def __call__(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        asked = retry_after(exc)
+        return min(asked, self.cap) if asked is not None else self.fallback(state)
+
+
+class LLMClient:
+    """Sends planned calls and records every attempt and reply in the store."""
+
+    def __init__(
+        self,
+        settings: LLMSettings,
+        store: Store,
+        *,
+        api_key: str,
+        base_url: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.client = openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=base_url or settings.base_url or None,
+            max_retries=0,
+            timeout=settings.timeout,
+        )
+        self.slots = asyncio.Semaphore(settings.max_concurrency)
+        self.fatal: SynthError | None = None
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def __aenter__(self) -> LLMClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def complete_all(
+        self,
+        calls: Sequence[CallRow],
+        on_result: Callable[[CallResult], Awaitable[None] | None] | None = None,
+    ) -> list[CallResult]:
+        """Send every call (answered ones come from the store), in parallel up to the
+        concurrency bound; results in the order of ``calls``."""
+
+        async def one(call: CallRow) -> CallResult:
+            result = await self.complete(call)
+            if on_result is not None:
+                maybe = on_result(result)
+                if maybe is not None:
+                    await maybe
+            return result
+
+        results = await asyncio.gather(*(one(c) for c in calls))
+        if self.fatal is not None:
+            raise self.fatal
+        return list(results)
+
+    async def complete(self, call: CallRow) -> CallResult:
+        if call.status == "ok" and call.response_json is not None:
+            return _cached(call)
+        if self.fatal is not None:
+            return CallResult(call, "failed", None, "not sent: the run is stopping")
+        started = time.perf_counter()
+        try:
+            body = await self._send(call)
+        except FATAL as e:
+            self.fatal = SynthError("llm", f"{type(e).__name__}: {_describe(e)}")
+            self._record(call, "failed", None, _describe(e), started)
+            return CallResult(call, "failed", None, _describe(e))
+        except (openai.APIError, openai.OpenAIError) as e:
+            self._record(call, "failed", None, _describe(e), started)
+            return CallResult(call, "failed", None, _describe(e))
+        return self._accept(call, body, started)
+
+    async def _send(self, call: CallRow) -> str:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.settings.retries + 1),
+            wait=_Wait(cap=60.0),
+            retry=retry_if_exception(retryable),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                async with self.slots:
+                    self.store.record_attempt(call.id)
+                    raw = await self.client.chat.completions.with_raw_response.create(
+                        model=call.model, messages=call.messages, **call.params
+                    )
+                    return await raw.text()
+        raise AssertionError("unreachable: tenacity reraises")
+
+    def _accept(self, call: CallRow, body: str, started: float) -> CallResult:
+        """Validate the reply's shape and finish reason; record it either way."""
+        try:
+            reply = json.loads(body)
+            choice = reply["choices"][0]
+            content = choice["message"].get("content")
+            finish = choice.get("finish_reason")
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
+            self._record(call, "invalid", body, f"not a chat completion: {e}", started)
+            return CallResult(call, "invalid", None, f"not a chat completion: {e}")
+        usage = reply.get("usage") or {}
+        error = None
+        if finish in INVALID_FINISH:
+            error = f"finish_reason={finish}: the reply was cut off"
+        else:
+            try:
+                parse_reply(content)
+            except ReplyError as e:
+                error = str(e)
+        status = "invalid" if error else "ok"
+        self._record(call, status, body, error, started, usage)
+        return CallResult(call, status, content if status == "ok" else None, error)
+
+    def _record(
+        self,
+        call: CallRow,
+        status: str,
+        body: str | None,
+        error: str | None,
+        started: float,
+        usage: dict[str, Any] | None = None,
+    ) -> None:
+        usage = usage or {}
+        prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        completion_tokens = int(usage.get("completion_tokens") or 0)
+        self.store.record_reply(
+            call.id,
+            status=status,
+            response_json=body,
+            error=error,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            cost_usd=self.cost(call.model, prompt_tokens, completion_tokens),
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
+        price = self.settings.price(model)
+        if price is None:
+            return 0.0
+        return (prompt_tokens * price.input + completion_tokens * price.output) / 1e6
+
+
+def _cached(call: CallRow) -> CallResult:
+    reply = json.loads(call.response_json or "{}")
+    content = reply["choices"][0]["message"].get("content")
+    return CallResult(call, "ok", content, None)
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, openai.APIStatusError):
+        return f"HTTP {e.status_code}: {e.message}"
+    return f"{type(e).__name__}: {e}"

@@ -1,0 +1,1 @@
+"""Human review: which rows go to people, and what they decided."""

@@ -1,0 +1,286 @@
+"""The quota loop: generate until every cell's accepted count meets its target.
+
+    unfinished calls of a killed run -> answered from the store or sent again
+    loop:
+        plan_cells(store counts)          deficits per cell
+        size the batch                    deficit / observed yield, within budget
+        store.plan_calls                  recorded as pending before anything is sent
+        client.complete_all               each reply committed as it arrives
+        chain.decide                      every decision kept
+        quotas                            accepted until the cell is full, then surplus
+        store.add_batch                   one transaction per batch
+    sample for review, finish the run
+
+A cell that gets nothing accepted for ``generate.max_idle_batches`` batches in a row is
+stopped: its template or seeds need a person, not more money.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from synth.config import Config
+from synth.errors import SynthError
+from synth.filters import FilterChain, FilterContext, build_chain
+from synth.generate import SeedPool, build_call, candidates_from, parse_reply
+from synth.llm.client import CallResult, LLMClient
+from synth.plan import all_labels, plan_cells
+from synth.prompts import Template, load_template
+from synth.records import Candidate, CellKey, CellPlan, Status, Verdict
+from synth.review.sample import sample_for_review
+from synth.store import Store
+
+# Before a cell has history, assume this share of asked-for examples is accepted;
+# PRIOR_WEIGHT is how many observed examples it is worth.
+PRIOR_YIELD = 0.8
+PRIOR_WEIGHT = 5
+MIN_YIELD = 0.05
+
+
+@dataclass
+class BatchReport:
+    number: int
+    calls: int
+    candidates: int
+    accepted: int
+    open_cells: int
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    status: str  # finished | stopped | failed
+    stop_reason: str | None
+    resumed: bool
+    calls: int = 0  # planned or re-sent by this invocation
+    accepted: int = 0
+    candidates: int = 0
+    review_marked: int = 0
+    batches: list[BatchReport] = field(default_factory=list)
+    cells: list[CellPlan] = field(default_factory=list)
+
+
+Progress = Callable[[BatchReport], None]
+
+
+def run(config: Config, *, progress: Progress | None = None) -> RunSummary:
+    """Run generation to quota; the store is ``config.project.db``."""
+    with Store(config.db_path) as store:
+        return asyncio.run(run_async(config, store, progress=progress))
+
+
+async def run_async(
+    config: Config, store: Store, *, progress: Progress | None = None
+) -> RunSummary:
+    template = load_template(config.resolve(config.generate.template), config.generate.template)
+    runner = Runner(config, store, template, progress)
+    async with LLMClient(config.llm, store, api_key=config.api_key()) as client:
+        return await runner.execute(client)
+
+
+class Runner:
+    def __init__(
+        self, config: Config, store: Store, template: Template, progress: Progress | None
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.template = template
+        self.progress = progress
+        schema = config.data_schema
+        self.chain: FilterChain = build_chain(
+            config.filters,
+            FilterContext(
+                root=config.root,
+                text_field=schema.text,
+                label_field=schema.label,
+                fields=dict(schema.fields),
+                labels=tuple(all_labels(config, store.cell_counts())),
+            ),
+        )
+        self.pool = SeedPool.from_rows(store.seeds())
+        self.asked: Counter[CellKey] = Counter()  # examples asked for, per cell
+        self.kept: Counter[CellKey] = Counter()  # examples the chain kept, per cell
+        self.idle: Counter[CellKey] = Counter()
+        self.stalled: set[CellKey] = set()
+
+    async def execute(self, client: LLMClient) -> RunSummary:
+        config, store = self.config, self.store
+        plans = plan_cells(config, store.cell_counts())
+        if plans and any(p.deficit for p in plans):
+            # Render one prompt up front: a template error stops the run before any spend.
+            build_call(config, self.template, plans[0], self.pool, 0, config.generate.per_call)
+        store.add_template(self.template.name, self.template.source, self.template.sha)
+        run = store.begin_run(config.as_json(), config.sha)
+        summary = RunSummary(run.id, "running", None, resumed=run.resumes > 0)
+        self.chain.prepare(store.seen_items())
+        try:
+            leftovers = store.unfinished_calls()
+            if leftovers:
+                summary.calls += len(leftovers)
+                await self._batch(client, run.id, leftovers, summary)
+            while True:
+                plans = plan_cells(config, store.cell_counts())
+                open_cells = [p for p in plans if p.deficit > 0 and p.cell not in self.stalled]
+                if not open_cells:
+                    status, reason = self._end_state(plans)
+                    break
+                allowed, reason = self._budget_left(run.id)
+                if allowed <= 0:
+                    status = "stopped"
+                    break
+                calls = self._plan_batch(open_cells, allowed)
+                rows = store.plan_calls(run.id, calls)
+                summary.calls += len(rows)
+                before = store.cell_counts()
+                await self._batch(client, run.id, rows, summary)
+                after = store.cell_counts()
+                self._track_idle(open_cells, before, after)
+        except BaseException as e:
+            if isinstance(e, Exception):
+                store.finish_run(run.id, "failed", str(e))
+            raise  # KeyboardInterrupt and kills leave the run resumable
+        review_ids = sample_for_review(
+            store.accepted_ids(run.id),
+            config.review.fraction,
+            config.review.min_per_cell,
+            config.review.seed,
+        )
+        store.finish_run(run.id, status, reason, review_ids)
+        summary.status, summary.stop_reason = status, reason
+        summary.review_marked = len(review_ids)
+        summary.cells = plan_cells(config, store.cell_counts())
+        return summary
+
+    def _end_state(self, plans: list[CellPlan]) -> tuple[str, str | None]:
+        stalled = [p for p in plans if p.deficit > 0]
+        if not stalled:
+            return "finished", None
+        names = ", ".join(str(p.cell) for p in stalled)
+        limit = self.config.generate.max_idle_batches
+        return "stopped", f"stalled: nothing accepted in {limit} batches for {names}"
+
+    def _budget_left(self, run_id: str) -> tuple[int, str | None]:
+        """How many more calls the budget caps allow, and which cap binds."""
+        gen = self.config.generate
+        spend = self.store.spend(run_id)
+        allowed = gen.max_calls_per_batch
+        if gen.max_calls is not None:
+            allowed = min(allowed, gen.max_calls - spend.calls)
+            if allowed <= 0:
+                return 0, f"budget: max_calls = {gen.max_calls} reached"
+        if gen.max_cost_usd is not None:
+            if spend.cost_usd >= gen.max_cost_usd:
+                return 0, f"budget: max_cost_usd = {gen.max_cost_usd} reached"
+            if spend.calls and spend.cost_usd > 0:
+                per_call = spend.cost_usd / spend.calls
+                allowed = min(allowed, max(1, int((gen.max_cost_usd - spend.cost_usd) / per_call)))
+        return allowed, None
+
+    def _yield(self, cell: CellKey) -> float:
+        kept = self.kept[cell] + PRIOR_YIELD * PRIOR_WEIGHT
+        return max(MIN_YIELD, kept / (self.asked[cell] + PRIOR_WEIGHT))
+
+    def _plan_batch(self, open_cells: list[CellPlan], allowed: int) -> list[dict]:
+        per_call = self.config.generate.per_call
+        wanted = {
+            p.cell: max(1, math.ceil(p.deficit / (per_call * self._yield(p.cell))))
+            for p in open_cells
+        }
+        total = sum(wanted.values())
+        if total > allowed:
+            # Share the allowance in proportion to need, one call at least while it lasts.
+            scale = allowed / total
+            wanted = {c: max(1, math.floor(n * scale)) for c, n in wanted.items()}
+            while sum(wanted.values()) > allowed:
+                biggest = max(wanted, key=lambda c: wanted[c])
+                wanted[biggest] -= 1
+                wanted = {c: n for c, n in wanted.items() if n > 0}
+        calls = []
+        by_cell = {p.cell: p for p in open_cells}
+        for cell, n_calls in wanted.items():
+            first = self.store.next_sample_index(cell, self.template.sha, self.config.llm.model)
+            for i in range(n_calls):
+                calls.append(
+                    build_call(
+                        self.config, self.template, by_cell[cell], self.pool, first + i, per_call
+                    )
+                )
+        return calls
+
+    async def _batch(
+        self, client: LLMClient, run_id: str, calls: list, summary: RunSummary
+    ) -> None:
+        results = await client.complete_all(calls)
+        if results and all(r.status == "failed" for r in results):
+            # Nothing got through (a bad model name, an unsupported response_format):
+            # say so now rather than spend the remaining batches finding out again.
+            raise SynthError("llm", f"every call of a batch failed; the first: {results[0].error}")
+        accepted, candidates = self._process(run_id, results)
+        summary.accepted += accepted
+        summary.candidates += candidates
+        report = BatchReport(
+            number=len(summary.batches) + 1,
+            calls=len(calls),
+            candidates=candidates,
+            accepted=accepted,
+            open_cells=sum(
+                1 for p in plan_cells(self.config, self.store.cell_counts()) if p.deficit
+            ),
+        )
+        summary.batches.append(report)
+        if self.progress is not None:
+            self.progress(report)
+
+    def _process(self, run_id: str, results: list[CallResult]) -> tuple[int, int]:
+        """Filter a batch's candidates in plan order, fill quotas, store it all."""
+        matches = {s.name: dict(s.match) for s in self.config.slices}
+        candidates: list[Candidate] = []
+        processed: list[str] = []
+        for r in results:
+            if r.status != "ok":
+                continue
+            items = parse_reply(r.content)
+            cell_match = matches.get(r.call.slice or "", {})
+            candidates += candidates_from(r.call, items, self.config, cell_match, run_id)
+            processed.append(r.call.id)
+            self.asked[CellKey(slice=r.call.slice or "", label=r.call.label or "")] += len(items)
+        outcomes = self.chain.decide(candidates)
+        deficits = {p.cell: p.deficit for p in plan_cells(self.config, self.store.cell_counts())}
+        statuses: list[Status] = []
+        accepted = 0
+        for o in outcomes:
+            cell = o.candidate.cell
+            if o.verdict is Verdict.REJECT:
+                statuses.append(Status.REJECTED)
+            elif o.verdict is Verdict.REVIEW:
+                statuses.append(Status.REVIEW_PENDING)
+            elif deficits.get(cell, 0) > 0:
+                deficits[cell] -= 1
+                accepted += 1
+                statuses.append(Status.ACCEPTED)
+            else:
+                statuses.append(Status.SURPLUS)
+            if o.verdict is Verdict.KEEP:
+                self.kept[cell] += 1
+        self.chain.admit([o.candidate for o in outcomes if o.verdict is not Verdict.REJECT])
+        self.store.add_batch(run_id, outcomes, statuses, processed)
+        return accepted, len(candidates)
+
+    def _track_idle(
+        self,
+        open_cells: list[CellPlan],
+        before: dict[CellKey, tuple[int, int]],
+        after: dict[CellKey, tuple[int, int]],
+    ) -> None:
+        limit = self.config.generate.max_idle_batches
+        for p in open_cells:
+            if after.get(p.cell, (0, 0))[1] > before.get(p.cell, (0, 0))[1]:
+                self.idle[p.cell] = 0
+            else:
+                self.idle[p.cell] += 1
+                if self.idle[p.cell] >= limit:
+                    self.stalled.add(p.cell)

@@ -1,0 +1,711 @@
+"""The SQLite provenance store: the only module that speaks SQL.
+
+The schema is public: query it with sqlite3 or Datasette (README, "The store").
+
+    runs        one row per `synth run` (resumed runs keep their id)
+    templates   every prompt template used, by content sha
+    llm_calls   every request: planned (pending), then answered (ok), invalid or
+                failed; also the response cache, keyed by request_sha
+    examples    every row: real seeds, synthetic candidates (rejected ones too),
+                edited rows; status says where each is in its life
+    decisions   one row per filter per candidate, keeps included
+    reviews     human verdicts
+    edits       every change to an example's data (redaction, a reviewer's edit),
+                with the data before and after
+
+Writes that belong together share one transaction; a paid reply is committed the
+moment it arrives, in its own transaction, so a crash loses no paid work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from synth.errors import StoreError
+from synth.filters import Outcome
+from synth.records import (
+    CellKey,
+    Decision,
+    Seed,
+    SeenItem,
+    Source,
+    Status,
+    Verdict,
+    canonical_json,
+    content_sha,
+)
+
+migrations = Migrations("synth")
+
+# Statuses whose rows fill a cell's quota. A row sampled for review stays counted;
+# one a filter sent to review counts only once a human approves it.
+COUNTED = "(status IN ('accepted', 'approved') OR (status = 'review_pending' AND outcome = 'keep'))"
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL,          -- running | finished | stopped | failed
+            stop_reason TEXT,
+            config_json TEXT NOT NULL,
+            config_sha TEXT NOT NULL,
+            pid INTEGER,
+            resumes INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE templates (
+            sha TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            source TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE llm_calls (
+            id TEXT PRIMARY KEY,
+            run_id TEXT REFERENCES runs(id),
+            request_sha TEXT NOT NULL UNIQUE,
+            purpose TEXT NOT NULL,         -- generate | judge
+            slice TEXT,
+            label TEXT,
+            sample_index INTEGER,
+            template TEXT,
+            template_sha TEXT,
+            model TEXT NOT NULL,
+            params_json TEXT NOT NULL,
+            messages_json TEXT NOT NULL,
+            parent_ids_json TEXT NOT NULL DEFAULT '[]',
+            response_json TEXT,
+            status TEXT NOT NULL,          -- pending | ok | invalid | failed
+            error TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            cost_usd REAL NOT NULL DEFAULT 0,
+            latency_ms REAL,
+            processed INTEGER NOT NULL DEFAULT 0,  -- its examples are stored
+            created_at TEXT NOT NULL,
+            answered_at TEXT
+        );
+        CREATE INDEX llm_calls_cell ON llm_calls(slice, label);
+        CREATE INDEX llm_calls_status ON llm_calls(status, processed);
+        CREATE TABLE examples (
+            id TEXT PRIMARY KEY,
+            source TEXT NOT NULL,          -- real | synthetic | edited
+            slice TEXT NOT NULL,
+            label TEXT NOT NULL,
+            data_json TEXT NOT NULL,
+            text TEXT NOT NULL,
+            content_sha TEXT NOT NULL,
+            status TEXT NOT NULL,          -- accepted | rejected | review_pending |
+                                           -- approved | review_rejected | surplus
+            outcome TEXT,                  -- the filter chain's verdict: keep | reject | review
+            rejected_by TEXT,
+            run_id TEXT REFERENCES runs(id),
+            llm_call_id TEXT REFERENCES llm_calls(id),
+            call_index INTEGER,
+            template TEXT,
+            template_sha TEXT,
+            model TEXT,
+            parent_ids_json TEXT NOT NULL DEFAULT '[]',
+            origin TEXT,                   -- seeds: "file:line"
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX examples_cell ON examples(slice, label, status);
+        CREATE INDEX examples_sha ON examples(content_sha);
+        CREATE INDEX examples_call ON examples(llm_call_id);
+        CREATE UNIQUE INDEX examples_real_content ON examples(content_sha) WHERE source = 'real';
+        CREATE TABLE decisions (
+            id INTEGER PRIMARY KEY,
+            example_id TEXT NOT NULL REFERENCES examples(id),
+            filter TEXT NOT NULL,
+            filter_version TEXT NOT NULL,
+            verdict TEXT NOT NULL,         -- keep | reject | review
+            score REAL,
+            reason TEXT NOT NULL,
+            run_id TEXT REFERENCES runs(id),
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX decisions_example ON decisions(example_id);
+        CREATE INDEX decisions_filter ON decisions(filter, verdict);
+        CREATE TABLE reviews (
+            id INTEGER PRIMARY KEY,
+            example_id TEXT NOT NULL REFERENCES examples(id),
+            reviewer TEXT NOT NULL,
+            verdict TEXT NOT NULL,         -- approve | reject
+            edited_data_json TEXT,
+            note TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX reviews_example ON reviews(example_id);
+        CREATE TABLE edits (
+            id INTEGER PRIMARY KEY,
+            example_id TEXT NOT NULL REFERENCES examples(id),
+            editor TEXT NOT NULL,          -- "filter:pii" or "reviewer:<name>"
+            before_json TEXT NOT NULL,
+            after_json TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX edits_example ON edits(example_id);
+        """
+    )
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:16]}"
+
+
+@dataclass(frozen=True)
+class SeedImport:
+    added: int
+    duplicates: int
+
+
+@dataclass(frozen=True)
+class CallRow:
+    id: str
+    run_id: str | None
+    request_sha: str
+    slice: str | None
+    label: str | None
+    template: str | None
+    template_sha: str | None
+    model: str
+    params: dict[str, Any]
+    messages: list[dict[str, Any]]
+    parent_ids: list[str]
+    status: str
+    response_json: str | None
+    attempts: int
+    sample_index: int | None
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: str
+    status: str
+    config_sha: str
+    started_at: str
+    finished_at: str | None
+    stop_reason: str | None
+    resumes: int
+
+
+@dataclass(frozen=True)
+class Spend:
+    calls: int
+    attempts: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+class Store:
+    """A synth project's SQLite file. One per project; safe to reopen at any time."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite_utils.Database(self.path)
+        self.conn: sqlite3.Connection = self.db.conn
+        self.conn.execute("PRAGMA busy_timeout = 10000")
+        self.db.enable_wal()
+        # WAL + NORMAL survives a killed process (only an OS crash can lose the last
+        # commits), at a fraction of FULL's fsync cost per paid reply.
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        migrations.apply(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self.db.atomic():
+            yield self.conn
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        cur = self.conn.execute(sql, params)
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]  # type: ignore[misc]
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self.conn.execute(sql, params).fetchone()
+        return row[0] if row else None
+
+    # -- seeds ---------------------------------------------------------------------
+
+    def add_seeds(self, seeds: Sequence[Seed]) -> SeedImport:
+        """Store real rows; rows whose content is already stored are skipped."""
+        added = 0
+        ts = now()
+        with self._tx() as conn:
+            for seed in seeds:
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO examples (id, source, slice, label, data_json, text,"
+                    " content_sha, status, origin, created_at, updated_at)"
+                    " VALUES (?, 'real', ?, ?, ?, ?, ?, 'accepted', ?, ?, ?)",
+                    (
+                        new_id("seed"),
+                        seed.slice,
+                        seed.label,
+                        canonical_json(seed.data),
+                        seed.text,
+                        seed.content_sha,
+                        seed.origin,
+                        ts,
+                        ts,
+                    ),
+                )
+                added += cur.rowcount
+        return SeedImport(added=added, duplicates=len(seeds) - added)
+
+    def seeds(self) -> list[dict[str, Any]]:
+        """Real rows, oldest first: the few-shot pool."""
+        rows = self._rows(
+            "SELECT id, slice, label, data_json, text FROM examples"
+            " WHERE source = 'real' ORDER BY rowid"
+        )
+        for r in rows:
+            r["data"] = json.loads(r.pop("data_json"))
+        return rows
+
+    def count(self, table: str) -> int:
+        if table not in {"examples", "llm_calls", "decisions", "reviews", "runs", "edits"}:
+            raise ValueError(table)
+        return int(self._one(f"SELECT count(*) FROM {table}"))
+
+    # -- what fills the cells ------------------------------------------------------
+
+    def cell_counts(self) -> dict[CellKey, tuple[int, int]]:
+        """(real, synthetic) rows counting toward each cell's target."""
+        out: dict[CellKey, list[int]] = defaultdict(lambda: [0, 0])
+        for slice_, label, source, n in self.conn.execute(
+            f"SELECT slice, label, source, count(*) FROM examples WHERE {COUNTED}"
+            " GROUP BY slice, label, source"
+        ):
+            out[CellKey(slice=slice_, label=label)][0 if source == "real" else 1] += n
+        return {k: (v[0], v[1]) for k, v in out.items()}
+
+    def seen_items(self) -> list[SeenItem]:
+        """Seeds and every synthetic row the filter chain did not reject, in order."""
+        return [
+            SeenItem(
+                id=r[0],
+                text=r[1],
+                cell=CellKey(slice=r[2], label=r[3]),
+                source=Source(r[4]),
+            )
+            for r in self.conn.execute(
+                "SELECT id, text, slice, label, source FROM examples"
+                " WHERE source = 'real' OR outcome IN ('keep', 'review') ORDER BY rowid"
+            )
+        ]
+
+    # -- runs ----------------------------------------------------------------------
+
+    def begin_run(self, config_json: str, config_sha: str) -> RunRow:
+        """Resume the last run if it was cut off with this config; else start one."""
+        with self._tx() as conn:
+            last = self._run_rows("ORDER BY rowid DESC LIMIT 1")
+            if last and last[0].status == "running":
+                pid = self._one("SELECT pid FROM runs WHERE id = ?", (last[0].id,))
+                if pid and pid != os.getpid() and _alive(pid):
+                    raise StoreError(str(self.path), f"run {last[0].id} is still going (pid {pid})")
+                if last[0].config_sha == config_sha:
+                    conn.execute(
+                        "UPDATE runs SET pid = ?, resumes = resumes + 1 WHERE id = ?",
+                        (os.getpid(), last[0].id),
+                    )
+                    return self._run_rows("WHERE id = ?", (last[0].id,))[0]
+                conn.execute(
+                    "UPDATE runs SET status = 'stopped', finished_at = ?,"
+                    " stop_reason = 'interrupted; a later run had another config' WHERE id = ?",
+                    (now(), last[0].id),
+                )
+            run_id = new_id("run")
+            conn.execute(
+                "INSERT INTO runs (id, started_at, status, config_json, config_sha, pid)"
+                " VALUES (?, ?, 'running', ?, ?, ?)",
+                (run_id, now(), config_json, config_sha, os.getpid()),
+            )
+        return self._run_rows("WHERE id = ?", (run_id,))[0]
+
+    def finish_run(
+        self,
+        run_id: str,
+        status: str,
+        reason: str | None = None,
+        review_ids: Sequence[str] = (),
+    ) -> None:
+        """Close the run; the rows sampled for review are marked in the same
+        transaction, so a resumed run never samples twice."""
+        ts = now()
+        with self._tx() as conn:
+            conn.executemany(
+                "UPDATE examples SET status = 'review_pending', updated_at = ?"
+                " WHERE id = ? AND status = 'accepted'",
+                [(ts, i) for i in review_ids],
+            )
+            conn.execute(
+                "UPDATE runs SET status = ?, stop_reason = ?, finished_at = ? WHERE id = ?",
+                (status, reason, now(), run_id),
+            )
+
+    def runs(self) -> list[RunRow]:
+        return self._run_rows("ORDER BY rowid")
+
+    def _run_rows(self, where: str, params: Sequence[Any] = ()) -> list[RunRow]:
+        return [
+            RunRow(*r)
+            for r in self.conn.execute(
+                "SELECT id, status, config_sha, started_at, finished_at, stop_reason, resumes"
+                f" FROM runs {where}",
+                params,
+            )
+        ]
+
+    # -- templates and calls -------------------------------------------------------
+
+    def add_template(self, name: str, source: str, sha: str) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO templates (sha, name, source, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (sha, name, source, now()),
+            )
+
+    def next_sample_index(self, cell: CellKey, template_sha: str, model: str) -> int:
+        n = self._one(
+            "SELECT max(sample_index) FROM llm_calls WHERE purpose = 'generate'"
+            " AND slice = ? AND label = ? AND template_sha = ? AND model = ?",
+            (cell.slice, cell.label, template_sha, model),
+        )
+        return 0 if n is None else n + 1
+
+    def plan_calls(self, run_id: str, calls: Sequence[dict[str, Any]]) -> list[CallRow]:
+        """Record calls before they are sent; a request already recorded is reused."""
+        ts = now()
+        with self._tx() as conn:
+            for c in calls:
+                conn.execute(
+                    "INSERT OR IGNORE INTO llm_calls (id, run_id, request_sha, purpose, slice,"
+                    " label, sample_index, template, template_sha, model, params_json,"
+                    " messages_json, parent_ids_json, status, created_at)"
+                    " VALUES (?, ?, ?, 'generate', ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                    (
+                        new_id("call"),
+                        run_id,
+                        c["request_sha"],
+                        c["slice"],
+                        c["label"],
+                        c["sample_index"],
+                        c["template"],
+                        c["template_sha"],
+                        c["model"],
+                        canonical_json(c["params"]),
+                        canonical_json(c["messages"]),
+                        json.dumps(c["parent_ids"]),
+                        ts,
+                    ),
+                )
+        shas = [c["request_sha"] for c in calls]
+        by_sha = {row.request_sha: row for row in self._calls_by_sha(shas)}
+        return [by_sha[s] for s in shas]
+
+    def _calls_by_sha(self, shas: Sequence[str]) -> list[CallRow]:
+        out: list[CallRow] = []
+        for i in range(0, len(shas), 500):
+            chunk = shas[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            out += self._call_rows(f"WHERE request_sha IN ({marks})", chunk)
+        return out
+
+    def unfinished_calls(self) -> list[CallRow]:
+        """Calls planned but never answered, or answered but not yet turned into rows:
+        what a killed run leaves behind, oldest first."""
+        return self._call_rows(
+            "WHERE purpose = 'generate' AND (status = 'pending' OR (status = 'ok'"
+            " AND processed = 0)) ORDER BY rowid"
+        )
+
+    def _call_rows(self, where: str, params: Sequence[Any] = ()) -> list[CallRow]:
+        return [
+            CallRow(
+                id=r[0],
+                run_id=r[1],
+                request_sha=r[2],
+                slice=r[3],
+                label=r[4],
+                template=r[5],
+                template_sha=r[6],
+                model=r[7],
+                params=json.loads(r[8]),
+                messages=json.loads(r[9]),
+                parent_ids=json.loads(r[10]),
+                status=r[11],
+                response_json=r[12],
+                attempts=r[13],
+                sample_index=r[14],
+            )
+            for r in self.conn.execute(
+                "SELECT id, run_id, request_sha, slice, label, template, template_sha, model,"
+                " params_json, messages_json, parent_ids_json, status, response_json,"
+                f" attempts, sample_index FROM llm_calls {where}",
+                params,
+            )
+        ]
+
+    def record_attempt(self, call_id: str) -> None:
+        """Counted before the request leaves, so a kill mid-flight still counts it."""
+        self.conn.execute("UPDATE llm_calls SET attempts = attempts + 1 WHERE id = ?", (call_id,))
+        self.conn.commit()
+
+    def record_reply(
+        self,
+        call_id: str,
+        *,
+        status: str,
+        response_json: str | None,
+        error: str | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cost_usd: float,
+        latency_ms: float | None,
+    ) -> None:
+        self.conn.execute(
+            "UPDATE llm_calls SET status = ?, response_json = ?, error = ?, prompt_tokens = ?,"
+            " completion_tokens = ?, cost_usd = ?, latency_ms = ?, answered_at = ?,"
+            " processed = CASE WHEN ? = 'ok' THEN processed ELSE 1 END WHERE id = ?",
+            (
+                status,
+                response_json,
+                error,
+                prompt_tokens,
+                completion_tokens,
+                cost_usd,
+                latency_ms,
+                now(),
+                status,
+                call_id,
+            ),
+        )
+        self.conn.commit()
+
+    def spend(self, run_id: str | None = None) -> Spend:
+        where, params = ("WHERE run_id = ?", (run_id,)) if run_id else ("", ())
+        r = self.conn.execute(
+            "SELECT count(*), coalesce(sum(attempts), 0), coalesce(sum(prompt_tokens), 0),"
+            " coalesce(sum(completion_tokens), 0), coalesce(sum(cost_usd), 0)"
+            f" FROM llm_calls {where}",
+            params,
+        ).fetchone()
+        return Spend(*r)
+
+    # -- candidates and decisions --------------------------------------------------
+
+    def add_batch(
+        self,
+        run_id: str,
+        outcomes: Sequence[Outcome],
+        statuses: Sequence[Status],
+        processed_call_ids: Iterable[str],
+    ) -> None:
+        """Store a batch of candidates with every decision, and mark their calls done:
+        one transaction, so a crash leaves either all of it or none."""
+        ts = now()
+        with self._tx() as conn:
+            for outcome, status in zip(outcomes, statuses, strict=True):
+                c = outcome.candidate
+                conn.execute(
+                    "INSERT OR IGNORE INTO examples (id, source, slice, label, data_json, text,"
+                    " content_sha, status, outcome, rejected_by, run_id, llm_call_id,"
+                    " call_index, template, template_sha, model, parent_ids_json, created_at,"
+                    " updated_at) VALUES (?, 'synthetic', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                    " ?, ?, ?, ?, ?, ?)",
+                    (
+                        c.id,
+                        c.cell.slice,
+                        c.cell.label,
+                        canonical_json(c.row),
+                        c.text,
+                        c.content_sha,
+                        status.value,
+                        outcome.verdict.value,
+                        outcome.rejected_by,
+                        run_id,
+                        c.llm_call_id,
+                        c.index,
+                        c.template,
+                        c.template_sha,
+                        c.model,
+                        json.dumps(list(c.parent_ids)),
+                        ts,
+                        ts,
+                    ),
+                )
+                self._add_decisions(conn, run_id, outcome.decisions, ts)
+            conn.executemany(
+                "UPDATE llm_calls SET processed = 1 WHERE id = ?",
+                [(i,) for i in processed_call_ids],
+            )
+
+    def _add_decisions(
+        self, conn: sqlite3.Connection, run_id: str, decisions: Sequence[Decision], ts: str
+    ) -> None:
+        conn.executemany(
+            "INSERT INTO decisions (example_id, filter, filter_version, verdict, score, reason,"
+            " run_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    d.example_id,
+                    d.filter,
+                    d.filter_version,
+                    d.verdict.value,
+                    d.score,
+                    d.reason,
+                    run_id,
+                    ts,
+                )
+                for d in decisions
+            ],
+        )
+
+    def accepted_ids(self, run_id: str) -> list[tuple[str, str, str]]:
+        """(id, slice, label) of the synthetic rows this run accepted."""
+        return [
+            tuple(r)  # type: ignore[misc]
+            for r in self.conn.execute(
+                "SELECT id, slice, label FROM examples WHERE run_id = ?"
+                " AND source = 'synthetic' AND status = 'accepted' ORDER BY rowid",
+                (run_id,),
+            )
+        ]
+
+    # -- reading back --------------------------------------------------------------
+
+    def funnel(self) -> list[dict[str, Any]]:
+        """Per cell: candidates, rejections per filter, and where the rest stand."""
+        cells: dict[tuple[str, str], dict[str, Any]] = {}
+
+        def cell(slice_: str, label: str) -> dict[str, Any]:
+            return cells.setdefault(
+                (slice_, label),
+                {
+                    "slice": slice_,
+                    "label": label,
+                    "real": 0,
+                    "generated": 0,
+                    "rejected": Counter(),
+                    "accepted": 0,
+                    "review_pending": 0,
+                    "approved": 0,
+                    "review_rejected": 0,
+                    "surplus": 0,
+                    "calls": 0,
+                    "failed_calls": 0,
+                    "prompt_tokens": 0,
+                    "completion_tokens": 0,
+                    "cost_usd": 0.0,
+                },
+            )
+
+        for slice_, label, source, status, rejected_by, n in self.conn.execute(
+            "SELECT slice, label, source, status, rejected_by, count(*) FROM examples"
+            " GROUP BY slice, label, source, status, rejected_by"
+        ):
+            row = cell(slice_, label)
+            if source == Source.REAL:
+                row["real"] += n
+                continue
+            row["generated"] += n
+            if status == Status.REJECTED:
+                row["rejected"][rejected_by or "?"] += n
+            else:
+                row[status] += n
+        for slice_, label, status, n, pt, ct, cost in self.conn.execute(
+            "SELECT slice, label, status, count(*), sum(prompt_tokens), sum(completion_tokens),"
+            " sum(cost_usd) FROM llm_calls WHERE purpose = 'generate'"
+            " GROUP BY slice, label, status"
+        ):
+            row = cell(slice_, label)
+            row["calls"] += n
+            if status in ("failed", "invalid"):
+                row["failed_calls"] += n
+            row["prompt_tokens"] += pt or 0
+            row["completion_tokens"] += ct or 0
+            row["cost_usd"] += cost or 0.0
+        return [cells[k] for k in sorted(cells)]
+
+    def filter_verdicts(self) -> dict[str, Counter[str]]:
+        """filter -> verdict -> count, over every stored decision."""
+        out: dict[str, Counter[str]] = defaultdict(Counter)
+        for f, v, n in self.conn.execute(
+            "SELECT filter, verdict, count(*) FROM decisions GROUP BY filter, verdict"
+        ):
+            out[f][v] = n
+        return dict(out)
+
+    def dataset_rows(self) -> list[dict[str, Any]]:
+        """The dataset as it stands: real rows and counted synthetic rows, with lineage."""
+        rows = self._rows(
+            "SELECT e.id, e.source, e.slice, e.label, e.data_json, e.status, e.run_id,"
+            " e.model, e.template, e.template_sha, e.parent_ids_json, e.origin,"
+            " e.llm_call_id, e.content_sha FROM examples e"
+            f" WHERE e.source = 'real' OR {COUNTED} ORDER BY e.rowid"
+        )
+        for r in rows:
+            r["data"] = json.loads(r.pop("data_json"))
+            r["parent_ids"] = json.loads(r.pop("parent_ids_json"))
+        return rows
+
+    def example_statuses(self) -> Counter[str]:
+        return Counter(
+            dict(self.conn.execute("SELECT status, count(*) FROM examples GROUP BY status"))
+        )
+
+    def decisions_for(self, example_id: str) -> list[dict[str, Any]]:
+        return self._rows(
+            "SELECT filter, filter_version, verdict, score, reason FROM decisions"
+            " WHERE example_id = ? ORDER BY id",
+            (example_id,),
+        )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+__all__ = ["CallRow", "RunRow", "SeedImport", "Spend", "Store", "content_sha", "Verdict"]
