@@ -7,6 +7,7 @@ not the whole reply.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -14,6 +15,16 @@ from pydantic import Field
 
 from synth.filters.base import Filter, FilterContext, FilterParams
 from synth.records import Candidate, Decision
+
+# Scripts written without spaces: each character counts as a word.
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
+_WORD = re.compile(f"[{_CJK}]|[^\\W{_CJK}]+")
+
+
+def count_words(text: str) -> int:
+    """Words in any script: runs of letters and digits, and single CJK characters."""
+    return sum(1 for _ in _WORD.finditer(text))
+
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -26,7 +37,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
 class SchemaParams(FilterParams):
     """Per-example checks beyond the field types and lengths declared in ``[schema]``.
 
-    min_words / max_words count whitespace-separated words of the text field: Self-
+    min_words / max_words count words of the text field (a CJK character is a word): Self-
     Instruct drops instructions of <= 3 or > 150 words; for short intents 2 is safer.
     """
 
@@ -70,7 +81,7 @@ class SchemaFilter(Filter):
             return f"wrong_label: {label!r}, asked for {c.cell.label!r}"
         if not c.text.strip():
             return "empty: no text"
-        words = len(c.text.split())
+        words = count_words(c.text)
         if words < self.params.min_words:
             return f"too_short: {words} words < {self.params.min_words}"
         if self.params.max_words is not None and words > self.params.max_words:

@@ -1,0 +1,142 @@
+"""Shared fixtures: real files in tmp_path, a real SQLite store, and the simulator on
+loopback driven by the real openai client."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from synth.config import Config, load_config
+from synth.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+
+SEEDS = [
+    {"text": "my card still has not arrived after two weeks", "label": "card_arrival"},
+    {"text": "when will the new card I ordered get here", "label": "card_arrival"},
+    {"text": "how long does card delivery usually take", "label": "card_arrival"},
+    {"text": "is there any way to track my card in the post", "label": "card_arrival"},
+    {"text": "I think my card was stolen at the station", "label": "lost_or_stolen_card"},
+    {"text": "I lost my wallet with the card inside it", "label": "lost_or_stolen_card"},
+    {"text": "what exchange rate do you use for euros", "label": "exchange_rate"},
+]
+
+CONFIG = """
+[project]
+name = "test"
+db = "synth.db"
+
+[llm]
+model = "sim-1"
+base_url = "{base_url}"
+max_concurrency = 8
+timeout = 5
+retries = 5
+
+[llm.prices]
+"sim-1" = {{ input = 1.0, output = 2.0 }}
+
+[schema]
+text = "text"
+label = "label"
+fields.text = {{ type = "string", min_length = 3 }}
+fields.label = {{ type = "string" }}
+
+[targets]
+balance = "uniform"
+per_label = 6
+
+[[slices]]
+name = "urgent"
+description = "short, panicked messages"
+match = {{ tone = "urgent" }}
+target = 2
+labels = ["lost_or_stolen_card"]
+
+[generate]
+template = "prompts/generate/classify.md.j2"
+few_shot = 3
+contrast = 1
+per_call = 3
+max_calls = 200
+
+[[filters]]
+kind = "schema"
+min_words = 2
+
+[[filters]]
+kind = "exact_dedup"
+
+[review]
+fraction = 0.25
+"""
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+class Project:
+    """A project folder: config.toml, the real generation template, a seed file."""
+
+    def __init__(self, root: Path, base_url: str = "http://127.0.0.1:9/v1") -> None:
+        self.root = root
+        (root / "prompts" / "generate").mkdir(parents=True, exist_ok=True)
+        template = ROOT / "prompts" / "generate" / "classify.md.j2"
+        (root / "prompts" / "generate" / "classify.md.j2").write_text(template.read_text())
+        self.seeds = write_jsonl(root / "seeds.jsonl", SEEDS)
+        self.write_config(base_url=base_url)
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.toml"
+
+    def write_config(self, extra: str = "", base_url: str = "http://127.0.0.1:9/v1") -> None:
+        text = CONFIG.format(base_url=base_url) + textwrap.dedent(extra)
+        self.config_path.write_text(text, encoding="utf-8")
+
+    def config(self) -> Config:
+        return load_config(self.config_path)
+
+    def store(self) -> Store:
+        return Store(self.root / "synth.db")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Project:
+    return Project(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def sim_server() -> Iterator[object]:
+    from synth.llm.simulator import SimConfig, Simulator
+
+    with Simulator(SimConfig(seed=1)) as sim:
+        yield sim
+
+
+@pytest.fixture
+def sim(sim_server: object) -> object:
+    """The session's simulator, with clean stats and default (fault-free) behaviour."""
+    sim_server.reset()  # type: ignore[attr-defined]
+    sim_server.configure(  # type: ignore[attr-defined]
+        **{k: v for k, v in _defaults().items() if k != "seed"}
+    )
+    return sim_server
+
+
+def _defaults() -> dict:
+    from synth.llm.simulator import SimConfig
+
+    return SimConfig().model_dump()
+
+
+@pytest.fixture
+def sim_project(tmp_path: Path, sim: object) -> Project:
+    return Project(tmp_path, base_url=sim.base_url)  # type: ignore[attr-defined]
