@@ -20,7 +20,10 @@ def _import(project, path, *args):
 
 
 def test_import_stores_real_rows_and_assigns_slices(project):
-    rows = [*SEEDS, {"text": "HELP my card is gone!!", "label": "lost_or_stolen_card", "tone": "urgent"}]
+    rows = [
+        *SEEDS,
+        {"text": "HELP my card is gone!!", "label": "lost_or_stolen_card", "tone": "urgent"},
+    ]
     write_jsonl(project.seeds, rows)
     result = _import(project, project.seeds)
     assert result.exit_code == 0, result.output
@@ -44,9 +47,11 @@ def test_reimport_adds_nothing(project):
 
 
 def test_malformed_line_names_file_and_line_and_stores_nothing(project):
-    lines = [json.dumps(r) for r in SEEDS[:3]] + ['{"text": "broken", "label": '] + [
-        json.dumps(SEEDS[3])
-    ]
+    lines = (
+        [json.dumps(r) for r in SEEDS[:3]]
+        + ['{"text": "broken", "label": ']
+        + [json.dumps(SEEDS[3])]
+    )
     project.seeds.write_text("\n".join(lines) + "\n")
     result = _import(project, project.seeds)
     assert result.exit_code != 0

@@ -21,15 +21,39 @@ def test_schema_is_created_once_and_is_public(tmp_path):
     assert {"runs", "examples", "llm_calls", "decisions", "reviews", "templates", "edits"} <= tables
     columns = {r[1] for r in conn.execute("PRAGMA table_info(examples)")}
     assert {
-        "id", "source", "slice", "label", "data_json", "text", "content_sha", "status",
-        "run_id", "llm_call_id", "template", "template_sha", "model", "parent_ids_json",
+        "id",
+        "source",
+        "slice",
+        "label",
+        "data_json",
+        "text",
+        "content_sha",
+        "status",
+        "run_id",
+        "llm_call_id",
+        "template",
+        "template_sha",
+        "model",
+        "parent_ids_json",
         "created_at",
     } <= columns
     calls = {r[1] for r in conn.execute("PRAGMA table_info(llm_calls)")}
     assert {
-        "id", "run_id", "request_sha", "model", "params_json", "messages_json",
-        "response_json", "status", "error", "attempts", "prompt_tokens",
-        "completion_tokens", "cost_usd", "latency_ms", "created_at",
+        "id",
+        "run_id",
+        "request_sha",
+        "model",
+        "params_json",
+        "messages_json",
+        "response_json",
+        "status",
+        "error",
+        "attempts",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost_usd",
+        "latency_ms",
+        "created_at",
     } <= calls
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     applied = conn.execute("SELECT count(*) FROM _sqlite_migrations").fetchone()[0]
