@@ -28,6 +28,7 @@ from tenacity import (
 from synth.config import LLMSettings
 from synth.errors import SynthError
 from synth.generate import ReplyError, parse_reply
+from synth.llm.limits import Pacer, estimate_tokens
 from synth.store import CallRow, Store
 
 # Errors no retry can mend: the run stops and says why, instead of recording the
@@ -99,6 +100,8 @@ class LLMClient:
             timeout=settings.timeout,
         )
         self.slots = asyncio.Semaphore(settings.max_concurrency)
+        self.requests = Pacer(settings.rpm)
+        self.tokens = Pacer(settings.tpm)
         self.fatal: SynthError | None = None
 
     async def close(self) -> None:
@@ -155,14 +158,19 @@ class LLMClient:
             retry=retry_if_exception(retryable),
             reraise=True,
         )
+        estimate = estimate_tokens(call.messages, int(call.params.get("max_tokens", 0)))
         async for attempt in retrying:
             with attempt:
                 async with self.slots:
+                    await self.requests.acquire()
+                    await self.tokens.acquire(estimate)
                     self.store.record_attempt(call.id)
                     raw = await self.client.chat.completions.with_raw_response.create(
                         model=call.model, messages=call.messages, **call.params
                     )
-                    return await raw.text()
+                    body = await raw.text()
+                    self.tokens.correct(_used_tokens(body) - estimate)
+                    return body
         raise AssertionError("unreachable: tenacity reraises")
 
     def _accept(self, call: CallRow, body: str, started: float) -> CallResult:
@@ -216,6 +224,14 @@ class LLMClient:
         if price is None:
             return 0.0
         return (prompt_tokens * price.input + completion_tokens * price.output) / 1e6
+
+
+def _used_tokens(body: str) -> int:
+    try:
+        usage = json.loads(body).get("usage") or {}
+        return int(usage.get("total_tokens") or 0)
+    except (ValueError, AttributeError, TypeError):
+        return 0
 
 
 def _cached(call: CallRow) -> CallResult:

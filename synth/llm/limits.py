@@ -1,0 +1,57 @@
+"""Request and token rate limits, kept by pacing rather than by bursts.
+
+Each limit is a GCRA (generic cell rate algorithm) schedule: a request may start at
+its theoretical arrival time, which advances by ``cost * period / limit`` for every
+request let through. Requests are therefore spread evenly: in any window of w seconds
+at most ``limit * w / period`` (plus one) start, which is also how providers such as
+OpenAI enforce a per-minute limit over shorter intervals. A token limit charges the
+estimated tokens before the call and corrects the schedule from the reply's usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+
+class Pacer:
+    """Spaces acquisitions so that at most ``limit`` units start per ``period`` seconds.
+
+    ``burst`` units may start back to back after an idle spell; 1 keeps the schedule
+    strict. A limit of 0 means no limit.
+    """
+
+    def __init__(self, limit: float, period: float = 60.0, burst: float = 1.0) -> None:
+        self.limit = limit
+        self.period = period
+        self.burst = burst
+        self._tat = 0.0  # theoretical arrival time of the next unit
+        self._lock = asyncio.Lock()
+
+    @property
+    def interval(self) -> float:
+        return self.period / self.limit if self.limit else 0.0
+
+    async def acquire(self, cost: float = 1.0) -> None:
+        if not self.limit:
+            return
+        async with self._lock:
+            now = time.monotonic()
+            # Allow `burst` units of slack after idling, never more.
+            start = max(self._tat, now - (self.burst - 1) * self.interval)
+            wait = start - now
+            self._tat = start + cost * self.interval
+            if wait > 0:
+                await asyncio.sleep(wait)
+
+    def correct(self, delta: float) -> None:
+        """Charge (or refund, if negative) units after the fact: actual - estimated."""
+        if self.limit:
+            self._tat = max(time.monotonic() - self.interval, self._tat + delta * self.interval)
+
+
+def estimate_tokens(messages: list[dict], max_tokens: int) -> int:
+    """Tokens a request may use: about 4 characters a token for the prompt, plus the
+    completion's ceiling (providers reserve max_tokens against TPM the same way)."""
+    chars = sum(len(str(m.get("content", ""))) for m in messages)
+    return chars // 4 + 4 * len(messages) + max_tokens

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from synth.cli import cli
+
+
+def invoke(project, *args):
+    return CliRunner().invoke(cli, ["--config", str(project.config_path), *args])
+
+
+def test_plan_status_run_export_through_the_cli(sim_project, sim, tmp_path):
+    assert invoke(sim_project, "seeds", "import", str(sim_project.seeds)).exit_code == 0
+    plan = invoke(sim_project, "plan")
+    assert plan.exit_code == 0
+    assert "default/exchange_rate" in plan.output and "total deficit: 13" in plan.output
+    assert sim.stats()["requests"] == 0  # planning calls no LLM
+
+    ran = invoke(sim_project, "run", "--quiet")
+    assert ran.exit_code == 0, ran.output
+    assert "finished" in ran.output and "13 accepted" in ran.output
+
+    status = invoke(sim_project, "status")
+    assert status.exit_code == 0
+    assert "-exact_dedup" in status.output and "urgent/lost_or_stolen_card" in status.output
+
+    as_json = json.loads(invoke(sim_project, "status", "--json").output)
+    assert sum(c["accepted"] + c["review_pending"] for c in as_json["cells"]) == 13
+
+    out = tmp_path / "out" / "data.jsonl"
+    exported = invoke(sim_project, "export", "--out", str(out))
+    assert exported.exit_code == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 7 + 13
+    chat = tmp_path / "chat.jsonl"
+    assert invoke(sim_project, "export", "--out", str(chat), "--format", "chat").exit_code == 0
+    first = json.loads(chat.read_text().splitlines()[0])
+    assert [m["role"] for m in first["messages"]] == ["user", "assistant"]
+
+
+def test_errors_are_one_line_with_where(project):
+    project.config_path.write_text("[llm]\nmodle = 'x'\n")
+    result = invoke(project, "plan")
+    assert result.exit_code == 1
+    assert result.output.strip() == "Error: config.toml: llm.modle: Extra inputs are not permitted"

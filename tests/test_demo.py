@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+from synth.demo import run_demo
+
+
+def test_demo_runs_offline_and_both_filters_reject_something(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    lines: list[str] = []
+    result = run_demo(tmp_path / "demo", say=lines.append)
+    assert result.summary.status == "finished"
+    rejected = {f for cell in result.status.cells for f, n in cell["rejected"].items() if n}
+    assert {"schema", "exact_dedup"} <= rejected
+    assert all(cell["deficit"] == 0 for cell in result.status.cells)
+    rows = [json.loads(line) for line in result.export.path.read_text().splitlines()]
+    assert len(rows) == result.export.rows
+    synthetic = [r for r in rows if r["provenance"]["source"] == "synthetic"]
+    assert synthetic and all(r["provenance"]["template_sha"] for r in synthetic)
+    assert {r["provenance"]["slice"] for r in synthetic} >= {"default", "urgent"}
+    text = "\n".join(lines)
+    assert "plan (deficit per cell)" in text and "exported" in text
+
+
+def test_demo_command_through_python_m(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "synth", "demo", "--workdir", str(tmp_path / "d")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "d" / "export.jsonl").exists()
+    assert "exact_dedup" in out.stdout

@@ -1,0 +1,184 @@
+"""The quota loop end to end: the real openai client against the simulator on loopback,
+a real SQLite store in tmp_path."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from synth.errors import TemplateError
+from synth.plan import plan_cells
+from synth.runner import run
+from synth.seeds import read_seeds
+
+
+def _seeded(project):
+    config = project.config()
+    with project.store() as store:
+        store.add_seeds(read_seeds(project.seeds, config).seeds)
+    return config
+
+
+def _attempts(project) -> int:
+    with project.store() as store:
+        return store.spend().attempts
+
+
+def test_run_fills_every_cell_to_its_target_exactly(sim_project, sim):
+    sim.configure(p_exact_dup=0.2, p_bad_item=0.1)
+    config = _seeded(sim_project)
+    with sim_project.store() as store:
+        before = {p.cell: p for p in plan_cells(config, store.cell_counts())}
+    assert sum(p.deficit for p in before.values()) == 2 + 4 + 5 + 2
+    summary = run(config)
+    assert summary.status == "finished", summary.stop_reason
+    with sim_project.store() as store:
+        after = {p.cell: p for p in plan_cells(config, store.cell_counts())}
+        assert {c: p.synthetic for c, p in after.items()} == {
+            c: p.deficit for c, p in before.items()
+        }
+        funnel = store.funnel()
+        statuses = store.example_statuses()
+    assert all(p.deficit == 0 for p in after.values())
+    assert summary.accepted == 13
+    # Both filters had work: the simulator planted duplicates and bad items.
+    rejected = {f for row in funnel for f in row["rejected"]}
+    assert rejected == {"schema", "exact_dedup"}
+    assert statuses["review_pending"] >= 4  # at least one per cell with accepted rows
+
+
+def test_funnel_adds_up_to_the_candidates_generated(sim_project, sim):
+    sim.configure(p_exact_dup=0.2, p_near_dup=0.1, p_bad_item=0.1)
+    config = _seeded(sim_project)
+    summary = run(config)
+    with sim_project.store() as store:
+        funnel = store.funnel()
+        decisions = store.count("decisions")
+    generated = sum(r["generated"] for r in funnel)
+    assert generated == summary.candidates
+    parts = sum(
+        sum(r["rejected"].values())
+        + r["accepted"]
+        + r["review_pending"]
+        + r["approved"]
+        + r["review_rejected"]
+        + r["surplus"]
+        for r in funnel
+    )
+    assert parts == generated
+    assert decisions >= generated  # keeps are stored too
+
+
+def test_a_second_run_with_quotas_met_sends_no_request(sim_project, sim):
+    config = _seeded(sim_project)
+    assert run(config).status == "finished"
+    sent = sim.stats()["requests"]
+    assert sent > 0
+    second = run(config)
+    assert second.status == "finished" and second.calls == 0
+    assert sim.stats()["requests"] == sent
+
+
+def test_malformed_and_truncated_replies_are_recorded_and_the_run_goes_on(sim_project, sim):
+    sim.script(["malformed", "truncate", "malformed"])
+    config = _seeded(sim_project)
+    summary = run(config)
+    assert summary.status == "finished"
+    with sim_project.store() as store:
+        bad = store.conn.execute(
+            "SELECT status, error, response_json FROM llm_calls WHERE status = 'invalid'"
+        ).fetchall()
+    assert len(bad) == 3
+    assert sum("finish_reason=length" in error for _, error, _ in bad) == 1
+    assert sum("invalid JSON" in error for _, error, _ in bad) == 2
+    assert all(body for *_, body in bad)  # the paid reply is kept for inspection
+
+
+def test_latency_and_faults_every_call_answered_or_failed_and_attempts_add_up(sim_project, sim):
+    sim.configure(latency_ms=100, p_429=0.05, p_500=0.05, retry_after_s=0.05)
+    config = _seeded(sim_project)
+    summary = run(config)
+    assert summary.status == "finished"
+    with sim_project.store() as store:
+        statuses = dict(
+            store.conn.execute("SELECT status, count(*) FROM llm_calls GROUP BY status").fetchall()
+        )
+        retried = store.conn.execute("SELECT count(*) FROM llm_calls WHERE attempts > 1").fetchone()
+    assert set(statuses) <= {"ok", "invalid", "failed"}
+    stats = sim.stats()
+    assert stats["by_outcome"].get("429", 0) + stats["by_outcome"].get("500", 0) > 0
+    assert retried[0] > 0
+    assert stats["requests"] == _attempts(sim_project)
+
+
+def test_a_call_failing_every_retry_is_recorded_failed(sim_project, sim):
+    sim_project.write_config(
+        base_url=sim.base_url,
+        extra="",
+    )
+    text = sim_project.config_path.read_text().replace("retries = 5", "retries = 1")
+    sim_project.config_path.write_text(text)
+    sim.configure(retry_after_s=0.01)
+    sim.script(["500", "500"])
+    config = _seeded(sim_project)
+    summary = run(config)
+    assert summary.status == "finished"
+    with sim_project.store() as store:
+        failed = store.conn.execute(
+            "SELECT attempts, error FROM llm_calls WHERE status = 'failed'"
+        ).fetchall()
+    assert failed == [(2, failed[0][1])] and "HTTP 500" in failed[0][1]
+    assert sim.stats()["requests"] == _attempts(sim_project)
+
+
+def test_a_template_error_stops_before_any_request(sim_project, sim):
+    template = sim_project.root / "prompts" / "generate" / "classify.md.j2"
+    template.write_text("Label {{ label }}\n{{ no_such_variable }}\n")
+    config = _seeded(sim_project)
+    with pytest.raises(TemplateError) as e:
+        run(config)
+    assert e.value.where == "prompts/generate/classify.md.j2:2"
+    assert sim.stats()["requests"] == 0
+    with sim_project.store() as store:
+        assert store.count("llm_calls") == 0 and store.count("runs") == 0
+
+
+def test_budget_cap_stops_the_run_cleanly_with_the_reason(sim_project, sim):
+    text = sim_project.config_path.read_text().replace("max_calls = 200", "max_calls = 2")
+    sim_project.config_path.write_text(text)
+    config = _seeded(sim_project)
+    summary = run(config)
+    assert summary.status == "stopped"
+    assert summary.stop_reason == "budget: max_calls = 2 reached"
+    with sim_project.store() as store:
+        assert store.count("llm_calls") == 2
+        [r] = store.runs()
+        assert (r.status, r.stop_reason) == ("stopped", "budget: max_calls = 2 reached")
+
+
+def test_missing_slice_rows_carry_the_slice_match_and_provenance(sim_project, sim):
+    config = _seeded(sim_project)
+    run(config)
+    with sim_project.store() as store:
+        rows = [r for r in store.dataset_rows() if r["slice"] == "urgent"]
+        call = store.conn.execute(
+            "SELECT template_sha, messages_json FROM llm_calls WHERE slice = 'urgent' LIMIT 1"
+        ).fetchone()
+    assert len(rows) == 2
+    assert all(r["data"]["tone"] == "urgent" and r["source"] == "synthetic" for r in rows)
+    assert all(r["parent_ids"] and r["template_sha"] == call[0] for r in rows)
+    prompt = json.loads(call[1])[0]["content"]
+    assert "short, panicked messages" in prompt
+
+
+def test_usage_and_cost_are_recorded_per_call(sim_project, sim):
+    config = _seeded(sim_project)
+    run(config)
+    with sim_project.store() as store:
+        rows = store.conn.execute(
+            "SELECT prompt_tokens, completion_tokens, cost_usd FROM llm_calls"
+        ).fetchall()
+    assert rows and all(p > 0 and c > 0 for p, c, _ in rows)
+    # sim-1 is priced at $1 / $2 per million tokens in the test config
+    assert all(abs(cost - (p * 1 + c * 2) / 1e6) < 1e-12 for p, c, cost in rows)
