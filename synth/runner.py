@@ -82,6 +82,12 @@ async def run_async(
         return await runner.execute(client)
 
 
+def _spread(total: int, parts: int) -> list[int]:
+    """``total`` split into ``parts`` sizes that differ by at most one: 7, 3 -> 3, 2, 2."""
+    share, extra = divmod(max(total, parts), parts)
+    return [share + (1 if i < extra else 0) for i in range(parts)]
+
+
 class Runner:
     def __init__(
         self, config: Config, store: Store, template: Template, progress: Progress | None
@@ -185,29 +191,29 @@ class Runner:
         return max(MIN_YIELD, kept / (self.asked[cell] + PRIOR_WEIGHT))
 
     def _plan_batch(self, open_cells: list[CellPlan], allowed: int) -> list[dict]:
+        """Calls for this batch: each cell asks for about deficit / yield examples,
+        in calls of at most ``per_call``, spread evenly so the last call is not a
+        full one that mostly ends up as surplus."""
         per_call = self.config.generate.per_call
-        wanted = {
-            p.cell: max(1, math.ceil(p.deficit / (per_call * self._yield(p.cell))))
-            for p in open_cells
-        }
-        total = sum(wanted.values())
+        needed = {p.cell: math.ceil(p.deficit / self._yield(p.cell)) for p in open_cells}
+        n_calls = {c: max(1, math.ceil(n / per_call)) for c, n in needed.items()}
+        total = sum(n_calls.values())
         if total > allowed:
             # Share the allowance in proportion to need, one call at least while it lasts.
             scale = allowed / total
-            wanted = {c: max(1, math.floor(n * scale)) for c, n in wanted.items()}
-            while sum(wanted.values()) > allowed:
-                biggest = max(wanted, key=lambda c: wanted[c])
-                wanted[biggest] -= 1
-                wanted = {c: n for c, n in wanted.items() if n > 0}
+            n_calls = {c: max(1, math.floor(n * scale)) for c, n in n_calls.items()}
+            while sum(n_calls.values()) > allowed:
+                biggest = max(n_calls, key=lambda c: n_calls[c])
+                n_calls[biggest] -= 1
+                n_calls = {c: n for c, n in n_calls.items() if n > 0}
         calls = []
         by_cell = {p.cell: p for p in open_cells}
-        for cell, n_calls in wanted.items():
+        for cell, count in n_calls.items():
             first = self.store.next_sample_index(cell, self.template.sha, self.config.llm.model)
-            for i in range(n_calls):
+            sizes = _spread(min(needed[cell], count * per_call), count)
+            for i, n in enumerate(sizes):
                 calls.append(
-                    build_call(
-                        self.config, self.template, by_cell[cell], self.pool, first + i, per_call
-                    )
+                    build_call(self.config, self.template, by_cell[cell], self.pool, first + i, n)
                 )
         return calls
 

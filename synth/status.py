@@ -3,13 +3,12 @@ accepted / pending review / surplus, with calls, tokens and cost."""
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from synth.config import Config
 from synth.plan import plan_cells
-from synth.store import Spend, Store
+from synth.store import Spend, Store, empty_funnel_row
 
 
 @dataclass(frozen=True)
@@ -27,7 +26,7 @@ def status(config: Config, store: Store) -> StatusReport:
     keys = sorted(set(funnel) | set(targets))
     cells = []
     for key in keys:
-        row = dict(funnel.get(key) or _empty(*key))
+        row = dict(funnel.get(key) or empty_funnel_row(*key))
         plan = targets.get(key)
         row["target"] = plan.target if plan else None
         row["deficit"] = plan.deficit if plan else 0
@@ -43,26 +42,6 @@ def status(config: Config, store: Store) -> StatusReport:
     return StatusReport(cells, names, store.spend(), len(runs), last)
 
 
-def _empty(slice_: str, label: str) -> dict[str, Any]:
-    return {
-        "slice": slice_,
-        "label": label,
-        "real": 0,
-        "generated": 0,
-        "rejected": Counter(),
-        "accepted": 0,
-        "review_pending": 0,
-        "approved": 0,
-        "review_rejected": 0,
-        "surplus": 0,
-        "calls": 0,
-        "failed_calls": 0,
-        "prompt_tokens": 0,
-        "completion_tokens": 0,
-        "cost_usd": 0.0,
-    }
-
-
 def render_status(report: StatusReport) -> str:
     """A plain-text table: one line per cell, then the totals."""
     reject_cols = [f"-{f}" for f in report.filters]
@@ -73,7 +52,8 @@ def render_status(report: StatusReport) -> str:
         "generated",
         *reject_cols,
         "accepted",
-        "review",
+        "sampled",
+        "held",
         "surplus",
         "calls",
         "tokens",
@@ -88,8 +68,9 @@ def render_status(report: StatusReport) -> str:
             c["real"],
             c["generated"],
             *[c["rejected"].get(f, 0) for f in report.filters],
-            c["accepted"] + c["approved"],
-            c["review_pending"],
+            c["accepted"],
+            c["sampled"],
+            c["held"],
             c["surplus"],
             c["calls"],
             c["prompt_tokens"] + c["completion_tokens"],

@@ -611,34 +611,23 @@ class Store:
     # -- reading back --------------------------------------------------------------
 
     def funnel(self) -> list[dict[str, Any]]:
-        """Per cell: candidates, rejections per filter, and where the rest stand."""
+        """Per cell, where every generated row stands. They add up:
+
+            generated = sum(rejected by each filter) + accepted + held
+                        + review_rejected + surplus
+
+        ``accepted`` counts toward the quota (approved rows and rows sampled for
+        review included); ``sampled`` is the part of it awaiting a reviewer; ``held``
+        are rows a filter sent to review, counted only once approved.
+        """
         cells: dict[tuple[str, str], dict[str, Any]] = {}
 
         def cell(slice_: str, label: str) -> dict[str, Any]:
-            return cells.setdefault(
-                (slice_, label),
-                {
-                    "slice": slice_,
-                    "label": label,
-                    "real": 0,
-                    "generated": 0,
-                    "rejected": Counter(),
-                    "accepted": 0,
-                    "review_pending": 0,
-                    "approved": 0,
-                    "review_rejected": 0,
-                    "surplus": 0,
-                    "calls": 0,
-                    "failed_calls": 0,
-                    "prompt_tokens": 0,
-                    "completion_tokens": 0,
-                    "cost_usd": 0.0,
-                },
-            )
+            return cells.setdefault((slice_, label), empty_funnel_row(slice_, label))
 
-        for slice_, label, source, status, rejected_by, n in self.conn.execute(
-            "SELECT slice, label, source, status, rejected_by, count(*) FROM examples"
-            " GROUP BY slice, label, source, status, rejected_by"
+        for slice_, label, source, status, outcome, rejected_by, n in self.conn.execute(
+            "SELECT slice, label, source, status, outcome, rejected_by, count(*) FROM examples"
+            " GROUP BY slice, label, source, status, outcome, rejected_by"
         ):
             row = cell(slice_, label)
             if source == Source.REAL:
@@ -647,6 +636,13 @@ class Store:
             row["generated"] += n
             if status == Status.REJECTED:
                 row["rejected"][rejected_by or "?"] += n
+            elif status in (Status.ACCEPTED, Status.APPROVED):
+                row["accepted"] += n
+            elif status == Status.REVIEW_PENDING and outcome == Verdict.KEEP:
+                row["accepted"] += n
+                row["sampled"] += n
+            elif status == Status.REVIEW_PENDING:
+                row["held"] += n
             else:
                 row[status] += n
         for slice_, label, status, n, pt, ct, cost in self.conn.execute(
@@ -696,6 +692,26 @@ class Store:
             " WHERE example_id = ? ORDER BY id",
             (example_id,),
         )
+
+
+def empty_funnel_row(slice_: str, label: str) -> dict[str, Any]:
+    return {
+        "slice": slice_,
+        "label": label,
+        "real": 0,
+        "generated": 0,
+        "rejected": Counter(),
+        "accepted": 0,
+        "sampled": 0,
+        "held": 0,
+        "review_rejected": 0,
+        "surplus": 0,
+        "calls": 0,
+        "failed_calls": 0,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "cost_usd": 0.0,
+    }
 
 
 def _alive(pid: int) -> bool:

@@ -27,7 +27,8 @@ def test_plan_status_run_export_through_the_cli(sim_project, sim, tmp_path):
     assert "-exact_dedup" in status.output and "urgent/lost_or_stolen_card" in status.output
 
     as_json = json.loads(invoke(sim_project, "status", "--json").output)
-    assert sum(c["accepted"] + c["review_pending"] for c in as_json["cells"]) == 13
+    assert sum(c["accepted"] for c in as_json["cells"]) == 13
+    assert sum(c["sampled"] for c in as_json["cells"]) == 4
 
     out = tmp_path / "out" / "data.jsonl"
     exported = invoke(sim_project, "export", "--out", str(out))

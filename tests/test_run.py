@@ -3,11 +3,13 @@ a real SQLite store in tmp_path."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
-from synth.errors import TemplateError
+from synth.errors import SynthError, TemplateError
+from synth.llm.client import LLMClient
 from synth.plan import plan_cells
 from synth.runner import run
 from synth.seeds import read_seeds
@@ -60,8 +62,7 @@ def test_funnel_adds_up_to_the_candidates_generated(sim_project, sim):
     parts = sum(
         sum(r["rejected"].values())
         + r["accepted"]
-        + r["review_pending"]
-        + r["approved"]
+        + r["held"]
         + r["review_rejected"]
         + r["surplus"]
         for r in funnel
@@ -113,23 +114,52 @@ def test_latency_and_faults_every_call_answered_or_failed_and_attempts_add_up(si
 
 
 def test_a_call_failing_every_retry_is_recorded_failed(sim_project, sim):
-    sim_project.write_config(
-        base_url=sim.base_url,
-        extra="",
-    )
-    text = sim_project.config_path.read_text().replace("retries = 5", "retries = 1")
+    text = sim_project.config_path.read_text().replace("retries = 5", "retries = 2")
     sim_project.config_path.write_text(text)
-    sim.configure(retry_after_s=0.01)
-    sim.script(["500", "500"])
+    sim.configure(p_500=1.0, retry_after_s=0.01)
     config = _seeded(sim_project)
-    summary = run(config)
-    assert summary.status == "finished"
+
+    async def one_call():
+        with sim_project.store() as store:
+            run_row = store.begin_run(config.as_json(), config.sha)
+            [call] = store.plan_calls(run_row.id, [_planned(config, "failing")])
+            async with LLMClient(config.llm, store, api_key="unused") as client:
+                return await client.complete(call)
+
+    result = asyncio.run(one_call())
+    assert result.status == "failed" and "HTTP 500" in result.error
     with sim_project.store() as store:
-        failed = store.conn.execute(
-            "SELECT attempts, error FROM llm_calls WHERE status = 'failed'"
-        ).fetchall()
-    assert failed == [(2, failed[0][1])] and "HTTP 500" in failed[0][1]
-    assert sim.stats()["requests"] == _attempts(sim_project)
+        assert store.conn.execute("SELECT status, attempts FROM llm_calls").fetchall() == [
+            ("failed", 3)
+        ]
+    assert sim.stats()["requests"] == 3
+
+
+def _planned(config, sha: str) -> dict:
+    return {
+        "request_sha": sha,
+        "slice": "default",
+        "label": "card_arrival",
+        "sample_index": 0,
+        "template": "t",
+        "template_sha": "0" * 64,
+        "model": config.llm.model,
+        "params": {"max_tokens": 50},
+        "messages": [{"role": "user", "content": "write 1 example"}],
+        "parent_ids": [],
+    }
+
+
+def test_a_run_whose_every_call_fails_stops_and_says_why(sim_project, sim):
+    text = sim_project.config_path.read_text().replace("retries = 5", "retries = 0")
+    sim_project.config_path.write_text(text)
+    sim.configure(p_500=1.0)
+    config = _seeded(sim_project)
+    with pytest.raises(SynthError, match="every call of a batch failed; the first: HTTP 500"):
+        run(config)
+    with sim_project.store() as store:
+        [r] = store.runs()
+    assert r.status == "failed" and "HTTP 500" in r.stop_reason
 
 
 def test_a_template_error_stops_before_any_request(sim_project, sim):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,6 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
 )
 
 from synth.config import LLMSettings
@@ -68,16 +68,18 @@ def retry_after(exc: BaseException | None) -> float | None:
 
 
 class _Wait:
-    """Wait what the server asked, else exponential backoff with jitter."""
+    """Wait what the server asked, else exponential backoff (0.5 s, 1 s, 2 s ...) with
+    full jitter, so that a crowd of callers rejected together does not return together."""
 
     def __init__(self, cap: float) -> None:
         self.cap = cap
-        self.fallback = wait_exponential_jitter(initial=0.5, max=cap)
 
     def __call__(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
         asked = retry_after(exc)
-        return min(asked, self.cap) if asked is not None else self.fallback(state)
+        if asked is not None:
+            return min(asked, self.cap)
+        return random.uniform(0, min(self.cap, 0.5 * 2 ** (state.attempt_number - 1)))
 
 
 class LLMClient:
@@ -168,7 +170,7 @@ class LLMClient:
                     raw = await self.client.chat.completions.with_raw_response.create(
                         model=call.model, messages=call.messages, **call.params
                     )
-                    body = await raw.text()
+                    body = raw.http_response.text
                     self.tokens.correct(_used_tokens(body) - estimate)
                     return body
         raise AssertionError("unreachable: tenacity reraises")

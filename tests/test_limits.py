@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import asyncio
+import time
+
+from synth.llm.limits import Pacer, estimate_tokens
+
+
+def _starts(pacer: Pacer, n: int, cost: float = 1.0) -> list[float]:
+    async def go() -> list[float]:
+        times: list[float] = []
+
+        async def one() -> None:
+            await pacer.acquire(cost)
+            times.append(time.monotonic())
+
+        await asyncio.gather(*(one() for _ in range(n)))
+        return sorted(times)
+
+    return asyncio.run(go())
+
+
+def _max_in_window(times: list[float], window: float) -> int:
+    best = 0
+    for i, t in enumerate(times):
+        best = max(best, sum(1 for u in times[i:] if u - t < window))
+    return best
+
+
+def test_pacer_never_exceeds_its_rate_in_any_window():
+    # 600 per minute = 10 per second; 25 requests take about 2.4 s.
+    times = _starts(Pacer(600), 25)
+    assert _max_in_window(times, 1.0) <= 10 + 1
+    assert _max_in_window(times, 0.5) <= 5 + 1
+    assert times[-1] - times[0] >= 2.3
+
+
+def test_pacer_without_limit_does_not_wait():
+    started = time.monotonic()
+    _starts(Pacer(0), 100)
+    assert time.monotonic() - started < 0.5
+
+
+def test_token_pacer_corrects_from_actual_usage():
+    pacer = Pacer(60_000, period=60.0)  # 1,000 tokens a second
+    _starts(pacer, 1, cost=500)
+    before = pacer._tat
+    pacer.correct(-400)  # the reply used 100 tokens, not 500
+    assert abs((before - pacer._tat) - 0.4) < 1e-6
+
+
+def test_estimate_counts_prompt_and_completion_ceiling():
+    assert estimate_tokens([{"role": "user", "content": "x" * 400}], 256) == 100 + 4 + 256
