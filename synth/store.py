@@ -543,14 +543,16 @@ class Store:
         with self._tx() as conn:
             for outcome, status in zip(outcomes, statuses, strict=True):
                 c = outcome.candidate
-                conn.execute(
+                edits = outcome.edits
+                cur = conn.execute(
                     "INSERT OR IGNORE INTO examples (id, source, slice, label, data_json, text,"
                     " content_sha, status, outcome, rejected_by, run_id, llm_call_id,"
                     " call_index, template, template_sha, model, parent_ids_json, created_at,"
-                    " updated_at) VALUES (?, 'synthetic', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                    " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
                     " ?, ?, ?, ?, ?, ?)",
                     (
                         c.id,
+                        Source.EDITED.value if edits else Source.SYNTHETIC.value,
                         c.cell.slice,
                         c.cell.label,
                         canonical_json(c.row),
@@ -570,7 +572,26 @@ class Store:
                         ts,
                     ),
                 )
+                if not cur.rowcount:
+                    continue  # stored before a crash; its decisions are stored too
                 self._add_decisions(conn, run_id, outcome.decisions, ts)
+                # The data as generated is kept here, out of exports: a redacting
+                # filter's edit is provenance like any other.
+                before = outcome.original.row if outcome.original else c.row
+                for d in edits:
+                    after = {**(d.edited_data or {}), **c.metadata}
+                    conn.execute(
+                        "INSERT INTO edits (example_id, editor, before_json, after_json,"
+                        " created_at) VALUES (?, ?, ?, ?, ?)",
+                        (
+                            c.id,
+                            f"filter:{d.filter}",
+                            canonical_json(before),
+                            canonical_json(after),
+                            ts,
+                        ),
+                    )
+                    before = after
             conn.executemany(
                 "UPDATE llm_calls SET processed = 1 WHERE id = ?",
                 [(i,) for i in processed_call_ids],

@@ -212,3 +212,34 @@ def test_usage_and_cost_are_recorded_per_call(sim_project, sim):
     assert rows and all(p > 0 and c > 0 for p, c, _ in rows)
     # sim-1 is priced at $1 / $2 per million tokens in the test config
     assert all(abs(cost - (p * 1 + c * 2) / 1e6) < 1e-12 for p, c, cost in rows)
+
+
+def test_pii_redaction_is_an_edit_kept_out_of_exports(sim_project, sim, tmp_path):
+    from synth.export import export
+    from synth.filters.pii import find_pii
+
+    sim_project.write_config(
+        base_url=sim.base_url,
+        extra="""
+        [[filters]]
+        kind = "pii"
+        action = "redact"
+        """,
+    )
+    sim.configure(p_pii=0.6)
+    config = _seeded(sim_project)
+    assert run(config).status == "finished"
+    with sim_project.store() as store:
+        edits = store.conn.execute(
+            "SELECT e.example_id, e.editor, e.before_json, e.after_json, x.source, x.data_json"
+            " FROM edits e JOIN examples x ON x.id = e.example_id"
+        ).fetchall()
+        exported = export(store, config, tmp_path / "out.jsonl")
+    assert edits, "the simulator planted PII; some rows must have been redacted"
+    for _, editor, before, after, source, data in edits:
+        assert editor == "filter:pii" and source == "edited"
+        assert find_pii(json.loads(before)["text"])  # the original is kept, in edits only
+        assert not find_pii(json.loads(after)["text"]) and data == after
+    text = exported.path.read_text()
+    assert not any(find_pii(json.loads(line)["text"]) for line in text.splitlines())
+    assert "[" in text  # placeholders such as [EMAIL] took the PII's place

@@ -14,17 +14,21 @@ from pydantic import Field
 
 from synth.filters.base import Filter, FilterContext, FilterParams
 from synth.filters.chain import FilterChain, Outcome
+from synth.filters.diversity import DiversityFilter, DiversityParams
 from synth.filters.exact_dedup import ExactDedupFilter, ExactDedupParams
+from synth.filters.pii import PiiFilter, PiiParams
 from synth.filters.schema import SchemaFilter, SchemaParams
 
 FilterSpec = Annotated[
-    SchemaParams | ExactDedupParams,
+    SchemaParams | ExactDedupParams | PiiParams | DiversityParams,
     Field(discriminator="kind"),
 ]
 
 FILTERS: dict[type[FilterParams], type[Filter]] = {
     SchemaParams: SchemaFilter,
     ExactDedupParams: ExactDedupFilter,
+    PiiParams: PiiFilter,
+    DiversityParams: DiversityFilter,
 }
 
 

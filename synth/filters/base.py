@@ -56,8 +56,15 @@ class Filter(ABC):
     def admit(self, kept: Sequence[Candidate]) -> None:  # noqa: B027 - optional hook
         """Candidates the whole chain kept: stateful filters add them to their index."""
 
-    def keep(self, candidate: Candidate, score: float | None = None, reason: str = "") -> Decision:
-        return self._decision(candidate, Verdict.KEEP, score, reason)
+    def keep(
+        self,
+        candidate: Candidate,
+        score: float | None = None,
+        reason: str = "",
+        edited_data: dict[str, Any] | None = None,
+    ) -> Decision:
+        """Keep; a filter that rewrites the candidate (redaction) passes the new data."""
+        return self._decision(candidate, Verdict.KEEP, score, reason, edited_data)
 
     def reject(self, candidate: Candidate, reason: str, score: float | None = None) -> Decision:
         return self._decision(candidate, Verdict.REJECT, score, reason)
@@ -66,7 +73,12 @@ class Filter(ABC):
         return self._decision(candidate, Verdict.REVIEW, score, reason)
 
     def _decision(
-        self, candidate: Candidate, verdict: Verdict, score: float | None, reason: str
+        self,
+        candidate: Candidate,
+        verdict: Verdict,
+        score: float | None,
+        reason: str,
+        edited_data: dict[str, Any] | None = None,
     ) -> Decision:
         return Decision(
             example_id=candidate.id,
@@ -75,4 +87,5 @@ class Filter(ABC):
             verdict=verdict,
             score=score,
             reason=reason,
+            edited_data=edited_data,
         )

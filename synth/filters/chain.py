@@ -15,6 +15,11 @@ class Outcome:
 
     candidate: Candidate  # as the last filter saw it (a redacting filter may rewrite it)
     decisions: list[Decision] = field(default_factory=list)
+    original: Candidate | None = None  # as generated, when a filter rewrote it
+
+    def __post_init__(self) -> None:
+        if self.original is None:
+            self.original = self.candidate
 
     @property
     def verdict(self) -> Verdict:
@@ -30,8 +35,9 @@ class Outcome:
         return next((d.filter for d in self.decisions if d.verdict is Verdict.REJECT), None)
 
     @property
-    def edited(self) -> bool:
-        return any(d.edited_data is not None for d in self.decisions)
+    def edits(self) -> list[Decision]:
+        """The decisions that rewrote the candidate, in order."""
+        return [d for d in self.decisions if d.edited_data is not None]
 
 
 class FilterChain:

@@ -1,0 +1,225 @@
+"""ROUGE-L: tokenisers, the bit-parallel LCS, and exact agreement with published scores."""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import time
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+from synth.filters.diversity import exceeds
+from synth.filters.rouge import (
+    RougeIndex,
+    f_measure,
+    lcs_length,
+    nearest_neighbour_scores,
+    rouge_l,
+    rouge_l_tokens,
+    tokenize,
+    tokenize_rouge_score,
+    tokenize_unicode,
+)
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+V3 = DATA / "alpaca-libre" / "alpaca_libre_tasks_v3.jsonl"
+V1 = DATA / "alpaca-libre" / "alpaca_libre_tasks_v1.jsonl"
+SEEDS = DATA / "self-instruct" / "seed_tasks.jsonl"
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def dp_lcs(a: list, b: list) -> int:
+    """The textbook O(m n) table, as rouge_score computes it."""
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0]
+        for j, y in enumerate(b):
+            cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
+        prev = cur
+    return prev[-1]
+
+
+# --- tokenisers ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        (
+            "Write a cover-letter, based on the given facts!",
+            "write a cover letter based on the given facts",
+        ),
+        ("  multiple   spaces\tand\nnewlines  ", "multiple spaces and newlines"),
+        ("snake_case and CamelCase", "snake case and camelcase"),
+        ("3.14 is pi; x2 = 10", "3 14 is pi x2 10"),
+        # The README's examples: non-ASCII letters are separators, CJK vanishes.
+        ("¿Cómo solicito un reembolso?", "c mo solicito un reembolso"),
+        ("我想申请退款", ""),
+        # str.lower maps the Kelvin sign to an ASCII k, so rouge_score keeps it.
+        ("\u212aelvin", "kelvin"),
+        ("", ""),
+    ],
+)
+def test_rouge_score_tokenizer(text: str, tokens: str) -> None:
+    assert tokenize_rouge_score(text) == tokens.split()
+    assert tokenize(text, "rouge_score") == tokens.split()
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        ("¿Cómo solicito un reembolso?", ["cómo", "solicito", "un", "reembolso"]),
+        ("Straße ÉCOLE", ["strasse", "école"]),  # casefold
+        ("我想申请退款。", ["我", "想", "申", "请", "退", "款"]),
+        ("退款2024年", ["退", "款", "2024", "年"]),
+        ("カタカナとひらがな", list("カタカナとひらがな")),
+        ("환불을 요청합니다", ["환", "불", "을", "요", "청", "합", "니", "다"]),
+        # Combining marks stay inside the word (Devanagari vowel signs, Thai vowels).
+        ("हिन्दी भाषा", ["हिन्दी", "भाषा"]),
+        ("สวัสดีครับ", ["สวัสดีครับ"]),
+        ("ｆｕｌｌ＿ｗｉｄｔｈ", ["full", "width"]),  # NFKC, and "_" separates
+        ("naïve_café", ["naïve", "café"]),
+    ],
+)
+def test_unicode_tokenizer(text: str, tokens: list[str]) -> None:
+    assert tokenize_unicode(text) == tokens
+
+
+def test_unicode_tokenizer_equates_composed_and_decomposed_accents() -> None:
+    composed = "canción"
+    decomposed = unicodedata.normalize("NFD", composed)
+    assert composed != decomposed
+    assert tokenize_unicode(composed) == tokenize_unicode(decomposed) == ["canción"]
+    assert rouge_l(composed, decomposed) == 1.0
+
+
+def test_unicode_tokenizer_equals_rouge_score_on_ascii() -> None:
+    texts = [r["instruction"] for r in read_jsonl(SEEDS)]
+    for row in read_jsonl(V3):
+        texts += [row["instruction"], row["input"], row["output"]]
+    ascii_texts = [t for t in texts if t.isascii()]
+    assert len(ascii_texts) > 3000
+    for text in ascii_texts:
+        assert tokenize_unicode(text) == tokenize_rouge_score(text)
+
+
+def test_unknown_tokenizer_is_an_error() -> None:
+    with pytest.raises(ValueError, match="unknown tokenizer"):
+        tokenize("x", "nltk")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown tokenizer"):
+        RougeIndex("nltk")  # type: ignore[arg-type]
+
+
+# --- LCS and F ----------------------------------------------------------------------
+
+
+def test_bit_parallel_lcs_equals_the_dp_table() -> None:
+    rng = random.Random(7)
+    for _ in range(400):
+        # Lengths across the 64-bit word boundary, small alphabets for many matches.
+        m, n = rng.randint(0, 150), rng.randint(0, 150)
+        k = rng.randint(1, 8)
+        a = [rng.randrange(k) for _ in range(m)]
+        b = [rng.randrange(k) for _ in range(n)]
+        assert lcs_length(a, b) == dp_lcs(a, b)
+        assert lcs_length(a, b) == lcs_length(b, a)
+
+
+def test_f_measure() -> None:
+    assert rouge_l_tokens(["a", "b", "c"], ["a", "b", "c"]) == 1.0
+    assert rouge_l_tokens([], ["a"]) == 0.0
+    assert rouge_l_tokens(["a"], []) == 0.0
+    assert rouge_l_tokens(["a", "b"], ["c", "d"]) == 0.0
+    # LCS 2 of lengths 3 and 4: P = 2/4, R = 2/3, F = 4/7.
+    assert rouge_l_tokens(["a", "x", "b"], ["a", "b", "y", "z"]) == pytest.approx(4 / 7)
+    assert f_measure(2, 3, 4) == f_measure(2, 4, 3)
+    assert rouge_l("The cat sat.", "the cat SAT") == 1.0
+    assert rouge_l("", "") == 0.0
+
+
+# --- published figures -------------------------------------------------------------
+
+
+def test_reproduces_alpaca_libre_v3_similarities_on_all_rows() -> None:
+    """Every stored similarity: the max ROUGE-L F against all other v3 instructions."""
+    rows = read_jsonl(V3)
+    assert len(rows) == 1205
+    texts = [r["instruction"] for r in rows]
+    scores = nearest_neighbour_scores(texts, "rouge_score")
+    mismatches = [
+        (i, round(score, 3), row["other"]["similarity"])
+        for i, (score, row) in enumerate(zip(scores, rows, strict=True))
+        if round(score, 3) != row["other"]["similarity"]
+    ]
+    assert mismatches == []
+    # The README's 521 rows "> 0.7" compare the rounded score. 11 more are exactly 0.7
+    # (7 of 10 tokens), which rouge_score's formula computes as 0.7000000000000001.
+    assert sum(1 for s in scores if round(s, 3) > 0.7) == 521
+    assert sorted(s for s in scores if s > 0.7 and round(s, 3) == 0.7) == [0.7000000000000001] * 11
+    # The diversity filter's comparison flags exactly alpaca-libre's rows.
+    flagged = {i for i, row in enumerate(rows) if row["other"]["similarity"] > 0.7}
+    assert {i for i, s in enumerate(scores) if exceeds(s, 0.7)} == flagged
+
+
+def test_self_instruct_seed_figures() -> None:
+    seeds = read_jsonl(SEEDS)
+    texts = [s["instruction"] for s in seeds]
+    scores = nearest_neighbour_scores(texts, "rouge_score")
+    assert round(max(scores), 3) == 0.824
+    assert round(statistics.median(scores), 3) == 0.333
+    ids = [s["id"] for s in seeds]
+    best = {ids[i] for i, s in enumerate(scores) if s == max(scores)}
+    assert best == {"seed_task_47", "seed_task_74"}
+    by_id = dict(zip(ids, texts, strict=True))
+    assert round(rouge_l(by_id["seed_task_77"], by_id["seed_task_113"], "rouge_score"), 3) == 0.75
+    # The seeds are English: the default tokenizer gives the same figures.
+    assert nearest_neighbour_scores(texts) == scores
+
+
+# --- the index ----------------------------------------------------------------------
+
+
+def test_index_nearest_and_tie_break_by_smallest_key() -> None:
+    items = [("ex_b", "book a table for two"), ("ex_a", "book a table for two"), ("ex_c", "hi")]
+    for order in (items, items[::-1]):
+        index = RougeIndex()
+        for key, text in order:
+            index.add(key, text)
+        assert index.nearest("book a table for two please") == ("ex_a", pytest.approx(10 / 11))
+        assert index.nearest("zebra") == (None, 0.0)  # unknown tokens match nothing
+        assert index.nearest("") == (None, 0.0)
+
+
+def test_index_skip_and_truncate() -> None:
+    index = RougeIndex()
+    index.add("a", "cancel my order")
+    index.add("b", "cancel my order now")
+    assert index.nearest("cancel my order", skip=0).key == "b"
+    index.truncate(1)
+    assert len(index) == 1
+    assert index.nearest("cancel my order now").key == "a"
+
+
+def test_nearest_neighbour_scores_counts_a_repeated_text_as_identical() -> None:
+    assert nearest_neighbour_scores(["same text", "same text", "other"]) == [1.0, 1.0, 0.0]
+    assert nearest_neighbour_scores(["a b", "a c", "d"], queries=[2, 0]) == [0.0, 0.5]
+
+
+def test_search_against_2000_items_is_fast() -> None:
+    texts = [r["instruction"] for r in read_jsonl(V1)]
+    index = RougeIndex()
+    for i, text in enumerate(texts[:2000]):
+        index.add(f"ex_{i}", text)
+    queries = texts[2000:2100]
+    start = time.perf_counter()
+    for q in queries:
+        index.nearest(q)
+    per_query = (time.perf_counter() - start) / len(queries)
+    assert per_query < 0.05, f"{per_query * 1000:.1f} ms per candidate"
