@@ -50,6 +50,9 @@ def export(store: Store, config: Config, out: str | Path, fmt: Format = "jsonl")
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + ("\n" if lines else ""))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; an export is a normal file
     os.replace(tmp, out)
     real = sum(1 for r in rows if r["source"] == "real")
     return ExportResult(out, len(rows), real, len(rows) - real)
