@@ -24,7 +24,7 @@ from synth.store import Store
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 DEMO_SIMULATOR = SimConfig(
-    seed=7,
+    seed=1,
     latency_ms=30,
     latency_jitter_ms=20,
     p_429=0.04,
