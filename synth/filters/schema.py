@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from synth.filters.base import Filter, FilterContext, FilterParams
 from synth.records import Candidate, Decision
@@ -26,12 +26,7 @@ def count_words(text: str) -> int:
     return sum(1 for _ in _WORD.finditer(text))
 
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-}
+_TYPES: dict[str, Any] = {"string": str, "integer": int, "number": float, "boolean": bool}
 
 
 class SchemaParams(FilterParams):
@@ -53,6 +48,7 @@ class SchemaFilter(Filter):
     def __init__(self, params: SchemaParams, ctx: FilterContext) -> None:
         self.params = params
         self.ctx = ctx
+        self.model = example_model(ctx.fields)
 
     def decide(self, batch: Sequence[Candidate]) -> list[Decision]:
         out = []
@@ -62,20 +58,10 @@ class SchemaFilter(Filter):
         return out
 
     def _problem(self, c: Candidate) -> str | None:
-        for name, spec in self.ctx.fields.items():
-            if name not in c.data or c.data[name] is None:
-                return f"missing_field: {name}"
-            value: Any = c.data[name]
-            if not _is_type(value, spec.type):
-                return f"wrong_type: {name} is {type(value).__name__}, not {spec.type}"
-            if isinstance(value, str):
-                if spec.min_length is not None and len(value) < spec.min_length:
-                    return f"too_short: {name} has {len(value)} < {spec.min_length} characters"
-                if spec.max_length is not None and len(value) > spec.max_length:
-                    return f"too_long: {name} has {len(value)} > {spec.max_length} characters"
-        extra = sorted(set(c.data) - set(self.ctx.fields))
-        if extra:
-            return f"unknown_field: {', '.join(extra)}"
+        try:
+            self.model.model_validate(c.data)
+        except ValidationError as e:
+            return _reason(e.errors()[0])
         label = c.data[self.ctx.label_field]
         if label != c.cell.label:
             return f"wrong_label: {label!r}, asked for {c.cell.label!r}"
@@ -89,7 +75,29 @@ class SchemaFilter(Filter):
         return None
 
 
-def _is_type(value: Any, type_name: str) -> bool:
-    if type_name != "boolean" and isinstance(value, bool):
-        return False
-    return isinstance(value, _TYPES[type_name])
+def example_model(fields: dict[str, Any]) -> type[BaseModel]:
+    """The pydantic model of one example, from ``[schema] fields``: strict types (a
+    model that answers 42 for a text is wrong, not coercible), lengths, no extras."""
+    definitions: dict[str, Any] = {}
+    for name, spec in fields.items():
+        kind = _TYPES[spec.type]
+        if spec.type == "string":
+            kind = Annotated[str, Field(min_length=spec.min_length, max_length=spec.max_length)]
+        definitions[name] = (kind, ...)
+    return create_model(  # type: ignore[call-overload,no-any-return]
+        "Example", __config__=ConfigDict(extra="forbid", strict=True), **definitions
+    )
+
+
+_SLUGS = {
+    "missing": "missing_field",
+    "extra_forbidden": "unknown_field",
+    "string_too_short": "too_short",
+    "string_too_long": "too_long",
+}
+
+
+def _reason(error: Any) -> str:
+    field = ".".join(str(p) for p in error["loc"])
+    slug = _SLUGS.get(error["type"], "wrong_type")
+    return f"{slug}: {field}: {error['msg']}"
