@@ -53,6 +53,15 @@ class LLMSettings(Section):
     retries: int = Field(default=5, ge=0)  # attempts after the first
     # json_schema: OpenAI structured outputs; json_object: JSON mode; none: prompt only.
     response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
+    # online: one request per call, answers at once. batch: the Batch API (/v1/files +
+    # /v1/batches), half the price, answers within the completion window.
+    mode: Literal["online", "batch"] = "online"
+    batch_discount: float = Field(default=0.5, gt=0, le=1)  # price multiplier in batch mode
+    batch_poll_s: float = Field(default=30.0, gt=0)  # how often a batch's status is checked
+    batch_window: str = "24h"  # the completion_window asked for
+    # On a storm of 429s, halve the requests in flight; add one back per run of
+    # successes, up to max_concurrency.
+    adaptive_concurrency: bool = True
     prices: dict[str, Price] = Field(default_factory=dict)
 
     def price(self, model: str) -> Price | None:
