@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import csv
 import os
+import random
 import re
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from conftest import DATA, write_jsonl
+
+from synth.plan import plan_cells
 
 
 def _env() -> dict[str, str]:
@@ -42,6 +49,17 @@ def simulate() -> Iterator:
         proc.stdout.close()
 
 
+def _banking_seeds(project, per_label: int) -> None:
+    """Real rows for the three labels of the test config, from BANKING77."""
+    wanted = {"card_arrival": [], "lost_or_stolen_card": [], "exchange_rate": []}
+    with (DATA / "banking77" / "train.csv").open(newline="") as f:
+        for row in csv.DictReader(f):
+            rows = wanted.get(row["category"])
+            if rows is not None and len(rows) < per_label:
+                rows.append({"text": row["text"], "label": row["category"]})
+    write_jsonl(project.seeds, [r for rows in wanted.values() for r in rows])
+
+
 def synth(project, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "synth", "--config", str(project.config_path), *args],
@@ -70,3 +88,65 @@ def test_run_against_a_slow_faulty_simulator_accounts_for_every_request(project,
     assert set(statuses) <= {"ok", "invalid", "failed"}  # nothing left pending
     assert stats["by_outcome"]["429"] + stats["by_outcome"]["500"] > 0
     assert stats["requests"] == attempts
+
+
+def test_sigkill_at_random_points_then_resume_pays_nothing_twice(project, simulate):
+    """A ~300-call run killed with SIGKILL three times, at random points, then resumed."""
+    seed = random.randrange(1_000_000)
+    rng = random.Random(seed)
+    base_url = simulate(
+        "--latency-ms", "20", "--p-429", "0.03", "--p-500", "0.03", "--retry-after-s", "0.05"
+    )
+    project.write_config(base_url=base_url)
+    _banking_seeds(project, per_label=30)
+    text = project.config_path.read_text()
+    text = text.replace("per_label = 6", "per_label = 128").replace("per_call = 3", "per_call = 1")
+    text = text.replace("max_calls = 200", "max_calls = 2000\nmax_calls_per_batch = 40")
+    text = text.replace("max_concurrency = 8", "max_concurrency = 16")
+    project.config_path.write_text(text)
+    assert synth(project, "seeds", "import", str(project.seeds)).returncode == 0
+
+    kills = 0
+    with project.store() as store:
+        for point in sorted(rng.sample(range(20, 280), 3)):
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "synth", "--config", str(project.config_path), "run"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=_env(),
+            )
+            deadline = time.monotonic() + 60
+            while proc.poll() is None and time.monotonic() < deadline:
+                answered = store.conn.execute(
+                    "SELECT count(*) FROM llm_calls WHERE status != 'pending'"
+                ).fetchone()[0]
+                if answered >= point:
+                    proc.send_signal(signal.SIGKILL)
+                    kills += 1
+                    break
+                time.sleep(0.005)
+            proc.wait(timeout=30)
+    assert kills >= 2, f"seed {seed}: the run ended before it could be killed"
+
+    final = synth(project, "run", "--quiet")
+    assert final.returncode == 0, final.stderr
+    assert "(resumed)" in final.stdout
+    stats = httpx.get(base_url.removesuffix("/v1") + "/stats").json()
+    config = project.config()
+    with project.store() as store:
+        attempts = store.spend().attempts
+        dupes = store.conn.execute(
+            "SELECT llm_call_id, call_index FROM examples WHERE source != 'real'"
+            " GROUP BY 1, 2 HAVING count(*) > 1"
+        ).fetchall()
+        unfinished = store.conn.execute(
+            "SELECT count(*) FROM llm_calls WHERE status = 'pending' OR"
+            " (status = 'ok' AND processed = 0)"
+        ).fetchone()[0]
+        plans = plan_cells(config, store.cell_counts())
+        [run] = store.runs()
+    assert stats["requests"] == attempts, f"seed {seed}: nothing may be paid twice"
+    assert dupes == [] and unfinished == 0
+    assert all(p.deficit == 0 and p.real + p.synthetic == p.target for p in plans)
+    assert sum(p.synthetic for p in plans) == 3 * (128 - 30) + 2
+    assert run.status == "finished" and run.resumes == kills

@@ -161,14 +161,25 @@ class LLMClient:
             reraise=True,
         )
         estimate = estimate_tokens(call.messages, int(call.params.get("max_tokens", 0)))
+        # A call left pending by a killed process has a last recorded attempt whose fate
+        # is unknown: it is sent again under the same Idempotency-Key, so an endpoint
+        # that honours the key bills it once. Only later attempts are counted anew.
+        number = call.attempts if call.status == "pending" and call.attempts else 0
+        recount = number == 0
         async for attempt in retrying:
             with attempt:
                 async with self.slots:
                     await self.requests.acquire()
                     await self.tokens.acquire(estimate)
-                    self.store.record_attempt(call.id)
+                    if recount:
+                        self.store.record_attempt(call.id)
+                        number += 1
+                    recount = True
                     raw = await self.client.chat.completions.with_raw_response.create(
-                        model=call.model, messages=call.messages, **call.params
+                        model=call.model,
+                        messages=call.messages,
+                        extra_headers={"Idempotency-Key": f"{call.request_sha[:32]}-{number}"},
+                        **call.params,
                     )
                     body = raw.http_response.text
                     self.tokens.correct(_used_tokens(body) - estimate)

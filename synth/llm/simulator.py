@@ -13,9 +13,16 @@ function of (seed, sha256 of the body's canonical JSON), so a retried request ge
 the same content; the fault drawn also depends on how many times that body has
 arrived, so a request that drew a 429 does not draw it forever.
 
-Endpoints: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /stats`` and, to
-steer a simulator running in another process, ``POST /control/reset``,
-``GET|POST /control/config`` and ``POST /control/script``.
+The Batch API is there too, shaped as OpenAI's: JSONL files go up through
+``/v1/files``, a batch over one runs through validating and in_progress to completed
+after ``batch_delay_s``, and its lines are answered by the same engine as online
+requests (the same content for the same body), into an output file and an error file.
+
+Endpoints: ``POST /v1/chat/completions``, ``GET /v1/models``, ``POST /v1/files``,
+``GET|DELETE /v1/files/{id}``, ``GET /v1/files/{id}/content``, ``GET|POST
+/v1/batches``, ``GET /v1/batches/{id}``, ``POST /v1/batches/{id}/cancel``, ``GET
+/stats`` and, to steer a simulator running in another process, ``POST
+/control/reset``, ``GET|POST /control/config`` and ``POST /control/script``.
 """
 
 from __future__ import annotations
@@ -25,13 +32,15 @@ import concurrent.futures
 import hashlib
 import json
 import math
+import re
 import socket
 import sys
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from random import Random
 from typing import Annotated, Any
 
@@ -39,7 +48,7 @@ import pydantic
 import uvicorn
 from pydantic import BaseModel, ConfigDict, Field
 
-from synth.llm._simtext import ITEM_KINDS, ItemWriter, read_task
+from synth.llm._simtext import ITEM_KINDS, ItemWriter, Task, read_task
 
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 OUTCOMES = ("ok", "429", "500", "hang", "truncate", "malformed")
@@ -68,6 +77,12 @@ class SimConfig(BaseModel):
     - ``p_malformed``: content that is not valid JSON, ``finish_reason`` "stop".
     - ``retry_after_s``: sent with 429s as ``retry-after`` (whole seconds, rounded
       up) and ``retry-after-ms``.
+    - ``batch_delay_s``: how long a batch takes from creation to completed (a
+      quarter of it validating, the rest in progress).
+    - ``p_batch_line_fail``: share of batch lines that fail with a 500, drawn per
+      line before the whole-request shares, which apply to batch lines as the batch
+      worker would meet them: a 429 or 500 fails the line, a hang leaves it
+      unanswered (the batch ends ``expired``), truncate and malformed are replies.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -88,6 +103,8 @@ class SimConfig(BaseModel):
     p_off_label: Share = 0.0
     p_pii: Share = 0.0
     p_bad_item: Share = 0.0
+    batch_delay_s: float = Field(0.2, ge=0.0)
+    p_batch_line_fail: Share = 0.0
 
     @pydantic.model_validator(mode="after")
     def _shares_fit(self) -> SimConfig:
@@ -100,6 +117,7 @@ class SimConfig(BaseModel):
         return self
 
     def item_shares(self) -> dict[str, float]:
+        """The item-fault shares keyed by item kind, as ``ItemWriter`` takes them."""
         return {
             "exact_dup": self.p_exact_dup,
             "near_dup": self.p_near_dup,
@@ -231,28 +249,42 @@ class SimServer:
         self._script: deque[Scripted] = deque()
         self._occurrences: dict[bytes, int] = {}
         self._closing = asyncio.Event()
+        self._files: dict[str, _File] = {}
+        self._batches: dict[str, _Batch] = {}
         self.in_flight = 0
         self.queued = 0
         self._zero()
 
     def _zero(self) -> None:
         self.requests = 0
+        self.replayed = 0
+        self._keys: set[bytes] = set()
         self.by_outcome = dict.fromkeys((*OUTCOMES, "bad_request"), 0)
         self.by_item = dict.fromkeys(ITEM_KINDS, 0)
         self.request_times: list[float] = []
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.peak_in_flight = self.in_flight
+        self.batches = 0
+        self.batch_requests = 0
+        self.batch_by_outcome = dict.fromkeys((*OUTCOMES, "bad_request"), 0)
+        self.batch_items = dict.fromkeys(ITEM_KINDS, 0)
+        self.batch_prompt_tokens = 0
+        self.batch_completion_tokens = 0
 
     # -- control ---------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
         """Counts since the last reset. ``requests`` counts chat-completion POSTs on
-        arrival (before any fault, hang or disconnect); ``in_flight`` are requests
+        arrival (before any fault, hang or disconnect), a repeated Idempotency-Key once
+        (the repeats are ``replayed``); ``in_flight`` are requests
         holding a slot, ``queued`` those waiting for one; ``items`` counts the items
-        written, by kind."""
+        written, by kind. Batch traffic is counted apart, under ``batch*``:
+        ``batches`` created, ``batch_requests`` lines answered (each line once, when
+        its batch runs), their outcomes, items and tokens."""
         return {
             "requests": self.requests,
+            "replayed": self.replayed,
             "by_outcome": dict(self.by_outcome),
             "in_flight": self.in_flight,
             "queued": self.queued,
@@ -261,14 +293,26 @@ class SimServer:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "items": dict(self.by_item),
+            "batches": self.batches,
+            "batch_requests": self.batch_requests,
+            "batch_by_outcome": dict(self.batch_by_outcome),
+            "batch_items": dict(self.batch_items),
+            "batch_prompt_tokens": self.batch_prompt_tokens,
+            "batch_completion_tokens": self.batch_completion_tokens,
         }
 
     def reset(self) -> None:
-        """Zero the statistics, forget how often each body was seen, drop the script.
-        Requests in progress keep their slots (``in_flight`` is a live gauge)."""
+        """Zero the statistics, forget how often each body was seen, drop the script,
+        the files and the batches. Requests in progress keep their slots
+        (``in_flight`` is a live gauge)."""
         self._zero()
         self._occurrences.clear()
         self._script.clear()
+        for batch in self._batches.values():
+            for timer in batch.timers:
+                timer.cancel()
+        self._batches.clear()
+        self._files.clear()
 
     def configure(self, changes: dict[str, Any]) -> SimConfig:
         """Change config fields; raises ``pydantic.ValidationError`` on unknown fields
@@ -281,7 +325,8 @@ class SimServer:
 
     def script(self, outcomes: list[str]) -> None:
         """Queue forced outcomes for the next requests, in arrival order; they take
-        precedence over the configured shares. All words are checked first."""
+        precedence over the configured shares. A batch takes one per line, in file
+        order, when it runs. All words are checked first."""
         parsed = [parse_outcome(w) for w in outcomes]
         self._script.extend(parsed)
 
@@ -303,7 +348,7 @@ class SimServer:
         if len(path) > 1 and path.endswith("/"):
             path = path[:-1]
         if method == "POST" and path == "/v1/chat/completions":
-            await self._chat(receive, send)
+            await self._chat(receive, send, _idempotency_key(scope))
         elif method == "GET" and path == "/stats":
             await _reply(send, 200, json.dumps(self.stats()).encode())
         elif method == "GET" and path == "/v1/models":
@@ -311,6 +356,10 @@ class SimServer:
             await _reply(send, 200, json.dumps(data).encode())
         elif method == "GET" and path.startswith("/v1/models/"):
             await _reply(send, 200, json.dumps(_model(path[len("/v1/models/") :])).encode())
+        elif path == "/v1/files" or path.startswith("/v1/files/"):
+            await self._files_api(method, path, scope, await _read(receive), send)
+        elif path == "/v1/batches" or path.startswith("/v1/batches/"):
+            await self._batches_api(method, path, await _read(receive), send)
         elif path.startswith("/control/") and method in ("GET", "POST"):
             await self._control(method, path, await _read(receive), send)
         else:
@@ -355,11 +404,19 @@ class SimServer:
             return
         await _reply(send, 200, json.dumps(result).encode())
 
-    async def _chat(self, receive: Receive, send: Send) -> None:
+    async def _chat(self, receive: Receive, send: Send, key: bytes | None = None) -> None:
         arrived = time.time()
         raw = await _read(receive)
-        self.requests += 1
-        self.request_times.append(arrived)
+        # An attempt sent again under the same Idempotency-Key (a client resuming after
+        # a crash, unsure whether its request got through) is served, but counted once:
+        # `requests` counts what a provider that honours the key would bill.
+        if key is not None and key in self._keys:
+            self.replayed += 1
+        else:
+            if key is not None:
+                self._keys.add(key)
+            self.requests += 1
+            self.request_times.append(arrived)
         try:
             body = json.loads(raw)
             if not isinstance(body, dict):
@@ -372,8 +429,7 @@ class SimServer:
             await _reply(send, 400, _error_body(str(e), "invalid_request_error", None))
             return
         config = self.config
-        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        body_sha = hashlib.sha256(canonical.encode()).digest()
+        body_sha = _body_sha(body)
         seen = self._occurrences.get(body_sha, 0)
         self._occurrences[body_sha] = seen + 1
         fault_rng = _rng(_digest(b"fault", config.seed, seen, body_sha))
@@ -415,41 +471,11 @@ class SimServer:
                     msg = "The simulator is shutting down."
                     await _reply(send, 503, _error_body(msg, "server_error", "unavailable"))
                     return
-            content_rng = _rng(_digest(b"content", config.seed, body_sha))
-            items, kinds = ItemWriter(task, content_rng, config.item_shares()).items()
+            reply, kinds = _completion(body, task, config, outcome, fault_rng, seen, body_sha, arrived)
             for k in kinds:
                 self.by_item[k] += 1
-            content = json.dumps({"examples": items}, ensure_ascii=False)
-            finish = "stop"
-            if outcome == "truncate":
-                content = content[: fault_rng.randint(max(1, len(content) // 4), len(content) - 2)]
-                finish = "length"
-            elif outcome == "malformed":
-                content = _malform(content, fault_rng)
-            prompt_tokens = _tokens(task.prompt_chars)
-            completion_tokens = _tokens(len(content))
-            self.prompt_tokens += prompt_tokens
-            self.completion_tokens += completion_tokens
-            reply = {
-                "id": "chatcmpl-" + _digest(b"id", config.seed, seen, body_sha).hex()[:29],
-                "object": "chat.completion",
-                "created": int(arrived),
-                "model": body.get("model") if isinstance(body.get("model"), str) else MODEL_ID,
-                "system_fingerprint": "fp_synth_sim",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content, "refusal": None},
-                        "logprobs": None,
-                        "finish_reason": finish,
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt_tokens + completion_tokens,
-                },
-            }
+            self.prompt_tokens += reply["usage"]["prompt_tokens"]
+            self.completion_tokens += reply["usage"]["completion_tokens"]
             await _reply(send, 200, json.dumps(reply, ensure_ascii=False).encode())
         finally:
             self.in_flight -= 1
@@ -476,6 +502,66 @@ class SimServer:
         if watchers[0] in done:
             return "disconnect"
         return "closing" if watchers[1] in done else "timeout"
+
+
+def _idempotency_key(scope: Scope) -> bytes | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"idempotency-key":
+            return bytes(value)
+    return None
+
+
+def _body_sha(body: dict[str, Any]) -> bytes:
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).digest()
+
+
+def _completion(
+    body: dict[str, Any],
+    task: Task,
+    config: SimConfig,
+    outcome: str,
+    fault_rng: Random,
+    seen: int,
+    body_sha: bytes,
+    arrived: float,
+) -> tuple[dict[str, Any], list[str]]:
+    """The chat.completion answering ``body`` and the kind of each item written.
+
+    The content depends only on (seed, body), whichever way the body arrived: an
+    online request and a batch line with the same body get the same items."""
+    content_rng = _rng(_digest(b"content", config.seed, body_sha))
+    items, kinds = ItemWriter(task, content_rng, config.item_shares()).items()
+    content = json.dumps({"examples": items}, ensure_ascii=False)
+    finish = "stop"
+    if outcome == "truncate":
+        content = content[: fault_rng.randint(max(1, len(content) // 4), len(content) - 2)]
+        finish = "length"
+    elif outcome == "malformed":
+        content = _malform(content, fault_rng)
+    prompt_tokens = _tokens(task.prompt_chars)
+    completion_tokens = _tokens(len(content))
+    reply = {
+        "id": "chatcmpl-" + _digest(b"id", config.seed, seen, body_sha).hex()[:29],
+        "object": "chat.completion",
+        "created": int(arrived),
+        "model": body.get("model") if isinstance(body.get("model"), str) else MODEL_ID,
+        "system_fingerprint": "fp_synth_sim",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content, "refusal": None},
+                "logprobs": None,
+                "finish_reason": finish,
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+    return reply, kinds
 
 
 def _draw(config: SimConfig, u: float) -> str:
