@@ -30,9 +30,9 @@ def _max_in_window(times: list[float], window: float) -> int:
 def test_pacer_never_exceeds_its_rate_in_any_window():
     # 600 per minute = 10 per second; 25 requests take about 2.4 s.
     times = _starts(Pacer(600), 25)
-    assert _max_in_window(times, 1.0) <= 10 + 1
-    assert _max_in_window(times, 0.5) <= 5 + 1
-    assert times[-1] - times[0] >= 2.3
+    assert _max_in_window(times, 1.0) <= 10
+    assert _max_in_window(times, 0.5) <= 5
+    assert times[-1] - times[0] >= 2.4
 
 
 def test_pacer_without_limit_does_not_wait():
@@ -46,7 +46,7 @@ def test_token_pacer_corrects_from_actual_usage():
     _starts(pacer, 1, cost=500)
     before = pacer._tat
     pacer.correct(-400)  # the reply used 100 tokens, not 500
-    assert abs((before - pacer._tat) - 0.4) < 1e-6
+    assert abs((before - pacer._tat) - 0.4 * 1.02) < 1e-6
 
 
 def test_estimate_counts_prompt_and_completion_ceiling():

@@ -243,3 +243,19 @@ def test_pii_redaction_is_an_edit_kept_out_of_exports(sim_project, sim, tmp_path
     text = exported.path.read_text()
     assert not any(find_pii(json.loads(line)["text"]) for line in text.splitlines())
     assert "[" in text  # placeholders such as [EMAIL] took the PII's place
+
+
+def test_rpm_limit_holds_at_the_simulator_in_every_window(sim_project, sim):
+    # 600 requests a minute = 10 a second; the run needs about 25 calls.
+    text = sim_project.config_path.read_text().replace(
+        "max_concurrency = 8", "max_concurrency = 8\nrpm = 600"
+    )
+    text = text.replace("per_label = 6", "per_label = 20").replace("per_call = 3", "per_call = 2")
+    sim_project.config_path.write_text(text)
+    config = _seeded(sim_project)
+    run(config)
+    times = sorted(sim.stats()["request_times"])
+    assert len(times) >= 20
+    for window, limit in ((1.0, 10), (2.0, 20), (0.5, 5)):
+        busiest = max(sum(1 for u in times[i:] if u - t < window) for i, t in enumerate(times))
+        assert busiest <= limit, (window, busiest)

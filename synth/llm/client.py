@@ -95,16 +95,27 @@ class LLMClient:
     ) -> None:
         self.settings = settings
         self.store = store
+        self.replies = ReplyRecorder(settings, store)
+        self.slots = asyncio.Semaphore(settings.max_concurrency)
+        self.requests = Pacer(settings.rpm)
+        self.tokens = Pacer(settings.tpm)
         self.client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url or settings.base_url or None,
             max_retries=0,
             timeout=settings.timeout,
+            # The request limit is kept in the transport's request hook, the last moment
+            # before the request goes out: work done after pacing (building the request,
+            # opening a connection) would otherwise bunch requests up on the wire.
+            http_client=openai.DefaultAsyncHttpxClient(
+                event_hooks={"request": [self._pace_request]}
+            ),
         )
-        self.slots = asyncio.Semaphore(settings.max_concurrency)
-        self.requests = Pacer(settings.rpm)
-        self.tokens = Pacer(settings.tpm)
+
         self.fatal: SynthError | None = None
+
+    async def _pace_request(self, request: Any) -> None:
+        await self.requests.acquire()
 
     async def close(self) -> None:
         await self.client.close()
@@ -169,7 +180,6 @@ class LLMClient:
         async for attempt in retrying:
             with attempt:
                 async with self.slots:
-                    await self.requests.acquire()
                     await self.tokens.acquire(estimate)
                     if recount:
                         self.store.record_attempt(call.id)
@@ -188,13 +198,42 @@ class LLMClient:
 
     def _accept(self, call: CallRow, body: str, started: float) -> CallResult:
         """Validate the reply's shape and finish reason; record it either way."""
+        return self.replies.accept(call, body, _since(started))
+
+    def _record(
+        self,
+        call: CallRow,
+        status: str,
+        body: str | None,
+        error: str | None,
+        started: float,
+        usage: dict[str, Any] | None = None,
+    ) -> None:
+        self.replies.record(call, status, body, error, _since(started), usage)
+
+    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
+        return self.replies.cost(model, prompt_tokens, completion_tokens)
+
+
+class ReplyRecorder:
+    """Validates a reply and records it with its usage and cost: what a reply means is
+    decided here, whichever client fetched it. ``price_factor`` scales the listed
+    prices (the Batch API bills at a discount)."""
+
+    def __init__(self, settings: LLMSettings, store: Store, *, price_factor: float = 1.0) -> None:
+        self.settings = settings
+        self.store = store
+        self.price_factor = price_factor
+
+    def accept(self, call: CallRow, body: str, latency_ms: float | None) -> CallResult:
+        """Validate the reply's shape and finish reason; record it either way."""
         try:
             reply = json.loads(body)
             choice = reply["choices"][0]
             content = choice["message"].get("content")
             finish = choice.get("finish_reason")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
-            self._record(call, "invalid", body, f"not a chat completion: {e}", started)
+            self.record(call, "invalid", body, f"not a chat completion: {e}", latency_ms)
             return CallResult(call, "invalid", None, f"not a chat completion: {e}")
         usage = reply.get("usage") or {}
         error = None
@@ -206,18 +245,19 @@ class LLMClient:
             except ReplyError as e:
                 error = str(e)
         status = "invalid" if error else "ok"
-        self._record(call, status, body, error, started, usage)
+        self.record(call, status, body, error, latency_ms, usage)
         return CallResult(call, status, content if status == "ok" else None, error)
 
-    def _record(
+    def record(
         self,
         call: CallRow,
         status: str,
         body: str | None,
         error: str | None,
-        started: float,
+        latency_ms: float | None,
         usage: dict[str, Any] | None = None,
     ) -> None:
+        """Commit the call's outcome with its tokens and what they cost."""
         usage = usage or {}
         prompt_tokens = int(usage.get("prompt_tokens") or 0)
         completion_tokens = int(usage.get("completion_tokens") or 0)
@@ -229,14 +269,21 @@ class LLMClient:
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             cost_usd=self.cost(call.model, prompt_tokens, completion_tokens),
-            latency_ms=(time.perf_counter() - started) * 1000,
+            latency_ms=latency_ms,
         )
 
     def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
+        """USD for the tokens at the model's price; 0 for a model with no price."""
         price = self.settings.price(model)
         if price is None:
             return 0.0
-        return (prompt_tokens * price.input + completion_tokens * price.output) / 1e6
+        listed = (prompt_tokens * price.input + completion_tokens * price.output) / 1e6
+        return listed * self.price_factor
+
+
+def _since(started: float) -> float:
+    """Milliseconds since ``started`` (a ``time.perf_counter`` reading)."""
+    return (time.perf_counter() - started) * 1000
 
 
 def _used_tokens(body: str) -> int:
