@@ -11,7 +11,7 @@ import hashlib
 import json
 import random
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -28,6 +28,7 @@ class SeedPool:
     by_cell: dict[CellKey, list[dict[str, Any]]]
     by_label: dict[str, list[dict[str, Any]]]
     all: list[dict[str, Any]]
+    _others: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # label -> rest
 
     @classmethod
     def from_rows(cls, rows: list[dict[str, Any]]) -> SeedPool:
@@ -58,7 +59,9 @@ class SeedPool:
         """k seeds of other labels, as examples of what this label is not."""
         if k <= 0:
             return []
-        others = [r for r in self.all if r["label"] != cell.label]
+        others = self._others.get(cell.label)
+        if others is None:
+            others = self._others[cell.label] = [r for r in self.all if r["label"] != cell.label]
         return rng.sample(others, min(k, len(others)))
 
 

@@ -39,6 +39,8 @@ from synth.store import Store
 PRIOR_YIELD = 0.8
 PRIOR_WEIGHT = 5
 MIN_YIELD = 0.05
+# Replies are filtered and stored in runs of at least this many, in plan order.
+STREAM_CHUNK = 32
 
 
 @dataclass
@@ -78,6 +80,11 @@ async def run_async(
 ) -> RunSummary:
     template = load_template(config.resolve(config.generate.template), config.generate.template)
     runner = Runner(config, store, template, progress)
+    if config.llm.mode == "batch":
+        from synth.llm.batch import BatchClient  # only batch mode needs it
+
+        async with BatchClient(config.llm, store, api_key=config.api_key()) as batch_client:
+            return await runner.execute(batch_client)  # type: ignore[arg-type]
     async with LLMClient(config.llm, store, api_key=config.api_key()) as client:
         return await runner.execute(client)
 
@@ -123,13 +130,16 @@ class Runner:
         run = store.begin_run(config.as_json(), config.sha)
         summary = RunSummary(run.id, "running", None, resumed=run.resumes > 0)
         self.chain.prepare(store.seen_items())
+        # Kept in memory from here on (one run writes to a store at a time): asking
+        # the store after every chunk of replies costs a scan of all examples.
+        self.counts = store.cell_counts()
         try:
             leftovers = store.unfinished_calls()
             if leftovers:
                 summary.calls += len(leftovers)
                 await self._batch(client, run.id, leftovers, summary)
             while True:
-                plans = plan_cells(config, store.cell_counts())
+                plans = plan_cells(config, self.counts)
                 open_cells = [p for p in plans if p.deficit > 0 and p.cell not in self.stalled]
                 if not open_cells:
                     status, reason = self._end_state(plans)
@@ -141,10 +151,9 @@ class Runner:
                 calls = self._plan_batch(open_cells, allowed)
                 rows = store.plan_calls(run.id, calls)
                 summary.calls += len(rows)
-                before = store.cell_counts()
+                before = dict(self.counts)
                 await self._batch(client, run.id, rows, summary)
-                after = store.cell_counts()
-                self._track_idle(open_cells, before, after)
+                self._track_idle(open_cells, before, self.counts)
         except BaseException as e:
             if isinstance(e, Exception):
                 store.finish_run(run.id, "failed", str(e))
@@ -220,12 +229,32 @@ class Runner:
     async def _batch(
         self, client: LLMClient, run_id: str, calls: list, summary: RunSummary
     ) -> None:
-        results = await client.complete_all(calls)
-        if results and all(r.status == "failed" for r in results):
+        """Send a batch; filter and store its replies in plan order as they come, so
+        the work overlaps the wait and decisions do not depend on arrival order."""
+        results: list[CallResult | None] = [None] * len(calls)
+        done = 0  # results[:done] are filtered and stored
+        accepted = candidates = 0
+
+        def flush(final: bool) -> None:
+            nonlocal done, accepted, candidates
+            ready = done
+            while ready < len(results) and results[ready] is not None:
+                ready += 1
+            if ready - done >= STREAM_CHUNK or (final and ready > done):
+                a, c = self._process(run_id, results[done:ready])  # type: ignore[arg-type]
+                accepted, candidates, done = accepted + a, candidates + c, ready
+
+        def arrived(index: int, result: CallResult) -> None:
+            results[index] = result
+            flush(final=False)
+
+        await client.complete_all(calls, on_result=arrived)
+        flush(final=True)
+        if results and all(r is not None and r.status == "failed" for r in results):
             # Nothing got through (a bad model name, an unsupported response_format):
             # say so now rather than spend the remaining batches finding out again.
-            raise SynthError("llm", f"every call of a batch failed; the first: {results[0].error}")
-        accepted, candidates = self._process(run_id, results)
+            first = results[0].error if results[0] else None
+            raise SynthError("llm", f"every call of a batch failed; the first: {first}")
         summary.accepted += accepted
         summary.candidates += candidates
         report = BatchReport(
@@ -233,9 +262,7 @@ class Runner:
             calls=len(calls),
             candidates=candidates,
             accepted=accepted,
-            open_cells=sum(
-                1 for p in plan_cells(self.config, self.store.cell_counts()) if p.deficit
-            ),
+            open_cells=sum(1 for p in plan_cells(self.config, self.counts) if p.deficit),
         )
         summary.batches.append(report)
         if self.progress is not None:
@@ -255,7 +282,7 @@ class Runner:
             processed.append(r.call.id)
             self.asked[CellKey(slice=r.call.slice or "", label=r.call.label or "")] += len(items)
         outcomes = self.chain.decide(candidates)
-        deficits = {p.cell: p.deficit for p in plan_cells(self.config, self.store.cell_counts())}
+        deficits = {p.cell: p.deficit for p in plan_cells(self.config, self.counts)}
         statuses: list[Status] = []
         accepted = 0
         for o in outcomes:
@@ -268,6 +295,8 @@ class Runner:
                 deficits[cell] -= 1
                 accepted += 1
                 statuses.append(Status.ACCEPTED)
+                real, synthetic = self.counts.get(cell, (0, 0))
+                self.counts[cell] = (real, synthetic + 1)
             else:
                 statuses.append(Status.SURPLUS)
             if o.verdict is Verdict.KEEP:

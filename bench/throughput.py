@@ -1,0 +1,262 @@
+"""Throughput of synth's run path against the simulator, next to a bare openai loop.
+
+    python bench/throughput.py [--calls 2000] [--repeats 3]
+
+The simulator runs in its own process with 200 ms latency and N server-side slots
+(ideal: N / 0.2 s calls per second). Each measurement runs in a fresh subprocess so
+that its peak RSS is its own:
+
+- reference: a bare ``AsyncOpenAI`` (default settings) + ``asyncio.Semaphore(N)``
+  sending the same prompts synth sends;
+- synth: ``synth run`` on a fresh store, capped at the same number of calls: it
+  renders the template, sends, parses and validates the replies, runs the schema,
+  PII and exact-dedup filters and stores every call, example and decision.
+
+Prints calls/s, the fraction of ideal and peak RSS for each, and the synth/reference
+ratio (median of the repeats), at 100 in flight, then how both scale at 25 and 400,
+then a run with 10 % 429s and 2 % 500s in which every call must complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data"
+LATENCY_MS = 200
+
+CONFIG = """
+[project]
+db = "synth.db"
+
+[llm]
+model = "sim-1"
+base_url = "{base_url}"
+max_concurrency = {concurrency}
+timeout = 30
+retries = 8
+
+[llm.prices]
+"sim-1" = {{ input = 0.15, output = 0.60 }}
+
+[targets]
+balance = "uniform"
+per_label = 1000000
+
+[generate]
+template = "{template}"
+per_call = 5
+max_calls = {calls}
+max_calls_per_batch = {calls}
+
+[[filters]]
+kind = "schema"
+min_words = 2
+
+[[filters]]
+kind = "pii"
+
+[[filters]]
+kind = "exact_dedup"
+"""
+
+
+def start_simulator(slots: int, *flags: str) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "synth",
+            "simulate",
+            "--port",
+            "0",
+            "--latency-ms",
+            str(LATENCY_MS),
+            "--max-in-flight",
+            str(slots),
+            *flags,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    line = proc.stdout.readline()
+    match = re.search(r"(http://127\.0\.0\.1:\d+/v1)", line)
+    if not match:
+        raise RuntimeError(f"simulator did not start: {line!r}")
+    return proc, match.group(1)
+
+
+def make_project(folder: Path, base_url: str, concurrency: int, calls: int) -> Path:
+    seeds = []
+    with (DATA / "banking77" / "train.csv").open(newline="") as f:
+        for row in csv.DictReader(f):
+            seeds.append({"text": row["text"], "label": row["category"]})
+    seeds = seeds[::10]  # about 1,000 rows over all 77 intents
+    (folder / "seeds.jsonl").write_text("".join(json.dumps(s) + "\n" for s in seeds))
+    template = ROOT / "prompts" / "generate" / "classify.md.j2"
+    config = CONFIG.format(
+        base_url=base_url, concurrency=concurrency, calls=calls, template=template
+    )
+    (folder / "config.toml").write_text(config)
+    synth(folder, "seeds", "import", str(folder / "seeds.jsonl"))
+    return folder / "config.toml"
+
+
+def synth(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "synth", "--config", str(folder / "config.toml"), *args],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
+def measure(cmd: list[str]) -> tuple[float, float, str]:
+    """Wall seconds and peak RSS (MB) of one child process, and what it printed."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode not in (0, 3):  # 3: stopped at the call cap, as intended
+            raise RuntimeError(err.read()[-2000:])
+        return wall, usage.ru_maxrss / 1024, out.read()
+
+
+def run_synth(base_url: str, concurrency: int, calls: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        config = make_project(Path(tmp), base_url, concurrency, calls)
+        # Only the run is timed; the process start and imports are part of it, as
+        # for a user.
+        cmd = [sys.executable, "-m", "synth", "--config", str(config), "run", "--quiet"]
+        wall, rss, out = measure(cmd)
+        sent = int(re.search(r"(\d+) calls", out).group(1))
+        prompts = prompts_of(Path(tmp) / "synth.db")
+    return {"calls": sent, "wall": wall, "rss": rss, "prompts": prompts}
+
+
+def prompts_of(db: Path) -> list[dict]:
+    from synth.store import Store
+
+    with Store(db) as store:
+        return [
+            {"messages": json.loads(m), "params": json.loads(p)}
+            for m, p in store.conn.execute("SELECT messages_json, params_json FROM llm_calls")
+        ]
+
+
+REFERENCE = """
+import asyncio, json, sys, time
+import openai
+
+async def main():
+    base_url, concurrency, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    requests = json.load(open(path))
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="unused")
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(r):
+        async with slots:
+            reply = await client.chat.completions.create(
+                model="sim-1", messages=r["messages"], **r["params"]
+            )
+            json.loads(reply.choices[0].message.content)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(r) for r in requests))
+    print(len(requests), time.perf_counter() - started)
+    await client.close()
+
+asyncio.run(main())
+"""
+
+
+def run_reference(base_url: str, concurrency: int, prompts: list[dict]) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(prompts, f)
+    try:
+        wall, rss, out = measure(
+            [sys.executable, "-c", REFERENCE, base_url, str(concurrency), f.name]
+        )
+    finally:
+        os.unlink(f.name)
+    return {"calls": len(prompts), "wall": wall, "rss": rss}
+
+
+def row(name: str, r: dict, ideal: float) -> str:
+    rate = r["calls"] / r["wall"]
+    return (
+        f"  {name:9} {r['calls']:5} calls  {rate:7.1f} calls/s  {rate / ideal:5.2f} of ideal"
+        f"  peak RSS {r['rss']:6.1f} MB"
+    )
+
+
+def compare(slots: int, calls: int, repeats: int) -> None:
+    ideal = slots / (LATENCY_MS / 1000)
+    print(f"\n{slots} in flight, {LATENCY_MS} ms latency: ideal {ideal:.0f} calls/s")
+    sim, base_url = start_simulator(slots)
+    try:
+        ratios, synth_rates, ref_rates = [], [], []
+        for i in range(repeats):
+            s = run_synth(base_url, slots, calls)
+            r = run_reference(base_url, slots, s["prompts"])
+            print(f" run {i + 1}")
+            print(row("synth", s, ideal))
+            print(row("reference", r, ideal))
+            synth_rates.append(s["calls"] / s["wall"])
+            ref_rates.append(r["calls"] / r["wall"])
+            ratios.append(synth_rates[-1] / ref_rates[-1])
+        print(
+            f" median: synth {statistics.median(synth_rates):.1f} calls/s"
+            f" ({statistics.median(synth_rates) / ideal:.2f} of ideal), reference"
+            f" {statistics.median(ref_rates):.1f} calls/s; synth/reference ratio"
+            f" {statistics.median(ratios):.2f}"
+        )
+    finally:
+        sim.terminate()
+        sim.wait()
+
+
+def faults(calls: int) -> None:
+    print("\n100 in flight with 10 % 429 (Retry-After 1 s) and 2 % 500:")
+    sim, base_url = start_simulator(100, "--p-429", "0.10", "--p-500", "0.02")
+    try:
+        s = run_synth(base_url, 100, calls)
+        import httpx
+
+        stats = httpx.get(base_url.removesuffix("/v1") + "/stats").json()
+        print(row("synth", s, 500))
+        print(f"  served {stats['requests']} requests: {stats['by_outcome']}")
+    finally:
+        sim.terminate()
+        sim.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--scaling", action=argparse.BooleanOptionalAction, default=True)
+    args = parser.parse_args()
+    compare(100, args.calls, args.repeats)
+    if args.scaling:
+        for slots in (25, 400):
+            compare(slots, args.calls, 1)
+        faults(args.calls)
+
+
+if __name__ == "__main__":
+    main()
