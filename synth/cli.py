@@ -92,25 +92,26 @@ def plan(ctx: click.Context) -> None:
 
 
 @cli.command("run")
-@click.option("--quiet", is_flag=True, help="No progress lines.")
+@click.option("--quiet", is_flag=True, help="No progress display.")
 @click.pass_context
 def run_cmd(ctx: click.Context, quiet: bool) -> None:
     """Generate until every cell's quota of accepted rows is met (or a cap is hit).
 
-    Run it again after an interruption: it resumes where it stopped.
+    Run it again after an interruption: it resumes where it stopped. A terminal gets
+    a live panel (calls/s, tokens, cost, accepted per cell, ETA); a pipe gets one line
+    per batch on stderr.
     """
-    from synth.runner import BatchReport, run
+    from synth.progress import LiveProgress, batch_lines
+    from synth.runner import run
 
     config = _config(ctx)
-
-    def progress(b: BatchReport) -> None:
-        click.echo(
-            f"batch {b.number}: {b.calls} calls, {b.candidates} candidates,"
-            f" {b.accepted} accepted, {b.open_cells} cells open",
-            err=True,
-        )
-
-    summary = run(config, progress=None if quiet else progress)
+    if quiet:
+        summary = run(config)
+    elif sys.stderr.isatty():
+        with LiveProgress() as live:
+            summary = run(config, progress=live)
+    else:
+        summary = run(config, progress=batch_lines(lambda line: click.echo(line, err=True)))
     resumed = " (resumed)" if summary.resumed else ""
     click.echo(
         f"run {summary.run_id}{resumed}: {summary.status}"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from synth.plan import all_labels, plan_cells
 from synth.prompts import Template, load_template
 from synth.records import Candidate, CellKey, CellPlan, Status, Verdict
 from synth.review.sample import sample_for_review
-from synth.store import Store
+from synth.store import Spend, Store
 
 # Before a cell has history, assume this share of asked-for examples is accepted;
 # PRIOR_WEIGHT is how many observed examples it is worth.
@@ -52,6 +53,18 @@ class BatchReport:
     open_cells: int
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """Where a run stands, for progress displays: sent after every chunk of replies."""
+
+    run_id: str
+    answered: int  # calls answered (or failed) by this invocation
+    spend: Spend  # the whole run's, resumed parts included
+    cells: list[CellPlan]
+    elapsed: float  # seconds since this invocation started
+    batch: BatchReport | None = None  # set when a batch has just finished
+
+
 @dataclass
 class RunSummary:
     run_id: str
@@ -66,7 +79,7 @@ class RunSummary:
     cells: list[CellPlan] = field(default_factory=list)
 
 
-Progress = Callable[[BatchReport], None]
+Progress = Callable[[Snapshot], None]
 
 
 def run(config: Config, *, progress: Progress | None = None) -> RunSummary:
@@ -119,6 +132,8 @@ class Runner:
         self.kept: Counter[CellKey] = Counter()  # examples the chain kept, per cell
         self.idle: Counter[CellKey] = Counter()
         self.stalled: set[CellKey] = set()
+        self.started = time.monotonic()
+        self.answered = 0
 
     async def execute(self, client: LLMClient) -> RunSummary:
         config, store = self.config, self.store
@@ -243,12 +258,17 @@ class Runner:
             if ready - done >= STREAM_CHUNK or (final and ready > done):
                 a, c = self._process(run_id, results[done:ready])  # type: ignore[arg-type]
                 accepted, candidates, done = accepted + a, candidates + c, ready
+                self._report(run_id)
+
+        def arrived_counted(index: int, result: CallResult) -> None:
+            self.answered += 1
+            arrived(index, result)
 
         def arrived(index: int, result: CallResult) -> None:
             results[index] = result
             flush(final=False)
 
-        await client.complete_all(calls, on_result=arrived)
+        await client.complete_all(calls, on_result=arrived_counted)
         flush(final=True)
         if results and all(r is not None and r.status == "failed" for r in results):
             # Nothing got through (a bad model name, an unsupported response_format):
@@ -265,8 +285,21 @@ class Runner:
             open_cells=sum(1 for p in plan_cells(self.config, self.counts) if p.deficit),
         )
         summary.batches.append(report)
-        if self.progress is not None:
-            self.progress(report)
+        self._report(run_id, report)
+
+    def _report(self, run_id: str, batch: BatchReport | None = None) -> None:
+        if self.progress is None:
+            return
+        self.progress(
+            Snapshot(
+                run_id=run_id,
+                answered=self.answered,
+                spend=self.store.spend(run_id),
+                cells=plan_cells(self.config, self.counts),
+                elapsed=time.monotonic() - self.started,
+                batch=batch,
+            )
+        )
 
     def _process(self, run_id: str, results: list[CallResult]) -> tuple[int, int]:
         """Filter a batch's candidates in plan order, fill quotas, store it all."""

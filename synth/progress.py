@@ -1,0 +1,106 @@
+"""What `synth run` shows while it works: a live panel on a terminal, batch lines
+otherwise, nothing with --quiet."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from synth.runner import Snapshot
+
+# The live panel lists the open cells with the largest deficits, at most this many.
+SHOWN_CELLS = 8
+
+
+def _eta(snap: Snapshot, accepted: int, remaining: int) -> str:
+    if not remaining:
+        return "done"
+    if accepted <= 0 or snap.elapsed <= 0:
+        return "?"
+    seconds = int(remaining / (accepted / snap.elapsed))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def render(snap: Snapshot, first: dict[str, int]) -> Group:
+    """The panel: totals on one line, a bar of accepted rows, the neediest cells."""
+    needed = sum(max(0, c.target - c.real) for c in snap.cells)
+    have = sum(min(c.synthetic, max(0, c.target - c.real)) for c in snap.cells)
+    # Accepted by this invocation: what the rate and the ETA are made of.
+    accepted_now = have - sum(first.get(str(c.cell), 0) for c in snap.cells)
+    rate = snap.answered / snap.elapsed if snap.elapsed > 0 else 0.0
+    s = snap.spend
+    head = Text.assemble(
+        ("calls ", "bold"),
+        f"{snap.answered:,} ({rate:.1f}/s)  ",
+        ("tokens ", "bold"),
+        f"{s.prompt_tokens + s.completion_tokens:,}  ",
+        ("cost ", "bold"),
+        f"${s.cost_usd:.4f}  ",
+        ("accepted ", "bold"),
+        f"{have:,}/{needed:,}  ",
+        ("ETA ", "bold"),
+        _eta(snap, accepted_now, needed - have),
+    )
+    table = Table(box=None, pad_edge=False, show_header=True, header_style="dim")
+    table.add_column("cell")
+    table.add_column("rows", justify="right")
+    table.add_column("", width=30)
+    open_cells = sorted((c for c in snap.cells if c.deficit), key=lambda c: -c.deficit)
+    for c in open_cells[:SHOWN_CELLS]:
+        table.add_row(
+            str(c.cell),
+            f"{c.real + c.synthetic}/{c.target}",
+            ProgressBar(total=max(1, c.target), completed=c.real + c.synthetic, width=30),
+        )
+    if len(open_cells) > SHOWN_CELLS:
+        table.add_row(f"... {len(open_cells) - SHOWN_CELLS} more open cells", "", "")
+    bar = ProgressBar(total=max(1, needed), completed=have)
+    return Group(head, bar, table)
+
+
+class LiveProgress:
+    """A rich Live panel, redrawn at most a few times a second."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=True)
+        self.live = Live(console=self.console, refresh_per_second=4, transient=False)
+        self.first: dict[str, int] | None = None
+
+    def __call__(self, snap: Snapshot) -> None:
+        if self.first is None:
+            self.first = {str(c.cell): c.synthetic for c in snap.cells}
+        self.live.update(render(snap, self.first))
+
+    def __enter__(self) -> LiveProgress:
+        self.live.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.live.stop()
+
+
+def batch_lines(echo: Callable[[str], None]) -> Callable[[Snapshot], None]:
+    """One line per batch, for logs and pipes."""
+
+    def show(snap: Snapshot) -> None:
+        b = snap.batch
+        if b is None:
+            return
+        open_cells = sum(1 for c in snap.cells if c.deficit)
+        echo(
+            f"batch {b.number}: {b.calls} calls, {b.candidates} candidates, {b.accepted}"
+            f" accepted; {open_cells} cells open; ${snap.spend.cost_usd:.4f} so far"
+        )
+
+    return show

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from rich.console import Console
+
+from synth.progress import batch_lines, render
+from synth.records import CellKey, CellPlan
+from synth.runner import BatchReport, Snapshot
+from synth.store import Spend
+
+
+def _snap(batch: BatchReport | None = None) -> Snapshot:
+    cells = [
+        CellPlan(cell=CellKey(slice="default", label="a"), target=30, real=10, synthetic=15),
+        CellPlan(cell=CellKey(slice="default", label="b"), target=30, real=30, synthetic=0),
+        CellPlan(cell=CellKey(slice="urgent", label="a"), target=6, real=0, synthetic=6),
+    ]
+    return Snapshot(
+        run_id="run_1",
+        answered=40,
+        spend=Spend(
+            calls=40, attempts=42, prompt_tokens=9000, completion_tokens=3000, cost_usd=0.0123
+        ),
+        cells=cells,
+        elapsed=8.0,
+        batch=batch,
+    )
+
+
+def test_panel_shows_rate_tokens_cost_accepted_eta_and_open_cells():
+    console = Console(record=True, width=100)
+    console.print(render(_snap(), first={"default/a": 5, "urgent/a": 0}))
+    text = console.export_text()
+    assert "calls 40 (5.0/s)" in text and "tokens 12,000" in text and "$0.0123" in text
+    # needed: 20 + 0 + 6 = 26; have 15 + 6 = 21; 16 accepted in 8 s -> 5 left take 2.5 s
+    assert "accepted 21/26" in text and "ETA 0:00:02" in text
+    assert "default/a" in text and "25/30" in text
+    assert "urgent/a" not in text  # full cells are not listed
+
+
+def test_batch_lines_only_at_batch_ends():
+    lines: list[str] = []
+    show = batch_lines(lines.append)
+    show(_snap())
+    show(_snap(BatchReport(number=2, calls=10, candidates=50, accepted=21, open_cells=1)))
+    assert lines == ["batch 2: 10 calls, 50 candidates, 21 accepted; 1 cells open; $0.0123 so far"]
