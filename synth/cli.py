@@ -186,6 +186,8 @@ def export_cmd(ctx: click.Context, out: Path, fmt: str) -> None:
 @click.option("--p-off-label", default=0.0, show_default=True)
 @click.option("--p-pii", default=0.0, show_default=True)
 @click.option("--p-bad-item", default=0.0, show_default=True)
+@click.option("--p-batch-line-fail", default=0.0, show_default=True)
+@click.option("--batch-delay-s", default=0.2, show_default=True)
 def simulate(host: str, port: int, **settings: Any) -> None:
     """Serve synth's OpenAI-compatible simulator (for tests, demos and benchmarks)."""
     from synth.llm.simulator import SimConfig, serve

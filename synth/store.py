@@ -12,6 +12,8 @@ The schema is public: query it with sqlite3 or Datasette (README, "The store").
     reviews     human verdicts
     edits       every change to an example's data (redaction, a reviewer's edit),
                 with the data before and after
+    llm_batches Batch API jobs: recorded before the run waits on them, so a killed
+                run polls the same job instead of paying for its calls again
 
 Writes that belong together share one transaction; a paid reply is committed the
 moment it arrives, in its own transaction, so a crash loses no paid work.
@@ -46,6 +48,7 @@ from synth.records import (
     Verdict,
     canonical_json,
     content_sha,
+    sha256_text,
 )
 
 migrations = Migrations("synth")
@@ -163,6 +166,29 @@ def m001_initial(db: sqlite_utils.Database) -> None:
             created_at TEXT NOT NULL
         );
         CREATE INDEX edits_example ON edits(example_id);
+        """
+    )
+
+
+@migrations()
+def m002_batches(db: sqlite_utils.Database) -> None:
+    # One row per Batch API job: its id is recorded before the run waits on it, so a
+    # killed run polls the same job again instead of paying for its calls twice.
+    db.executescript(
+        """
+        CREATE TABLE llm_batches (
+            id TEXT PRIMARY KEY,           -- the provider's batch id
+            run_id TEXT REFERENCES runs(id),
+            input_file_id TEXT NOT NULL,
+            output_file_id TEXT,
+            error_file_id TEXT,
+            status TEXT NOT NULL,          -- the provider's last reported status, or lost
+            call_ids_json TEXT NOT NULL,   -- llm_calls.id of every line, custom_id order
+            request_counts_json TEXT,
+            created_at TEXT NOT NULL,
+            finished_at TEXT               -- set once its replies are stored; NULL: open
+        );
+        CREATE INDEX llm_batches_open ON llm_batches(finished_at);
         """
     )
 
@@ -555,9 +581,9 @@ class Store:
                         Source.EDITED.value if edits else Source.SYNTHETIC.value,
                         c.cell.slice,
                         c.cell.label,
-                        canonical_json(c.row),
+                        data_json := canonical_json(c.row),
                         c.text,
-                        c.content_sha,
+                        sha256_text(data_json),
                         status.value,
                         outcome.verdict.value,
                         outcome.rejected_by,
@@ -713,6 +739,89 @@ class Store:
             " WHERE example_id = ? ORDER BY id",
             (example_id,),
         )
+
+    # -- batch jobs ----------------------------------------------------------------
+
+    def record_batch_attempts(self, call_ids: Sequence[str]) -> None:
+        """One attempt per line of a batch about to be created, in one transaction.
+        A call sent again after a failure is pending until its new reply is stored,
+        so a resumed run still finds it and collects it from its batch."""
+        with self._tx() as conn:
+            conn.executemany(
+                "UPDATE llm_calls SET attempts = attempts + 1, status = 'pending', processed = 0"
+                " WHERE id = ?",
+                [(i,) for i in call_ids],
+            )
+
+    def add_batch_job(
+        self,
+        batch_id: str,
+        *,
+        run_id: str | None,
+        input_file_id: str,
+        status: str,
+        call_ids: Sequence[str],
+    ) -> None:
+        """Record a created batch job, committed before anything waits on it."""
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO llm_batches (id, run_id, input_file_id, status, call_ids_json,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (batch_id, run_id, input_file_id, status, json.dumps(list(call_ids)), now()),
+            )
+
+    def update_batch_job(
+        self,
+        batch_id: str,
+        *,
+        status: str,
+        output_file_id: str | None = None,
+        error_file_id: str | None = None,
+        request_counts: dict[str, int] | None = None,
+        finished: bool = False,
+    ) -> None:
+        """Note a job's status; ``finished`` once every reply of it is stored."""
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE llm_batches SET status = ?,"
+                " output_file_id = coalesce(?, output_file_id),"
+                " error_file_id = coalesce(?, error_file_id),"
+                " request_counts_json = coalesce(?, request_counts_json),"
+                " finished_at = CASE WHEN ? THEN ? ELSE finished_at END WHERE id = ?",
+                (
+                    status,
+                    output_file_id,
+                    error_file_id,
+                    None if request_counts is None else json.dumps(request_counts),
+                    finished,
+                    now(),
+                    batch_id,
+                ),
+            )
+
+    def batch_jobs(self, *, open_only: bool = False) -> list[dict[str, Any]]:
+        """Batch jobs, oldest first; ``open_only``: those whose replies are not yet
+        stored. ``call_ids`` and ``request_counts`` come decoded."""
+        where = "WHERE finished_at IS NULL" if open_only else ""
+        rows = self._rows(
+            "SELECT id, run_id, input_file_id, output_file_id, error_file_id, status,"
+            " call_ids_json, request_counts_json, created_at, finished_at FROM llm_batches"
+            f" {where} ORDER BY rowid"
+        )
+        for r in rows:
+            r["call_ids"] = json.loads(r.pop("call_ids_json"))
+            counts = r.pop("request_counts_json")
+            r["request_counts"] = json.loads(counts) if counts else None
+        return rows
+
+    def calls_by_id(self, call_ids: Sequence[str]) -> list[CallRow]:
+        """The calls with these ids, in the order given; ids not stored are skipped."""
+        found: dict[str, CallRow] = {}
+        for i in range(0, len(call_ids), 500):
+            chunk = list(call_ids[i : i + 500])
+            marks = ",".join("?" * len(chunk))
+            found.update((c.id, c) for c in self._call_rows(f"WHERE id IN ({marks})", chunk))
+        return [found[i] for i in call_ids if i in found]
 
 
 def empty_funnel_row(slice_: str, label: str) -> dict[str, Any]:

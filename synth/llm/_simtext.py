@@ -641,7 +641,10 @@ def _label_from_prompt(text: str) -> str | None:
         for m in rx.finditer(prose):
             if best is None or m.start() > best[0]:
                 best = (m.start(), m.group(1).strip())
-    return best[1] if best else None
+    if best is None:
+        return None
+    # "Label: card_arrival." ends a sentence; the full stop is not part of the label.
+    return best[1].rstrip(".!?:") or None
 
 
 def read_task(body: dict[str, Any]) -> Task:
@@ -685,17 +688,17 @@ def read_task(body: dict[str, Any]) -> Task:
             else:
                 fields[k] = "any"
     if label_field is None:
-        keys: dict[str, None] = {}
-        for r in rows:
-            keys.update(dict.fromkeys(r))
-        if "label" in keys or "label" in fields:
-            label_field = "label"
-        if not fields:
+        if item_schema is None:  # the example lines are the schema
+            keys: dict[str, None] = {}
+            for r in rows:
+                keys.update(dict.fromkeys(r))
+            label_field = "label" if "label" in keys else None
             for k in keys:
                 first = next((r[k] for r in rows if k in r), None)
                 fields[k] = "label" if k == label_field else _type_of(first)
             required = list(fields)
-        elif label_field:
+        elif "label" in fields:  # a schema that does not pin the label
+            label_field = "label"
             fields[label_field] = "label"
         label = _label_from_prompt(last_user)
         if label is None and label_field:
@@ -717,7 +720,7 @@ def read_task(body: dict[str, Any]) -> Task:
     if not fields:  # no schema and no example lines: still answer with some text
         fields = {"text": "string", **({"label": "label"} if label is not None else {})}
         required = list(fields)
-        label_field = label_field if label is not None else None
+        label_field = "label" if label is not None else None
     strings = [k for k, kind in fields.items() if kind == "string"]
     text_field = "text" if "text" in strings else (strings[0] if strings else None)
     for k in strings:
@@ -1135,6 +1138,7 @@ class ItemWriter:
         self.seen = {normalize(t) for t in self.texts}
 
     def kind(self) -> str:
+        """Draw the kind of the next item from the shares ("normal" for the rest)."""
         u = self.rng.random()
         for k in ITEM_KINDS[1:]:
             p = self.shares.get(k, 0.0)
@@ -1144,6 +1148,7 @@ class ItemWriter:
         return "normal"
 
     def items(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """The reply's ``task.n`` items and the kind each was written as."""
         out, kinds = [], []
         for _ in range(self.task.n):
             kind = self.kind()
@@ -1153,6 +1158,8 @@ class ItemWriter:
         return out, kinds
 
     def item(self, kind: str) -> tuple[dict[str, Any], str]:
+        """One item of ``kind``; a copy or off-label fault with nothing to copy from
+        is written as a normal item, and the kind returned says so."""
         task, rng = self.task, self.rng
         shot = rng.choice(task.shots) if task.shots else {}
         if kind == "exact_dup" and shot:
