@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from synth.llm.limits import Pacer, estimate_tokens
+from synth.llm.limits import AdaptiveSlots, Pacer, estimate_tokens
 
 
 def _starts(pacer: Pacer, n: int, cost: float = 1.0) -> list[float]:
@@ -51,3 +51,45 @@ def test_token_pacer_corrects_from_actual_usage():
 
 def test_estimate_counts_prompt_and_completion_ceiling():
     assert estimate_tokens([{"role": "user", "content": "x" * 400}], 256) == 100 + 4 + 256
+
+
+def test_adaptive_slots_halve_on_a_storm_and_grow_back():
+    async def go() -> list[int]:
+        slots = AdaptiveSlots(16, adaptive=True, cooldown=0.05)
+        seen = [slots.limit]
+        slots.rate_limited()
+        slots.rate_limited()  # the same storm: cut once
+        seen.append(slots.limit)
+        await asyncio.sleep(0.06)
+        slots.rate_limited()
+        seen.append(slots.limit)
+        for _ in range(4 + 5 + 6):  # a window of successes per step: 4 -> 5 -> 6 -> 7
+            slots.succeeded()
+        seen.append(slots.limit)
+        return seen
+
+    assert asyncio.run(go()) == [16, 8, 4, 7]
+
+
+def test_adaptive_slots_bound_what_is_in_flight():
+    async def go() -> int:
+        slots = AdaptiveSlots(8, adaptive=True, cooldown=0.0)
+        slots.rate_limited()  # 8 -> 4
+        peak = 0
+
+        async def one() -> None:
+            nonlocal peak
+            async with slots:
+                peak = max(peak, slots.in_use)
+                await asyncio.sleep(0.01)
+
+        await asyncio.gather(*(one() for _ in range(20)))
+        return peak
+
+    assert asyncio.run(go()) == 4
+
+
+def test_fixed_slots_ignore_429s():
+    slots = AdaptiveSlots(8, adaptive=False)
+    slots.rate_limited()
+    assert slots.limit == 8

@@ -29,7 +29,7 @@ from tenacity import (
 from synth.config import LLMSettings
 from synth.errors import SynthError
 from synth.generate import ReplyError, parse_reply
-from synth.llm.limits import Pacer, estimate_tokens
+from synth.llm.limits import AdaptiveSlots, Pacer, estimate_tokens
 from synth.store import CallRow, Store
 
 # Errors no retry can mend: the run stops and says why, instead of recording the
@@ -97,7 +97,7 @@ class LLMClient:
         self.settings = settings
         self.store = store
         self.replies = ReplyRecorder(settings, store)
-        self.slots = asyncio.Semaphore(settings.max_concurrency)
+        self.slots = AdaptiveSlots(settings.max_concurrency, settings.adaptive_concurrency)
         self.requests = Pacer(settings.rpm)
         self.tokens = Pacer(settings.tpm)
         self.client = openai.AsyncOpenAI(
@@ -108,9 +108,7 @@ class LLMClient:
             # The request limit is kept in the transport's request hook, the last moment
             # before the request goes out: work done after pacing (building the request,
             # opening a connection) would otherwise bunch requests up on the wire.
-            http_client=openai.DefaultAioHttpClient(
-                event_hooks={"request": [self._pace_request]}
-            ),
+            http_client=openai.DefaultAioHttpClient(event_hooks={"request": [self._pace_request]}),
         )
 
         self.fatal: SynthError | None = None
@@ -188,14 +186,19 @@ class LLMClient:
                     # The request is already plain JSON: posting it as is skips the
                     # openai package's walk of it against its TypedDicts and the
                     # parsing of the reply into models, most of its CPU per call.
-                    raw = await self.client.post(
-                        "/chat/completions",
-                        cast_to=httpx2.Response,
-                        body={"model": call.model, "messages": call.messages, **call.params},
-                        options={
-                            "headers": {"Idempotency-Key": f"{call.request_sha[:32]}-{number}"}
-                        },
-                    )
+                    try:
+                        raw = await self.client.post(
+                            "/chat/completions",
+                            cast_to=httpx2.Response,
+                            body={"model": call.model, "messages": call.messages, **call.params},
+                            options={
+                                "headers": {"Idempotency-Key": f"{call.request_sha[:32]}-{number}"}
+                            },
+                        )
+                    except openai.RateLimitError:
+                        self.slots.rate_limited()
+                        raise
+                    self.slots.succeeded()
                     body = raw.text
                     self.tokens.correct(_used_tokens(body) - estimate)
                     return body

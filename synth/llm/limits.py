@@ -59,3 +59,53 @@ def estimate_tokens(messages: list[dict], max_tokens: int) -> int:
     completion's ceiling (providers reserve max_tokens against TPM the same way)."""
     chars = sum(len(str(m.get("content", ""))) for m in messages)
     return chars // 4 + 4 * len(messages) + max_tokens
+
+
+class AdaptiveSlots:
+    """Bounds the requests in flight; with ``adaptive``, a storm of 429s halves the
+    bound (at most once per ``cooldown`` seconds, so one storm is one cut) and each run
+    of as many successes as the bound allows adds one back, up to ``maximum``
+    (additive increase, multiplicative decrease, as TCP does)."""
+
+    def __init__(self, maximum: int, adaptive: bool = True, cooldown: float = 1.0) -> None:
+        self.maximum = maximum
+        self.limit = maximum
+        self.adaptive = adaptive
+        self.cooldown = cooldown
+        self.in_use = 0
+        self._successes = 0
+        self._last_cut = -cooldown
+        self._free = asyncio.Condition()
+
+    async def __aenter__(self) -> AdaptiveSlots:
+        async with self._free:
+            await self._free.wait_for(lambda: self.in_use < self.limit)
+            self.in_use += 1
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        async with self._free:
+            self.in_use -= 1
+            self._free.notify()
+
+    def rate_limited(self) -> None:
+        now = time.monotonic()
+        if self.adaptive and now - self._last_cut >= self.cooldown:
+            self.limit = max(1, self.limit // 2)
+            self._last_cut = now
+            self._successes = 0
+
+    def succeeded(self) -> None:
+        if not self.adaptive or self.limit >= self.maximum:
+            return
+        self._successes += 1
+        if self._successes >= self.limit:
+            self._successes = 0
+            self.limit += 1
+            # Wake one waiter for the new slot (no lock needed: the condition's waiters
+            # re-check the bound when they run).
+            asyncio.ensure_future(self._wake())
+
+    async def _wake(self) -> None:
+        async with self._free:
+            self._free.notify()
