@@ -3,16 +3,20 @@ accepted / pending review / surplus, with calls, tokens and cost."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from synth.config import Config
+from synth.filters.diversity import diversity_figures
 from synth.plan import plan_cells
 from synth.store import Spend, Store, empty_funnel_row
 
 
 @dataclass(frozen=True)
 class StatusReport:
+    """``cells``: the funnel per cell, each with its ``diversity`` figures (of its
+    accepted synthetic rows; None when it has fewer than two)."""
+
     cells: list[dict[str, Any]]
     filters: list[str]  # in chain order, then any others found in the store
     spend: Spend
@@ -31,6 +35,10 @@ def status(config: Config, store: Store) -> StatusReport:
         row["target"] = plan.target if plan else None
         row["deficit"] = plan.deficit if plan else 0
         cells.append(row)
+    texts = store.texts_by_cell()
+    for row in cells:
+        synthetic = texts.get((row["slice"], row["label"]), {}).get("synthetic", [])
+        row["diversity"] = asdict(diversity_figures(synthetic)) if len(synthetic) > 1 else None
     names = [spec.kind for spec in config.filters]
     for row in cells:
         names += [f for f in row["rejected"] if f not in names]
@@ -97,4 +105,24 @@ def render_status(report: StatusReport) -> str:
     )
     if report.last_run:
         out.append(f"runs {report.runs}, last: {report.last_run}")
+    out += ["", *_diversity_lines(report.cells)]
     return "\n".join(out)
+
+
+def _diversity_lines(cells: list[dict[str, Any]]) -> list[str]:
+    """How varied each cell's accepted synthetic rows are."""
+    rows = [c for c in cells if c.get("diversity")]
+    if not rows:
+        return []
+    width = max(len(f"{c['slice']}/{c['label']}") for c in rows)
+    lines = [
+        f"{'diversity of synthetic rows':{width}}  rows  distinct-1  distinct-2  mean-NN-ROUGE-L"
+    ]
+    for c in rows:
+        d = c["diversity"]
+        nn = "-" if d["mean_nn_rouge_l"] is None else f"{d['mean_nn_rouge_l']:.3f}"
+        lines.append(
+            f"{c['slice'] + '/' + c['label']:{width}}  {d['texts']:4}  {d['distinct_1']:10.3f}"
+            f"  {d['distinct_2']:10.3f}  {nn:>15}"
+        )
+    return lines

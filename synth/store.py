@@ -728,6 +728,19 @@ class Store:
             r["parent_ids"] = json.loads(r.pop("parent_ids_json"))
         return rows
 
+    def texts_by_cell(self) -> dict[tuple[str, str], dict[str, list[str]]]:
+        """(slice, label) -> {"real": [...], "synthetic": [...]}: the texts of the dataset
+        as it stands (synthetic: the rows counted toward quotas)."""
+        out: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(
+            lambda: {"real": [], "synthetic": []}
+        )
+        for slice_, label, source, text in self.conn.execute(
+            "SELECT slice, label, source, text FROM examples"
+            f" WHERE source = 'real' OR {COUNTED} ORDER BY rowid"
+        ):
+            out[(slice_, label)]["real" if source == "real" else "synthetic"].append(text)
+        return dict(out)
+
     def example_statuses(self) -> Counter[str]:
         return Counter(
             dict(self.conn.execute("SELECT status, count(*) FROM examples GROUP BY status"))

@@ -29,6 +29,13 @@ def test_plan_status_run_export_through_the_cli(sim_project, sim, tmp_path):
     as_json = json.loads(invoke(sim_project, "status", "--json").output)
     assert sum(c["accepted"] for c in as_json["cells"]) == 13
     assert sum(c["sampled"] for c in as_json["cells"]) == 4
+    lost = next(
+        c
+        for c in as_json["cells"]
+        if c["label"] == "lost_or_stolen_card" and c["slice"] == "default"
+    )
+    assert lost["diversity"]["texts"] == 4 and 0 < lost["diversity"]["distinct_1"] <= 1
+    assert "mean-NN-ROUGE-L" in status.output
 
     out = tmp_path / "out" / "data.jsonl"
     exported = invoke(sim_project, "export", "--out", str(out))
