@@ -41,7 +41,7 @@ PRIOR_YIELD = 0.8
 PRIOR_WEIGHT = 5
 MIN_YIELD = 0.05
 # Replies are filtered and stored in runs of at least this many, in plan order.
-STREAM_CHUNK = 32
+STREAM_CHUNK = 8
 
 
 @dataclass
@@ -100,6 +100,18 @@ async def run_async(
             return await runner.execute(batch_client)  # type: ignore[arg-type]
     async with LLMClient(config.llm, store, api_key=config.api_key()) as client:
         return await runner.execute(client)
+
+
+def _share(wanted: dict[CellKey, int], allowed: int) -> dict[CellKey, int]:
+    """``allowed`` calls shared in proportion to what each cell wants (largest
+    remainders first), so the whole allowance is used and none is left for a tail batch."""
+    total = sum(wanted.values())
+    exact = {c: n * allowed / total for c, n in wanted.items()}
+    shares = {c: math.floor(x) for c, x in exact.items()}
+    by_remainder = sorted(wanted, key=lambda c: (shares[c] - exact[c], str(c)))
+    for c in by_remainder[: allowed - sum(shares.values())]:
+        shares[c] += 1
+    return {c: n for c, n in shares.items() if n > 0}
 
 
 def _spread(total: int, parts: int) -> list[int]:
@@ -164,7 +176,7 @@ class Runner:
                     status = "stopped"
                     break
                 calls = self._plan_batch(open_cells, allowed)
-                rows = store.plan_calls(run.id, calls)
+                rows = store.plan_calls(run.id, calls, first_attempt=config.llm.mode == "online")
                 summary.calls += len(rows)
                 before = dict(self.counts)
                 await self._batch(client, run.id, rows, summary)
@@ -223,13 +235,7 @@ class Runner:
         n_calls = {c: max(1, math.ceil(n / per_call)) for c, n in needed.items()}
         total = sum(n_calls.values())
         if total > allowed:
-            # Share the allowance in proportion to need, one call at least while it lasts.
-            scale = allowed / total
-            n_calls = {c: max(1, math.floor(n * scale)) for c, n in n_calls.items()}
-            while sum(n_calls.values()) > allowed:
-                biggest = max(n_calls, key=lambda c: n_calls[c])
-                n_calls[biggest] -= 1
-                n_calls = {c: n for c, n in n_calls.items() if n > 0}
+            n_calls = _share(n_calls, allowed)
         calls = []
         by_cell = {p.cell: p for p in open_cells}
         for cell, count in n_calls.items():
@@ -309,7 +315,7 @@ class Runner:
         for r in results:
             if r.status != "ok":
                 continue
-            items = parse_reply(r.content)
+            items = r.items if r.items is not None else parse_reply(r.content)
             cell_match = matches.get(r.call.slice or "", {})
             candidates += candidates_from(r.call, items, self.config, cell_match, run_id)
             processed.append(r.call.id)

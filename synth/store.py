@@ -435,16 +435,25 @@ class Store:
         )
         return 0 if n is None else n + 1
 
-    def plan_calls(self, run_id: str, calls: Sequence[dict[str, Any]]) -> list[CallRow]:
-        """Record calls before they are sent; a request already recorded is reused."""
+    def plan_calls(
+        self, run_id: str, calls: Sequence[dict[str, Any]], *, first_attempt: bool = False
+    ) -> list[CallRow]:
+        """Record calls before they are sent; a request already recorded is reused.
+
+        ``first_attempt`` counts each new call's first attempt in the same transaction,
+        instead of one commit per request as it leaves. An attempt counted but never
+        sent (the process died first) is sent under its own Idempotency-Key when the
+        run resumes, so it is served, and billed, once either way.
+        """
         ts = now()
+        attempts = 1 if first_attempt else 0
         with self._tx() as conn:
             for c in calls:
                 conn.execute(
                     "INSERT OR IGNORE INTO llm_calls (id, run_id, request_sha, purpose, slice,"
                     " label, sample_index, template, template_sha, model, params_json,"
-                    " messages_json, parent_ids_json, status, created_at)"
-                    " VALUES (?, ?, ?, 'generate', ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                    " messages_json, parent_ids_json, status, attempts, created_at)"
+                    " VALUES (?, ?, ?, 'generate', ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
                     (
                         new_id("call"),
                         run_id,
@@ -458,6 +467,7 @@ class Store:
                         canonical_json(c["params"]),
                         canonical_json(c["messages"]),
                         json.dumps(c["parent_ids"]),
+                        attempts,
                         ts,
                     ),
                 )

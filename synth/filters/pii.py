@@ -299,12 +299,17 @@ _DETECTORS: dict[PiiKind, Callable[[str], Iterator[tuple[int, int]]]] = {
 }
 
 
+_MAYBE_PII = re.compile(r"[\d@:]")
+
+
 def find_pii(text: str, kinds: Iterable[PiiKind] = PII_KINDS) -> list[PiiSpan]:
     """Non-overlapping PII spans of the given kinds in ``text``, in text order.
 
     Where detectors overlap, the kind earlier in :data:`PII_KINDS` wins, then the
     longer span.
     """
+    if not _MAYBE_PII.search(text):
+        return []  # every kind needs a digit, an "@" or (IPv6) a ":"
     wanted = set(kinds)
     found: list[PiiSpan] = []
     starts: list[int] = []  # sorted starts of the spans taken so far, which never overlap

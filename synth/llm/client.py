@@ -44,6 +44,7 @@ class CallResult:
     status: str  # ok | invalid | failed
     content: str | None
     error: str | None
+    items: list[dict[str, Any]] | None = None  # the reply's examples, once validated
 
 
 def retryable(exc: BaseException) -> bool:
@@ -245,16 +246,19 @@ class ReplyRecorder:
             return CallResult(call, "invalid", None, f"not a chat completion: {e}")
         usage = reply.get("usage") or {}
         error = None
+        items = None
         if finish in INVALID_FINISH:
             error = f"finish_reason={finish}: the reply was cut off"
         else:
             try:
-                parse_reply(content)
+                items = parse_reply(content)
             except ReplyError as e:
                 error = str(e)
         status = "invalid" if error else "ok"
         self.record(call, status, body, error, latency_ms, usage)
-        return CallResult(call, status, content if status == "ok" else None, error)
+        if status != "ok":
+            return CallResult(call, status, None, error)
+        return CallResult(call, status, content, None, items)
 
     def record(
         self,
