@@ -57,11 +57,12 @@ def test_adaptive_slots_halve_on_a_storm_and_grow_back():
     async def go() -> list[int]:
         slots = AdaptiveSlots(16, adaptive=True, cooldown=0.05)
         seen = [slots.limit]
-        slots.rate_limited()
-        slots.rate_limited()  # the same storm: cut once
-        seen.append(slots.limit)
+        for _ in range(8):  # a storm: every reply a 429
+            slots.rate_limited()
+        seen.append(slots.limit)  # cut once, not eight times
         await asyncio.sleep(0.06)
-        slots.rate_limited()
+        for _ in range(4):
+            slots.rate_limited()
         seen.append(slots.limit)
         for _ in range(4 + 5 + 6):  # a window of successes per step: 4 -> 5 -> 6 -> 7
             slots.succeeded()
@@ -71,10 +72,19 @@ def test_adaptive_slots_halve_on_a_storm_and_grow_back():
     assert asyncio.run(go()) == [16, 8, 4, 7]
 
 
+def test_a_trickle_of_429s_is_not_a_storm():
+    slots = AdaptiveSlots(16, adaptive=True, cooldown=0.0)
+    for i in range(200):  # one reply in ten is a 429
+        slots.rate_limited() if i % 10 == 0 else slots.succeeded()
+    assert slots.limit == 16
+
+
 def test_adaptive_slots_bound_what_is_in_flight():
     async def go() -> int:
         slots = AdaptiveSlots(8, adaptive=True, cooldown=0.0)
-        slots.rate_limited()  # 8 -> 4
+        for _ in range(8):
+            slots.rate_limited()  # 8 -> 4 -> 2 ... cut once per window of 429s
+        slots.limit = 4
         peak = 0
 
         async def one() -> None:

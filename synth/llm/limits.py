@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 
 # Pace this much under the limit: the server sees arrival times, and a request that
 # left on schedule can arrive a few milliseconds late next to one that did not.
@@ -62,17 +63,28 @@ def estimate_tokens(messages: list[dict], max_tokens: int) -> int:
 
 
 class AdaptiveSlots:
-    """Bounds the requests in flight; with ``adaptive``, a storm of 429s halves the
-    bound (at most once per ``cooldown`` seconds, so one storm is one cut) and each run
+    """Bounds the requests in flight. With ``adaptive``, a storm of 429s (at least
+    ``storm_share`` of the recent replies, over a window as long as the bound) halves
+    the bound, at most once per ``cooldown`` seconds so one storm is one cut; each run
     of as many successes as the bound allows adds one back, up to ``maximum``
-    (additive increase, multiplicative decrease, as TCP does)."""
+    (additive increase, multiplicative decrease, as TCP does). A steady trickle of
+    429s below the share is left to the retries: cutting on each one would starve a
+    run against an endpoint that sheds a little load all the time."""
 
-    def __init__(self, maximum: int, adaptive: bool = True, cooldown: float = 1.0) -> None:
+    def __init__(
+        self,
+        maximum: int,
+        adaptive: bool = True,
+        cooldown: float = 1.0,
+        storm_share: float = 0.25,
+    ) -> None:
         self.maximum = maximum
         self.limit = maximum
         self.adaptive = adaptive
         self.cooldown = cooldown
+        self.storm_share = storm_share
         self.in_use = 0
+        self._recent: deque[bool] = deque(maxlen=max(8, maximum))  # True: a 429
         self._successes = 0
         self._last_cut = -cooldown
         self._free = asyncio.Condition()
@@ -86,26 +98,25 @@ class AdaptiveSlots:
     async def __aexit__(self, *exc: object) -> None:
         async with self._free:
             self.in_use -= 1
-            self._free.notify()
+            # A bound raised since the last release frees more than this one slot.
+            self._free.notify(max(1, self.limit - self.in_use))
 
     def rate_limited(self) -> None:
+        self._recent.append(True)
+        if not self.adaptive:
+            return
+        window = list(self._recent)[-max(8, self.limit) :]
         now = time.monotonic()
-        if self.adaptive and now - self._last_cut >= self.cooldown:
+        if sum(window) / len(window) >= self.storm_share and now - self._last_cut >= self.cooldown:
             self.limit = max(1, self.limit // 2)
             self._last_cut = now
             self._successes = 0
 
     def succeeded(self) -> None:
+        self._recent.append(False)
         if not self.adaptive or self.limit >= self.maximum:
             return
         self._successes += 1
         if self._successes >= self.limit:
             self._successes = 0
             self.limit += 1
-            # Wake one waiter for the new slot (no lock needed: the condition's waiters
-            # re-check the bound when they run).
-            asyncio.ensure_future(self._wake())
-
-    async def _wake(self) -> None:
-        async with self._free:
-            self._free.notify()
