@@ -169,6 +169,40 @@ def export_cmd(ctx: click.Context, out: Path, fmt: str) -> None:
 
 
 @cli.command()
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--field", help="The field holding the text (default: the schema's text field).")
+@click.pass_context
+def contamination(ctx: click.Context, file: Path, field: str | None) -> None:
+    """Check any dataset file against the eval sets of the contamination filter.
+
+    Prints one line per hit (row, eval set, item, signal, score) and exits 1 if any
+    row hit, so it can gate a pipeline.
+    """
+    from synth.filters.contamination import ContaminationParams, check_file
+    from synth.runner import filter_context
+
+    config = _config(ctx)
+    params = next((f for f in config.filters if isinstance(f, ContaminationParams)), None)
+    if params is None:
+        raise click.ClickException(
+            f'{config.source.name}: filters: no [[filters]] kind = "contamination" names'
+            " the eval sets to check against"
+        )
+    hits = check_file(
+        file.absolute(), field or config.data_schema.text, params, filter_context(config)
+    )
+    for h in hits:
+        click.echo(f"{h.row}\t{h.eval_set}\t{h.item_id}\t{h.signal}\t{h.score:.3f}")
+    rows = len({h.row for h in hits})
+    sets = ", ".join(sorted({h.eval_set for h in hits})) or "none"
+    click.echo(
+        f"{file}: {rows} rows hit eval items ({len(hits)} signals fired; sets: {sets})", err=True
+    )
+    if hits:
+        sys.exit(1)
+
+
+@cli.command()
 @click.option("--port", default=0, show_default=True, help="0 picks a free port.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--seed", default=0, show_default=True)

@@ -67,9 +67,11 @@ def run_demo(workdir: str | Path, say: Callable[[str], None] = print) -> DemoRes
         config = demo_config(workdir, sim.base_url)
         say(f"simulator on {sim.base_url}; store {config.db_path}")
         with Store(config.db_path) as store:
-            for path in sorted(seeds_dir.glob("*.jsonl")):
-                result = store.add_seeds(read_seeds(path, config).seeds)
-                say(f"imported {result.added} seeds from {path.relative_to(PROJECT_ROOT)}")
+            # seeds/eval.jsonl is the held-out set the contamination filter checks
+            # against: it must never be imported as seeds.
+            path = seeds_dir / "banking.jsonl"
+            result = store.add_seeds(read_seeds(path, config).seeds)
+            say(f"imported {result.added} seeds from {path.relative_to(PROJECT_ROOT)}")
             say("\nplan (deficit per cell):")
             for p in plan_cells(config, store.cell_counts()):
                 say(f"  {p.cell!s:40} target {p.target:3}  real {p.real:3}  deficit {p.deficit}")

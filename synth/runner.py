@@ -102,6 +102,18 @@ async def run_async(
         return await runner.execute(client)
 
 
+def filter_context(config: Config, labels: list[str] | None = None) -> FilterContext:
+    """What the filters get from the project besides their own settings."""
+    schema = config.data_schema
+    return FilterContext(
+        root=config.root,
+        text_field=schema.text,
+        label_field=schema.label,
+        fields=dict(schema.fields),
+        labels=tuple(labels or schema.labels),
+    )
+
+
 def _share(wanted: dict[CellKey, int], allowed: int) -> dict[CellKey, int]:
     """``allowed`` calls shared in proportion to what each cell wants (largest
     remainders first), so the whole allowance is used and none is left for a tail batch."""
@@ -128,17 +140,8 @@ class Runner:
         self.store = store
         self.template = template
         self.progress = progress
-        schema = config.data_schema
-        self.chain: FilterChain = build_chain(
-            config.filters,
-            FilterContext(
-                root=config.root,
-                text_field=schema.text,
-                label_field=schema.label,
-                fields=dict(schema.fields),
-                labels=tuple(all_labels(config, store.cell_counts())),
-            ),
-        )
+        labels = all_labels(config, store.cell_counts())
+        self.chain: FilterChain = build_chain(config.filters, filter_context(config, labels))
         self.pool = SeedPool.from_rows(store.seeds())
         self.asked: Counter[CellKey] = Counter()  # examples asked for, per cell
         self.kept: Counter[CellKey] = Counter()  # examples the chain kept, per cell

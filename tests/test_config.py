@@ -10,7 +10,14 @@ def test_default_config_file_loads():
     from conftest import ROOT
 
     config = load_config(ROOT / "config.toml")
-    assert [f.kind for f in config.filters] == ["schema", "pii", "exact_dedup", "diversity"]
+    assert [f.kind for f in config.filters] == [
+        "schema",
+        "pii",
+        "exact_dedup",
+        "near_dedup",
+        "contamination",
+        "diversity",
+    ]
     assert config.review.fraction == 0.2
     assert config.slices[0].name == "urgent"
 

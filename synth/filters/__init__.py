@@ -14,20 +14,29 @@ from pydantic import Field
 
 from synth.filters.base import Filter, FilterContext, FilterParams
 from synth.filters.chain import FilterChain, Outcome
+from synth.filters.contamination import ContaminationFilter, ContaminationParams
 from synth.filters.diversity import DiversityFilter, DiversityParams
 from synth.filters.exact_dedup import ExactDedupFilter, ExactDedupParams
+from synth.filters.near_dedup import NearDedupFilter, NearDedupParams
 from synth.filters.pii import PiiFilter, PiiParams
 from synth.filters.schema import SchemaFilter, SchemaParams
 
 FilterSpec = Annotated[
-    SchemaParams | ExactDedupParams | PiiParams | DiversityParams,
+    SchemaParams
+    | PiiParams
+    | ExactDedupParams
+    | NearDedupParams
+    | ContaminationParams
+    | DiversityParams,
     Field(discriminator="kind"),
 ]
 
 FILTERS: dict[type[FilterParams], type[Filter]] = {
     SchemaParams: SchemaFilter,
-    ExactDedupParams: ExactDedupFilter,
     PiiParams: PiiFilter,
+    ExactDedupParams: ExactDedupFilter,
+    NearDedupParams: NearDedupFilter,
+    ContaminationParams: ContaminationFilter,
     DiversityParams: DiversityFilter,
 }
 

@@ -1,0 +1,324 @@
+"""Near dedup: MinHash LSH proposals, exact Jaccard decisions, template boilerplate."""
+
+from __future__ import annotations
+
+import csv
+import random
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from conftest import DATA
+from pydantic import ValidationError
+
+from synth.filters.base import FilterContext
+from synth.filters.near_dedup import NearDedupFilter, NearDedupParams
+from synth.filters.shingles import jaccard, shingle_sets, tokenize
+from synth.records import Candidate, CellKey, Decision, SeenItem, Source
+
+CTX = FilterContext(root=Path("."), text_field="text", label_field="label")
+CELL = CellKey(slice="default", label="card_arrival")
+OTHER = CellKey(slice="default", label="refund")
+REASON = re.compile(r"^near_dup: j=(\d\.\d\d) with (\S+)$")
+
+
+def cand(text: str, i: int, cell: CellKey = CELL) -> Candidate:
+    return Candidate(
+        id=f"ex_{i}",
+        run_id="run_1",
+        cell=cell,
+        text=text,
+        data={"text": text, "label": cell.label},
+        llm_call_id="call_1",
+        index=i,
+        template="t",
+        template_sha="0" * 64,
+        model="m",
+    )
+
+
+def seed(text: str, i: int, cell: CellKey = CELL) -> SeenItem:
+    return SeenItem(id=f"seed_{i}", text=text, cell=cell, source=Source.REAL)
+
+
+def messages() -> list[str]:
+    with open(DATA / "banking77" / "test.csv", newline="", encoding="utf-8") as fh:
+        return [row["text"] for row in csv.DictReader(fh)]
+
+
+def banking(n: int, min_tokens: int = 1, max_tokens: int = 99) -> list[str]:
+    """Real BANKING77 test messages, in file order, none sharing half its words with an
+    earlier one (the data set has natural near duplicates of its own)."""
+    texts = [t for t in messages() if min_tokens <= len(tokenize(t)) <= max_tokens]
+    kept: list[str] = []
+    words: list[frozenset[int]] = []
+    for text, w in zip(texts, shingle_sets(texts, "word", 1), strict=True):
+        if all(jaccard(w, other) < 0.5 for other in words):
+            kept.append(text)
+            words.append(w)
+            if len(kept) == n:
+                break
+    return kept
+
+
+def edit(text: str, rng: random.Random, vocab: Sequence[str], share: float) -> str:
+    """Substitute, delete or insert ``share`` of the tokens (at least one)."""
+    words = text.split()
+    for _ in range(max(1, round(share * len(words)))):
+        op = rng.choice(("sub", "del", "ins"))
+        i = rng.randrange(len(words))
+        if op == "sub":
+            words[i] = rng.choice(vocab)
+        elif op == "del" and len(words) > 3:
+            del words[i]
+        else:
+            words.insert(i, rng.choice(vocab))
+    return " ".join(words)
+
+
+LONG = " ".join(messages())[:50_000]
+
+
+@pytest.mark.parametrize(
+    ("seen", "text", "verdict", "slug"),
+    [
+        (
+            "Where is my new card? It has not arrived yet",
+            "where is my NEW card?? it has not arrived yet!",
+            "reject",
+            "near_dup",
+        ),
+        (
+            "Where is my new card? It has not arrived yet",
+            "Where is my new card? It still has not arrived",
+            "reject",
+            "near_dup",
+        ),
+        (
+            "Where is my new card? It has not arrived yet",
+            "Can I change the PIN of my card at an ATM?",
+            "keep",
+            "",
+        ),
+        (
+            "¿Dónde está mi tarjeta nueva? Todavía no ha llegado",
+            "¿Dónde está mi tarjeta nueva? Aún no ha llegado",
+            "reject",
+            "near_dup",
+        ),
+        (
+            "¿Dónde está mi tarjeta nueva? Todavía no ha llegado",
+            "¿Puedo cambiar el PIN en un cajero automático?",
+            "keep",
+            "",
+        ),
+        (
+            "我的新卡还没有寄到，请问什么时候能收到",
+            "我的新卡还没有寄到，请问什么时候可以收到",
+            "reject",
+            "near_dup",
+        ),
+        ("我的新卡还没有寄到，请问什么时候能收到", "我想把钱转到另一个国家的账户", "keep", ""),
+        ("Where is my new card? It has not arrived yet", "", "keep", ""),
+        ("Where is my new card? It has not arrived yet", "?!", "keep", ""),
+        (LONG, LONG.replace(" card ", " kard ", 3), "reject", "near_dup"),
+        ("Where is my new card? It has not arrived yet", LONG, "keep", ""),
+    ],
+)
+def test_decisions(seen, text, verdict, slug):
+    f = NearDedupFilter(NearDedupParams(), CTX)
+    f.prepare([seed(seen, 1)])
+    [d] = f.decide([cand(text, 1)])
+    assert (d.verdict, d.reason.split(":")[0]) == (verdict, slug)
+    assert (d.filter, d.filter_version) == ("near_dedup", "1")
+    assert d.score is not None and 0.0 <= d.score <= 1.0
+    if verdict == "reject":
+        j, match = REASON.match(d.reason).groups()
+        assert match == "seed_1" and float(j) == pytest.approx(d.score, abs=0.005)
+
+
+def test_the_score_is_the_exact_jaccard_and_the_threshold_is_inclusive():
+    seen = "when will my new card arrive in the post"
+    close = "when will my new card arrive by post"
+    [a, b] = shingle_sets([seen, close], "word", 2)
+    j = jaccard(a, b)
+    for threshold, verdict in ((j, "reject"), (j + 0.01, "keep")):
+        f = NearDedupFilter(NearDedupParams(threshold=threshold), CTX)
+        f.prepare([seed(seen, 1)])
+        [d] = f.decide([cand(close, 1)])
+        assert d.verdict == verdict
+        assert d.score == pytest.approx(j, abs=1e-4)
+
+
+def test_within_a_batch_later_candidates_meet_earlier_kept_ones():
+    f = NearDedupFilter(NearDedupParams(), CTX)
+    text = "I ordered a card two weeks ago and it still has not arrived"
+    batch = [
+        cand(text, 1),
+        cand(text.replace("two", "three"), 2),
+        cand(text.replace("ordered", "requested"), 3),
+        cand("How do I top up my account with a bank transfer?", 4),
+    ]
+    decisions = f.decide(batch)
+    assert [d.verdict for d in decisions] == ["keep", "reject", "reject", "keep"]
+    # Rejected candidates are not match targets: both copies name the first one.
+    assert [REASON.match(d.reason).group(2) for d in decisions[1:3]] == ["ex_1", "ex_1"]
+    assert f.stats.checked == 4 and f.stats.rejected == 2
+
+
+def test_scope():
+    text = "Please cancel the transfer I made this morning"
+    for scope, verdict in (("global", "reject"), ("cell", "keep")):
+        f = NearDedupFilter(NearDedupParams(scope=scope), CTX)
+        f.prepare([seed(text, 1, OTHER)])
+        [d] = f.decide([cand(text + " please", 1, CELL)])
+        assert d.verdict == verdict
+
+
+def test_admit_grows_the_index_and_prepare_ignores_repeats():
+    f = NearDedupFilter(NearDedupParams(), CTX)
+    first = cand("Why was I charged a fee for a transfer to my friend", 1)
+    f.prepare([seed("an unrelated seed about exchange rates", 1)] * 2)
+    assert f.decide([first])[0].verdict == "keep"
+    f.admit([first])
+    [d] = f.decide([cand("Why was I charged a fee for a transfer to my friend?!", 2)])
+    assert d.verdict == "reject" and d.reason.endswith("with ex_1")
+
+
+# --- template boilerplate ------------------------------------------------------------
+
+OPENER = "Hello support team, I hope you are all doing well today and I am writing about"
+CLOSER = "Thank you so much in advance for your help and have a great day"
+
+
+def templated(contents: Sequence[str]) -> list[str]:
+    return [f"{OPENER} {c} {CLOSER}" for c in contents]
+
+
+def run(f: NearDedupFilter, texts: Sequence[str], size: int = 25, start: int = 0) -> list[Decision]:
+    """Decide in batches and admit what was kept, as the runner does."""
+    out: list[Decision] = []
+    for at in range(0, len(texts), size):
+        batch = [cand(t, start + at + k) for k, t in enumerate(texts[at : at + size])]
+        decisions = f.decide(batch)
+        f.admit([c for c, d in zip(batch, decisions, strict=True) if d.verdict == "keep"])
+        out += decisions
+    return out
+
+
+def test_template_boilerplate_does_not_make_distinct_items_alike():
+    contents = banking(200, min_tokens=9, max_tokens=14)
+    texts = templated(contents)
+    share = 1 - sum(len(tokenize(c)) for c in contents) / sum(len(tokenize(t)) for t in texts)
+    assert 0.6 <= share <= 0.75  # about 70 % of every text is the template
+    # Without the mechanism most distinct items look like copies of the first ones.
+    plain = run(NearDedupFilter(NearDedupParams(boilerplate_df=1.0), CTX), texts)
+    assert sum(d.verdict == "reject" for d in plain) > 150
+    f = NearDedupFilter(NearDedupParams(), CTX)
+    assert [d.verdict for d in run(f, texts)] == ["keep"] * 200
+
+
+def test_template_near_copies_are_still_rejected():
+    rng = random.Random(5)
+    contents = banking(200, min_tokens=9, max_tokens=14)
+    vocab = " ".join(messages()[1000:]).split()
+    texts = templated(contents)
+    # A near copy keeps the template and edits 5-15 % of the item's own words. (Edits
+    # inside the template add shingles no other item has: with 2-6 edits anywhere in
+    # these 40-word texts, about 70 % of the copies are still caught.)
+    copies = templated(
+        [edit(contents[i], rng, vocab, rng.uniform(0.05, 0.15)) for i in range(0, 200, 4)]
+    )
+    # Each copy comes a batch or more after its original.
+    stream = texts[:100] + copies[:25] + texts[100:] + copies[25:]
+    f = NearDedupFilter(NearDedupParams(), CTX)
+    decisions = run(f, stream)
+    originals = decisions[:100] + decisions[125:225]
+    copy_decisions = decisions[100:125] + decisions[225:]
+    assert all(d.verdict == "keep" for d in originals)
+    assert sum(d.verdict == "reject" for d in copy_decisions) >= 0.95 * len(copies)
+    assert f.stats.rebuilds >= 1
+
+
+def test_a_first_batch_of_one_template_is_recognised_in_that_batch():
+    texts = templated(banking(30, min_tokens=9, max_tokens=14))
+    f = NearDedupFilter(NearDedupParams(), CTX)
+    assert [d.verdict for d in run(f, texts, size=30)] == ["keep"] * 30
+
+
+# --- resuming ------------------------------------------------------------------------
+
+
+def stream_for_resume() -> tuple[list[SeenItem], list[list[Candidate]]]:
+    """Seeds, then batches mixing two cells, a template that sets in, and copies."""
+    rng = random.Random(11)
+    plain = banking(160, min_tokens=5)
+    vocab = " ".join(plain).split()
+    seeds = [seed(t, i, CELL if i % 2 else OTHER) for i, t in enumerate(plain[:20])]
+    texts = plain[20:100] + templated(banking(200, min_tokens=9, max_tokens=14)[100:160])
+    texts += [edit(t, rng, vocab, 0.1) for t in rng.sample(texts, 40)]
+    texts += [edit(s.text, rng, vocab, 0.1) for s in seeds[:10]]
+    rng.shuffle(texts)
+    batches = []
+    for b in range(0, len(texts), 17):
+        chunk = texts[b : b + 17]
+        batches.append(
+            [cand(t, b + k, CELL if (b + k) % 3 else OTHER) for k, t in enumerate(chunk)]
+        )
+    return seeds, batches
+
+
+@pytest.mark.parametrize("scope", ["global", "cell"])
+def test_a_resumed_run_decides_exactly_as_a_continuous_one(scope):
+    params = NearDedupParams(scope=scope)
+    seeds, batches = stream_for_resume()
+    continuous = NearDedupFilter(params, CTX)
+    continuous.prepare(seeds)
+    kept: list[Candidate] = []
+    expected = []
+    for batch in batches:
+        decisions = continuous.decide(batch)
+        expected.append([(d.verdict, d.score, d.reason) for d in decisions])
+        # Like a chain: a later filter drops some of what this one kept.
+        survivors = [c for c, d in zip(batch, decisions, strict=True) if d.verdict == "keep"]
+        survivors = [c for c in survivors if c.index % 7]
+        continuous.admit(survivors)
+        kept += survivors
+    assert any(v == "reject" for decisions in expected for v, _, _ in decisions)
+    assert continuous.stats.rebuilds >= 1
+    for stop in (1, len(batches) // 2, len(batches) - 1):
+        resumed = NearDedupFilter(params, CTX)
+        done = {c.id for batch in batches[:stop] for c in batch}
+        resumed.prepare(
+            seeds
+            + [
+                SeenItem(id=c.id, text=c.text, cell=c.cell, source=Source.SYNTHETIC)
+                for c in kept
+                if c.id in done
+            ]
+        )
+        for k in range(stop, len(batches)):
+            decisions = resumed.decide(batches[k])
+            assert [(d.verdict, d.score, d.reason) for d in decisions] == expected[k]
+            survivors = [
+                c
+                for c, d in zip(batches[k], decisions, strict=True)
+                if d.verdict == "keep" and c.index % 7
+            ]
+            resumed.admit(survivors)
+
+
+# --- settings ------------------------------------------------------------------------
+
+
+def test_settings_are_validated():
+    params = NearDedupParams.model_validate({"kind": "near_dedup", "threshold": 0.8})
+    assert (params.ngram, params.num_perm, params.scope) == (2, 128, "global")
+    assert NearDedupParams(shingle="char").ngram == 5
+    with pytest.raises(ValidationError, match="treshold"):
+        NearDedupParams.model_validate({"kind": "near_dedup", "treshold": 0.8})
+    with pytest.raises(ValidationError, match="lsh_weights"):
+        NearDedupParams(lsh_weights=(0.5, 0.6))
+    with pytest.raises(ValidationError):
+        NearDedupParams(threshold=0)
