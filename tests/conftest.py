@@ -140,3 +140,32 @@ def _defaults() -> dict:
 @pytest.fixture
 def sim_project(tmp_path: Path, sim: object) -> Project:
     return Project(tmp_path, base_url=sim.base_url)  # type: ignore[attr-defined]
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Flags for a root user on a machine with no network but loopback: no sandbox (root),
+# and no background connections (they are refused here, many at a time).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[object]:
+    """Debian's headless Chromium driven by playwright (``make test`` installs it)."""
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make test`, which installs Debian's chromium")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
