@@ -193,6 +193,31 @@ def m002_batches(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m003_judge_scores(db: sqlite_utils.Database) -> None:
+    # The judge's per-criterion scores and rationales: one row per candidate x
+    # criterion x judge sample (several samples or judge models may grade one row).
+    db.executescript(
+        """
+        CREATE TABLE judge_scores (
+            id INTEGER PRIMARY KEY,
+            example_id TEXT NOT NULL REFERENCES examples(id),
+            criterion TEXT NOT NULL,       -- a rubric criterion, or "label" for consistency
+            score REAL,                    -- 1-5 on the rubric's anchored scale
+            rationale TEXT NOT NULL DEFAULT '',
+            judge_model TEXT NOT NULL,
+            sample INTEGER NOT NULL DEFAULT 0,
+            rubric TEXT NOT NULL,          -- the rubric file's name
+            rubric_sha TEXT NOT NULL,
+            llm_call_id TEXT REFERENCES llm_calls(id),
+            run_id TEXT REFERENCES runs(id),
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX judge_scores_example ON judge_scores(example_id);
+        """
+    )
+
+
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -760,6 +785,14 @@ class Store:
         return self._rows(
             "SELECT filter, filter_version, verdict, score, reason FROM decisions"
             " WHERE example_id = ? ORDER BY id",
+            (example_id,),
+        )
+
+    def judge_scores_for(self, example_id: str) -> list[dict[str, Any]]:
+        """The judge's per-criterion scores and rationales for one row, in order."""
+        return self._rows(
+            "SELECT criterion, score, rationale, judge_model, sample, rubric, rubric_sha,"
+            " llm_call_id FROM judge_scores WHERE example_id = ? ORDER BY id",
             (example_id,),
         )
 
