@@ -77,6 +77,41 @@ def test_params_defaults_and_validation() -> None:
             DiversityParams.model_validate(bad)
 
 
+LONG = " ".join(f"word{i}" for i in range(20_000))
+OTHER_LONG = " ".join(f"other{i}" for i in range(20_000))
+
+# (text, verdict, reason slug) against seeds of one cell.
+DECISIONS = [
+    ("my card has not arrived after two weeks", Verdict.REJECT, "too_similar"),
+    ("what exchange rate do you apply to dollars today", Verdict.KEEP, ""),
+    ("", Verdict.KEEP, ""),
+    ("   ", Verdict.KEEP, ""),
+    ("我的卡两周了还没有到", Verdict.REJECT, "too_similar"),
+    ("我想知道今天的汇率是多少", Verdict.KEEP, ""),
+    ("¿cuándo llega mi tarjeta nueva?", Verdict.REJECT, "too_similar"),
+    (OTHER_LONG, Verdict.KEEP, ""),
+    (LONG + " extra", Verdict.REJECT, "too_similar"),
+]
+
+
+@pytest.mark.parametrize(("text", "verdict", "slug"), DECISIONS, ids=range(len(DECISIONS)))
+def test_decisions(text: str, verdict: Verdict, slug: str) -> None:
+    f = make()
+    f.prepare(
+        [
+            seen("my card still has not arrived after two weeks", "s_1"),
+            seen("我的卡两周了还没有到", "s_2"),
+            seen("¿cuándo llega mi tarjeta nueva?", "s_3"),
+            seen(LONG, "s_4"),
+        ]
+    )
+    [d] = f.decide([cand(text, "ex_new")])
+    assert d.verdict is verdict
+    assert d.reason.split(":")[0] == slug
+    if verdict is Verdict.REJECT:
+        assert " with s_" in d.reason
+
+
 def test_exceeds_ignores_floating_point_noise_only() -> None:
     assert not exceeds(0.7000000000000001, 0.7)  # 7 of 10 tokens: exactly 0.7
     assert exceeds(0.7027, 0.7)
