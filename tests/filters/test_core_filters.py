@@ -92,6 +92,37 @@ def test_exact_dedup_against_seeds_kept_rows_and_the_batch():
     assert later.reason == "exact_dup: same text as ex_2"
 
 
+LONG = " ".join(f"token{i}" for i in range(50_000))
+
+
+@pytest.mark.parametrize(
+    ("text", "verdict", "slug"),
+    [
+        ("Where is my refund?", "reject", "exact_dup"),
+        ("where is my refund ?", "keep", ""),  # other punctuation spacing: not the same text
+        ("", "keep", ""),
+        ("我想申请退款", "reject", "exact_dup"),
+        ("我想申请退款。", "keep", ""),
+        ("ＲＥＦＵＮＤ ＮＯＷ", "reject", "exact_dup"),  # NFKC + casefold: "refund now"
+        ("Straße", "reject", "exact_dup"),  # casefold: "strasse"
+        (LONG.upper(), "reject", "exact_dup"),
+        (LONG + " more", "keep", ""),
+    ],
+)
+def test_exact_dedup_decisions(text, verdict, slug):
+    seeds = ["Where is my refund?", "我想申请退款", "refund now", "STRASSE", LONG]
+    f = ExactDedupFilter(ExactDedupParams(), CTX)
+    f.prepare(
+        [
+            SeenItem(id=f"seed_{i}", text=t, cell=CELL, source=Source.REAL)
+            for i, t in enumerate(seeds)
+        ]
+    )
+    [d] = f.decide([cand(text)])
+    assert d.verdict == verdict
+    assert d.reason.split(":")[0] == slug
+
+
 def test_exact_dedup_scope_cell_allows_the_same_text_elsewhere():
     other = CellKey(slice="default", label="card_lost")
     f = ExactDedupFilter(ExactDedupParams(scope="cell"), CTX)
