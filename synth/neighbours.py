@@ -46,7 +46,10 @@ class NearIndex:
         self._hashes = shingle_hashes(list(texts), "word", n)
         self._sets = [frozenset(h.tolist()) for h in self._hashes]
         self._signatures = minhash_signatures(self._hashes, NUM_PERM)
-        self._lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM, weights=LSH_WEIGHTS)
+        # The LSH only proposes; above 0.9 it would have too few bands to exist, and
+        # proposing more pairs costs only their exact check.
+        lsh_threshold = min(threshold, 0.9)
+        self._lsh = MinHashLSH(threshold=lsh_threshold, num_perm=NUM_PERM, weights=LSH_WEIGHTS)
         for i, h in enumerate(self._hashes):
             if len(h):
                 self._lsh.insert(i, to_minhash(self._signatures[i]), check_duplication=False)
