@@ -19,7 +19,7 @@ Parquet is not offered: it would add pyarrow (about 100 MB installed) for files 
 pandas, polars and ``datasets`` read from JSONL or CSV as they are.
 
 A version's export gets its manifest beside it (``data.jsonl`` ->
-``data.manifest.json``): the data card stored at the freeze plus what this file
+``data.jsonl.manifest.json``): the data card stored at the freeze plus what this file
 holds. Both are written from the frozen rows only, so exporting a version again,
 whatever happened to the live rows since, gives the same bytes.
 """
@@ -114,7 +114,7 @@ def export_version(
             "sha256": hashlib.sha256(body.encode("utf-8")).hexdigest(),
         },
     }
-    manifest_path = out.with_name(f"{out.stem}.manifest.json")
+    manifest_path = out.with_name(f"{out.name}.manifest.json")
     _write(out, body)
     _write(manifest_path, json.dumps(card, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     result = _result(out, rows)

@@ -1059,7 +1059,7 @@ class Store:
         lets an audit recognise an exported row after the live row was edited."""
         out: dict[str, dict[str, Any]] = {}
         for r in self._rows(
-            "SELECT version, example_id, source, slice, label, status, content_sha,"
+            "SELECT version, example_id, source, slice, label, status, text, content_sha,"
             " lineage_json FROM version_items ORDER BY rowid"
         ):
             r["lineage"] = json.loads(r.pop("lineage_json"))
