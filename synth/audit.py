@@ -106,6 +106,8 @@ def audit_store(config: Config, store: Store) -> dict[str, Any]:
                 "real_share": _share(mix["real"], rows),
                 "synthetic_share": _share(mix["synthetic"], rows),
                 "edited_share": _share(mix["edited"], rows),
+                # what a model wrote, edited or not
+                "generated_share": _share(mix["synthetic"] + mix["edited"], rows),
                 "target": plan.target if plan else None,
                 "before": mix["real"],
                 "after": rows,
@@ -213,7 +215,7 @@ def _slices(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
         {
             "slice": s,
             **{k: v[k] for k in ("rows", "real", "synthetic", "edited")},
-            "synthetic_share": _share(v["synthetic"] + v["edited"], v["rows"]),
+            "generated_share": _share(v["synthetic"] + v["edited"], v["rows"]),
         }
         for s, v in sorted(out.items())
     ]
@@ -237,6 +239,7 @@ def _totals(
         "real_share": _share(sums["real"], sums["rows"]),
         "synthetic_share": _share(sums["synthetic"], sums["rows"]),
         "edited_share": _share(sums["edited"], sums["rows"]),
+        "generated_share": _share(sums["synthetic"] + sums["edited"], sums["rows"]),
         "target": sum(c["target"] or 0 for c in cells),
         "calls": spend.calls,
         "attempts": spend.attempts,
@@ -280,14 +283,14 @@ def render_audit(report: dict[str, Any]) -> str:
     t = report["totals"]
     out = [f"audit of {report['project']}", ""]
     out += _table(
-        ["cell", "real", "synthetic", "edited", "synth %", "target", "before", "after"],
+        ["cell", "real", "synthetic", "edited", "generated %", "target", "before", "after"],
         [
             [
                 f"{c['slice']}/{c['label']}",
                 str(c["real"]),
                 str(c["synthetic"]),
                 str(c["edited"]),
-                pct(c["synthetic_share"] + c["edited_share"]),
+                pct(c["generated_share"]),
                 "-" if c["target"] is None else str(c["target"]),
                 str(c["before"]),
                 str(c["after"]),
@@ -300,7 +303,7 @@ def render_audit(report: dict[str, Any]) -> str:
                 str(t["real"]),
                 str(t["synthetic"]),
                 str(t["edited"]),
-                pct(t["synthetic_share"] + t["edited_share"]),
+                pct(t["generated_share"]),
                 str(t["target"]),
                 str(t["real"]),
                 str(t["rows"]),

@@ -28,7 +28,7 @@ h1 { font-size: 1.5rem; margin-bottom: .2rem; } h2 { font-size: 1.15rem; margin-
 table { border-collapse: collapse; margin: .5rem 0; font-size: 13px; }
 th, td { padding: .25rem .55rem; border-bottom: 1px solid #eee; text-align: right; }
 th { background: #f6f6f6; font-weight: 600; }
-td:first-child, th:first-child { text-align: left; }
+td:first-child, th:first-child, .t { text-align: left; }
 .legend span { display: inline-block; margin-right: 1rem; font-size: 12px; }
 .legend i { display: inline-block; width: 10px; height: 10px; margin-right: 4px; }
 svg text { font: 11px system-ui, sans-serif; fill: #333; }
@@ -136,7 +136,7 @@ def _share_chart(slices: list[dict[str, Any]]) -> str:
                 f' data-slice="{escape(s["slice"])}" data-{key}="{s[key]}"/>'
             )
             x += w
-        parts.append(f'<text x="{x + 6:.1f}" y="{y + 15}">{pct(s["synthetic_share"])}</text>')
+        parts.append(f'<text x="{x + 6:.1f}" y="{y + 15}">{pct(s["generated_share"])}</text>')
     parts.append("</svg>")
     return _legend(("real", REAL), ("synthetic", SYNTHETIC), ("edited", EDITED)) + "".join(parts)
 
@@ -159,10 +159,10 @@ def render_html(report: dict[str, Any]) -> str:
         _card(str(t["synthetic"]), "synthetic", "synthetic", t["synthetic"]),
         _card(str(t["edited"]), "edited", "edited", t["edited"]),
         _card(
-            pct(t["synthetic_share"] + t["edited_share"]),
-            "synthetic share",
-            "synthetic_share",
-            t["synthetic_share"],
+            pct(t["generated_share"]),
+            "written by a model (edited included)",
+            "generated_share",
+            t["generated_share"],
         ),
         _card(str(t["generated"]), "generated", "generated", t["generated"]),
         _card(
@@ -198,7 +198,8 @@ def render_html(report: dict[str, Any]) -> str:
     ]
     composition = [
         '<table data-table="cells"><tr><th>cell</th><th>real</th>'
-        "<th>synthetic</th><th>edited</th><th>synthetic share</th><th>target</th>"
+        "<th>synthetic</th><th>edited</th><th>real %</th><th>synthetic %</th><th>edited %</th>"
+        "<th>target</th>"
         "<th>before</th><th>after</th><th>generated</th><th>accepted</th></tr>"
     ]
     for c in cells:
@@ -208,7 +209,9 @@ def render_html(report: dict[str, Any]) -> str:
             + _td(c["real"], field="real")
             + _td(c["synthetic"], field="synthetic")
             + _td(c["edited"], field="edited")
+            + _td(c["real_share"], pct(c["real_share"]), "real_share")
             + _td(c["synthetic_share"], pct(c["synthetic_share"]), "synthetic_share")
+            + _td(c["edited_share"], pct(c["edited_share"]), "edited_share")
             + _td(c["target"], field="target")
             + _td(c["before"], field="before")
             + _td(c["after"], field="after")
@@ -252,11 +255,13 @@ def render_html(report: dict[str, Any]) -> str:
         )
     quality.append("</table>")
 
-    reasons = ['<table data-table="reasons"><tr><th>filter</th><th>reason</th><th>rows</th></tr>']
+    reasons = [
+        '<table data-table="reasons"><tr><th>filter</th><th class="t">reason</th><th>rows</th></tr>'
+    ]
     for r in report["reasons"]:
         reasons.append(
             f'<tr data-reason="{escape(r["filter"])}:{escape(r["reason"])}">'
-            f"<td>{escape(r['filter'])}</td><td>{escape(r['reason'])}</td>"
+            f'<td>{escape(r["filter"])}</td><td class="t">{escape(r["reason"])}</td>'
             + _td(r["count"], field="count")
             + "</tr>"
         )
