@@ -445,8 +445,16 @@ def audit_file(config: Config, store: Store, path: str | Path) -> dict[str, Any]
 
     results: list[dict[str, Any]] = []
     unmatched: list[int] = []
+    # A provenance column is not content, unless the schema says it is a field; an
+    # empty CSV cell of a field only some rows have (a slice's match value) is absent.
+    drop = _PROVENANCE_COLUMNS - set(schema.fields)
+    is_csv = path.suffix.lower() in (".csv", ".tsv")
     for line, row in parsed:
-        data = {k: v for k, v in row.items() if k not in _PROVENANCE_COLUMNS}
+        data = {
+            k: v
+            for k, v in row.items()
+            if k not in drop and not (is_csv and v == "" and k not in schema.fields)
+        }
         text = row.get(schema.text)
         if not isinstance(text, str):
             raise AuditFileError(f"{path}:{line}", f"no text field {schema.text!r}")

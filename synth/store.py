@@ -1039,7 +1039,14 @@ class Store:
 
     def version(self, name: str) -> dict[str, Any] | None:
         """One frozen version (manifest decoded), or None."""
-        return next((v for v in self.versions() if v["name"] == name), None)
+        rows = self._rows(
+            "SELECT name, sha, created_at, config_sha, rows, manifest_json FROM versions"
+            " WHERE name = ?",
+            (name,),
+        )
+        for r in rows:
+            r["manifest"] = json.loads(r.pop("manifest_json"))
+        return rows[0] if rows else None
 
     def version_items(self, name: str) -> list[dict[str, Any]]:
         """A version's rows as they were frozen, in export order."""
