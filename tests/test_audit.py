@@ -209,9 +209,9 @@ def test_the_store_audit_adds_up(sim_project, sim):
     assert "funnel: generated" in text and "review: 3 of" in text
 
 
-def test_agreement_and_contamination_are_read_from_their_decisions(sim_project, sim, tmp_path):
-    # The judge filter is the rubric one; here its decisions are stored as a run of a
-    # filter named "rubric" would store them, beside human reviews of the same rows.
+def test_judge_human_agreement_pairs_rubric_decisions_with_reviews(sim_project, sim):
+    # The rubric (judge) filter is not part of this chain: its decisions are stored as
+    # the batch writer stores any filter's, beside human reviews of the same rows.
     from synth.records import Decision, Verdict
 
     config = _ran(sim_project, sim)
@@ -219,31 +219,17 @@ def test_agreement_and_contamination_are_read_from_their_decisions(sim_project, 
         rows = [r for r in store.dataset_rows() if r["source"] != "real"][:6]
         judge = ["keep", "keep", "keep", "reject", "review", "keep"]
         human = ["approve", "approve", "reject", "reject", "reject", "approve"]
-        store._add_decisions(
-            store.conn,
-            rows[0]["run_id"],
-            [
-                Decision(
-                    example_id=r["id"],
-                    filter=f,
-                    filter_version="1",
-                    verdict=Verdict(v),
-                    reason=f"{f}: planted",
-                )
-                for r, v in zip(rows, judge, strict=True)
-                for f in ("rubric",)
-            ]
-            + [
-                Decision(
-                    example_id=rows[0]["id"],
-                    filter="contamination",
-                    filter_version="1",
-                    verdict=Verdict.REJECT,
-                    reason="contamination: ngram eval x (1.0)",
-                )
-            ],
-            "2026-01-01T00:00:00",
-        )
+        decisions = [
+            Decision(
+                example_id=r["id"],
+                filter="rubric",
+                filter_version="1",
+                verdict=Verdict(v),
+                reason="rubric: planted",
+            )
+            for r, v in zip(rows, judge, strict=True)
+        ]
+        store._add_decisions(store.conn, rows[0]["run_id"], decisions, "2026-01-01T00:00:00")
         store.conn.commit()
         for r, v in zip(rows, human, strict=True):
             store.record_human_review(r["id"], "ana", v)
@@ -253,5 +239,36 @@ def test_agreement_and_contamination_are_read_from_their_decisions(sim_project, 
     # p_e = (4/6)(3/6) + (2/6)(3/6) = 0.5, kappa = (5/6 - 0.5) / 0.5 = 2/3.
     assert ag["n"] == 6 and ag["observed"] == pytest.approx(5 / 6)
     assert ag["kappa"] == pytest.approx(2 / 3) and ag["low"]
-    assert report["totals"]["contamination_hits"] == 1
-    assert report["contamination"][0]["example_id"] == rows[0]["id"]
+    assert sum(c["agreement"]["n"] for c in report["cells"] if c["agreement"]) == 6
+    assert "kappa 0.667" in render_audit(report) and "below 0.7" in render_audit(report)
+
+
+def test_contamination_hits_of_a_real_run_are_counted_and_named_in_the_manifest(sim_project, sim):
+    # The eval set is the seed file itself: the simulator's near copies of seeds pass
+    # exact dedup and are caught as copies of eval items.
+    sim_project.write_config(
+        base_url=sim.base_url,
+        extra=f"""
+        [[filters]]
+        kind = "contamination"
+        eval_sets = [{{ name = "own-seeds", path = "{sim_project.seeds}", field = "text" }}]
+        """,
+    )
+    sim.configure(p_near_dup=0.6)
+    config = sim_project.config()
+    with sim_project.store() as store:
+        store.add_seeds(read_seeds(sim_project.seeds, config).seeds)
+    run(config)
+    with sim_project.store() as store:
+        decided = store.filter_decisions("contamination")
+        report = audit_store(config, store)
+        manifest = freeze(store, config, "v1").manifest
+    rejected = [d for d in decided if d["verdict"] == "reject"]
+    assert rejected, "near copies of the seeds must hit the eval set"
+    assert report["totals"]["contamination_hits"] == len(rejected)
+    assert sum(c["contamination_hits"] for c in report["cells"]) == len(rejected)
+    assert {h["example_id"] for h in report["contamination"]} == {d["example_id"] for d in rejected}
+    assert all("own-seeds" in h["reason"] for h in report["contamination"])
+    [eval_set] = manifest["eval_sets"]
+    assert eval_set["name"] == "own-seeds" and len(eval_set["sha256"]) == 64
+    assert eval_set["rows_checked"] == len(decided) and eval_set["hits"] == len(rejected)
