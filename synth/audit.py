@@ -269,10 +269,12 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def pct(x: float | None) -> str:
+    """A share as a percentage with one decimal; None as '-'."""
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
 def num(x: float | None, digits: int = 3) -> str:
+    """A number with ``digits`` decimals; None as '-'."""
     return "-" if x is None else f"{x:.{digits}f}"
 
 
