@@ -153,18 +153,37 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
 @cli.command("export")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "chat"]), default="jsonl")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "chat", "csv"]), default="jsonl")
+@click.option("--version", "version_name", help="Export this frozen version (see synth freeze).")
+@click.option(
+    "--split",
+    type=click.Choice(["train", "validation", "test"]),
+    help="Only this split of the version.",
+)
 @click.pass_context
-def export_cmd(ctx: click.Context, out: Path, fmt: str) -> None:
-    """Write real and accepted synthetic rows, with provenance (jsonl) or as chat."""
-    from synth.export import export
+def export_cmd(
+    ctx: click.Context, out: Path, fmt: str, version_name: str | None, split: str | None
+) -> None:
+    """Write real and accepted synthetic rows: jsonl with provenance, chat, or csv.
+
+    With --version, the rows of that frozen version as they were frozen, and its
+    manifest beside the file (data.jsonl -> data.jsonl.manifest.json): byte-identical every
+    time, whatever changed in the store since.
+    """
+    from synth.export import export, export_version
     from synth.store import Store
 
     config = _config(ctx)
+    if split and not version_name:
+        raise click.UsageError("--split needs --version: splits are assigned at the freeze")
     with Store(config.db_path) as store:
-        result = export(store, config, out, fmt)  # type: ignore[arg-type]
+        if version_name:
+            result = export_version(store, config, version_name, out, fmt, split)  # type: ignore[arg-type]
+        else:
+            result = export(store, config, out, fmt)  # type: ignore[arg-type]
     click.echo(
         f"{result.path}: {result.rows} rows ({result.real} real, {result.synthetic} synthetic)"
+        + (f"; manifest {result.manifest}" if result.manifest else "")
     )
 
 
@@ -199,6 +218,140 @@ def contamination(ctx: click.Context, file: Path, field: str | None) -> None:
         f"{file}: {rows} rows hit eval items ({len(hits)} signals fired; sets: {sets})", err=True
     )
     if hits:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument(
+    "file", required=False, type=click.Path(dir_okay=False, exists=True, path_type=Path)
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the audit as one self-contained HTML report with plots.",
+)
+@click.pass_context
+def audit(ctx: click.Context, file: Path | None, as_json: bool, html_out: Path | None) -> None:
+    """Audit the store, or with FILE a dataset file (JSONL or CSV) made elsewhere.
+
+    The store: per slice x label, real / synthetic / edited counts and shares, the
+    filter funnel with rejection reasons, review coverage and outcomes, judge-human
+    agreement, contamination hits, diversity, tokens and cost per accepted row, and
+    the class balance before and after against target. FILE: every row tagged real,
+    synthetic, edited or unknown (matched by content hash, then near-duplicate
+    search), with its provenance, and the tags summed per slice and label.
+    """
+    from synth.audit import audit_file, audit_store, render_audit, render_file_audit
+    from synth.store import Store
+
+    config = _config(ctx)
+    if file is not None and html_out is not None:
+        raise click.UsageError("--html reports on the store; audit FILE prints or --json")
+    with Store(config.db_path) as store:
+        report = audit_file(config, store, file) if file else audit_store(config, store)
+    if html_out is not None:
+        from synth.report import render_html
+
+        html_out.parent.mkdir(parents=True, exist_ok=True)
+        html_out.write_text(render_html(report), encoding="utf-8")
+        click.echo(f"{html_out}: audit report of {report['totals']['rows']} rows")
+    elif as_json:
+        click.echo(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        click.echo(render_file_audit(report) if file else render_audit(report))
+
+
+@cli.command()
+@click.argument("name")
+@click.pass_context
+def freeze(ctx: click.Context, name: str) -> None:
+    """Freeze the dataset as it stands as version NAME, with train/validation/test
+    splits and a manifest; later edits never change it."""
+    from synth.store import Store
+    from synth.versions import freeze as freeze_version
+
+    config = _config(ctx)
+    with Store(config.db_path) as store:
+        v = freeze_version(store, config, name)
+    splits = ", ".join(f"{k} {n}" for k, n in sorted(v.splits.items()))
+    click.echo(f"version {v.name}: {v.rows} rows ({splits}), sha {v.sha}")
+    leaks = len(v.leakage.near_pairs) + len(v.leakage.lineage)
+    click.echo("leakage check: " + ("clean" if not leaks else f"{leaks} crossings"))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def versions(ctx: click.Context, as_json: bool) -> None:
+    """List the frozen versions: name, sha, rows per source and split."""
+    from dataclasses import asdict
+
+    from synth.store import Store
+    from synth.versions import list_versions
+
+    config = _config(ctx)
+    with Store(config.db_path) as store:
+        found = list_versions(store)
+    if as_json:
+        click.echo(json.dumps([asdict(v) for v in found], indent=2))
+        return
+    for v in found:
+        sources = ", ".join(f"{k} {n}" for k, n in v.sources.items())
+        splits = ", ".join(f"{k} {n}" for k, n in v.splits.items())
+        click.echo(f"{v.name}\t{v.sha[:12]}\t{v.created_at}\t{v.rows} rows ({sources}; {splits})")
+    if not found:
+        click.echo("no version frozen yet (synth freeze NAME)")
+
+
+@cli.command()
+@click.argument("a")
+@click.argument("b")
+@click.pass_context
+def diff(ctx: click.Context, a: str, b: str) -> None:
+    """What changed from version A to version B: rows added, removed, changed, moved."""
+    from synth.store import Store
+    from synth.versions import diff_versions
+
+    config = _config(ctx)
+    with Store(config.db_path) as store:
+        d = diff_versions(store, a, b)
+    for i in d.added:
+        click.echo(f"+ {i}")
+    for i in d.removed:
+        click.echo(f"- {i}")
+    for i in d.changed:
+        click.echo(f"~ {i}")
+    for i, old, new in d.moved:
+        click.echo(f"> {i} {old} -> {new}")
+    click.echo(
+        f"{a} -> {b}: {len(d.added)} added, {len(d.removed)} removed, {len(d.changed)} changed,"
+        f" {len(d.moved)} moved split, {d.unchanged} unchanged"
+    )
+
+
+@cli.command()
+@click.argument("name")
+@click.pass_context
+def leakage(ctx: click.Context, name: str) -> None:
+    """Check version NAME for near-duplicate pairs across splits, and for rows derived
+    from a seed held out further than they are; exits 1 if any."""
+    from synth.store import Store
+    from synth.versions import version_leakage
+
+    config = _config(ctx)
+    with Store(config.db_path) as store:
+        report = version_leakage(store, config, name)
+    for x, y, sx, sy, j in report.near_pairs:
+        click.echo(f"near\t{x} ({sx})\t{y} ({sy})\tj={j:.2f}")
+    for child, parent, sc, sp in report.lineage:
+        click.echo(f"lineage\t{child} ({sc})\tfrom {parent} ({sp})")
+    click.echo(
+        f"{name}: {len(report.near_pairs)} cross-split near-duplicate pairs,"
+        f" {len(report.lineage)} lineage crossings"
+    )
+    if not report.clean:
         sys.exit(1)
 
 

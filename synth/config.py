@@ -155,6 +155,44 @@ class ReviewSettings(Section):
     seed: int = 0
 
 
+class SplitSettings(Section):
+    """train / validation / test, assigned at ``synth freeze`` by group.
+
+    Groups are near-duplicate clusters (word ``n``-gram Jaccard at or above
+    ``threshold``, the near-dedup filter's measure): a cluster never crosses splits.
+    A synthetic row goes to the split of the seeds it was made from; when they fall
+    in several, to the most held-out of them (test, then validation), so nothing
+    derived from a held-out seed is trained on.
+    """
+
+    train: float = Field(default=0.8, ge=0, le=1)
+    validation: float = Field(default=0.1, ge=0, le=1)
+    test: float = Field(default=0.1, ge=0, le=1)
+    seed: int = 0  # which groups land where; the same seed gives the same splits
+    threshold: float = Field(default=0.5, gt=0, le=1)
+    n: int = Field(default=2, ge=1, le=16)
+
+    @model_validator(mode="after")
+    def _fractions_sum_to_one(self) -> SplitSettings:
+        total = self.train + self.validation + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + validation + test must be 1, not {total:g}")
+        return self
+
+
+class ChatMapping(Section):
+    """The chat fine-tuning format: each turn a ``str.format`` template over the
+    example's fields (``"{text}"``); an empty ``system`` leaves the turn out."""
+
+    system: str = ""
+    user: str = "{text}"
+    assistant: str = "{label}"
+
+
+class ExportSettings(Section):
+    chat: ChatMapping = Field(default_factory=ChatMapping)
+
+
 class Config(Section):
     project: ProjectSettings = Field(default_factory=ProjectSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
@@ -164,6 +202,8 @@ class Config(Section):
     generate: GenerateSettings = Field(default_factory=GenerateSettings)
     filters: list[FilterSpec] = Field(default_factory=list)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
+    splits: SplitSettings = Field(default_factory=SplitSettings)
+    export: ExportSettings = Field(default_factory=ExportSettings)
 
     # Where the file was read from; relative paths in it resolve against its folder.
     source: Path = Field(default=Path(DEFAULT_CONFIG), exclude=True)

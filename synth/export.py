@@ -1,24 +1,65 @@
-"""Exports of the dataset as it stands: real rows and accepted synthetic rows.
+"""Exports: of the dataset as it stands, or of a frozen version.
 
-``jsonl``: one object per row, the example's fields plus a ``provenance`` block.
-``chat``: OpenAI chat fine-tuning lines, the text as the user turn and the label as
-the assistant's answer (the format allows no other keys, so provenance stays in the
-jsonl export).
+Formats:
+
+``jsonl``
+    One object per row: the example's fields plus a ``provenance`` block (id, source,
+    slice, content sha; for a synthetic row its run, model, template and sha, call
+    and parent seeds; for a version also its name and the row's split).
+``chat``
+    OpenAI chat fine-tuning lines (``{"messages": [...]}``), the turns built from the
+    ``[export.chat]`` templates over the example's fields (by default the text as the
+    user turn and the label as the assistant's answer, and no system turn). The
+    format allows no other keys, so provenance stays in the other formats.
+``csv``
+    The example's fields (schema order, then any others), then the provenance
+    columns; ``parent_ids`` as a JSON list.
+
+Parquet is not offered: it would add pyarrow (about 100 MB installed) for files that
+pandas, polars and ``datasets`` read from JSONL or CSV as they are.
+
+A version's export gets its manifest beside it (``data.jsonl`` ->
+``data.jsonl.manifest.json``): the data card stored at the freeze plus what this file
+holds. Both are written from the frozen rows only, so exporting a version again,
+whatever happened to the live rows since, gives the same bytes.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import json
 import os
+import string
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from synth.config import Config
+from synth.errors import ConfigError
 from synth.store import Store
 
-Format = Literal["jsonl", "chat"]
+Format = Literal["jsonl", "chat", "csv"]
+FORMATS: tuple[str, ...] = ("jsonl", "chat", "csv")
+PROVENANCE_COLUMNS = (
+    "id",
+    "source",
+    "slice",
+    "split",
+    "status",
+    "model",
+    "template",
+    "template_sha",
+    "run_id",
+    "llm_call_id",
+    "parent_ids",
+    "origin",
+    "content_sha",
+    "version",
+)
 
 
 @dataclass(frozen=True)
@@ -27,35 +68,128 @@ class ExportResult:
     rows: int
     real: int
     synthetic: int
+    manifest: Path | None = None
 
 
 def export(store: Store, config: Config, out: str | Path, fmt: Format = "jsonl") -> ExportResult:
-    """Write the dataset to ``out``; the file appears whole or not at all."""
+    """Write the dataset as it stands to ``out``; the file appears whole or not at all."""
+    rows = [
+        {"data": r["data"], "source": r["source"], "provenance": _provenance(r)}
+        for r in store.dataset_rows()
+    ]
     out = Path(out)
-    rows = store.dataset_rows()
-    schema = config.data_schema
-    lines = []
-    for row in rows:
-        if fmt == "chat":
-            record: dict[str, Any] = {
-                "messages": [
-                    {"role": "user", "content": row["data"][schema.text]},
-                    {"role": "assistant", "content": row["data"][schema.label]},
-                ]
-            }
-        else:
-            record = {**row["data"], "provenance": _provenance(row)}
-        lines.append(json.dumps(record, ensure_ascii=False))
+    _write(out, _render(rows, config, fmt))
+    return _result(out, rows)
+
+
+def export_version(
+    store: Store,
+    config: Config,
+    name: str,
+    out: str | Path,
+    fmt: Format = "jsonl",
+    split: str | None = None,
+) -> ExportResult:
+    """Write frozen version ``name`` (or one ``split`` of it) to ``out``, with its
+    manifest beside it; byte-identical however often it is run."""
+    from synth.versions import SPLITS, version_rows
+
+    if split is not None and split not in SPLITS:
+        raise ConfigError("--split", f"{split!r} is not one of {', '.join(SPLITS)}")
+    manifest, items = version_rows(store, name)
+    rows = [
+        {"data": it["data"], "source": it["source"], "provenance": _frozen_provenance(it, name)}
+        for it in items
+        if split is None or it["split"] == split
+    ]
+    out = Path(out)
+    body = _render(rows, config, fmt)
+    card = {
+        **manifest,
+        "export": {
+            "file": out.name,
+            "format": fmt,
+            "split": split,
+            "rows": len(rows),
+            "sha256": hashlib.sha256(body.encode("utf-8")).hexdigest(),
+        },
+    }
+    manifest_path = out.with_name(f"{out.name}.manifest.json")
+    _write(out, body)
+    _write(manifest_path, json.dumps(card, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    result = _result(out, rows)
+    return ExportResult(result.path, result.rows, result.real, result.synthetic, manifest_path)
+
+
+def _result(out: Path, rows: Sequence[dict[str, Any]]) -> ExportResult:
+    real = sum(1 for r in rows if r["source"] == "real")
+    return ExportResult(out, len(rows), real, len(rows) - real)
+
+
+def _render(rows: Sequence[dict[str, Any]], config: Config, fmt: Format) -> str:
+    if fmt == "chat":
+        lines = [json.dumps(chat_record(r["data"], config), ensure_ascii=False) for r in rows]
+    elif fmt == "csv":
+        return _csv(rows, config)
+    elif fmt == "jsonl":
+        lines = [
+            json.dumps({**r["data"], "provenance": r["provenance"]}, ensure_ascii=False)
+            for r in rows
+        ]
+    else:
+        raise ConfigError("--format", f"{fmt!r} is not one of {', '.join(FORMATS)}")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def chat_record(data: dict[str, Any], config: Config) -> dict[str, Any]:
+    """One chat fine-tuning line from an example, by the ``[export.chat]`` templates."""
+    mapping = config.export.chat
+    messages = []
+    for role in ("system", "user", "assistant"):
+        template = getattr(mapping, role)
+        if role == "system" and not template:
+            continue
+        messages.append({"role": role, "content": _fill(template, data, config, role)})
+    return {"messages": messages}
+
+
+def _fill(template: str, data: dict[str, Any], config: Config, role: str) -> str:
+    where = f"{config.source.name}: export.chat.{role}"
+    for _, name, _, _ in string.Formatter().parse(template):
+        if name is not None and name not in data:
+            raise ConfigError(where, f"{{{name}}} is not a field of the examples")
+    try:
+        return template.format_map(data)
+    except (ValueError, IndexError, AttributeError, KeyError) as e:
+        raise ConfigError(where, f"not a valid template: {e}") from None
+
+
+def _csv(rows: Sequence[dict[str, Any]], config: Config) -> str:
+    fields = list(config.data_schema.fields)
+    extra = sorted({k for r in rows for k in r["data"]} - set(fields))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([*fields, *extra, *PROVENANCE_COLUMNS])
+    for r in rows:
+        p = r["provenance"]
+        cells = [r["data"].get(f, "") for f in (*fields, *extra)]
+        for col in PROVENANCE_COLUMNS:
+            value = p.get(col)
+            cells.append(json.dumps(value) if isinstance(value, list | dict) else value)
+        writer.writerow(["" if v is None else v for v in cells])
+    return buf.getvalue()
+
+
+def _write(out: Path, body: str) -> None:
+    """Write the file whole or not at all."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + ("\n" if lines else ""))
+    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+        f.write(body)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; an export is a normal file
     os.replace(tmp, out)
-    real = sum(1 for r in rows if r["source"] == "real")
-    return ExportResult(out, len(rows), real, len(rows) - real)
 
 
 def _provenance(row: dict[str, Any]) -> dict[str, Any]:
@@ -77,4 +211,19 @@ def _provenance(row: dict[str, Any]) -> dict[str, Any]:
             llm_call_id=row["llm_call_id"],
             parent_ids=row["parent_ids"],
         )
+    return p
+
+
+def _frozen_provenance(item: dict[str, Any], version: str) -> dict[str, Any]:
+    p: dict[str, Any] = {
+        "id": item["example_id"],
+        "source": item["source"],
+        "slice": item["slice"],
+        "content_sha": item["content_sha"],
+        "version": version,
+        "split": item["split"],
+    }
+    if item["source"] != "real":
+        p["status"] = item["status"]
+    p.update(item["lineage"])
     return p

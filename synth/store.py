@@ -218,6 +218,49 @@ def m003_judge_scores(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m005_versions(db: sqlite_utils.Database) -> None:
+    # Frozen dataset versions. Each item keeps the row's content and lineage as they
+    # were at the freeze, so a later edit, review or status change never alters a
+    # version or its exports; triggers refuse any change to a frozen row.
+    db.executescript(
+        """
+        CREATE TABLE versions (
+            name TEXT PRIMARY KEY,
+            sha TEXT NOT NULL,             -- sha256 over sorted (id, content_sha, split)
+            created_at TEXT NOT NULL,
+            config_sha TEXT NOT NULL,
+            rows INTEGER NOT NULL,
+            manifest_json TEXT NOT NULL    -- the data card, written beside every export
+        );
+        CREATE TABLE version_items (
+            version TEXT NOT NULL REFERENCES versions(name),
+            example_id TEXT NOT NULL REFERENCES examples(id),
+            position INTEGER NOT NULL,     -- export order
+            split TEXT NOT NULL,           -- train | validation | test
+            source TEXT NOT NULL,          -- real | synthetic | edited, at the freeze
+            slice TEXT NOT NULL,
+            label TEXT NOT NULL,
+            status TEXT NOT NULL,
+            data_json TEXT NOT NULL,
+            text TEXT NOT NULL,
+            content_sha TEXT NOT NULL,
+            lineage_json TEXT NOT NULL,    -- run, model, template, parents, origin, call
+            PRIMARY KEY (version, example_id)
+        );
+        CREATE INDEX version_items_sha ON version_items(content_sha);
+        CREATE TRIGGER versions_frozen_update BEFORE UPDATE ON versions
+            BEGIN SELECT RAISE(ABORT, 'a frozen version never changes'); END;
+        CREATE TRIGGER versions_frozen_delete BEFORE DELETE ON versions
+            BEGIN SELECT RAISE(ABORT, 'a frozen version never changes'); END;
+        CREATE TRIGGER version_items_frozen_update BEFORE UPDATE ON version_items
+            BEGIN SELECT RAISE(ABORT, 'a frozen version never changes'); END;
+        CREATE TRIGGER version_items_frozen_delete BEFORE DELETE ON version_items
+            BEGIN SELECT RAISE(ABORT, 'a frozen version never changes'); END;
+        """
+    )
+
+
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -795,6 +838,240 @@ class Store:
             " llm_call_id FROM judge_scores WHERE example_id = ? ORDER BY id",
             (example_id,),
         )
+
+    # -- audit, reviews, edits and frozen versions ---------------------------------
+
+    def audit_examples(self) -> list[dict[str, Any]]:
+        """Every stored row (rejected ones too) with its lineage, oldest first:
+        what an external file's rows are matched against."""
+        rows = self._rows(
+            "SELECT id, source, slice, label, data_json, text, content_sha, status, run_id,"
+            " model, template, template_sha, parent_ids_json, origin, llm_call_id"
+            " FROM examples ORDER BY rowid"
+        )
+        for r in rows:
+            r["data"] = json.loads(r.pop("data_json"))
+            r["parent_ids"] = json.loads(r.pop("parent_ids_json"))
+        return rows
+
+    def rejection_reasons(self) -> list[tuple[str, str, str, str, int]]:
+        """(slice, label, filter, reason slug, count) of every reject decision."""
+        return [
+            tuple(r)  # type: ignore[misc]
+            for r in self.conn.execute(
+                "SELECT e.slice, e.label, d.filter,"
+                " trim(substr(d.reason, 1, instr(d.reason || ':', ':') - 1)), count(*)"
+                " FROM decisions d JOIN examples e ON e.id = d.example_id"
+                " WHERE d.verdict = 'reject' GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+            )
+        ]
+
+    def filter_decisions(self, filter_name: str) -> list[dict[str, Any]]:
+        """Every decision of one filter, with the row's cell, in order."""
+        return self._rows(
+            "SELECT d.example_id, e.slice, e.label, d.verdict, d.score, d.reason,"
+            " d.filter_version FROM decisions d JOIN examples e ON e.id = d.example_id"
+            " WHERE d.filter = ? ORDER BY d.id",
+            (filter_name,),
+        )
+
+    def filter_versions(self) -> list[tuple[str, str, int]]:
+        """(filter, version, decisions) for every filter that decided anything."""
+        return [
+            tuple(r)  # type: ignore[misc]
+            for r in self.conn.execute(
+                "SELECT filter, filter_version, count(*) FROM decisions"
+                " GROUP BY filter, filter_version ORDER BY filter, filter_version"
+            )
+        ]
+
+    def templates_used(self) -> list[dict[str, Any]]:
+        """The templates stored, with how many generation calls used each."""
+        return self._rows(
+            "SELECT t.name, t.sha, (SELECT count(*) FROM llm_calls c"
+            " WHERE c.template_sha = t.sha) AS calls FROM templates t ORDER BY t.name, t.sha"
+        )
+
+    def review_rows(self) -> list[dict[str, Any]]:
+        """Rows that a human was asked to review or did review: the row's cell and
+        status, and its latest review (verdict None while pending)."""
+        return self._rows(
+            "SELECT e.id AS example_id, e.slice, e.label, e.status, e.outcome,"
+            " r.reviewer, r.verdict, r.edited_data_json IS NOT NULL AS edited"
+            " FROM examples e LEFT JOIN reviews r ON r.id = (SELECT max(id) FROM reviews"
+            " WHERE example_id = e.id) WHERE e.status IN ('review_pending', 'approved',"
+            " 'review_rejected') OR r.id IS NOT NULL ORDER BY e.rowid"
+        )
+
+    def record_human_review(
+        self,
+        example_id: str,
+        reviewer: str,
+        verdict: str,
+        *,
+        edited_data: dict[str, Any] | None = None,
+        edited_text: str | None = None,
+        note: str | None = None,
+    ) -> None:
+        """Store a reviewer's verdict (``approve`` or ``reject``) and set the row's
+        status to ``approved`` / ``review_rejected``; an edit (``edited_data`` with
+        its ``edited_text``) is applied as :meth:`edit_example` does, all in one
+        transaction."""
+        if verdict not in ("approve", "reject"):
+            raise ValueError(f"verdict must be approve or reject, not {verdict!r}")
+        ts = now()
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO reviews (example_id, reviewer, verdict, edited_data_json, note,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    example_id,
+                    reviewer,
+                    verdict,
+                    None if edited_data is None else canonical_json(edited_data),
+                    note,
+                    ts,
+                ),
+            )
+            status = Status.APPROVED if verdict == "approve" else Status.REVIEW_REJECTED
+            conn.execute(
+                "UPDATE examples SET status = ?, updated_at = ? WHERE id = ?",
+                (status.value, ts, example_id),
+            )
+            if edited_data is not None:
+                self._edit(conn, example_id, f"reviewer:{reviewer}", edited_data, edited_text, ts)
+
+    def edit_example(self, example_id: str, editor: str, data: dict[str, Any], text: str) -> None:
+        """Replace a row's data (``text`` is its text field): the change is kept in
+        ``edits`` with the data before and after, and a synthetic row becomes
+        ``edited``."""
+        with self._tx() as conn:
+            self._edit(conn, example_id, editor, data, text, now())
+
+    def _edit(
+        self,
+        conn: sqlite3.Connection,
+        example_id: str,
+        editor: str,
+        data: dict[str, Any],
+        text: str | None,
+        ts: str,
+    ) -> None:
+        before = self._one("SELECT data_json FROM examples WHERE id = ?", (example_id,))
+        if before is None:
+            raise StoreError(str(self.path), f"no example {example_id}")
+        if text is None:
+            raise ValueError("an edit needs the edited row's text")
+        after = canonical_json(data)
+        conn.execute(
+            "INSERT INTO edits (example_id, editor, before_json, after_json, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (example_id, editor, before, after, ts),
+        )
+        conn.execute(
+            # A real row stays real (its edit is in `edits`): quotas and the few-shot
+            # pool count it as a seed still.
+            "UPDATE examples SET data_json = ?, text = ?, content_sha = ?, source = CASE"
+            " WHEN source = 'real' THEN 'real' ELSE 'edited' END, updated_at = ? WHERE id = ?",
+            (after, text, sha256_text(after), ts, example_id),
+        )
+
+    def add_version(
+        self,
+        name: str,
+        *,
+        sha: str,
+        config_sha: str,
+        manifest: dict[str, Any],
+        items: Sequence[dict[str, Any]],
+    ) -> None:
+        """Store a frozen version and its items (each: example_id, split, source,
+        slice, label, status, data, text, content_sha, lineage) in one transaction."""
+        with self._tx() as conn:
+            if self._one("SELECT 1 FROM versions WHERE name = ?", (name,)):
+                raise StoreError(
+                    str(self.path), f"version {name!r} exists; a frozen version never changes"
+                )
+            conn.execute(
+                "INSERT INTO versions (name, sha, created_at, config_sha, rows, manifest_json)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    name,
+                    sha,
+                    manifest.get("created_at") or now(),
+                    config_sha,
+                    len(items),
+                    canonical_json(manifest),
+                ),
+            )
+            conn.executemany(
+                "INSERT INTO version_items (version, example_id, position, split, source,"
+                " slice, label, status, data_json, text, content_sha, lineage_json)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        name,
+                        it["example_id"],
+                        i,
+                        it["split"],
+                        it["source"],
+                        it["slice"],
+                        it["label"],
+                        it["status"],
+                        canonical_json(it["data"]),
+                        it["text"],
+                        it["content_sha"],
+                        canonical_json(it["lineage"]),
+                    )
+                    for i, it in enumerate(items)
+                ],
+            )
+
+    def versions(self) -> list[dict[str, Any]]:
+        """Frozen versions, oldest first (manifest decoded)."""
+        rows = self._rows(
+            "SELECT name, sha, created_at, config_sha, rows, manifest_json FROM versions"
+            " ORDER BY rowid"
+        )
+        for r in rows:
+            r["manifest"] = json.loads(r.pop("manifest_json"))
+        return rows
+
+    def version(self, name: str) -> dict[str, Any] | None:
+        """One frozen version (manifest decoded), or None."""
+        rows = self._rows(
+            "SELECT name, sha, created_at, config_sha, rows, manifest_json FROM versions"
+            " WHERE name = ?",
+            (name,),
+        )
+        for r in rows:
+            r["manifest"] = json.loads(r.pop("manifest_json"))
+        return rows[0] if rows else None
+
+    def version_items(self, name: str) -> list[dict[str, Any]]:
+        """A version's rows as they were frozen, in export order."""
+        rows = self._rows(
+            "SELECT example_id, split, source, slice, label, status, data_json, text,"
+            " content_sha, lineage_json FROM version_items WHERE version = ?"
+            " ORDER BY position",
+            (name,),
+        )
+        for r in rows:
+            r["data"] = json.loads(r.pop("data_json"))
+            r["lineage"] = json.loads(r.pop("lineage_json"))
+        return rows
+
+    def frozen_by_content(self) -> dict[str, dict[str, Any]]:
+        """content_sha -> the first frozen item with that content (and its version):
+        lets an audit recognise an exported row after the live row was edited."""
+        out: dict[str, dict[str, Any]] = {}
+        for r in self._rows(
+            "SELECT version, example_id, source, slice, label, status, text, content_sha,"
+            " lineage_json FROM version_items ORDER BY rowid"
+        ):
+            r["lineage"] = json.loads(r.pop("lineage_json"))
+            out.setdefault(r["content_sha"], r)
+        return out
 
     # -- batch jobs ----------------------------------------------------------------
 

@@ -156,7 +156,9 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+# Module scope: playwright's sync API keeps an event loop running in this thread while
+# it is started, and asyncio.run() (every synth run) refuses to start under it.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     """Debian's headless Chromium driven by playwright (``make test`` installs it)."""
     from playwright.sync_api import sync_playwright

@@ -1,0 +1,560 @@
+"""The provenance audit: what the dataset is made of and how it got that way.
+
+``audit_store(config, store)`` answers, per slice x label and in total: how many rows
+are real, synthetic and edited (and their shares); the filter funnel with the reasons
+rows were rejected; review coverage and outcomes; judge-human agreement; eval-set
+contamination hits; diversity figures; tokens and cost per accepted row; and the class
+balance before (real rows only) and after (real + accepted synthetic), against the
+target. All of it is read from the store; the result is plain JSON-ready data, which
+``render_audit`` prints as tables and ``synth.report`` turns into an HTML page.
+
+``audit_file(config, store, path)`` audits a dataset assembled elsewhere (JSONL or
+CSV): each row is matched to the store, first by content hash (the whole row, then
+its normalised text, against the live rows and every frozen version), failing that by
+near-duplicate search over every stored row, and tagged ``real``, ``synthetic``,
+``edited`` or ``unknown`` with its provenance.
+
+Judge-human agreement pairs the decision of the ``rubric`` filter with the latest
+human verdict on the same row: the judge's ``keep`` counts as approve, ``review`` and
+``reject`` as reject (a borderline grade is not a pass). Cohen's kappa is computed
+over every such pair and per cell, and is None when undefined (no pairs, or both
+raters used one verdict throughout).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from synth.agreement import KAPPA_WARN_BELOW, cohen_kappa
+from synth.config import Config
+from synth.errors import SynthError
+from synth.filters.diversity import diversity_figures
+from synth.plan import plan_cells
+from synth.records import canonical_json, normalize_text, sha256_text
+from synth.store import Store, empty_funnel_row
+
+TAGS = ("real", "synthetic", "edited", "unknown")
+CONTAMINATION = "contamination"
+JUDGE = "rubric"
+
+
+class AuditFileError(SynthError):
+    """A dataset file that cannot be read: names the file and line."""
+
+
+def _share(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
+
+
+def _per(value: float, count: int) -> float | None:
+    return value / count if count else None
+
+
+# --- the store ------------------------------------------------------------------
+
+
+def audit_store(config: Config, store: Store) -> dict[str, Any]:
+    """The audit of the project's store, as JSON-ready data (see the module doc)."""
+    funnel = {(r["slice"], r["label"]): r for r in store.funnel()}
+    plans = {(p.cell.slice, p.cell.label): p for p in plan_cells(config, store.cell_counts())}
+    composition: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    for r in store.dataset_rows():
+        composition[(r["slice"], r["label"])][r["source"]] += 1
+    reasons: dict[tuple[str, str], dict[str, Counter[str]]] = defaultdict(
+        lambda: defaultdict(Counter)
+    )
+    for slice_, label, filter_name, slug, n in store.rejection_reasons():
+        reasons[(slice_, label)][filter_name][slug or "?"] += n
+    reviews = store.review_rows()
+    verdicts = {r["example_id"]: r["verdict"] for r in reviews if r["verdict"]}
+    judge = {
+        d["example_id"]: (d["slice"], d["label"], d["verdict"])
+        for d in store.filter_decisions(JUDGE)
+    }
+    pairs: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+    for example_id, (slice_, label, verdict) in judge.items():
+        if example_id in verdicts:
+            judged = "approve" if verdict == "keep" else "reject"
+            pairs[(slice_, label)].append((judged, verdicts[example_id]))
+    hits = [d for d in store.filter_decisions(CONTAMINATION) if d["verdict"] == "reject"]
+    texts = store.texts_by_cell()
+
+    keys = sorted(set(funnel) | set(plans) | set(composition))
+    cells = []
+    for key in keys:
+        f = funnel.get(key) or empty_funnel_row(*key)
+        plan = plans.get(key)
+        mix = composition.get(key, Counter())
+        rows = sum(mix.values())
+        review = _review_figures([r for r in reviews if (r["slice"], r["label"]) == key])
+        tokens = f["prompt_tokens"] + f["completion_tokens"]
+        cell_texts = texts.get(key, {"real": [], "synthetic": []})
+        cells.append(
+            {
+                "slice": key[0],
+                "label": key[1],
+                "rows": rows,
+                "real": mix["real"],
+                "synthetic": mix["synthetic"],
+                "edited": mix["edited"],
+                "real_share": _share(mix["real"], rows),
+                "synthetic_share": _share(mix["synthetic"], rows),
+                "edited_share": _share(mix["edited"], rows),
+                # what a model wrote, edited or not
+                "generated_share": _share(mix["synthetic"] + mix["edited"], rows),
+                "target": plan.target if plan else None,
+                "before": mix["real"],
+                "after": rows,
+                "deficit": plan.deficit if plan else 0,
+                "generated": f["generated"],
+                "rejected": dict(sorted(f["rejected"].items())),
+                "reasons": {k: dict(sorted(v.items())) for k, v in sorted(reasons[key].items())},
+                "accepted": f["accepted"],
+                "held": f["held"],
+                "surplus": f["surplus"],
+                "review_rejected": f["review_rejected"],
+                "review": review,
+                "agreement": _agreement(pairs.get(key, [])),
+                "contamination_hits": sum(1 for h in hits if (h["slice"], h["label"]) == key),
+                "diversity": {
+                    source: asdict(diversity_figures(t)) if len(t) > 1 else None
+                    for source, t in cell_texts.items()
+                },
+                "calls": f["calls"],
+                "tokens": tokens,
+                "cost_usd": f["cost_usd"],
+                "tokens_per_accepted": _per(tokens, f["accepted"]),
+                "cost_per_accepted": _per(f["cost_usd"], f["accepted"]),
+            }
+        )
+    return {
+        "project": config.project.name,
+        "filters": _filter_order(config, cells),
+        "totals": _totals(store, cells, reviews, pairs, hits),
+        "slices": _slices(cells),
+        "funnel": _funnel(config, cells),
+        "reasons": [
+            {"filter": f, "reason": slug, "count": n}
+            for f, slug, n in sorted(_sum_reasons(cells), key=lambda x: (-x[2], x[0], x[1]))
+        ],
+        "contamination": [
+            {
+                "example_id": h["example_id"],
+                "slice": h["slice"],
+                "label": h["label"],
+                "reason": h["reason"],
+            }
+            for h in hits
+        ],
+        "cells": cells,
+    }
+
+
+def _review_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    reviewed = [r for r in rows if r["verdict"]]
+    return {
+        "sampled": len(rows),
+        "reviewed": len(reviewed),
+        "pending": len(rows) - len(reviewed),
+        "approved": sum(1 for r in reviewed if r["verdict"] == "approve"),
+        "rejected": sum(1 for r in reviewed if r["verdict"] == "reject"),
+        "edited": sum(1 for r in reviewed if r["edited"]),
+        "coverage": _share(len(reviewed), len(rows)),
+    }
+
+
+def _agreement(pairs: list[tuple[str, str]]) -> dict[str, Any] | None:
+    if not pairs:
+        return None
+    a = cohen_kappa(pairs)
+    return {"n": a.n, "observed": a.observed, "kappa": a.kappa, "low": a.low}
+
+
+def _filter_order(config: Config, cells: list[dict[str, Any]]) -> list[str]:
+    names = [spec.kind for spec in config.filters]
+    for c in cells:
+        names += [f for f in c["rejected"] if f not in names]
+    return names
+
+
+def _sum_reasons(cells: list[dict[str, Any]]) -> list[tuple[str, str, int]]:
+    total: Counter[tuple[str, str]] = Counter()
+    for c in cells:
+        for f, slugs in c["reasons"].items():
+            for slug, n in slugs.items():
+                total[(f, slug)] += n
+    return [(f, s, n) for (f, s), n in total.items()]
+
+
+def _funnel(config: Config, cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Generated, then what is left after each filter in chain order, then accepted."""
+    generated = sum(c["generated"] for c in cells)
+    stages = [{"stage": "generated", "rows": generated, "removed": 0}]
+    left = generated
+    for name in _filter_order(config, cells):
+        removed = sum(c["rejected"].get(name, 0) for c in cells)
+        left -= removed
+        stages.append({"stage": name, "rows": left, "removed": removed})
+    accepted = sum(c["accepted"] for c in cells)
+    stages.append({"stage": "accepted", "rows": accepted, "removed": left - accepted})
+    return stages
+
+
+def _slices(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out: dict[str, Counter[str]] = defaultdict(Counter)
+    for c in cells:
+        for k in ("rows", "real", "synthetic", "edited"):
+            out[c["slice"]][k] += c[k]
+    return [
+        {
+            "slice": s,
+            **{k: v[k] for k in ("rows", "real", "synthetic", "edited")},
+            "generated_share": _share(v["synthetic"] + v["edited"], v["rows"]),
+        }
+        for s, v in sorted(out.items())
+    ]
+
+
+def _totals(
+    store: Store,
+    cells: list[dict[str, Any]],
+    reviews: list[dict[str, Any]],
+    pairs: dict[tuple[str, str], list[tuple[str, str]]],
+    hits: list[dict[str, Any]],
+) -> dict[str, Any]:
+    spend = store.spend()
+    sums = {
+        k: sum(c[k] for c in cells)
+        for k in ("rows", "real", "synthetic", "edited", "generated", "accepted")
+    }
+    tokens = spend.prompt_tokens + spend.completion_tokens
+    return {
+        **sums,
+        "real_share": _share(sums["real"], sums["rows"]),
+        "synthetic_share": _share(sums["synthetic"], sums["rows"]),
+        "edited_share": _share(sums["edited"], sums["rows"]),
+        "generated_share": _share(sums["synthetic"] + sums["edited"], sums["rows"]),
+        "target": sum(c["target"] or 0 for c in cells),
+        "calls": spend.calls,
+        "attempts": spend.attempts,
+        "tokens": tokens,
+        "cost_usd": spend.cost_usd,
+        # Every call counts here, judge calls included: what an accepted row cost.
+        "tokens_per_accepted": _per(tokens, sums["accepted"]),
+        "cost_per_accepted": _per(spend.cost_usd, sums["accepted"]),
+        "review": _review_figures(reviews),
+        "agreement": _agreement([p for cell in pairs.values() for p in cell]),
+        "contamination_hits": len(hits),
+    }
+
+
+# --- terminal tables ----------------------------------------------------------------
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def fmt(r: list[str]) -> str:
+        return "  ".join(
+            [r[0].ljust(widths[0]), *(v.rjust(w) for v, w in zip(r[1:], widths[1:], strict=True))]
+        )
+
+    return [fmt(header), "-" * len(fmt(header)), *(fmt(r) for r in rows)]
+
+
+def pct(x: float | None) -> str:
+    """A share as a percentage with one decimal; None as '-'."""
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def num(x: float | None, digits: int = 3) -> str:
+    """A number with ``digits`` decimals; None as '-'."""
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def render_audit(report: dict[str, Any]) -> str:
+    """The audit as plain-text tables: composition and balance, funnel and reasons,
+    review and agreement, diversity and cost."""
+    cells = report["cells"]
+    t = report["totals"]
+    out = [f"audit of {report['project']}", ""]
+    out += _table(
+        ["cell", "real", "synthetic", "edited", "generated %", "target", "before", "after"],
+        [
+            [
+                f"{c['slice']}/{c['label']}",
+                str(c["real"]),
+                str(c["synthetic"]),
+                str(c["edited"]),
+                pct(c["generated_share"]),
+                "-" if c["target"] is None else str(c["target"]),
+                str(c["before"]),
+                str(c["after"]),
+            ]
+            for c in cells
+        ]
+        + [
+            [
+                "total",
+                str(t["real"]),
+                str(t["synthetic"]),
+                str(t["edited"]),
+                pct(t["generated_share"]),
+                str(t["target"]),
+                str(t["real"]),
+                str(t["rows"]),
+            ]
+        ],
+    )
+    out += ["", "funnel: " + " -> ".join(f"{s['stage']} {s['rows']}" for s in report["funnel"])]
+    if report["reasons"]:
+        out += ["rejected because:"]
+        out += [f"  {r['filter']}: {r['reason']}  {r['count']}" for r in report["reasons"]]
+    rv = t["review"]
+    out += [
+        "",
+        f"review: {rv['reviewed']} of {rv['sampled']} sampled rows reviewed"
+        f" ({pct(rv['coverage'])}): {rv['approved']} approved, {rv['rejected']} rejected,"
+        f" {rv['edited']} edited, {rv['pending']} pending",
+    ]
+    ag = t["agreement"]
+    if ag is None:
+        out.append("judge-human agreement: no row was graded by the judge and reviewed")
+    else:
+        warn = f"  (below {KAPPA_WARN_BELOW})" if ag["low"] else ""
+        out.append(
+            f"judge-human agreement: kappa {num(ag['kappa'])}, observed {pct(ag['observed'])}"
+            f" over {ag['n']} rows{warn}"
+        )
+    out.append(f"contamination hits: {t['contamination_hits']}")
+    out += [""]
+    out += _table(
+        ["cell", "reviewed", "kappa", "contam", "distinct-2", "NN-ROUGE-L", "tokens/acc", "$/acc"],
+        [
+            [
+                f"{c['slice']}/{c['label']}",
+                f"{c['review']['reviewed']}/{c['review']['sampled']}",
+                num(c["agreement"]["kappa"]) if c["agreement"] else "-",
+                str(c["contamination_hits"]),
+                num((c["diversity"]["synthetic"] or {}).get("distinct_2")),
+                num((c["diversity"]["synthetic"] or {}).get("mean_nn_rouge_l")),
+                num(c["tokens_per_accepted"], 0),
+                num(c["cost_per_accepted"], 6),
+            ]
+            for c in cells
+        ],
+    )
+    out += [
+        "",
+        f"calls {t['calls']} (attempts {t['attempts']}), tokens {t['tokens']},"
+        f" cost ${t['cost_usd']:.4f}; per accepted row: {num(t['tokens_per_accepted'], 0)}"
+        f" tokens, ${num(t['cost_per_accepted'], 6)}",
+    ]
+    return "\n".join(out)
+
+
+# --- an external file -----------------------------------------------------------------
+
+_PROVENANCE_COLUMNS = {
+    "provenance",
+    "id",
+    "source",
+    "slice",
+    "split",
+    "status",
+    "model",
+    "template",
+    "template_sha",
+    "run_id",
+    "llm_call_id",
+    "parent_ids",
+    "origin",
+    "content_sha",
+    "version",
+}
+
+
+def read_dataset(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line, row) of a JSONL or CSV file; a bad line raises AuditFileError naming it."""
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".ndjson", ".csv", ".tsv"):
+        raise AuditFileError(str(path), "a dataset file is .jsonl or .csv")
+    try:
+        handle = path.open(encoding="utf-8", newline="")
+    except OSError as e:
+        raise AuditFileError(str(path), e.strerror or str(e)) from None
+    with handle:
+        try:
+            if suffix in (".jsonl", ".ndjson"):
+                for n, line in enumerate(handle, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        value = json.loads(line)
+                    except json.JSONDecodeError as e:
+                        raise AuditFileError(
+                            f"{path}:{n}", f"invalid JSON: {e.msg} (column {e.colno})"
+                        ) from None
+                    if not isinstance(value, dict):
+                        raise AuditFileError(f"{path}:{n}", "a line must be a JSON object")
+                    yield n, value
+            else:
+                reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
+                for row in reader:
+                    if None in row or None in row.values():
+                        raise AuditFileError(
+                            f"{path}:{reader.line_num}", "the fields do not match the header"
+                        )
+                    yield reader.line_num, dict(row)
+        except UnicodeDecodeError as e:
+            raise AuditFileError(str(path), f"not UTF-8 text: {e.reason}") from None
+
+
+def _rank(row: dict[str, Any]) -> int:
+    """Which stored row a file row is said to be when several match: a dataset row
+    (real first) before a row that never made it into the dataset."""
+    if row["source"] == "real":
+        return 0
+    if row["status"] in ("accepted", "approved", "review_pending"):
+        return 1
+    return 2
+
+
+def audit_file(config: Config, store: Store, path: str | Path) -> dict[str, Any]:
+    """Tag every row of a dataset file real / synthetic / edited / unknown, with its
+    provenance, and sum the tags per slice and label (see the module doc)."""
+    from synth.neighbours import NearIndex
+
+    path = Path(path)
+    schema = config.data_schema
+    parsed = list(read_dataset(path))
+    stored = sorted(store.audit_examples(), key=_rank)
+    frozen = store.frozen_by_content()
+    by_content: dict[str, dict[str, Any]] = {}
+    by_text: dict[str, dict[str, Any]] = {}
+    for r in stored:
+        by_content.setdefault(r["content_sha"], r)
+        by_text.setdefault(sha256_text(normalize_text(r["text"])), r)
+    frozen_text: dict[str, dict[str, Any]] = {}
+    for it in frozen.values():
+        frozen_text.setdefault(sha256_text(normalize_text(it["text"])), it)
+
+    results: list[dict[str, Any]] = []
+    unmatched: list[int] = []
+    # A provenance column is not content, unless the schema says it is a field; an
+    # empty CSV cell of a field only some rows have (a slice's match value) is absent.
+    drop = _PROVENANCE_COLUMNS - set(schema.fields)
+    is_csv = path.suffix.lower() in (".csv", ".tsv")
+    for line, row in parsed:
+        data = {
+            k: v
+            for k, v in row.items()
+            if k not in drop and not (is_csv and v == "" and k not in schema.fields)
+        }
+        text = row.get(schema.text)
+        if not isinstance(text, str):
+            raise AuditFileError(f"{path}:{line}", f"no text field {schema.text!r}")
+        sha = sha256_text(canonical_json(data))
+        text_sha = sha256_text(normalize_text(text))
+        entry: dict[str, Any] = {"line": line, "label": str(row.get(schema.label, ""))}
+        if sha in by_content:
+            entry.update(_live(by_content[sha], "content", 1.0))
+        elif sha in frozen:
+            entry.update(_frozen(frozen[sha], "frozen content", 1.0))
+        elif text_sha in by_text:
+            entry.update(_live(by_text[text_sha], "text", 1.0))
+        elif text_sha in frozen_text:
+            entry.update(_frozen(frozen_text[text_sha], "frozen text", 1.0))
+        else:
+            unmatched.append(len(results))
+        entry["_text"] = text
+        results.append(entry)
+
+    if unmatched and stored:
+        index = NearIndex(
+            [r["text"] for r in stored], n=config.splits.n, threshold=config.splits.threshold
+        )
+        found = index.nearest([results[i]["_text"] for i in unmatched])
+        for i, hit in zip(unmatched, found, strict=True):
+            if hit is not None:
+                results[i].update(_live(stored[hit[0]], "near", round(hit[1], 4)))
+    for entry in results:
+        entry.pop("_text")
+        entry.setdefault("tag", "unknown")
+        entry.setdefault("match", None)
+        entry.setdefault("similarity", None)
+        entry.setdefault("slice", "?")
+    cells: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    for entry in results:
+        cells[(entry["slice"], entry["label"])][entry["tag"]] += 1
+    totals = Counter(e["tag"] for e in results)
+    return {
+        "file": str(path),
+        "rows": len(results),
+        "totals": {t: totals.get(t, 0) for t in TAGS},
+        "cells": [
+            {"slice": k[0], "label": k[1], **{t: v.get(t, 0) for t in TAGS}}
+            for k, v in sorted(cells.items())
+        ],
+        "items": results,
+    }
+
+
+def _live(row: dict[str, Any], match: str, similarity: float) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "tag": row["source"],
+        "match": match,
+        "similarity": similarity,
+        "id": row["id"],
+        "slice": row["slice"],
+        "stored_label": row["label"],
+        "status": row["status"],
+    }
+    if row["source"] == "real":
+        out["origin"] = row["origin"]
+    else:
+        out.update(
+            model=row["model"],
+            template=row["template"],
+            template_sha=row["template_sha"],
+            run_id=row["run_id"],
+            parent_ids=row["parent_ids"],
+        )
+    return out
+
+
+def _frozen(item: dict[str, Any], match: str, similarity: float) -> dict[str, Any]:
+    return {
+        "tag": item["source"],
+        "match": match,
+        "similarity": similarity,
+        "id": item["example_id"],
+        "slice": item["slice"],
+        "stored_label": item["label"],
+        "status": item["status"],
+        "version": item["version"],
+        **item["lineage"],
+    }
+
+
+def render_file_audit(report: dict[str, Any]) -> str:
+    """One line per row (line, tag, how it matched, id), then the sums per cell."""
+    lines = []
+    for e in report["items"]:
+        how = "" if e["match"] is None else f"{e['match']}"
+        if e["match"] == "near":
+            how += f" j={e['similarity']:.2f}"
+        lines.append(f"{e['line']}\t{e['tag']}\t{how}\t{e.get('id', '')}")
+    lines.append("")
+    lines += _table(
+        ["cell", *TAGS],
+        [[f"{c['slice']}/{c['label']}", *(str(c[t]) for t in TAGS)] for c in report["cells"]]
+        + [["total", *(str(report["totals"][t]) for t in TAGS)]],
+    )
+    return "\n".join(lines)
