@@ -60,7 +60,7 @@ def _balance_chart(cells: list[dict[str, Any]]) -> str:
     scale = bar_w / top
     h = row_h * len(cells) + 10
     parts = [
-        f'<svg role="img" aria-label="class balance" width="{label_w + bar_w + 60}"'
+        f'<svg role="img" aria-label="class balance" width="{label_w + bar_w + 110}"'
         f' height="{h}" data-chart="balance">'
     ]
     for i, c in enumerate(cells):
