@@ -156,9 +156,13 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[object]:
-    """Debian's headless Chromium driven by playwright (``make test`` installs it)."""
+    """Debian's headless Chromium driven by playwright (``make test`` installs it).
+
+    One per test: playwright's sync API keeps an event loop running on the main
+    thread while it is open, and any later ``asyncio.run`` in the session would fail.
+    """
     from playwright.sync_api import sync_playwright
 
     if not CHROMIUM.exists():
