@@ -1,0 +1,104 @@
+"""The review page end to end: a real synth run against the simulator fills the queue,
+uvicorn serves the page on loopback, Debian's chromium (through playwright) reviews."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+
+import pytest
+
+from synth.review import ReviewError
+from synth.review.app import ReviewServer
+from synth.review.queue import enroll
+from synth.runner import run
+from synth.seeds import read_seeds
+
+
+@pytest.fixture
+def queued(sim_project, sim):
+    """A project whose run filled the review queue (one reviewer per row). A fixture,
+    so it runs before the browser's: playwright's sync API holds an event loop on this
+    thread."""
+    sim_project.write_config("double_review = 0\n", base_url=sim.base_url)  # into [review]
+    config = sim_project.config()
+    with sim_project.store() as store:
+        store.add_seeds(read_seeds(sim_project.seeds, config).seeds)
+    assert run(config).status == "finished"
+    return config
+
+
+def _get(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_review_page_approve_reject_edit_in_a_real_browser(queued, sim_project, browser, tmp_path):
+    config = queued
+    with sim_project.store() as store:
+        assert enroll(store, config.review) >= 3
+        queue = store.review_queue()
+    with ReviewServer(config) as server:
+        base = f"http://127.0.0.1:{server.port}"
+        assert _get(base + "/") == 403
+        assert _get(base + "/?token=wrong") == 403
+        assert _get(server.url) == 200
+
+        page = browser.new_page(viewport={"width": 1360, "height": 1000})
+        page.goto(server.url)
+        page.fill("#name", "ana")
+        page.click("text=Start reviewing")
+        assert page.inner_text("#reviewer") == "ana"
+
+        first = page.get_attribute("#item", "data-id")
+        page.click("#approve")
+        page.wait_for_function(f"document.querySelector('#item')?.dataset.id !== '{first}'")
+
+        second = page.get_attribute("#item", "data-id")
+        page.keyboard.press("r")
+        page.fill("#reject-panel input[name=note]", "reads like a template")
+        page.click("#reject-form button[value=off_label]")
+        page.wait_for_function(f"document.querySelector('#item')?.dataset.id !== '{second}'")
+
+        third = page.get_attribute("#item", "data-id")
+        page.keyboard.press("e")
+        page.fill("#edit-text", "my card was stolen this morning, please block it now")
+        page.screenshot(path=str(tmp_path / "review-page.png"), full_page=True)
+        page.keyboard.press("Control+Enter")
+        page.wait_for_function(f"document.querySelector('#item')?.dataset.id !== '{third}'")
+        assert "3 by you" in page.inner_text("#progress")
+        page.close()
+        # The cookie set by the first visit is what let the posts through: a plain
+        # request without it is still refused.
+        assert _get(base + f"/item/{first}") == 403
+
+    with sim_project.store() as store:
+        reviews = {r["example_id"]: r for r in store.reviews()}
+        rows = {r["id"]: r for r in store.examples_by_id([first, second, third])}
+        edits = store.edits_for(third)
+    assert set(reviews) == {first, second, third}
+    assert {i: r["reviewer"] for i, r in reviews.items()} == dict.fromkeys(reviews, "ana")
+    assert reviews[first]["verdict"] == "approve" and reviews[first]["edited_data"] is None
+    assert (reviews[second]["verdict"], reviews[second]["reason"]) == ("reject", "off_label")
+    assert reviews[second]["note"] == "reads like a template"
+    assert reviews[third]["verdict"] == "approve"
+    assert all(r["origin"] == "web" for r in reviews.values())
+
+    assert all(q["reviews_needed"] == 1 for q in queue)
+    assert rows[first]["status"] == "approved"
+    assert rows[second]["status"] == "review_rejected"
+    assert rows[third]["source"] == "edited"
+    assert rows[third]["text"] == "my card was stolen this morning, please block it now"
+    assert rows[third]["data"]["text"] == rows[third]["text"]
+    [edit] = edits
+    assert edit["editor"] == "reviewer:ana"
+    assert edit["after"]["text"] == rows[third]["text"]
+    assert edit["before"]["text"] != rows[third]["text"]  # the original is kept
+
+
+def test_review_page_refuses_a_non_loopback_host_without_the_flag(project):
+    with pytest.raises(ReviewError, match="--allow-remote"):
+        ReviewServer(project.config(), host="0.0.0.0")
