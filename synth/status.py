@@ -9,7 +9,7 @@ from typing import Any
 from synth.config import Config
 from synth.filters.diversity import diversity_figures
 from synth.plan import plan_cells
-from synth.review.agreement import flag_lines, review_stats
+from synth.review.agreement import flag_lines, flagged
 from synth.store import Spend, Store, empty_funnel_row
 
 
@@ -50,8 +50,7 @@ def status(config: Config, store: Store) -> StatusReport:
     if runs:
         r = runs[-1]
         last = f"{r.id} {r.status}" + (f" ({r.stop_reason})" if r.stop_reason else "")
-    flagged = review_stats(store, config.review).flagged
-    flags = flag_lines(flagged, config.review)
+    flags = flag_lines(flagged(store, config.review), config.review)
     return StatusReport(cells, names, store.spend(), len(runs), last, flags)
 
 

@@ -3,11 +3,18 @@ uvicorn serves the page on loopback, Debian's chromium (through playwright) revi
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
 
 import pytest
+from click.testing import CliRunner
 
+from synth.cli import cli
 from synth.review import ReviewError
 from synth.review.app import ReviewServer
 from synth.review.queue import enroll
@@ -102,3 +109,112 @@ def test_review_page_approve_reject_edit_in_a_real_browser(queued, sim_project, 
 def test_review_page_refuses_a_non_loopback_host_without_the_flag(project):
     with pytest.raises(ReviewError, match="--allow-remote"):
         ReviewServer(project.config(), host="0.0.0.0")
+
+
+def test_synth_review_serve_prints_a_token_url_and_refuses_requests_without_it(project):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "synth", "--config", str(project.config_path), "review", "serve"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        line = proc.stdout.readline()
+        match = re.search(r"(http://127\.0\.0\.1:(\d+))/\?token=(\S+)", line)
+        assert match, line
+        base, token = match.group(1), match.group(3)
+        assert len(token) >= 24
+        deadline = time.monotonic() + 20
+        while True:  # the URL is printed just before uvicorn starts listening
+            try:
+                status = _get(f"{base}/?token={token}")
+                break
+            except urllib.error.URLError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        assert status == 200
+        assert _get(f"{base}/") == 403
+        assert _get(f"{base}/?token={token[:-1]}") == 403
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        proc.stdout.close()
+
+
+def test_synth_review_serve_on_another_host_needs_the_flag(project):
+    result = CliRunner().invoke(
+        cli, ["--config", str(project.config_path), "review", "serve", "--host", "0.0.0.0"]
+    )
+    assert result.exit_code != 0
+    assert "--host: 0.0.0.0 is not a loopback address" in result.output
+    assert "--allow-remote" in result.output
+
+
+def test_the_page_shows_judge_rationales_and_escapes_untrusted_text():
+    from synth.review.app import _env
+    from synth.review.queue import CellProgress
+
+    example = {
+        "id": "ex_1",
+        "source": "synthetic",
+        "slice": "default",
+        "label": "card_arrival",
+        "data": {"text": "<script>alert(1)</script> where is my card", "label": "card_arrival"},
+        "text": "<script>alert(1)</script> where is my card",
+        "status": "review_pending",
+        "template": "prompts/generate/classify.md.j2",
+        "template_sha": "ab" * 32,
+        "model": "sim-1",
+        "run_id": "run_1",
+    }
+    view = {
+        "example": example,
+        "seeds": [
+            {
+                "id": "seed_1",
+                "text": "<b>bold</b> seed",
+                "slice": "default",
+                "label": "card_arrival",
+                "origin": "seeds.jsonl:3",
+            }
+        ],
+        "decisions": [
+            {
+                "filter": "schema",
+                "filter_version": "1",
+                "verdict": "keep",
+                "score": None,
+                "reason": "",
+            }
+        ],
+        "judge": [
+            {
+                "criterion": "faithful",
+                "score": 2.0,
+                "judge_model": "judge-1",
+                "sample": 0,
+                "rationale": "mentions a card the customer never had",
+            }
+        ],
+        "edits": [],
+        "reviews": [],
+        "queue": {"reason": "filter", "reviews_needed": 2, "reviewers": []},
+    }
+    html = _env.get_template("review.html").render(
+        project="p",
+        reasons=["off_label"],
+        reviewer="ana",
+        view=view,
+        cells=[CellProgress("default", "card_arrival", 3, 1)],
+        total=3,
+        done=1,
+        mine=0,
+        text_field="text",
+        error=None,
+        skip="",
+    )
+    assert "mentions a card the customer never had" in html and "faithful" in html
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;b&gt;bold&lt;/b&gt; seed" in html
+    assert "held by a filter" in html and "double review · 0/2" in html

@@ -85,8 +85,13 @@ def verdict_pairs(reviews: Sequence[dict[str, Any]]) -> list[tuple[tuple[str, st
 
 def review_stats(store: Store, settings: ReviewSettings) -> ReviewStats:
     """Per cell: queue and progress, verdicts, reason tags, kappa, reject share and
-    whether the cell is flagged; with kappa over every pair and reviews per reviewer."""
+    whether the cell is flagged; with kappa over every pair and reviews per reviewer.
+    Rows awaiting review are queued first, so the queue counts are complete."""
     enroll(store, settings)
+    return _stats(store, settings)
+
+
+def _stats(store: Store, settings: ReviewSettings) -> ReviewStats:
     reviews = store.reviews()
     acks = store.review_acks()
     cells: dict[tuple[str, str], dict[str, Any]] = defaultdict(
@@ -130,13 +135,14 @@ def review_stats(store: Store, settings: ReviewSettings) -> ReviewStats:
     return ReviewStats(out, overall, Counter(r["reviewer"] for r in reviews))
 
 
+def flagged(store: Store, settings: ReviewSettings) -> list[CellReview]:
+    """The flagged cells, read from the store without writing to it."""
+    return _stats(store, settings).flagged
+
+
 def flagged_cells(store: Store, settings: ReviewSettings) -> set[CellKey]:
     """The cells ``synth run`` does not generate for until they are acknowledged."""
-    return {
-        CellKey(slice=c.slice, label=c.label)
-        for c in review_stats(store, settings).cells
-        if c.flagged
-    }
+    return {CellKey(slice=c.slice, label=c.label) for c in flagged(store, settings)}
 
 
 def acknowledge(store: Store, cell: str, note: str | None = None) -> int:

@@ -185,6 +185,8 @@ def build_review(
             raise ReviewError(where, "no such example")
         text = (text or "").strip()
         data = {**rows[0]["data"], config.data_schema.text: text}
+        if data == rows[0]["data"]:  # saved unchanged: a plain approval
+            return NewReview(example_id, reviewer, "approve", origin, note=note)
         return NewReview(
             example_id, reviewer, "approve", origin, note=note, edited_data=data, edited_text=text
         )
