@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from synth.cli import cli
+from synth.errors import StoreError
 from synth.plan import plan_cells
 from synth.records import CellKey, Seed
 from synth.review import ReviewError
@@ -300,3 +301,18 @@ def test_a_cell_reviewers_reject_stops_generating_until_acknowledged(sim_project
 def test_ack_of_a_cell_without_reviews_is_an_error(project):
     with project.store() as store, pytest.raises(ReviewError, match="no reviews"):
         acknowledge(store, "default/card_arrival")
+
+
+def test_add_reviews_is_all_or_nothing(sim_project, sim):
+    config = _project(sim_project, sim, "double_review = 0\n")
+    assert run(config).status == "finished"
+    with sim_project.store() as store:
+        enroll(store, config.review)
+        first = store.review_queue()[0]["example_id"]
+        edited = {**store.examples_by_id([first])[0]["data"], "text": "an edited text"}
+        good = NewReview(first, "ana", "approve", "web", edited_data=edited, edited_text="x")
+        with pytest.raises(StoreError, match="ex_missing: not in the review queue"):
+            store.add_reviews([good, NewReview("ex_missing", "ana", "approve", "web")])
+        assert store.count("reviews") == 0 and store.count("edits") == 0
+        assert store.examples_by_id([first])[0]["status"] == "review_pending"
+        assert store.examples_by_id([first])[0]["source"] == "synthetic"

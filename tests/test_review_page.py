@@ -218,3 +218,25 @@ def test_the_page_shows_judge_rationales_and_escapes_untrusted_text():
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "&lt;b&gt;bold&lt;/b&gt; seed" in html
     assert "held by a filter" in html and "double review · 0/2" in html
+
+
+def test_a_bad_post_gets_400_with_the_reason_and_stores_nothing(queued, sim_project):
+    import httpx
+
+    with sim_project.store() as store:
+        enroll(store, queued.review)
+        example_id = store.review_queue()[0]["example_id"]
+    with ReviewServer(queued) as server:
+        base = f"http://127.0.0.1:{server.port}"
+        cookies = {"synth_reviewer": "ana"}
+        params = {"token": server.token}
+        no_reason = {"example_id": example_id, "action": "reject"}
+        r = httpx.post(f"{base}/decide", params=params, data=no_reason, cookies=cookies)
+        assert r.status_code == 400 and "reject reason None is not in review.reasons" in r.text
+        unknown = {"example_id": "ex_nope", "action": "approve"}
+        r = httpx.post(f"{base}/decide", params=params, data=unknown, cookies=cookies)
+        assert r.status_code == 400 and "ex_nope" in r.text
+        r = httpx.post(f"{base}/decide", data=unknown, cookies=cookies)
+        assert r.status_code == 403
+    with sim_project.store() as store:
+        assert store.count("reviews") == 0

@@ -37,6 +37,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from synth.config import Config
+from synth.errors import SynthError
 from synth.review import ReviewError
 from synth.review.queue import decide, item_view, next_item, progress
 from synth.store import Store
@@ -172,8 +173,12 @@ def create_app(config: Config, token: str, reviewer: str | None = None) -> ASGIA
                 text=form.get("text"),
                 origin="web",
             )
-        except ReviewError as e:
-            return HTMLResponse(render_item(request, example_id, error=str(e)), status_code=400)
+        except SynthError as e:  # a bad decision, or a row that is not queued
+            try:
+                body = render_item(request, example_id, error=str(e))
+            except ReviewError:
+                return PlainTextResponse(str(e), status_code=400)
+            return HTMLResponse(body, status_code=400)
         return RedirectResponse("/", status_code=303)
 
     app = Starlette(
