@@ -161,7 +161,7 @@ def browser() -> Iterator[object]:
     """Debian's headless Chromium driven by playwright (``make test`` installs it).
 
     One per test: playwright's sync API keeps an event loop running on the main
-    thread while it is open, and any later ``asyncio.run`` in the session would fail.
+    thread while it is open, and any later ``asyncio.run`` in the test run would fail.
     """
     from playwright.sync_api import sync_playwright
 

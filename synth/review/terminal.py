@@ -64,7 +64,7 @@ def review_in_terminal(
 
     At each row: ``a`` approves; ``r`` rejects, then asks for a reason by number
     (from ``review.reasons``) and an optional note; ``e`` asks for the new text and
-    approves the edited row; ``s`` skips it for this session; ``q`` stops.
+    approves the edited row; ``s`` skips it until the command ends; ``q`` stops.
     """
     reasons = config.review.reasons
     skipped: list[str] = []
