@@ -143,6 +143,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
                     "filters": report.filters,
                     "spend": report.spend.__dict__,
                     "last_run": report.last_run,
+                    "review_flags": report.review_flags,
                 },
                 indent=2,
             )
@@ -394,6 +395,120 @@ def demo(workdir: Path) -> None:
     from synth.demo import run_demo
 
     run_demo(workdir, say=click.echo)
+
+
+@cli.group()
+def review() -> None:
+    """Human review: the page, the terminal, agreement, Label Studio and Argilla."""
+
+
+@review.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=0, show_default=True, help="0 picks a free port.")
+@click.option(
+    "--allow-remote", is_flag=True, help="Serve a host that is not loopback (other machines)."
+)
+@click.option("--reviewer", help="A default reviewer name for visitors who give none.")
+@click.pass_context
+def review_serve(
+    ctx: click.Context, host: str, port: int, allow_remote: bool, reviewer: str | None
+) -> None:
+    """Serve the review page; the printed URL carries its access token."""
+    from synth.review.app import serve
+
+    serve(
+        _config(ctx),
+        host=host,
+        port=port,
+        allow_remote=allow_remote,
+        reviewer=reviewer,
+        say=lambda line: click.echo(line),
+    )
+
+
+@review.command("next")
+@click.option("--reviewer", required=True, help="Your name, stored with every decision.")
+@click.option("--limit", type=int, default=None, help="Stop after this many decisions.")
+@click.pass_context
+def review_next(ctx: click.Context, reviewer: str, limit: int | None) -> None:
+    """Review in the terminal: approve, reject with a reason, edit, skip."""
+    from synth.review.terminal import review_in_terminal
+    from synth.store import Store
+
+    config = _config(ctx)
+    with Store(config.db_path) as store:
+        made = review_in_terminal(
+            store,
+            config,
+            reviewer,
+            ask=lambda text, default: click.prompt(text, default=default, show_default=False),
+            say=click.echo,
+            limit=limit,
+        )
+    click.echo(f"{made} decisions recorded")
+
+
+@review.command("stats")
+@click.pass_context
+def review_stats_cmd(ctx: click.Context) -> None:
+    """Per cell: reviews, reject share and tags, reviewer agreement (kappa), flags."""
+    from synth.review.agreement import render_stats, review_stats
+    from synth.store import Store
+
+    config = _config(ctx)
+    with Store(config.db_path) as store:
+        click.echo(render_stats(review_stats(store, config.review), config.review))
+
+
+@review.command("export")
+@click.option("--format", "fmt", type=click.Choice(["label-studio", "argilla"]), required=True)
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def review_export(ctx: click.Context, fmt: str, out: Path) -> None:
+    """Write the open review queue as Label Studio tasks or Argilla records."""
+    from synth.review.interchange import export_argilla, export_label_studio
+    from synth.store import Store
+
+    config = _config(ctx)
+    with Store(config.db_path) as store:
+        result = (export_label_studio if fmt == "label-studio" else export_argilla)(
+            store, config, out
+        )
+    click.echo(f"{result.path}: {result.items} rows to review")
+    if result.labeling_config:
+        click.echo(f"{result.labeling_config}: the labeling config for the project")
+
+
+@review.command("import")
+@click.option("--format", "fmt", type=click.Choice(["label-studio", "argilla"]), required=True)
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def review_import(ctx: click.Context, fmt: str, file: Path) -> None:
+    """Store the decisions of a Label Studio export or Argilla records file."""
+    from synth.review.interchange import import_argilla, import_label_studio
+    from synth.store import Store
+
+    config = _config(ctx)
+    with Store(config.db_path) as store:
+        result = (import_label_studio if fmt == "label-studio" else import_argilla)(
+            store, config, file
+        )
+    click.echo(f"{file}: {result.added} reviews added, {result.duplicates} already stored")
+
+
+@review.command("ack")
+@click.argument("cell")
+@click.option("--note", help="What was done about it (a template or seed fix).")
+@click.pass_context
+def review_ack(ctx: click.Context, cell: str, note: str | None) -> None:
+    """Acknowledge a flagged cell (SLICE/LABEL) so `synth run` generates for it again."""
+    from synth.review.agreement import acknowledge
+    from synth.store import Store
+
+    config = _config(ctx)
+    with Store(config.db_path) as store:
+        n = acknowledge(store, cell, note)
+    click.echo(f"{cell}: {n} reviews acknowledged; its reject share counts afresh")
 
 
 def main() -> None:

@@ -153,6 +153,27 @@ class ReviewSettings(Section):
     fraction: float = Field(default=0.2, ge=0, le=1)
     min_per_cell: int = Field(default=1, ge=0)
     seed: int = 0
+    # The share of queued rows, per cell, that two reviewers see: their pairs give
+    # reviewer agreement (Cohen's kappa, `synth review stats`).
+    double_review: float = Field(default=0.1, ge=0, le=1)
+    # A cell whose reviewers reject more than this share of its reviews (once it has
+    # flag_min_reviews of them) is flagged: `synth run` generates nothing for it until
+    # `synth review ack CELL`. So many rejections point at a template or seed problem.
+    max_reject_share: float = Field(default=0.3, ge=0, le=1)
+    flag_min_reviews: int = Field(default=10, gt=0)
+    # The tags a reviewer picks from when rejecting (keys 1-9 on the review page).
+    reasons: list[str] = Field(
+        default_factory=lambda: [
+            "off_label",
+            "wrong_slice",
+            "unnatural",
+            "near_duplicate",
+            "pii",
+            "factually_wrong",
+            "other",
+        ],
+        min_length=1,
+    )
 
 
 class SplitSettings(Section):

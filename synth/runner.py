@@ -32,6 +32,7 @@ from synth.llm.client import CallResult, LLMClient
 from synth.plan import all_labels, plan_cells
 from synth.prompts import Template, load_template
 from synth.records import Candidate, CellKey, CellPlan, Status, Verdict
+from synth.review.agreement import flagged_cells
 from synth.review.sample import sample_for_review
 from synth.store import Spend, Store
 
@@ -147,6 +148,10 @@ class Runner:
         self.kept: Counter[CellKey] = Counter()  # examples the chain kept, per cell
         self.idle: Counter[CellKey] = Counter()
         self.stalled: set[CellKey] = set()
+        # Cells whose reviewers reject too much wait for `synth review ack`: more of
+        # the same template and seeds would be rejected too.
+        self.flagged = flagged_cells(store, config.review)
+        self.stalled |= self.flagged
         self.started = time.monotonic()
         self.answered = 0
 
@@ -204,9 +209,12 @@ class Runner:
         stalled = [p for p in plans if p.deficit > 0]
         if not stalled:
             return "finished", None
-        names = ", ".join(str(p.cell) for p in stalled)
+        names = ", ".join(str(p.cell) for p in stalled if p.cell not in self.flagged)
         limit = self.config.generate.max_idle_batches
-        return "stopped", f"stalled: nothing accepted in {limit} batches for {names}"
+        reasons = [f"stalled: nothing accepted in {limit} batches for {names}"] if names else []
+        if flagged := ", ".join(str(p.cell) for p in stalled if p.cell in self.flagged):
+            reasons.append(f"review: reviewers rejected too many of {flagged} (synth review ack)")
+        return "stopped", "; ".join(reasons)
 
     def _budget_left(self, run_id: str) -> tuple[int, str | None]:
         """How many more calls the budget caps allow, and which cap binds."""

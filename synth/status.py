@@ -3,12 +3,13 @@ accepted / pending review / surplus, with calls, tokens and cost."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from synth.config import Config
 from synth.filters.diversity import diversity_figures
 from synth.plan import plan_cells
+from synth.review.agreement import flag_lines, flagged
 from synth.store import Spend, Store, empty_funnel_row
 
 
@@ -22,6 +23,8 @@ class StatusReport:
     spend: Spend
     runs: int
     last_run: str | None
+    # Cells flagged by their reviewers' rejections, one line each (synth review ack).
+    review_flags: list[str] = field(default_factory=list)
 
 
 def status(config: Config, store: Store) -> StatusReport:
@@ -47,7 +50,8 @@ def status(config: Config, store: Store) -> StatusReport:
     if runs:
         r = runs[-1]
         last = f"{r.id} {r.status}" + (f" ({r.stop_reason})" if r.stop_reason else "")
-    return StatusReport(cells, names, store.spend(), len(runs), last)
+    flags = flag_lines(flagged(store, config.review), config.review)
+    return StatusReport(cells, names, store.spend(), len(runs), last, flags)
 
 
 def render_status(report: StatusReport) -> str:
@@ -105,6 +109,7 @@ def render_status(report: StatusReport) -> str:
     )
     if report.last_run:
         out.append(f"runs {report.runs}, last: {report.last_run}")
+    out += report.review_flags
     out += ["", *_diversity_lines(report.cells)]
     return "\n".join(out)
 

@@ -219,6 +219,37 @@ def m003_judge_scores(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
+def m004_review(db: sqlite_utils.Database) -> None:
+    # The review queue: why each row is in it and how many reviewers it needs (two
+    # for the double-review share, whose pairs give reviewer agreement). A review's
+    # reason tag and where it was made (web page, terminal, an imported file) are
+    # columns of reviews: every review has them, so they belong on its row.
+    db.executescript(
+        """
+        CREATE TABLE review_items (
+            example_id TEXT PRIMARY KEY REFERENCES examples(id),
+            reason TEXT NOT NULL,          -- sampled | filter (a filter said review)
+            reviews_needed INTEGER NOT NULL DEFAULT 1,
+            created_at TEXT NOT NULL
+        );
+        ALTER TABLE reviews ADD COLUMN reason TEXT;   -- a reject's tag: off_label, ...
+        ALTER TABLE reviews ADD COLUMN origin TEXT;   -- web | terminal | label-studio | argilla
+        CREATE UNIQUE INDEX reviews_once ON reviews(example_id, reviewer);
+        -- A cell flagged for its reviewers' rejections generates again once
+        -- acknowledged; the reviews up to last_review_id are then set aside.
+        CREATE TABLE review_acks (
+            id INTEGER PRIMARY KEY,
+            slice TEXT NOT NULL,
+            label TEXT NOT NULL,
+            last_review_id INTEGER NOT NULL,
+            note TEXT,
+            created_at TEXT NOT NULL
+        );
+        """
+    )
+
+
+@migrations()
 def m005_versions(db: sqlite_utils.Database) -> None:
     # Frozen dataset versions. Each item keeps the row's content and lineage as they
     # were at the freeze, so a later edit, review or status change never alters a
@@ -903,44 +934,6 @@ class Store:
             " 'review_rejected') OR r.id IS NOT NULL ORDER BY e.rowid"
         )
 
-    def record_human_review(
-        self,
-        example_id: str,
-        reviewer: str,
-        verdict: str,
-        *,
-        edited_data: dict[str, Any] | None = None,
-        edited_text: str | None = None,
-        note: str | None = None,
-    ) -> None:
-        """Store a reviewer's verdict (``approve`` or ``reject``) and set the row's
-        status to ``approved`` / ``review_rejected``; an edit (``edited_data`` with
-        its ``edited_text``) is applied as :meth:`edit_example` does, all in one
-        transaction."""
-        if verdict not in ("approve", "reject"):
-            raise ValueError(f"verdict must be approve or reject, not {verdict!r}")
-        ts = now()
-        with self._tx() as conn:
-            conn.execute(
-                "INSERT INTO reviews (example_id, reviewer, verdict, edited_data_json, note,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    example_id,
-                    reviewer,
-                    verdict,
-                    None if edited_data is None else canonical_json(edited_data),
-                    note,
-                    ts,
-                ),
-            )
-            status = Status.APPROVED if verdict == "approve" else Status.REVIEW_REJECTED
-            conn.execute(
-                "UPDATE examples SET status = ?, updated_at = ? WHERE id = ?",
-                (status.value, ts, example_id),
-            )
-            if edited_data is not None:
-                self._edit(conn, example_id, f"reviewer:{reviewer}", edited_data, edited_text, ts)
-
     def edit_example(self, example_id: str, editor: str, data: dict[str, Any], text: str) -> None:
         """Replace a row's data (``text`` is its text field): the change is kept in
         ``edits`` with the data before and after, and a synthetic row becomes
@@ -1155,6 +1148,212 @@ class Store:
             marks = ",".join("?" * len(chunk))
             found.update((c.id, c) for c in self._call_rows(f"WHERE id IN ({marks})", chunk))
         return [found[i] for i in call_ids if i in found]
+
+    # -- human review --------------------------------------------------------------
+
+    def unqueued_for_review(self) -> list[dict[str, Any]]:
+        """Rows awaiting a reviewer (``review_pending``) not yet in the review queue,
+        oldest first: sampled rows (outcome keep) and rows a filter sent to review."""
+        return self._rows(
+            "SELECT e.id, e.slice, e.label, e.outcome FROM examples e"
+            " LEFT JOIN review_items q ON q.example_id = e.id"
+            " WHERE e.status = 'review_pending' AND q.example_id IS NULL ORDER BY e.rowid"
+        )
+
+    def queued_per_cell(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(slice, label) -> (rows queued, of which need two reviewers)."""
+        return {
+            (r[0], r[1]): (r[2], r[3])
+            for r in self.conn.execute(
+                "SELECT e.slice, e.label, count(*), sum(q.reviews_needed > 1)"
+                " FROM review_items q JOIN examples e ON e.id = q.example_id"
+                " GROUP BY e.slice, e.label"
+            )
+        }
+
+    def enqueue_for_review(self, items: Sequence[tuple[str, str, int]]) -> None:
+        """Add ``(example_id, reason, reviews_needed)`` to the queue; queued rows stay."""
+        ts = now()
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO review_items (example_id, reason, reviews_needed,"
+                " created_at) VALUES (?, ?, ?, ?)",
+                [(i, reason, n, ts) for i, reason, n in items],
+            )
+
+    def review_queue(self) -> list[dict[str, Any]]:
+        """Every queued row in queue order: cell, why, reviews needed, its status and
+        the reviewers who reviewed it (``reviewers``, a list)."""
+        rows = self._rows(
+            "SELECT q.example_id, e.slice, e.label, q.reason, q.reviews_needed, e.status,"
+            " (SELECT json_group_array(r.reviewer) FROM reviews r"
+            "  WHERE r.example_id = q.example_id) AS reviewers"
+            " FROM review_items q JOIN examples e ON e.id = q.example_id ORDER BY q.rowid"
+        )
+        for r in rows:
+            r["reviewers"] = json.loads(r["reviewers"])
+        return rows
+
+    def examples_by_id(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Full rows (``data`` and ``parent_ids`` decoded) in the order given; ids not
+        stored are skipped."""
+        found: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(ids), 500):
+            chunk = list(ids[i : i + 500])
+            marks = ",".join("?" * len(chunk))
+            for r in self._rows(
+                "SELECT id, source, slice, label, data_json, text, status, outcome, run_id,"
+                " llm_call_id, template, template_sha, model, parent_ids_json, origin,"
+                f" created_at FROM examples WHERE id IN ({marks})",
+                chunk,
+            ):
+                r["data"] = json.loads(r.pop("data_json"))
+                r["parent_ids"] = json.loads(r.pop("parent_ids_json"))
+                found[r["id"]] = r
+        return [found[i] for i in ids if i in found]
+
+    def edits_for(self, example_id: str) -> list[dict[str, Any]]:
+        """Every change to a row's data, oldest first, ``before``/``after`` decoded."""
+        rows = self._rows(
+            "SELECT editor, before_json, after_json, created_at FROM edits"
+            " WHERE example_id = ? ORDER BY id",
+            (example_id,),
+        )
+        for r in rows:
+            r["before"] = json.loads(r.pop("before_json"))
+            r["after"] = json.loads(r.pop("after_json"))
+        return rows
+
+    def reviews(self, example_id: str | None = None) -> list[dict[str, Any]]:
+        """Reviews (all, or one row's) in the order made, with the row's cell;
+        ``edited_data`` decoded (None when the reviewer did not edit)."""
+        where, params = ("WHERE r.example_id = ?", (example_id,)) if example_id else ("", ())
+        rows = self._rows(
+            "SELECT r.id, r.example_id, e.slice, e.label, r.reviewer, r.verdict, r.reason,"
+            " r.note, r.origin, r.edited_data_json, r.created_at"
+            f" FROM reviews r JOIN examples e ON e.id = r.example_id {where} ORDER BY r.id",
+            params,
+        )
+        for r in rows:
+            edited = r.pop("edited_data_json")
+            r["edited_data"] = json.loads(edited) if edited else None
+        return rows
+
+    def add_reviews(self, reviews: Sequence[NewReview]) -> tuple[int, int]:
+        """Store reviews in one transaction: all of them or, on an error, none.
+
+        A reviewer reviews a row once: a second review by the same name is skipped
+        (counted as a duplicate, so importing a file twice adds nothing). An edit
+        rewrites the row's data (``source = edited``), the data before it kept in
+        ``edits`` under ``reviewer:<name>``. Once a row has the reviews it needs it
+        is ``approved`` if every reviewer approved, else ``review_rejected``.
+        Returns (added, duplicates).
+        """
+        added = duplicates = 0
+        ts = now()
+        with self._tx() as conn:
+            for rv in reviews:
+                row = conn.execute(
+                    "SELECT e.data_json, q.reviews_needed FROM examples e"
+                    " JOIN review_items q ON q.example_id = e.id WHERE e.id = ?",
+                    (rv.example_id,),
+                ).fetchone()
+                if row is None:
+                    raise StoreError(rv.example_id, "not in the review queue")
+                data_json, needed = row
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO reviews (example_id, reviewer, verdict,"
+                    " edited_data_json, note, reason, origin, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        rv.example_id,
+                        rv.reviewer,
+                        rv.verdict,
+                        None if rv.edited_data is None else canonical_json(rv.edited_data),
+                        rv.note,
+                        rv.reason,
+                        rv.origin,
+                        ts,
+                    ),
+                )
+                if not cur.rowcount:
+                    duplicates += 1
+                    continue
+                added += 1
+                after = None if rv.edited_data is None else canonical_json(rv.edited_data)
+                if after is not None and after != data_json:
+                    conn.execute(
+                        "INSERT INTO edits (example_id, editor, before_json, after_json,"
+                        " created_at) VALUES (?, ?, ?, ?, ?)",
+                        (rv.example_id, f"reviewer:{rv.reviewer}", data_json, after, ts),
+                    )
+                    conn.execute(
+                        "UPDATE examples SET data_json = ?, text = ?, content_sha = ?,"
+                        " source = 'edited', updated_at = ? WHERE id = ?",
+                        (after, rv.edited_text, sha256_text(after), ts, rv.example_id),
+                    )
+                verdicts = [
+                    v
+                    for (v,) in conn.execute(
+                        "SELECT verdict FROM reviews WHERE example_id = ?", (rv.example_id,)
+                    )
+                ]
+                if len(verdicts) >= needed:
+                    status = "approved" if set(verdicts) == {"approve"} else "review_rejected"
+                    conn.execute(
+                        "UPDATE examples SET status = ?, updated_at = ? WHERE id = ?",
+                        (status, ts, rv.example_id),
+                    )
+        return added, duplicates
+
+    def ack_review_cell(self, slice_: str, label: str, note: str | None = None) -> int:
+        """Acknowledge a cell's reviews so far; returns how many were set aside."""
+        with self._tx() as conn:
+            last = conn.execute("SELECT coalesce(max(id), 0) FROM reviews").fetchone()[0]
+            before = self._last_ack(slice_, label)
+            n = conn.execute(
+                "SELECT count(*) FROM reviews r JOIN examples e ON e.id = r.example_id"
+                " WHERE e.slice = ? AND e.label = ? AND r.id > ?",
+                (slice_, label, before),
+            ).fetchone()[0]
+            conn.execute(
+                "INSERT INTO review_acks (slice, label, last_review_id, note, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (slice_, label, last, note, now()),
+            )
+        return int(n)
+
+    def _last_ack(self, slice_: str, label: str) -> int:
+        return int(
+            self._one(
+                "SELECT coalesce(max(last_review_id), 0) FROM review_acks"
+                " WHERE slice = ? AND label = ?",
+                (slice_, label),
+            )
+        )
+
+    def review_acks(self) -> dict[tuple[str, str], int]:
+        """(slice, label) -> the last review id acknowledged for that cell."""
+        return {
+            (r[0], r[1]): r[2]
+            for r in self.conn.execute(
+                "SELECT slice, label, max(last_review_id) FROM review_acks GROUP BY 1, 2"
+            )
+        }
+
+
+@dataclass(frozen=True)
+class NewReview:
+    """One reviewer's verdict on one queued row, as ``Store.add_reviews`` takes it."""
+
+    example_id: str
+    reviewer: str
+    verdict: str  # approve | reject
+    origin: str  # web | terminal | label-studio | argilla
+    reason: str | None = None  # a reject's tag
+    note: str | None = None
+    edited_data: dict[str, Any] | None = None  # the whole row after an edit
+    edited_text: str | None = None  # its text field, for the text column
 
 
 def empty_funnel_row(slice_: str, label: str) -> dict[str, Any]:

@@ -156,11 +156,13 @@ CHROMIUM_ARGS = [
 ]
 
 
-# Module scope: playwright's sync API keeps an event loop running in this thread while
-# it is started, and asyncio.run() (every synth run) refuses to start under it.
-@pytest.fixture(scope="module")
+@pytest.fixture
 def browser() -> Iterator[object]:
-    """Debian's headless Chromium driven by playwright (``make test`` installs it)."""
+    """Debian's headless Chromium driven by playwright (``make test`` installs it).
+
+    One per test: playwright's sync API keeps an event loop running on the main
+    thread while it is open, and any later ``asyncio.run`` in the test run would fail.
+    """
     from playwright.sync_api import sync_playwright
 
     if not CHROMIUM.exists():

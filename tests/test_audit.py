@@ -9,6 +9,7 @@ from conftest import write_jsonl
 
 from synth.audit import AuditFileError, audit_file, audit_store, render_audit
 from synth.export import export_version
+from synth.review.queue import decide, enroll
 from synth.runner import run
 from synth.seeds import read_seeds
 from synth.versions import freeze
@@ -34,15 +35,16 @@ def _ran(project, sim, **faults):
 
 
 def _review_some(store, config):
-    """Approve one sampled row, reject one, approve one with an edit."""
+    """Approve one sampled row, reject one, approve one with an edit, through the
+    review queue (one reviewer each)."""
+    enroll(store, config.review.model_copy(update={"double_review": 0.0}))
     pending = [r for r in store.review_rows() if r["verdict"] is None]
     assert len(pending) >= 3, pending
-    store.record_human_review(pending[0]["example_id"], "ana", "approve")
-    store.record_human_review(pending[1]["example_id"], "ana", "reject", note="off-label")
+    decide(store, config, pending[0]["example_id"], "ana", "approve")
+    decide(store, config, pending[1]["example_id"], "ana", "reject", reason="off_label")
     row = next(r for r in store.dataset_rows() if r["id"] == pending[2]["example_id"])
-    data = {**row["data"], "text": row["data"]["text"] + " please"}
-    store.record_human_review(
-        pending[2]["example_id"], "bo", "approve", edited_data=data, edited_text=data["text"]
+    decide(
+        store, config, pending[2]["example_id"], "bo", "edit", text=row["data"]["text"] + " please"
     )
     return pending[:3]
 
@@ -67,7 +69,7 @@ def test_import_run_review_freeze_export_edit_the_frozen_export_is_unchanged(
         )
         data = {**target["data"], "text": "changed after the freeze, completely"}
         store.edit_example(target["example_id"], "reviewer:cy", data, data["text"])
-        store.record_human_review(reviewed[0]["example_id"], "cy", "reject")
+        decide(store, config, reviewed[0]["example_id"], "cy", "reject", reason="other")
         assert any(
             r["id"] == target["example_id"] and r["data"] == data for r in store.dataset_rows()
         )
@@ -231,8 +233,9 @@ def test_judge_human_agreement_pairs_rubric_decisions_with_reviews(sim_project, 
         ]
         store._add_decisions(store.conn, rows[0]["run_id"], decisions, "2026-01-01T00:00:00")
         store.conn.commit()
+        store.enqueue_for_review([(r["id"], "sampled", 1) for r in rows])
         for r, v in zip(rows, human, strict=True):
-            store.record_human_review(r["id"], "ana", v)
+            decide(store, config, r["id"], "ana", v, reason="other" if v == "reject" else None)
         report = audit_store(config, store)
     ag = report["totals"]["agreement"]
     # judge approve/reject: a a a r r a; human: a a r r r a -> 5 of 6 agree.

@@ -26,7 +26,17 @@ def sample_for_review(
     chosen: list[str] = []
     for key in sorted(cells):
         ids = cells[key]
-        want = max(min_per_cell, math.floor(fraction * len(ids) + 0.5)) if fraction > 0 else 0
-        ranked = sorted(ids, key=lambda i: hashlib.sha256(f"{seed}:{i}".encode()).hexdigest())
+        want = max(min_per_cell, round_half_up(fraction * len(ids))) if fraction > 0 else 0
+        ranked = sorted(ids, key=lambda i: rank_key(seed, i))
         chosen += ranked[: min(want, len(ids))]
     return chosen
+
+
+def rank_key(seed: int, example_id: str) -> str:
+    """The order a seeded sample takes rows in: a hash, so it ignores row order."""
+    return hashlib.sha256(f"{seed}:{example_id}".encode()).hexdigest()
+
+
+def round_half_up(x: float) -> int:
+    """0.5 -> 1, 2.5 -> 3: Python's round() would give 0 and 2."""
+    return math.floor(x + 0.5)
