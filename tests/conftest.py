@@ -156,7 +156,9 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+# Module scope: while playwright's sync API is open, its event loop is the thread's
+# running loop, and every later asyncio.run() in the session would fail.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     """Debian's headless Chromium driven by playwright (``make test`` installs it)."""
     from playwright.sync_api import sync_playwright
