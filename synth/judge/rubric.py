@@ -29,7 +29,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from synth.errors import SynthError
 from synth.records import sha256_text
@@ -80,13 +80,14 @@ class RubricSpec(BaseModel):
     borderline: float = Field(default=0.0, ge=0, le=LEVELS)
     criteria: tuple[Criterion, ...] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> RubricSpec:
-        names = [c.name for c in self.criteria]
+    @field_validator("criteria")
+    @classmethod
+    def _unique_names(cls, v: tuple[Criterion, ...]) -> tuple[Criterion, ...]:
+        names = [c.name for c in v]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"criterion names must be unique: {', '.join(dupes)}")
-        return self
+        return v
 
 
 @dataclass(frozen=True)
