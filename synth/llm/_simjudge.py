@@ -7,7 +7,8 @@ candidate's label and slice). The prompt is read as the bundled templates in
 per line, ``Label <name>`` and ``Slice <name>: <description>`` headings.
 
 Words are compared as crude stems (lowercased, letters and digits, first five
-characters), stop words dropped. With C the candidate's stems:
+characters), stop words dropped, a word the paraphrase engine swaps in (``_simtext``'s
+synonym table) read as the word it replaces. With C the candidate's stems:
 
 - overlap with a set of examples = |C & stems of the examples| / |C|.
 - ``rubric_grade``: each criterion is scored by what its name says it checks:
@@ -18,8 +19,9 @@ characters), stop words dropped. With C the candidate's stems:
   ``label``, ``fidel``, ``intent``           overlap with the reference examples: >= 0.6
                                              -> 5, >= 0.45 -> 4, >= 0.3 -> 3, >= 0.15 -> 2,
                                              else 1
-  ``real``, ``fluen``, ``natural``           a planted defect -> 1; 4 to 40 words -> 5;
-                                             3 or 41 to 60 -> 4; otherwise 2
+  ``real``, ``fluen``, ``natural``           a planted defect or under 3 words -> 1;
+                                             4 to 40 words -> 5; 3 or 41 to 60 -> 4;
+                                             over 60 -> 2
   ``specific``, ``detail``                   words >= 10 -> 5, >= 7 -> 4, >= 5 -> 3,
                                              >= 3 -> 2, else 1
   ``slice``                                  4 (the simulator cannot tell a slice's tone)
@@ -42,6 +44,8 @@ import json
 import re
 from random import Random
 from typing import Any
+
+from synth.llm._simtext import EN_SYNONYMS
 
 JUDGE_SCHEMAS = ("rubric_grade", "label_check")
 _WORD = re.compile(r"[^\W_]+")
@@ -81,8 +85,18 @@ def _text_of(row: Any) -> str:
     return max(strings, key=lambda s: len(s.split()), default="")
 
 
+# A word the paraphrase engine swaps in counts as the word it replaced, as a reader
+# would take "shipping" for "delivery".
+_CANON: dict[str, str] = {}
+for _key, _alts in EN_SYNONYMS.items():
+    for _alt in _alts:
+        if " " not in _alt:
+            _CANON.setdefault(_alt.lower(), _key)
+
+
 def stems(text: str) -> set[str]:
-    return {w[:5] for w in (m.group(0).lower() for m in _WORD.finditer(text)) if w not in _STOP}
+    words = (m.group(0).lower() for m in _WORD.finditer(text))
+    return {_CANON.get(w, w)[:5] for w in words if w not in _STOP}
 
 
 def overlap(text: str, examples: list[str]) -> float:
@@ -130,6 +144,8 @@ def _scores(text: str, references: list[str]) -> dict[str, tuple[int, str]]:
         real = 5
     elif words == 3 or 41 <= words <= 60:
         real = 4
+    elif words < 3:
+        real = 1
     else:
         real = 2
     specific = _scale(words, (10, 7, 5, 3))
@@ -139,7 +155,9 @@ def _scores(text: str, references: list[str]) -> dict[str, tuple[int, str]]:
             real,
             f"Planted defect {defect.group(0)!r} gives it away."
             if defect
-            else f"At {words} words it reads like a customer message.",
+            else f"At {words} words it reads like a customer message."
+            if words >= 3
+            else f"At {words} words it is a fragment, not a message.",
         ),
         "specific": (specific, f"It gives {words} words of detail."),
         "slice": (4, "Nothing in it contradicts the slice."),
