@@ -41,9 +41,10 @@ pass_level = 4
 levels = ["a", "b", "c", "d", "e"]
 """
 
-# A stricter rubric than the bundled one, so a short run sees all three verdicts.
+# Strict enough that the short test run, whose rows score 4.5 to 5, sees all three
+# verdicts: 5 passes, 4.75 is borderline, 4.5 fails.
 STRICT = (
-    GOOD_RUBRIC.replace("pass_threshold = 3.5", "pass_threshold = 4.5").replace(
+    GOOD_RUBRIC.replace("pass_threshold = 3.5", "pass_threshold = 4.9").replace(
         "borderline = 0.5", "borderline = 0.3"
     )
     + """
@@ -568,3 +569,34 @@ def test_agreement_through_the_cli_and_a_bad_humans_file(project):
     )
     assert out.exit_code == 1
     assert f"{bad}:2: verdict must be approve or reject, not 'maybe'" in out.output
+
+
+def test_a_resumed_run_pays_the_judge_nothing_twice(sim_project, sim):
+    sim.configure(p_off_label=0.2)
+    config = judge_project(sim_project)
+    assert run(config).status == "finished"
+    db = sim_project.root / "synth.db"
+    conn = sqlite3.connect(db)
+    judged_before = conn.execute(
+        "SELECT count(*) FROM decisions WHERE filter IN ('rubric', 'label_check')"
+    ).fetchone()[0]
+    # As if killed after every reply was committed, before any batch was stored.
+    with conn:
+        conn.execute("DELETE FROM judge_scores")
+        conn.execute("DELETE FROM decisions")
+        conn.execute("DELETE FROM edits")
+        conn.execute("DELETE FROM examples WHERE source != 'real'")
+        conn.execute("UPDATE llm_calls SET processed = 0 WHERE purpose = 'generate'")
+        conn.execute("UPDATE runs SET status = 'running', finished_at = NULL")
+    conn.close()
+    sent = sim.stats()["requests"]
+    summary = run(config)
+    assert summary.resumed and summary.status == "finished"
+    assert sim.stats()["requests"] == sent
+    conn = sqlite3.connect(db)
+    judged_after = conn.execute(
+        "SELECT count(*) FROM decisions WHERE filter IN ('rubric', 'label_check')"
+    ).fetchone()[0]
+    scores = conn.execute("SELECT count(*) FROM judge_scores").fetchone()[0]
+    conn.close()
+    assert judged_after == judged_before > 0 and scores > 0
