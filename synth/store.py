@@ -21,7 +21,6 @@ moment it arrives, in its own transaction, so a crash loses no paid work.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sqlite3
@@ -536,11 +535,12 @@ class Store:
                 response_json=r[12],
                 attempts=r[13],
                 sample_index=r[14],
+                purpose=r[15],
             )
             for r in self.conn.execute(
                 "SELECT id, run_id, request_sha, slice, label, template, template_sha, model,"
                 " params_json, messages_json, parent_ids_json, status, response_json,"
-                f" attempts, sample_index FROM llm_calls {where}",
+                f" attempts, sample_index, purpose FROM llm_calls {where}",
                 params,
             )
         ]
@@ -831,7 +831,7 @@ class Store:
             )
         shas = [c["request_sha"] for c in calls]
         by_sha = {row.request_sha: row for row in self._calls_by_sha(shas)}
-        return [dataclasses.replace(by_sha[s], purpose="judge") for s in shas]
+        return [by_sha[s] for s in shas]
 
     def mark_call_invalid(self, call_id: str, error: str) -> None:
         """A reply that arrived well-formed but is not what was asked for (a judge
