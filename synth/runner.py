@@ -7,6 +7,8 @@
         store.plan_calls                  recorded as pending before anything is sent
         client.complete_all               each reply committed as it arrives
         chain.decide                      every decision kept
+        judge (if configured)             the survivors' judge calls, concurrently;
+                                          judged chunks settle in plan order
         quotas                            accepted until the cell is full, then surplus
         store.add_batch                   one transaction per batch
     sample for review, finish the run

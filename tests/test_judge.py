@@ -600,3 +600,19 @@ def test_a_resumed_run_pays_the_judge_nothing_twice(sim_project, sim):
     scores = conn.execute("SELECT count(*) FROM judge_scores").fetchone()[0]
     conn.close()
     assert judged_after == judged_before > 0 and scores > 0
+
+
+def test_in_batch_mode_judge_calls_go_through_the_batch_api_too(sim_project, sim):
+    sim.configure(batch_delay_s=0.05)
+    config = judge_project(sim_project).with_llm(mode="batch", batch_poll_s=0.05)
+    assert run(config).status == "finished"
+    conn = sqlite3.connect(sim_project.root / "synth.db")
+    judge_calls = conn.execute(
+        "SELECT count(*), sum(status = 'ok') FROM llm_calls WHERE purpose = 'judge'"
+    ).fetchone()
+    graded = conn.execute("SELECT count(*) FROM decisions WHERE filter = 'rubric'").fetchone()[0]
+    conn.close()
+    stats = sim.stats()
+    assert stats["requests"] == 0  # nothing online
+    assert judge_calls[0] == judge_calls[1] > 0 and graded > 0
+    assert stats["batch_requests"] > judge_calls[0]  # generation lines and judge lines
