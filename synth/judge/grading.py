@@ -84,8 +84,7 @@ class JudgeStage:
         for t in (self.rubric.template, self.rubric.label_template):
             store.add_template(t.name, t.source, t.sha)
         rubric = self.rubric.rubric
-        source = _read(ctx.root, rubric.path)
-        store.add_template(rubric.path, source, rubric.sha)
+        store.add_template(rubric.path, rubric.source, rubric.sha)
 
     # -- the seam the runner calls ---------------------------------------------------
 
@@ -400,10 +399,3 @@ def _json_object(content: str | None) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise JudgeReplyError("the reply is not a JSON object")
     return value
-
-
-def _read(root: Any, path: str) -> str:
-    from pathlib import Path
-
-    p = Path(path).expanduser()
-    return (p if p.is_absolute() else Path(root) / p).read_text(encoding="utf-8")

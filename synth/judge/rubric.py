@@ -96,7 +96,8 @@ class Rubric:
 
     spec: RubricSpec
     path: str  # as named in config.toml
-    sha: str  # sha256 of the file's text
+    source: str  # the file's text
+    sha: str  # its sha256
 
     @property
     def name(self) -> str:
@@ -138,7 +139,7 @@ def load_rubric(path: Path, name: str | None = None) -> Rubric:
     except ValidationError as e:
         first = e.errors()[0]
         raise RubricError(f"{name}: {_dotted(first['loc'])}", first["msg"]) from None
-    return Rubric(spec=spec, path=name, sha=sha256_text(text))
+    return Rubric(spec=spec, path=name, source=text, sha=sha256_text(text))
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:
