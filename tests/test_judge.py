@@ -616,3 +616,36 @@ def test_in_batch_mode_judge_calls_go_through_the_batch_api_too(sim_project, sim
     assert stats["requests"] == 0  # nothing online
     assert judge_calls[0] == judge_calls[1] > 0 and graded > 0
     assert stats["batch_requests"] > judge_calls[0]  # generation lines and judge lines
+
+
+def test_a_missing_rubric_file_is_named(tmp_path):
+    with pytest.raises(RubricError) as e:
+        load_rubric(tmp_path / "nope.toml", "prompts/rubrics/nope.toml")
+    assert e.value.where == "prompts/rubrics/nope.toml"
+    assert "No such file" in e.value.message
+
+
+def test_an_undefined_name_in_a_judge_template_stops_the_run_before_any_request(sim_project, sim):
+    from synth.errors import TemplateError
+
+    config = judge_project(sim_project)
+    template = sim_project.root / "prompts" / "judge" / "label.md.j2"
+    template.write_text(template.read_text() + "\n{{ no_such_variable }}\n")
+    with pytest.raises(TemplateError, match=r"prompts/judge/label.md.j2:\d+: .*no_such_variable"):
+        run(config)
+    assert sim.stats()["requests"] == 0
+
+
+def test_check_slice_rejects_a_candidate_judged_in_another_slice(sim_project, sim):
+    judge_project(sim_project, filter_extra="check_slice = true\n")
+    fits = _candidate(
+        "help, I'm panicked, my card was stolen at the station", "lost_or_stolen_card", 1, "urgent"
+    )
+    plain = _candidate(
+        "I think my card was stolen at the station", "lost_or_stolen_card", 2, "urgent"
+    )
+    outcomes, _, store = _judge(sim_project, [fits, plain])
+    store.close()
+    assert outcomes[0].decisions[0].reason == "label_match: lost_or_stolen_card"
+    assert outcomes[1].verdict is Verdict.REJECT
+    assert outcomes[1].decisions[0].reason == "off_label: judged slice default, asked urgent"

@@ -35,7 +35,7 @@ from synth.filters.rubric import (
 )
 from synth.generate import SeedPool
 from synth.llm.client import LLMClient
-from synth.records import DEFAULT_SLICE, Candidate, Verdict, canonical_json, sha256_text
+from synth.records import DEFAULT_SLICE, Candidate, CellKey, Verdict, canonical_json, sha256_text
 from synth.store import CallRow, Store
 
 GRADE, LABEL = "rubric_grade", "label_check"
@@ -85,6 +85,28 @@ class JudgeStage:
             store.add_template(t.name, t.source, t.sha)
         rubric = self.rubric.rubric
         store.add_template(rubric.path, rubric.source, rubric.sha)
+        self._check_templates(pool)
+
+    def _check_templates(self, pool: SeedPool) -> None:
+        """Render both judge prompts for a seed: a template error stops the run
+        before anything is paid, naming the file and line."""
+        if not pool.all:
+            return
+        seed = pool.all[0]
+        c = Candidate(
+            id="ex_template_check",
+            run_id="",
+            cell=CellKey(slice=seed["slice"], label=seed["label"]),
+            text=seed["text"],
+            data=seed["data"],
+            llm_call_id="",
+            index=0,
+            template="",
+            template_sha="",
+            model="",
+        )
+        for kind in (GRADE, LABEL) if self.label_check is not None else (GRADE,):
+            self._call(kind, c, self.models[0], 0)
 
     # -- the seam the runner calls ---------------------------------------------------
 
