@@ -144,6 +144,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
                     "spend": report.spend.__dict__,
                     "last_run": report.last_run,
                     "review_flags": report.review_flags,
+                    "judge": report.judge,
                 },
                 indent=2,
             )
@@ -395,6 +396,43 @@ def demo(workdir: Path) -> None:
     from synth.demo import run_demo
 
     run_demo(workdir, say=click.echo)
+
+
+@cli.command()
+@click.argument("example_id")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def show(ctx: click.Context, example_id: str, as_json: bool) -> None:
+    """Everything the store knows about one row: data, provenance, every filter
+    decision, the judge's score and rationale per criterion, reviews."""
+    from synth.show import render_example, show_example
+    from synth.store import Store
+
+    config = _config(ctx)
+    with Store(config.db_path) as store:
+        row = show_example(store, example_id)
+    click.echo(json.dumps(row, indent=2, ensure_ascii=False) if as_json else render_example(row))
+
+
+@cli.group()
+def judge() -> None:
+    """The LLM judge: calibration against human verdicts."""
+
+
+@judge.command("agreement")
+@click.option(
+    "--humans",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help='JSONL of {"example_id", "verdict": approve|reject}; default: the reviews table.',
+)
+@click.pass_context
+def judge_agreement_cmd(ctx: click.Context, humans: Path | None) -> None:
+    """Cohen's kappa between the judge's verdicts and human verdicts: overall, per
+    criterion, per cell; warns below 0.7 and suggests the pass threshold that agrees
+    best with the humans."""
+    from synth.judge.calibration import judge_agreement, render_calibration
+
+    click.echo(render_calibration(judge_agreement(_config(ctx), humans)))
 
 
 @cli.group()

@@ -7,6 +7,8 @@
         store.plan_calls                  recorded as pending before anything is sent
         client.complete_all               each reply committed as it arrives
         chain.decide                      every decision kept
+        judge (if configured)             the survivors' judge calls, concurrently;
+                                          judged chunks settle in plan order
         quotas                            accepted until the cell is full, then surplus
         store.add_batch                   one transaction per batch
     sample for review, finish the run
@@ -26,8 +28,10 @@ from dataclasses import dataclass, field
 
 from synth.config import Config
 from synth.errors import SynthError
-from synth.filters import FilterChain, FilterContext, build_chain
+from synth.filters import FilterChain, FilterContext, Outcome, build_chain
+from synth.filters.rubric import split_judge
 from synth.generate import SeedPool, build_call, candidates_from, parse_reply
+from synth.judge.grading import JudgeStage
 from synth.llm.client import CallResult, LLMClient
 from synth.plan import all_labels, plan_cells
 from synth.prompts import Template, load_template
@@ -142,8 +146,11 @@ class Runner:
         self.template = template
         self.progress = progress
         labels = all_labels(config, store.cell_counts())
-        self.chain: FilterChain = build_chain(config.filters, filter_context(config, labels))
+        ctx = filter_context(config, labels)
+        cheap, judge = split_judge(config.filters, config.source.name)
+        self.chain: FilterChain = build_chain(cheap, ctx)
         self.pool = SeedPool.from_rows(store.seeds())
+        self.judge = None if judge is None else JudgeStage(judge, config, store, self.pool, ctx)
         self.asked: Counter[CellKey] = Counter()  # examples asked for, per cell
         self.kept: Counter[CellKey] = Counter()  # examples the chain kept, per cell
         self.idle: Counter[CellKey] = Counter()
@@ -157,6 +164,7 @@ class Runner:
 
     async def execute(self, client: LLMClient) -> RunSummary:
         config, store = self.config, self.store
+        self.client = client  # the judge sends its calls through it too
         plans = plan_cells(config, store.cell_counts())
         if plans and any(p.deficit for p in plans):
             # Render one prompt up front: a template error stops the run before any spend.
@@ -287,6 +295,8 @@ class Runner:
 
         await client.complete_all(calls, on_result=arrived_counted)
         flush(final=True)
+        if self.judge is not None:
+            accepted += await self.judge.drain()
         if results and all(r is not None and r.status == "failed" for r in results):
             # Nothing got through (a bad model name, an unsupported response_format):
             # say so now rather than spend the remaining batches finding out again.
@@ -332,6 +342,27 @@ class Runner:
             processed.append(r.call.id)
             self.asked[CellKey(slice=r.call.slice or "", label=r.call.label or "")] += len(items)
         outcomes = self.chain.decide(candidates)
+        if self.judge is None:
+            return self._settle(run_id, outcomes, processed), len(candidates)
+        # The cheap filters' survivors join their indexes now, so a duplicate of one in a
+        # later chunk never reaches the judge; the judge's verdicts settle in plan order.
+        self.chain.admit([o.candidate for o in outcomes if o.verdict is not Verdict.REJECT])
+        self.judge.submit(
+            self.client,
+            run_id,
+            outcomes,
+            lambda judged, scores: self._settle(run_id, judged, processed, scores),
+        )
+        return 0, len(candidates)
+
+    def _settle(
+        self,
+        run_id: str,
+        outcomes: list[Outcome],
+        processed: list[str],
+        scores: list[dict] | None = None,
+    ) -> int:
+        """Fill quotas in plan order and store the batch; the rows accepted."""
         deficits = {p.cell: p.deficit for p in plan_cells(self.config, self.counts)}
         statuses: list[Status] = []
         accepted = 0
@@ -351,9 +382,12 @@ class Runner:
                 statuses.append(Status.SURPLUS)
             if o.verdict is Verdict.KEEP:
                 self.kept[cell] += 1
-        self.chain.admit([o.candidate for o in outcomes if o.verdict is not Verdict.REJECT])
-        self.store.add_batch(run_id, outcomes, statuses, processed)
-        return accepted, len(candidates)
+        if scores is None:
+            self.chain.admit([o.candidate for o in outcomes if o.verdict is not Verdict.REJECT])
+            self.store.add_batch(run_id, outcomes, statuses, processed)
+        else:
+            self.store.add_judged_batch(run_id, outcomes, statuses, processed, scores)
+        return accepted
 
     def _track_idle(
         self,

@@ -25,6 +25,9 @@ class StatusReport:
     last_run: str | None
     # Cells flagged by their reviewers' rejections, one line each (synth review ack).
     review_flags: list[str] = field(default_factory=list)
+    # The judge's decisions by reason, mean score per criterion, its calls and cost;
+    # None when no judge call was ever made.
+    judge: dict[str, Any] | None = None
 
 
 def status(config: Config, store: Store) -> StatusReport:
@@ -51,7 +54,16 @@ def status(config: Config, store: Store) -> StatusReport:
         r = runs[-1]
         last = f"{r.id} {r.status}" + (f" ({r.stop_reason})" if r.stop_reason else "")
     flags = flag_lines(flagged(store, config.review), config.review)
-    return StatusReport(cells, names, store.spend(), len(runs), last, flags)
+    judge = store.judge_summary()
+    return StatusReport(
+        cells,
+        names,
+        store.spend(),
+        len(runs),
+        last,
+        review_flags=flags,
+        judge=judge if judge["calls"] else None,
+    )
 
 
 def render_status(report: StatusReport) -> str:
@@ -111,7 +123,26 @@ def render_status(report: StatusReport) -> str:
         out.append(f"runs {report.runs}, last: {report.last_run}")
     out += report.review_flags
     out += ["", *_diversity_lines(report.cells)]
+    out += _judge_lines(report.judge)
     return "\n".join(out)
+
+
+def _judge_lines(judge: dict[str, Any] | None) -> list[str]:
+    """What the judge decided and how it scored, under the funnel."""
+    if not judge:
+        return []
+    lines = [
+        "",
+        f"judge: {judge['calls']} calls ({judge['invalid_calls']} invalid or failed),"
+        f" cost ${judge['cost_usd']:.4f}",
+    ]
+    for name, reasons in judge["decisions"].items():
+        parts = ", ".join(f"{r} {n}" for r, n in sorted(reasons.items()))
+        lines.append(f"  {name}: {parts}")
+    if judge["criteria"]:
+        scores = ", ".join(f"{c} {v['mean']:.2f}" for c, v in judge["criteria"].items())
+        lines.append(f"  mean score per criterion: {scores}")
+    return lines
 
 
 def _diversity_lines(cells: list[dict[str, Any]]) -> list[str]:

@@ -323,6 +323,7 @@ class CallRow:
     response_json: str | None
     attempts: int
     sample_index: int | None
+    purpose: str = "generate"  # or "judge"
 
 
 @dataclass(frozen=True)
@@ -608,11 +609,12 @@ class Store:
                 response_json=r[12],
                 attempts=r[13],
                 sample_index=r[14],
+                purpose=r[15],
             )
             for r in self.conn.execute(
                 "SELECT id, run_id, request_sha, slice, label, template, template_sha, model,"
                 " params_json, messages_json, parent_ids_json, status, response_json,"
-                f" attempts, sample_index FROM llm_calls {where}",
+                f" attempts, sample_index, purpose FROM llm_calls {where}",
                 params,
             )
         ]
@@ -1065,6 +1067,164 @@ class Store:
             r["lineage"] = json.loads(r.pop("lineage_json"))
             out.setdefault(r["content_sha"], r)
         return out
+
+    # -- the judge -----------------------------------------------------------------
+
+    def plan_judge_calls(self, run_id: str, calls: Sequence[dict[str, Any]]) -> list[CallRow]:
+        """Record judge calls (``purpose = 'judge'``) before they are sent; a request
+        already recorded, answered or not, is returned as stored: the response cache."""
+        ts = now()
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO llm_calls (id, run_id, request_sha, purpose, slice,"
+                " label, sample_index, template, template_sha, model, params_json,"
+                " messages_json, parent_ids_json, status, created_at)"
+                " VALUES (?, ?, ?, 'judge', ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                [
+                    (
+                        new_id("call"),
+                        run_id,
+                        c["request_sha"],
+                        c["slice"],
+                        c["label"],
+                        c["sample_index"],
+                        c["template"],
+                        c["template_sha"],
+                        c["model"],
+                        canonical_json(c["params"]),
+                        canonical_json(c["messages"]),
+                        json.dumps(c["parent_ids"]),
+                        ts,
+                    )
+                    for c in calls
+                ],
+            )
+        shas = [c["request_sha"] for c in calls]
+        by_sha = {row.request_sha: row for row in self._calls_by_sha(shas)}
+        return [by_sha[s] for s in shas]
+
+    def mark_call_invalid(self, call_id: str, error: str) -> None:
+        """A reply that arrived well-formed but is not what was asked for (a judge
+        reply missing a criterion): recorded as ``invalid`` with why."""
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE llm_calls SET status = 'invalid', error = ?, processed = 1 WHERE id = ?",
+                (error, call_id),
+            )
+
+    def add_judged_batch(
+        self,
+        run_id: str,
+        outcomes: Sequence[Outcome],
+        statuses: Sequence[Status],
+        processed_call_ids: Iterable[str],
+        scores: Sequence[dict[str, Any]],
+    ) -> None:
+        """``add_batch`` and the judge's score rows (``judge_scores``), in one
+        transaction. Scores of a row stored before are not stored again."""
+        ts = now()
+        with self._tx() as conn:
+            ids = [o.candidate.id for o in outcomes]
+            stored: set[str] = set()
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                found = conn.execute(f"SELECT id FROM examples WHERE id IN ({marks})", chunk)
+                stored.update(r[0] for r in found)
+            self.add_batch(run_id, outcomes, statuses, processed_call_ids)
+            conn.executemany(
+                "INSERT INTO judge_scores (example_id, criterion, score, rationale,"
+                " judge_model, sample, rubric, rubric_sha, llm_call_id, run_id, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        r["example_id"],
+                        r["criterion"],
+                        r["score"],
+                        r["rationale"],
+                        r["judge_model"],
+                        r["sample"],
+                        r["rubric"],
+                        r["rubric_sha"],
+                        r["llm_call_id"],
+                        r["run_id"],
+                        ts,
+                    )
+                    for r in scores
+                    if r["example_id"] not in stored
+                ],
+            )
+
+    def judged_examples(self) -> list[dict[str, Any]]:
+        """Every row the rubric judge decided, with its verdict, weighted score and
+        reason, its mean score per criterion, and the last human verdict on it (from
+        ``reviews``; None if nobody reviewed it), oldest first."""
+        rows = self._rows(
+            "SELECT e.id, e.slice, e.label, d.verdict, d.score, d.reason,"
+            " (SELECT r.verdict FROM reviews r WHERE r.example_id = e.id"
+            "  ORDER BY r.id DESC LIMIT 1) AS human"
+            " FROM decisions d JOIN examples e ON e.id = d.example_id"
+            " WHERE d.filter = 'rubric' ORDER BY e.rowid"
+        )
+        criteria: dict[str, dict[str, float]] = defaultdict(dict)
+        for example_id, criterion, score in self.conn.execute(
+            "SELECT example_id, criterion, avg(score) FROM judge_scores"
+            " WHERE criterion NOT IN ('label', 'slice') GROUP BY example_id, criterion"
+        ):
+            criteria[example_id][criterion] = score
+        for r in rows:
+            r["criteria"] = criteria.get(r["id"], {})
+        return rows
+
+    def judge_summary(self) -> dict[str, Any]:
+        """For ``synth status``: the judge's decisions by filter and reason slug, and
+        each criterion's mean score and count of scores."""
+        reasons: dict[str, Counter[str]] = defaultdict(Counter)
+        for f, reason, n in self.conn.execute(
+            "SELECT filter, substr(reason, 1, instr(reason || ':', ':') - 1), count(*)"
+            " FROM decisions WHERE filter IN ('label_check', 'rubric') GROUP BY 1, 2"
+        ):
+            reasons[f][reason] = n
+        criteria = {
+            c: {"mean": m, "scores": n}
+            for c, m, n in self.conn.execute(
+                "SELECT criterion, avg(score), count(*) FROM judge_scores"
+                " WHERE criterion NOT IN ('label', 'slice') GROUP BY criterion ORDER BY min(id)"
+            )
+        }
+        calls = self.conn.execute(
+            "SELECT count(*), coalesce(sum(cost_usd), 0),"
+            " coalesce(sum(status IN ('invalid', 'failed')), 0)"
+            " FROM llm_calls WHERE purpose = 'judge'"
+        ).fetchone()
+        return {
+            "decisions": {f: dict(c) for f, c in reasons.items()},
+            "criteria": criteria,
+            "calls": calls[0],
+            "cost_usd": calls[1],
+            "invalid_calls": calls[2],
+        }
+
+    def example(self, example_id: str) -> dict[str, Any] | None:
+        """One row with its provenance, decisions, judge scores, edits and reviews."""
+        rows = self._rows(
+            "SELECT id, source, slice, label, data_json, status, outcome, rejected_by, run_id,"
+            " llm_call_id, template, template_sha, model, origin, created_at"
+            " FROM examples WHERE id = ?",
+            (example_id,),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        row["data"] = json.loads(row.pop("data_json"))
+        row["decisions"] = self.decisions_for(example_id)
+        row["judge_scores"] = self.judge_scores_for(example_id)
+        row["reviews"] = self._rows(
+            "SELECT reviewer, verdict, note, created_at FROM reviews WHERE example_id = ?"
+            " ORDER BY id",
+            (example_id,),
+        )
+        return row
 
     # -- batch jobs ----------------------------------------------------------------
 

@@ -17,6 +17,7 @@ def test_default_config_file_loads():
         "near_dedup",
         "contamination",
         "diversity",
+        "rubric",
     ]
     assert config.review.fraction == 0.2
     assert config.slices[0].name == "urgent"

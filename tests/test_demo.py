@@ -27,6 +27,19 @@ def test_demo_runs_offline_and_both_filters_reject_something(tmp_path, monkeypat
     assert "plan (deficit per cell)" in text and "exported" in text
 
 
+def test_demo_funnel_shows_the_judge_rejecting_off_label_and_holding_borderline_rows(tmp_path):
+    result = run_demo(tmp_path / "demo", say=lambda _: None)
+    assert result.summary.status == "finished"
+    cells = result.status.cells
+    assert sum(c["rejected"].get("rubric", 0) for c in cells) > 0
+    assert sum(c["rejected"].get("label_check", 0) for c in cells) > 0
+    assert sum(c["held"] for c in cells) > 0
+    judge = result.status.judge
+    assert {"pass", "borderline", "below_threshold"} <= set(judge["decisions"]["rubric"])
+    assert "off_label" in judge["decisions"]["label_check"]
+    assert set(judge["criteria"]) == {"realism", "label_fidelity", "specificity", "slice_fit"}
+
+
 def test_demo_command_through_python_m(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "synth", "demo", "--workdir", str(tmp_path / "d")],

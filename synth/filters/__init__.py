@@ -19,6 +19,7 @@ from synth.filters.diversity import DiversityFilter, DiversityParams
 from synth.filters.exact_dedup import ExactDedupFilter, ExactDedupParams
 from synth.filters.near_dedup import NearDedupFilter, NearDedupParams
 from synth.filters.pii import PiiFilter, PiiParams
+from synth.filters.rubric import RubricFilter, RubricParams
 from synth.filters.schema import SchemaFilter, SchemaParams
 
 FilterSpec = Annotated[
@@ -27,7 +28,8 @@ FilterSpec = Annotated[
     | ExactDedupParams
     | NearDedupParams
     | ContaminationParams
-    | DiversityParams,
+    | DiversityParams
+    | RubricParams,
     Field(discriminator="kind"),
 ]
 
@@ -38,6 +40,7 @@ FILTERS: dict[type[FilterParams], type[Filter]] = {
     NearDedupParams: NearDedupFilter,
     ContaminationParams: ContaminationFilter,
     DiversityParams: DiversityFilter,
+    RubricParams: RubricFilter,
 }
 
 

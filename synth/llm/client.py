@@ -251,7 +251,10 @@ class ReplyRecorder:
             error = f"finish_reason={finish}: the reply was cut off"
         else:
             try:
-                items = parse_reply(content)
+                if call.purpose == "generate":
+                    items = parse_reply(content)
+                else:
+                    _json_object(content)  # the judge validates the rest
             except ReplyError as e:
                 error = str(e)
         status = "invalid" if error else "ok"
@@ -304,6 +307,14 @@ def _used_tokens(body: str) -> int:
         return int(usage.get("total_tokens") or 0)
     except (ValueError, AttributeError, TypeError):
         return 0
+
+
+def _json_object(content: str | None) -> None:
+    try:
+        if not isinstance(json.loads(content or ""), dict):
+            raise ReplyError("the reply is not a JSON object")
+    except json.JSONDecodeError as e:
+        raise ReplyError(f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
 
 
 def _cached(call: CallRow) -> CallResult:

@@ -8,8 +8,9 @@ callable served by uvicorn with the httptools parser, latency is ``asyncio.sleep
 and a reply costs well under a millisecond of CPU.
 
 Replies paraphrase and recombine the few-shot examples found in the prompt (see
-``_simtext``). Everything is deterministic for a seed: a reply's content is a
-function of (seed, sha256 of the body's canonical JSON), so a retried request gets
+``_simtext``); judge requests are graded by documented heuristics (``_simjudge``).
+Everything is deterministic for a seed: a reply's content is a function of (seed,
+sha256 of the body's canonical JSON), so a retried request gets
 the same content; the fault drawn also depends on how many times that body has
 arrived, so a request that drew a 429 does not draw it forever.
 
@@ -48,6 +49,8 @@ import pydantic
 import uvicorn
 from pydantic import BaseModel, ConfigDict, Field
 
+from synth.llm._simjudge import candidate_text, judge_kind
+from synth.llm._simjudge import grade as judge_grade
 from synth.llm._simtext import ITEM_KINDS, ItemWriter, Task, read_task
 
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -232,7 +235,9 @@ def _malform(content: str, rng: Random) -> str:
         return content[:-2] + ",]}"  # trailing comma
     if r == 4:
         return "```json\n" + content + "\n```"
-    return content.replace('"examples"', "examples", 1)  # unquoted key
+    if content.startswith('{"'):
+        return "{" + content[2:].replace('"', "", 1)  # the first key unquoted
+    return content[:-1]
 
 
 # -- the Batch API's objects, held in memory ---------------------------------------
@@ -439,6 +444,7 @@ class SimServer:
         self.batch_items = dict.fromkeys(ITEM_KINDS, 0)
         self.batch_prompt_tokens = 0
         self.batch_completion_tokens = 0
+        self.judged: list[str] = []
 
     # -- control ---------------------------------------------------------------
 
@@ -449,7 +455,8 @@ class SimServer:
         holding a slot, ``queued`` those waiting for one; ``items`` counts the items
         written, by kind. Batch traffic is counted apart, under ``batch*``:
         ``batches`` created, ``batch_requests`` lines answered (each line once, when
-        its batch runs), their outcomes, items and tokens."""
+        its batch runs), their outcomes, items and tokens. ``judged`` lists the text
+        of the candidate of every judge request answered (online), in order."""
         return {
             "requests": self.requests,
             "replayed": self.replayed,
@@ -467,6 +474,7 @@ class SimServer:
             "batch_items": dict(self.batch_items),
             "batch_prompt_tokens": self.batch_prompt_tokens,
             "batch_completion_tokens": self.batch_completion_tokens,
+            "judged": list(self.judged),
         }
 
     def reset(self) -> None:
@@ -644,6 +652,9 @@ class SimServer:
             )
             for k in kinds:
                 self.by_item[k] += 1
+            judged = candidate_text(body)
+            if judged is not None:
+                self.judged.append(judged)
             self.prompt_tokens += reply["usage"]["prompt_tokens"]
             self.completion_tokens += reply["usage"]["completion_tokens"]
             await _reply(send, 200, json.dumps(reply, ensure_ascii=False).encode())
@@ -947,8 +958,11 @@ def _completion(
     The content depends only on (seed, body), whichever way the body arrived: an
     online request and a batch line with the same body get the same items."""
     content_rng = _rng(_digest(b"content", config.seed, body_sha))
-    items, kinds = ItemWriter(task, content_rng, config.item_shares()).items()
-    content = json.dumps({"examples": items}, ensure_ascii=False)
+    if judge_kind(body) is not None:
+        content, kinds = judge_grade(body, content_rng), []
+    else:
+        items, kinds = ItemWriter(task, content_rng, config.item_shares()).items()
+        content = json.dumps({"examples": items}, ensure_ascii=False)
     finish = "stop"
     if outcome == "truncate":
         content = content[: fault_rng.randint(max(1, len(content) // 4), len(content) - 2)]

@@ -1,0 +1,202 @@
+"""Calibration: how often the judge agrees with humans, beyond chance.
+
+Judge verdicts are the rubric filter's decisions: ``keep`` counts as approve,
+``reject`` and ``review`` (borderline) as reject; a judge failure is left out. Human
+verdicts (approve | reject) come from the ``reviews`` table (the last one per row), or
+from a JSONL file of ``{"example_id": ..., "verdict": ...}`` lines, which take
+precedence. Cohen's kappa (``synth.agreement``) is computed
+
+- overall,
+- per criterion: the criterion's score (mean over samples and models) at or above
+  its ``pass_level`` counts as approve,
+- per cell (slice/label),
+
+and flagged below 0.7. ``suggest`` tries every distinct weighted score as the pass
+threshold and names the one that maximises kappa with the humans (ties: the one
+nearest the current threshold).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from synth.agreement import KAPPA_WARN_BELOW, Agreement, cohen_kappa, kappa_by_group
+from synth.config import Config
+from synth.errors import SynthError
+from synth.filters.rubric import RubricParams
+from synth.judge.rubric import Rubric, load_rubric
+from synth.store import Store
+
+VERDICTS = ("approve", "reject")
+
+
+class HumanVerdictError(SynthError):
+    """A file of human verdicts that cannot be read; ``where`` is ``file:line``."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    overall: Agreement
+    by_criterion: dict[str, Agreement]
+    by_cell: dict[str, Agreement]
+    threshold: float  # the rubric's pass threshold
+    suggested: float | None  # the threshold that maximises kappa, if any is defined
+    suggested_agreement: Agreement | None
+    judged: int  # rows the judge decided
+    without_human: int  # of those, rows no human verdict covers
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_human_verdicts(path: Path) -> dict[str, str]:
+    """example_id -> approve | reject, from JSONL; a bad line is an error naming it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise HumanVerdictError(str(path), e.strerror or str(e)) from None
+    out: dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            row = json.loads(line)
+        except ValueError as e:
+            raise HumanVerdictError(where, f"not valid JSON: {e}") from None
+        if not isinstance(row, dict):
+            raise HumanVerdictError(where, "each line must be a JSON object")
+        example_id, verdict = row.get("example_id"), row.get("verdict")
+        if not isinstance(example_id, str) or not example_id:
+            raise HumanVerdictError(where, "example_id is missing")
+        if verdict not in VERDICTS:
+            raise HumanVerdictError(where, f"verdict must be approve or reject, not {verdict!r}")
+        out[example_id] = verdict
+    return out
+
+
+def rubric_of(config: Config) -> Rubric:
+    """The rubric of the config's judge filter."""
+    spec = next((f for f in config.filters if isinstance(f, RubricParams)), None)
+    if spec is None:
+        raise SynthError(
+            f"{config.source.name}: filters", 'no [[filters]] kind = "rubric": there is no judge'
+        )
+    return load_rubric(config.resolve(spec.rubric), spec.rubric)
+
+
+def calibrate(store: Store, rubric: Rubric, humans: dict[str, str] | None = None) -> Calibration:
+    """Judge vs human agreement over every judged row a human verdict covers."""
+    rows = [r for r in store.judged_examples() if r["score"] is not None]
+    humans = humans or {}
+    paired: list[tuple[dict[str, Any], str]] = []
+    for r in rows:
+        human = humans.get(r["id"], r["human"])
+        if human in VERDICTS:
+            paired.append((r, human))
+
+    def judge(r: dict[str, Any]) -> str:
+        return "approve" if r["verdict"] == "keep" else "reject"
+
+    overall = cohen_kappa([(judge(r), h) for r, h in paired])
+    by_criterion = {
+        c.name: cohen_kappa(
+            [
+                ("approve" if r["criteria"][c.name] >= c.pass_level else "reject", h)
+                for r, h in paired
+                if c.name in r["criteria"]
+            ]
+        )
+        for c in rubric.criteria
+    }
+    by_cell = {
+        str(k): v
+        for k, v in kappa_by_group(
+            (f"{r['slice']}/{r['label']}", judge(r), h) for r, h in paired
+        ).items()
+    }
+    threshold = rubric.spec.pass_threshold
+    suggested, best = _suggest(paired, threshold)
+    warnings = []
+    if overall.low:
+        warnings.append(
+            f"judge vs humans: kappa {overall.kappa:.2f} is below {KAPPA_WARN_BELOW}:"
+            " do not trust the judge's verdicts unreviewed"
+        )
+    warnings += [
+        f"criterion {name}: kappa {a.kappa:.2f} is below {KAPPA_WARN_BELOW}"
+        for name, a in by_criterion.items()
+        if a.low
+    ]
+    warnings += [
+        f"cell {name}: kappa {a.kappa:.2f} is below {KAPPA_WARN_BELOW}"
+        for name, a in by_cell.items()
+        if a.low
+    ]
+    return Calibration(
+        overall=overall,
+        by_criterion=by_criterion,
+        by_cell=by_cell,
+        threshold=threshold,
+        suggested=suggested,
+        suggested_agreement=best,
+        judged=len(rows),
+        without_human=len(rows) - len(paired),
+        warnings=warnings,
+    )
+
+
+def _suggest(
+    paired: list[tuple[dict[str, Any], str]], current: float
+) -> tuple[float | None, Agreement | None]:
+    best: tuple[float, float, float] | None = None  # (kappa, -distance, threshold)
+    best_agreement = None
+    for t in sorted({float(r["score"]) for r, _ in paired}):
+        a = cohen_kappa(
+            [("approve" if float(r["score"]) >= t - 1e-9 else "reject", h) for r, h in paired]
+        )
+        if a.kappa is None:
+            continue
+        key = (a.kappa, -abs(t - current), t)
+        if best is None or key > best:
+            best, best_agreement = key, a
+    return (best[2], best_agreement) if best else (None, None)
+
+
+def judge_agreement(config: Config, humans_file: Path | None = None) -> Calibration:
+    """``synth judge agreement``: calibrate the project's judge against humans."""
+    rubric = rubric_of(config)
+    humans = read_human_verdicts(humans_file) if humans_file is not None else None
+    with Store(config.db_path) as store:
+        return calibrate(store, rubric, humans)
+
+
+def render_calibration(c: Calibration) -> str:
+    """The agreement report as plain text."""
+
+    def line(name: str, a: Agreement, width: int) -> str:
+        kappa = "-" if a.kappa is None else f"{a.kappa:.3f}"
+        flag = "  < 0.7" if a.low else ""
+        return f"  {name:{width}}  {a.n:5}  {a.observed:8.3f}  {kappa:>6}{flag}"
+
+    names = [*c.by_criterion, *c.by_cell, "overall"]
+    width = max(len(n) for n in names)
+    head = f"  {'':{width}}  {'n':>5}  {'observed':>8}  {'kappa':>6}"
+    out = [
+        f"judged rows {c.judged}, with a human verdict {c.judged - c.without_human}",
+        head,
+        line("overall", c.overall, width),
+        "per criterion (score >= its pass level):",
+        *(line(n, a, width) for n, a in c.by_criterion.items()),
+        "per cell:",
+        *(line(n, a, width) for n, a in c.by_cell.items()),
+    ]
+    if c.suggested is not None and c.suggested_agreement is not None:
+        k = c.suggested_agreement.kappa
+        out.append(
+            f"pass_threshold is {c.threshold:g}; {c.suggested:.2f} maximises agreement"
+            f" (kappa {k:.3f})"
+        )
+    out += [f"warning: {w}" for w in c.warnings]
+    return "\n".join(out)

@@ -1,0 +1,423 @@
+"""Judge calls: render, send through the run's client, validate, retry, decide.
+
+The chain runs the cheap filters as each chunk of replies arrives; the survivors are
+handed to ``JudgeStage.submit``, which sends their judge calls concurrently (through
+the same client as generation: its limits, retries and idempotency keys) while
+generation goes on. Judged chunks are settled (quotas filled, rows stored) strictly in
+plan order, so the rows a run accepts do not depend on which reply came back first.
+
+Judge calls are recorded in ``llm_calls`` (``purpose = 'judge'``, ``parent_ids`` the
+candidate judged) before they are sent and each reply is committed as it arrives.
+Their ``request_sha`` covers the candidate, model, messages, parameters, templates,
+rubric and sample index, so a resumed run finds every answered judge call in the
+store and never pays the judge twice for the same candidate; a reply recorded
+invalid counts as a failed attempt and is not sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from synth.config import Config
+from synth.filters.base import FilterContext
+from synth.filters.chain import Outcome
+from synth.filters.rubric import (
+    Grade,
+    Judged,
+    LabelAnswer,
+    LabelCheckFilter,
+    RubricFilter,
+    RubricParams,
+)
+from synth.generate import SeedPool
+from synth.llm.client import LLMClient
+from synth.records import DEFAULT_SLICE, Candidate, CellKey, Verdict, canonical_json, sha256_text
+from synth.store import CallRow, Store
+
+GRADE, LABEL = "rubric_grade", "label_check"
+
+# settle(outcomes, judge score rows) -> rows accepted
+Settle = Callable[[list[Outcome], list[dict[str, Any]]], int]
+
+
+class JudgeReplyError(ValueError):
+    """A judge reply that is not what was asked for."""
+
+
+class JudgeStage:
+    """The judge between the cheap filters and the store (see the module docs)."""
+
+    def __init__(
+        self,
+        params: RubricParams,
+        config: Config,
+        store: Store,
+        pool: SeedPool,
+        ctx: FilterContext,
+    ) -> None:
+        self.params = params
+        self.config = config
+        self.store = store
+        self.ctx = ctx
+        self.rubric = RubricFilter(params, ctx)
+        self.label_check = LabelCheckFilter(params, ctx) if params.label_check else None
+        self.models = list(params.models) or [config.llm.model]
+        self.labels = list(ctx.labels)
+        self.slices = {DEFAULT_SLICE: "the dataset's ordinary traffic, no slice in particular"}
+        self.slices.update({s.name: s.description for s in config.slices})
+        # The same examples for every candidate of a label: fair, and a prompt prefix
+        # that providers' prompt caches can reuse.
+        rng = random.Random(config.generate.seed)
+        want = max(params.references, params.label_examples)
+        self.examples: dict[str, list[dict[str, Any]]] = {}
+        for label in self.labels:
+            rows = list(pool.by_label.get(label, []))
+            self.examples[label] = [
+                self._shown(r["data"]) for r in rng.sample(rows, min(want, len(rows)))
+            ]
+        self._tasks: list[asyncio.Task[int]] = []
+        self._last: asyncio.Task[int] | None = None
+        for t in (self.rubric.template, self.rubric.label_template):
+            store.add_template(t.name, t.source, t.sha)
+        rubric = self.rubric.rubric
+        store.add_template(rubric.path, rubric.source, rubric.sha)
+        self._check_templates(pool)
+
+    def _check_templates(self, pool: SeedPool) -> None:
+        """Render both judge prompts for a seed: a template error stops the run
+        before anything is paid, naming the file and line."""
+        if not pool.all:
+            return
+        seed = pool.all[0]
+        c = Candidate(
+            id="ex_template_check",
+            run_id="",
+            cell=CellKey(slice=seed["slice"], label=seed["label"]),
+            text=seed["text"],
+            data=seed["data"],
+            llm_call_id="",
+            index=0,
+            template="",
+            template_sha="",
+            model="",
+        )
+        for kind in (GRADE, LABEL) if self.label_check is not None else (GRADE,):
+            self._call(kind, c, self.models[0], 0)
+
+    # -- the seam the runner calls ---------------------------------------------------
+
+    def submit(
+        self, client: LLMClient, run_id: str, outcomes: list[Outcome], settle: Settle
+    ) -> None:
+        """Judge the chain's survivors among ``outcomes`` in the background, then
+        ``settle`` them, after every chunk submitted before them."""
+        previous = self._last
+
+        async def judge_then_settle() -> int:
+            scores = await self.judge(client, run_id, outcomes)
+            if previous is not None:
+                await previous
+            return settle(outcomes, scores)
+
+        task = asyncio.ensure_future(judge_then_settle())
+        self._tasks.append(task)
+        self._last = task
+
+    async def drain(self) -> int:
+        """Wait for every submitted chunk; the rows they accepted."""
+        tasks, self._tasks, self._last = self._tasks, [], None
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        return sum(int(r) for r in results)  # type: ignore[arg-type]
+
+    # -- judging ---------------------------------------------------------------------
+
+    async def judge(
+        self, client: LLMClient, run_id: str, outcomes: Sequence[Outcome]
+    ) -> list[dict[str, Any]]:
+        """Append the judge's decisions to the outcomes the chain did not reject;
+        the per-criterion score rows to store with them."""
+        alive = [o for o in outcomes if o.verdict is not Verdict.REJECT]
+        scores: list[dict[str, Any]] = []
+        if self.label_check is not None and alive:
+            judged = await self._ask(client, run_id, [o.candidate for o in alive], LABEL)
+            for o in alive:
+                scores += self._label_rows(o.candidate, judged[o.candidate.id], run_id)
+            self.label_check.results.update(judged)
+            decisions = self.label_check.decide([o.candidate for o in alive])
+            for o, d in zip(alive, decisions, strict=True):
+                o.decisions.append(d)
+            alive = [o for o in alive if o.verdict is not Verdict.REJECT]
+        if alive:
+            judged = await self._ask(client, run_id, [o.candidate for o in alive], GRADE)
+            for o in alive:
+                scores += self._grade_rows(o.candidate, judged[o.candidate.id], run_id)
+            self.rubric.results.update(judged)
+            for o, d in zip(alive, self.rubric.decide([o.candidate for o in alive]), strict=True):
+                o.decisions.append(d)
+        return scores
+
+    async def _ask(
+        self, client: LLMClient, run_id: str, candidates: list[Candidate], kind: str
+    ) -> dict[str, Judged]:
+        """Every model x sample of every candidate, concurrently; an invalid reply is
+        asked again under a fresh sample index, ``retries`` times."""
+        samples = self.params.samples
+        judged = {c.id: Judged() for c in candidates}
+        pending = [(c, m, s, 0) for c in candidates for m in self.models for s in range(samples)]
+        while pending:
+            calls = [self._call(kind, c, m, s + a * samples) for c, m, s, a in pending]
+            rows = self.store.plan_judge_calls(run_id, calls)
+            # Answered calls come from the store; one recorded invalid is a failed
+            # attempt already paid for, not a request to send again.
+            sendable = [r for r in rows if r.status in ("pending", "ok")]
+            results = {r.call.id: r for r in await client.complete_all(sendable)}
+            retry = []
+            for (c, m, s, a), row in zip(pending, rows, strict=True):
+                error = None
+                result = results.get(row.id)
+                if result is None:
+                    error = f"{row.status} reply (recorded earlier)"
+                elif result.status != "ok":
+                    error = result.error or result.status
+                else:
+                    try:
+                        self._add(judged[c.id], kind, m, s, row, result.content)
+                    except JudgeReplyError as e:
+                        error = str(e)
+                        self.store.mark_call_invalid(row.id, error)
+                if error is None:
+                    continue
+                if a < self.params.retries:
+                    retry.append((c, m, s, a + 1))
+                elif judged[c.id].failure is None:
+                    judged[c.id].failure = f"{m} sample {s}, {a + 1} tries: {error}"
+            pending = retry
+        return judged
+
+    def _add(
+        self, judged: Judged, kind: str, model: str, sample: int, row: CallRow, content: str | None
+    ) -> None:
+        value = _json_object(content)
+        if kind == LABEL:
+            judged.labels.append(self._parse_label(value, model, sample, row.id))
+        else:
+            judged.grades.append(self._parse_grade(value, model, sample, row.id))
+
+    def _parse_grade(self, value: dict[str, Any], model: str, sample: int, call_id: str) -> Grade:
+        scores: dict[str, int] = {}
+        rationales: dict[str, str] = {}
+        for c in self.rubric.rubric.criteria:
+            entry = value.get(c.name)
+            if not isinstance(entry, dict):
+                raise JudgeReplyError(f"criterion {c.name} is missing")
+            score = entry.get("score")
+            if isinstance(score, float) and score.is_integer():
+                score = int(score)
+            if not isinstance(score, int) or isinstance(score, bool) or not 1 <= score <= 5:
+                raise JudgeReplyError(f"{c.name}.score: {score!r} is not an integer from 1 to 5")
+            why = entry.get("rationale")
+            if not isinstance(why, str) or not why.strip():
+                raise JudgeReplyError(f"{c.name}.rationale is missing")
+            scores[c.name], rationales[c.name] = score, why.strip()
+        return Grade(model, sample, call_id, scores, rationales)
+
+    def _parse_label(
+        self, value: dict[str, Any], model: str, sample: int, call_id: str
+    ) -> LabelAnswer:
+        label = value.get("label")
+        if label not in self.labels:
+            raise JudgeReplyError(f"label: {label!r} is not one of the labels")
+        slice_ = value.get("slice")
+        if slice_ not in self.slices:
+            if self.params.check_slice:
+                raise JudgeReplyError(f"slice: {slice_!r} is not one of the slices")
+            slice_ = None
+        why = value.get("rationale")
+        return LabelAnswer(model, sample, call_id, label, slice_, str(why or "").strip())
+
+    # -- requests --------------------------------------------------------------------
+
+    def _shown(self, data: dict[str, Any], without_label: bool = False) -> dict[str, Any]:
+        fields = [f for f in self.ctx.fields if not (without_label and f == self.ctx.label_field)]
+        return {f: data.get(f) for f in fields}
+
+    def _call(self, kind: str, c: Candidate, model: str, sample_index: int) -> dict[str, Any]:
+        """One judge request, as the store records it before it is sent."""
+        label, slice_ = c.cell.label, c.cell.slice
+        descriptions = self.config.data_schema.label_descriptions
+        if kind == GRADE:
+            rubric = self.rubric.rubric
+            template = self.rubric.template
+            prompt = template.render(
+                candidate=self._shown(c.data),
+                label=label,
+                label_description=descriptions.get(label, ""),
+                slice={
+                    "name": slice_,
+                    "description": self.slices.get(slice_, ""),
+                    "is_default": slice_ == DEFAULT_SLICE,
+                },
+                references=self.examples.get(label, [])[: self.params.references],
+                rubric={
+                    "name": rubric.name,
+                    "description": rubric.spec.description,
+                    "criteria": [c.model_dump() for c in rubric.criteria],
+                },
+                text_field=self.ctx.text_field,
+                label_field=self.ctx.label_field,
+            )
+        else:
+            template = self.rubric.label_template
+            prompt = template.render(
+                candidate=self._shown(c.data, without_label=True),
+                labels=[
+                    {
+                        "name": name,
+                        "description": descriptions.get(name, ""),
+                        "examples": self.examples.get(name, [])[: self.params.label_examples],
+                    }
+                    for name in self.labels
+                ],
+                slices=[{"name": n, "description": d} for n, d in self.slices.items()],
+                text_field=self.ctx.text_field,
+                label_field=self.ctx.label_field,
+            )
+        messages = [{"role": "user", "content": prompt}]
+        params: dict[str, Any] = {
+            "temperature": self.params.temperature,
+            "max_tokens": self.params.max_tokens,
+            "seed": sample_index,
+        }
+        fmt = self._format(kind)
+        if fmt is not None:
+            params["response_format"] = fmt
+        request_sha = sha256_text(
+            canonical_json(
+                {
+                    "purpose": "judge",
+                    "kind": kind,
+                    "candidate": c.id,
+                    "model": model,
+                    "messages": messages,
+                    "params": params,
+                    "template_sha": template.sha,
+                    "rubric_sha": self.rubric.rubric.sha,
+                    "sample_index": sample_index,
+                }
+            )
+        )
+        return {
+            "request_sha": request_sha,
+            "slice": slice_,
+            "label": label,
+            "sample_index": sample_index,
+            "template": template.name,
+            "template_sha": template.sha,
+            "model": model,
+            "params": params,
+            "messages": messages,
+            "parent_ids": [c.id],
+        }
+
+    def _format(self, kind: str) -> dict[str, Any] | None:
+        mode = self.config.llm.response_format
+        if mode == "none":
+            return None
+        if mode == "json_object":
+            return {"type": "json_object"}
+        if kind == LABEL:
+            props: dict[str, Any] = {
+                "label": {"type": "string", "enum": self.labels},
+                "slice": {"type": "string", "enum": list(self.slices)},
+                "rationale": {"type": "string"},
+            }
+        else:
+            props = {
+                c.name: {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["score", "rationale"],
+                    "properties": {
+                        "score": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
+                        "rationale": {"type": "string"},
+                    },
+                }
+                for c in self.rubric.rubric.criteria
+            }
+        schema = {
+            "type": "object",
+            "additionalProperties": False,
+            "required": list(props),
+            "properties": props,
+        }
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": kind, "strict": True, "schema": schema},
+        }
+
+    # -- score rows ------------------------------------------------------------------
+
+    def _base(self, c: Candidate, run_id: str) -> dict[str, Any]:
+        rubric = self.rubric.rubric
+        return {
+            "example_id": c.id,
+            "rubric": rubric.path,
+            "rubric_sha": rubric.sha,
+            "run_id": run_id,
+        }
+
+    def _grade_rows(self, c: Candidate, judged: Judged, run_id: str) -> list[dict[str, Any]]:
+        return [
+            {
+                **self._base(c, run_id),
+                "criterion": name,
+                "score": float(score),
+                "rationale": g.rationales[name],
+                "judge_model": g.model,
+                "sample": g.sample,
+                "llm_call_id": g.call_id,
+            }
+            for g in judged.grades
+            for name, score in g.scores.items()
+        ]
+
+    def _label_rows(self, c: Candidate, judged: Judged, run_id: str) -> list[dict[str, Any]]:
+        rows = []
+        for a in judged.labels:
+            answers = [("label", a.label, c.cell.label)]
+            if a.slice is not None:
+                answers.append(("slice", a.slice, c.cell.slice))
+            for criterion, said, asked in answers:
+                rows.append(
+                    {
+                        **self._base(c, run_id),
+                        "criterion": criterion,
+                        "score": 1.0 if said == asked else 0.0,
+                        "rationale": f"judged {said}: {a.rationale}".rstrip(": "),
+                        "judge_model": a.model,
+                        "sample": a.sample,
+                        "llm_call_id": a.call_id,
+                    }
+                )
+        return rows
+
+
+def _json_object(content: str | None) -> dict[str, Any]:
+    if not content:
+        raise JudgeReplyError("empty reply")
+    try:
+        value = json.loads(content)
+    except json.JSONDecodeError as e:
+        raise JudgeReplyError(
+            f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}"
+        ) from None
+    if not isinstance(value, dict):
+        raise JudgeReplyError("the reply is not a JSON object")
+    return value

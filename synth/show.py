@@ -1,0 +1,48 @@
+"""One row, everything the store knows about it: ``synth show ID``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from synth.errors import SynthError
+from synth.store import Store
+
+
+def show_example(store: Store, example_id: str) -> dict[str, Any]:
+    """The row with its provenance, decisions, judge scores and reviews."""
+    row = store.example(example_id)
+    if row is None:
+        raise SynthError(example_id, "no such example in the store")
+    return row
+
+
+def render_example(row: dict[str, Any]) -> str:
+    out = [
+        f"{row['id']}  {row['source']}  {row['slice']}/{row['label']}  status {row['status']}"
+        + (f" (rejected by {row['rejected_by']})" if row["rejected_by"] else ""),
+        json.dumps(row["data"], ensure_ascii=False),
+    ]
+    prov = [
+        f"{k} {row[k]}" for k in ("model", "template", "run_id", "llm_call_id", "origin") if row[k]
+    ]
+    if prov:
+        out.append("provenance: " + ", ".join(prov))
+    if row["decisions"]:
+        out.append("decisions:")
+        for d in row["decisions"]:
+            score = "" if d["score"] is None else f" {d['score']:.3f}"
+            out.append(f"  {d['filter']:14} {d['verdict']:6}{score}  {d['reason']}")
+    if row["judge_scores"]:
+        first = row["judge_scores"][0]
+        out.append(f"judge scores (rubric {first['rubric']} @ {first['rubric_sha'][:12]}):")
+        for s in row["judge_scores"]:
+            score = "-" if s["score"] is None else f"{s['score']:g}"
+            out.append(
+                f"  {s['criterion']:16} {score:>3}  {s['judge_model']} #{s['sample']}"
+                f"  {s['rationale']}"
+            )
+    for r in row["reviews"]:
+        note = f": {r['note']}" if r["note"] else ""
+        out.append(f"review by {r['reviewer']}: {r['verdict']}{note}")
+    return "\n".join(out)
