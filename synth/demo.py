@@ -11,11 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from synth.audit import audit_store
 from synth.config import Config, load_config
 from synth.errors import SynthError
 from synth.export import ExportResult, export
 from synth.llm.simulator import SimConfig, Simulator
 from synth.plan import plan_cells
+from synth.report import render_html
 from synth.runner import RunSummary, run
 from synth.seeds import read_seeds
 from synth.status import StatusReport, render_status, status
@@ -45,6 +47,7 @@ class DemoResult:
     summary: RunSummary
     status: StatusReport
     export: ExportResult
+    audit_html: Path
 
 
 def demo_config(workdir: Path, base_url: str) -> Config:
@@ -85,10 +88,18 @@ def run_demo(workdir: str | Path, say: Callable[[str], None] = print) -> DemoRes
             report = status(config, store)
             say("\n" + render_status(report))
             exported = export(store, config, workdir / "export.jsonl")
+            audit_html = workdir / "audit.html"
+            audit_html.write_text(render_html(audit_store(config, store)), encoding="utf-8")
         say(
             f"\nexported {exported.rows} rows ({exported.real} real, {exported.synthetic}"
-            f" synthetic) to {exported.path}"
+            f" synthetic) to {exported.path}; audit report: {audit_html}"
         )
         stats = sim.stats()
         say(f"simulator served {stats['requests']} requests: {stats['by_outcome']}")
-    return DemoResult(config, summary, report, exported)
+        if config.db_path.resolve() == (PROJECT_ROOT / "demo" / "synth.db").resolve():
+            say(
+                "\nthe store is config.toml's, so every command works on it now:\n"
+                "  synth status | synth show ID | synth review serve | synth audit\n"
+                "  synth freeze v1 && synth export --version v1 --out data.jsonl"
+            )
+    return DemoResult(config, summary, report, exported, audit_html)

@@ -25,6 +25,8 @@ def test_demo_runs_offline_and_both_filters_reject_something(tmp_path, monkeypat
     assert {r["provenance"]["slice"] for r in synthetic} >= {"default", "urgent"}
     text = "\n".join(lines)
     assert "plan (deficit per cell)" in text and "exported" in text
+    html = result.audit_html.read_text()
+    assert html.startswith("<!doctype html>") and "class balance" in html
 
 
 def test_demo_funnel_shows_the_judge_rejecting_off_label_and_holding_borderline_rows(tmp_path):
