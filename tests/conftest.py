@@ -156,9 +156,13 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    """Debian's headless Chromium driven by playwright (``make test`` installs it)."""
+    """Debian's headless Chromium driven by playwright (``make test`` installs it).
+
+    Module scope: playwright's sync API keeps an event loop running in the test
+    thread while it is open, and ``asyncio.run`` (every ``synth run``) refuses to
+    start inside one, so it is closed before other modules run."""
     from playwright.sync_api import sync_playwright
 
     if not CHROMIUM.exists():
