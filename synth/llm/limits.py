@@ -87,19 +87,42 @@ class AdaptiveSlots:
         self._recent: deque[bool] = deque(maxlen=max(8, maximum))  # True: a 429
         self._successes = 0
         self._last_cut = -cooldown
-        self._free = asyncio.Condition()
+        # Waiters in the order they came. A freed slot is handed to the first of them
+        # directly: waking several to race for it (as a Condition does) sends a loser
+        # to the back of the queue, and a call starved that way holds up every reply
+        # after it, since replies are filtered and stored in plan order.
+        self._waiters: deque[asyncio.Future[None]] = deque()
 
     async def __aenter__(self) -> AdaptiveSlots:
-        async with self._free:
-            await self._free.wait_for(lambda: self.in_use < self.limit)
+        if self.in_use < self.limit and not self._waiters:
             self.in_use += 1
+            return self
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # the slot is counted as ours once this resolves
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # handed a slot while being cancelled: pass it on
+            else:
+                self._waiters.remove(waiter)
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        async with self._free:
-            self.in_use -= 1
-            # A bound raised since the last release frees more than this one slot.
-            self._free.notify(max(1, self.limit - self.in_use))
+        self._release()
+
+    def _release(self) -> None:
+        self.in_use -= 1
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        # A bound raised since the last release frees more than one slot.
+        while self._waiters and self.in_use < self.limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # a cancelled waiter takes nothing
+                self.in_use += 1
+                waiter.set_result(None)
 
     def rate_limited(self) -> None:
         self._recent.append(True)
@@ -120,3 +143,4 @@ class AdaptiveSlots:
         if self._successes >= self.limit:
             self._successes = 0
             self.limit += 1
+            self._hand_over()
