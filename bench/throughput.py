@@ -59,7 +59,6 @@ per_label = 1000000
 template = "{template}"
 per_call = 5
 max_calls = {calls}
-max_calls_per_batch = {calls}
 
 [[filters]]
 kind = "schema"

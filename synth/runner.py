@@ -33,7 +33,7 @@ from synth.plan import all_labels, plan_cells
 from synth.prompts import Template, load_template
 from synth.records import Candidate, CellKey, CellPlan, Status, Verdict
 from synth.review.sample import sample_for_review
-from synth.store import Spend, Store
+from synth.store import CallRow, Spend, Store
 
 # Before a cell has history, assume this share of asked-for examples is accepted;
 # PRIOR_WEIGHT is how many observed examples it is worth.
@@ -132,6 +132,21 @@ def _spread(total: int, parts: int) -> list[int]:
     return [share + (1 if i < extra else 0) for i in range(parts)]
 
 
+@dataclass
+class _Step:
+    """Calls planned together: ``calls[start:end]`` of the run's plan order."""
+
+    number: int
+    start: int
+    end: int
+    before: dict[CellKey, tuple[int, int]]  # cell counts when it was planned
+    cells: set[CellKey]
+    accepted: int = 0
+    candidates: int = 0
+    failed: int = 0
+    first_error: str | None = None
+
+
 class Runner:
     def __init__(
         self, config: Config, store: Store, template: Template, progress: Progress | None
@@ -149,6 +164,24 @@ class Runner:
         self.stalled: set[CellKey] = set()
         self.started = time.monotonic()
         self.answered = 0
+        gen = config.generate
+        # The window: calls planned and not yet filtered. It holds what may be in
+        # flight plus max_calls_per_batch more, so that replies waiting on an earlier
+        # one (filtered in plan order) do not empty the wire.
+        self.window = config.llm.max_concurrency + gen.max_calls_per_batch
+        self.step = max(STREAM_CHUNK, gen.max_calls_per_batch // 4)
+        # Examples asked for by calls planned and not yet filtered, per cell: what the
+        # next step can count on without asking again.
+        self.ahead: Counter[CellKey] = Counter()
+        self.next_index: dict[CellKey, int] = {}
+        self.calls: list[CallRow] = []  # plan order
+        self.results: list[CallResult | None] = []
+        self.asked_of: list[int] = []  # examples asked for, per call
+        self.done = 0  # calls[:done] are filtered and stored
+        self.steps: list[_Step] = []
+        self.reported = 0  # steps[:reported] are reported
+        self.budget: str | None = None  # the cap that stopped the planning
+        self.sending: set[asyncio.Future] = set()
 
     async def execute(self, client: LLMClient) -> RunSummary:
         config, store = self.config, self.store
@@ -163,31 +196,25 @@ class Runner:
         # Kept in memory from here on (one run writes to a store at a time): asking
         # the store after every chunk of replies costs a scan of all examples.
         self.counts = store.cell_counts()
+        self.client, self.run_id, self.summary = client, run.id, summary
+        self.ended: asyncio.Future[tuple[str, str | None]] = (
+            asyncio.get_running_loop().create_future()
+        )
         try:
             leftovers = store.unfinished_calls()
             if leftovers:
-                summary.calls += len(leftovers)
-                await self._batch(client, run.id, leftovers, summary)
-            while True:
-                plans = plan_cells(config, self.counts)
-                open_cells = [p for p in plans if p.deficit > 0 and p.cell not in self.stalled]
-                if not open_cells:
-                    status, reason = self._end_state(plans)
-                    break
-                allowed, reason = self._budget_left(run.id)
-                if allowed <= 0:
-                    status = "stopped"
-                    break
-                calls = self._plan_batch(open_cells, allowed)
-                rows = store.plan_calls(run.id, calls, first_attempt=config.llm.mode == "online")
-                summary.calls += len(rows)
-                before = dict(self.counts)
-                await self._batch(client, run.id, rows, summary)
-                self._track_idle(open_cells, before, self.counts)
+                per_call = config.generate.per_call
+                self._send(leftovers, [per_call] * len(leftovers), cells=set())
+            self._plan_step()
+            status, reason = await self.ended
         except BaseException as e:
             if isinstance(e, Exception):
                 store.finish_run(run.id, "failed", str(e))
             raise  # KeyboardInterrupt and kills leave the run resumable
+        finally:
+            for task in self.sending:
+                task.cancel()
+            await asyncio.gather(*self.sending, return_exceptions=True)
         review_ids = sample_for_review(
             store.accepted_ids(run.id),
             config.review.fraction,
@@ -204,6 +231,8 @@ class Runner:
         stalled = [p for p in plans if p.deficit > 0]
         if not stalled:
             return "finished", None
+        if self.budget is not None:
+            return "stopped", self.budget
         names = ", ".join(str(p.cell) for p in stalled)
         limit = self.config.generate.max_idle_batches
         return "stopped", f"stalled: nothing accepted in {limit} batches for {names}"
@@ -212,7 +241,10 @@ class Runner:
         """How many more calls the budget caps allow, and which cap binds."""
         gen = self.config.generate
         spend = self.store.spend(run_id)
-        allowed = gen.max_calls_per_batch
+        room = self.window - (len(self.calls) - self.done)
+        if room <= 0:
+            return 0, None
+        allowed = room
         if gen.max_calls is not None:
             allowed = min(allowed, gen.max_calls - spend.calls)
             if allowed <= 0:
@@ -229,72 +261,142 @@ class Runner:
         kept = self.kept[cell] + PRIOR_YIELD * PRIOR_WEIGHT
         return max(MIN_YIELD, kept / (self.asked[cell] + PRIOR_WEIGHT))
 
-    def _plan_batch(self, open_cells: list[CellPlan], allowed: int) -> list[dict]:
-        """Calls for this batch: each cell asks for about deficit / yield examples,
-        in calls of at most ``per_call``, spread evenly so the last call is not a
-        full one that mostly ends up as surplus."""
+    def _plan_step(self) -> None:
+        """Plan and send the next step of calls, if a cell still needs any; end the
+        run when none does and nothing is left in flight."""
+        plans = plan_cells(self.config, self.counts)
+        open_cells = [p for p in plans if p.deficit > 0 and p.cell not in self.stalled]
+        if open_cells and self.budget is None:
+            allowed, self.budget = self._budget_left(self.run_id)
+            if allowed > 0:
+                calls, asked = self._plan_batch(open_cells, allowed)
+                if calls:
+                    rows = self.store.plan_calls(
+                        self.run_id, calls, first_attempt=self.config.llm.mode == "online"
+                    )
+                    self._send(rows, asked, cells={_cell_of(r) for r in rows})
+                    return
+        if self.done == len(self.calls) and not self.ended.done():
+            self.ended.set_result(self._end_state(plans))
+
+    def _plan_batch(self, open_cells: list[CellPlan], allowed: int) -> tuple[list[dict], list[int]]:
+        """Calls for this step, and the examples each asks for: each cell asks for
+        about deficit / yield examples, less those its calls in the window already
+        ask for, in calls of at most ``per_call``, spread evenly so the last call is
+        not a full one that mostly ends up as surplus."""
         per_call = self.config.generate.per_call
-        needed = {p.cell: math.ceil(p.deficit / self._yield(p.cell)) for p in open_cells}
+        needed = {
+            p.cell: math.ceil(p.deficit / self._yield(p.cell)) - self.ahead[p.cell]
+            for p in open_cells
+        }
+        needed = {c: n for c, n in needed.items() if n > 0}
+        if not needed:
+            return [], []
         n_calls = {c: max(1, math.ceil(n / per_call)) for c, n in needed.items()}
         total = sum(n_calls.values())
         if total > allowed:
             n_calls = _share(n_calls, allowed)
-        calls = []
+        calls, asked = [], []
         by_cell = {p.cell: p for p in open_cells}
         for cell, count in n_calls.items():
-            first = self.store.next_sample_index(cell, self.template.sha, self.config.llm.model)
+            first = self.next_index.get(cell)
+            if first is None:
+                first = self.store.next_sample_index(cell, self.template.sha, self.config.llm.model)
+            self.next_index[cell] = first + count
             sizes = _spread(min(needed[cell], count * per_call), count)
             for i, n in enumerate(sizes):
                 calls.append(
                     build_call(self.config, self.template, by_cell[cell], self.pool, first + i, n)
                 )
-        return calls
+            asked += sizes
+        return calls, asked
 
-    async def _batch(
-        self, client: LLMClient, run_id: str, calls: list, summary: RunSummary
-    ) -> None:
-        """Send a batch; filter and store its replies in plan order as they come, so
-        the work overlaps the wait and decisions do not depend on arrival order."""
-        results: list[CallResult | None] = [None] * len(calls)
-        done = 0  # results[:done] are filtered and stored
-        accepted = candidates = 0
-
-        def flush(final: bool) -> None:
-            nonlocal done, accepted, candidates
-            ready = done
-            while ready < len(results) and results[ready] is not None:
-                ready += 1
-            if ready - done >= STREAM_CHUNK or (final and ready > done):
-                a, c = self._process(run_id, results[done:ready])  # type: ignore[arg-type]
-                accepted, candidates, done = accepted + a, candidates + c, ready
-                self._report(run_id)
-
-        def arrived_counted(index: int, result: CallResult) -> None:
-            self.answered += 1
-            arrived(index, result)
+    def _send(self, rows: list[CallRow], asked: list[int], cells: set[CellKey]) -> None:
+        """Put calls on the wire; their replies are filtered in plan order as they come."""
+        offset = len(self.calls)
+        self.steps.append(
+            _Step(len(self.steps) + 1, offset, offset + len(rows), dict(self.counts), cells)
+        )
+        self.calls += rows
+        self.results += [None] * len(rows)
+        self.asked_of += asked
+        for row, n in zip(rows, asked, strict=True):
+            self.ahead[_cell_of(row)] += n
+        self.summary.calls += len(rows)
 
         def arrived(index: int, result: CallResult) -> None:
-            results[index] = result
-            flush(final=False)
+            self.answered += 1
+            self.results[offset + index] = result
+            if self.ended.done():
+                return
+            try:
+                self._flush()
+            except Exception as e:  # a filter or the store: the run fails with it
+                self.ended.set_exception(e)
 
-        await client.complete_all(calls, on_result=arrived_counted)
-        flush(final=True)
-        if results and all(r is not None and r.status == "failed" for r in results):
+        task = asyncio.ensure_future(self.client.complete_all(rows, on_result=arrived))
+        self.sending.add(task)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Future) -> None:
+        self.sending.discard(task)
+        if task.cancelled() or task.exception() is None:
+            return
+        if not self.ended.done():
+            self.ended.set_exception(task.exception())  # type: ignore[arg-type]
+
+    def _flush(self) -> None:
+        """Filter and store the replies ready in plan order, a chunk at a time, and plan
+        the next step at each of its fixed points. Chunks end at those points and at
+        the ends of steps, so a step is planned from exactly what came before it."""
+        while self.done < len(self.calls):
+            ready = self.done
+            while ready < len(self.results) and self.results[ready] is not None:
+                ready += 1
+            step = self.steps[self.reported]  # the step that holds calls[done]
+            point = (self.done // self.step + 1) * self.step
+            end = min(ready, point, step.end)
+            if end == self.done:
+                return
+            if end - self.done < STREAM_CHUNK and end not in (point, step.end):
+                return
+            chunk: list[CallResult] = self.results[self.done : end]  # type: ignore[assignment]
+            accepted, candidates = self._process(self.run_id, chunk)
+            step.accepted += accepted
+            step.candidates += candidates
+            for r, n in zip(chunk, self.asked_of[self.done : end], strict=True):
+                self.ahead[_cell_of(r.call)] -= n
+                if r.status == "failed":
+                    step.failed += 1
+                    step.first_error = step.first_error or r.error
+            self.results[self.done : end] = [None] * (end - self.done)  # in the store now
+            self.done = end
+            self._report(self.run_id)
+            if end == step.end:
+                self.reported += 1
+                self._step_done(step)
+            if end == point or self.done == len(self.calls):
+                self._plan_step()
+                if self.ended.done():
+                    return
+
+    def _step_done(self, step: _Step) -> None:
+        if step.failed == step.end - step.start:
             # Nothing got through (a bad model name, an unsupported response_format):
-            # say so now rather than spend the remaining batches finding out again.
-            first = results[0].error if results[0] else None
-            raise SynthError("llm", f"every call of a batch failed; the first: {first}")
-        summary.accepted += accepted
-        summary.candidates += candidates
+            # say so now rather than spend the remaining steps finding out again.
+            raise SynthError("llm", f"every call of a batch failed; the first: {step.first_error}")
+        self._track_idle(step.cells, step.before, self.counts)
+        self.summary.accepted += step.accepted
+        self.summary.candidates += step.candidates
         report = BatchReport(
-            number=len(summary.batches) + 1,
-            calls=len(calls),
-            candidates=candidates,
-            accepted=accepted,
+            number=step.number,
+            calls=step.end - step.start,
+            candidates=step.candidates,
+            accepted=step.accepted,
             open_cells=sum(1 for p in plan_cells(self.config, self.counts) if p.deficit),
         )
-        summary.batches.append(report)
-        self._report(run_id, report)
+        self.summary.batches.append(report)
+        self._report(self.run_id, report)
 
     def _report(self, run_id: str, batch: BatchReport | None = None) -> None:
         if self.progress is None:
@@ -349,15 +451,19 @@ class Runner:
 
     def _track_idle(
         self,
-        open_cells: list[CellPlan],
+        cells: set[CellKey],
         before: dict[CellKey, tuple[int, int]],
         after: dict[CellKey, tuple[int, int]],
     ) -> None:
         limit = self.config.generate.max_idle_batches
-        for p in open_cells:
-            if after.get(p.cell, (0, 0))[1] > before.get(p.cell, (0, 0))[1]:
-                self.idle[p.cell] = 0
+        for cell in cells:
+            if after.get(cell, (0, 0))[1] > before.get(cell, (0, 0))[1]:
+                self.idle[cell] = 0
             else:
-                self.idle[p.cell] += 1
-                if self.idle[p.cell] >= limit:
-                    self.stalled.add(p.cell)
+                self.idle[cell] += 1
+                if self.idle[cell] >= limit:
+                    self.stalled.add(cell)
+
+
+def _cell_of(call: CallRow) -> CellKey:
+    return CellKey(slice=call.slice or "", label=call.label or "")
