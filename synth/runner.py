@@ -18,10 +18,12 @@ stopped: its template or seeds need a person, not more money.
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from synth.config import Config
@@ -40,8 +42,12 @@ from synth.store import CallRow, Spend, Store
 PRIOR_YIELD = 0.8
 PRIOR_WEIGHT = 5
 MIN_YIELD = 0.05
-# Replies are filtered and stored in runs of at least this many, in plan order.
-STREAM_CHUNK = 8
+# Replies are filtered and stored in runs of this many, in plan order.
+STREAM_CHUNK = 16
+# Online, a step's calls are rendered, recorded and sent this many at a time.
+SEND_LOT = 16
+# Allocations between young-generation collections during a run (Python's: 700).
+GC_THRESHOLD = 10_000
 
 
 @dataclass
@@ -91,6 +97,29 @@ def run(config: Config, *, progress: Progress | None = None) -> RunSummary:
 async def run_async(
     config: Config, store: Store, *, progress: Progress | None = None
 ) -> RunSummary:
+    with _collect_garbage_less():
+        return await _run_async(config, store, progress)
+
+
+@contextmanager
+def _collect_garbage_less() -> Iterator[None]:
+    """Fewer, cheaper garbage collections while a run goes: each reply allocates a few
+    hundred containers, so at the default threshold (700) the collector runs every
+    few replies and a full collection, walking every object of the imported
+    libraries, stalls the loop for tens of milliseconds while replies wait unread.
+    What exists before the run is frozen out of the collector's walks; the
+    thresholds are put back afterwards."""
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
+async def _run_async(config: Config, store: Store, progress: Progress | None) -> RunSummary:
     template = load_template(config.resolve(config.generate.template), config.generate.template)
     runner = Runner(config, store, template, progress)
     if config.llm.mode == "batch":
@@ -196,17 +225,24 @@ class Runner:
         # Kept in memory from here on (one run writes to a store at a time): asking
         # the store after every chunk of replies costs a scan of all examples.
         self.counts = store.cell_counts()
+        # Targets hold for the whole run (real rows do not change during it).
+        self.targets = {p.cell: p.target for p in plan_cells(config, self.counts)}
         self.client, self.run_id, self.summary = client, run.id, summary
         self.ended: asyncio.Future[tuple[str, str | None]] = (
             asyncio.get_running_loop().create_future()
         )
+        self.wake = asyncio.Event()
         try:
             leftovers = store.unfinished_calls()
             if leftovers:
-                per_call = config.generate.per_call
-                self._send(leftovers, [per_call] * len(leftovers), cells=set())
-            self._plan_step()
-            status, reason = await self.ended
+                self._begin_step(len(leftovers), set())
+                await self._send(leftovers, [config.generate.per_call] * len(leftovers))
+            await self._plan_step()
+            while not self.ended.done():
+                await self.wake.wait()
+                self.wake.clear()
+                await self._flush()
+            status, reason = self.ended.result()
         except BaseException as e:
             if isinstance(e, Exception):
                 store.finish_run(run.id, "failed", str(e))
@@ -261,7 +297,7 @@ class Runner:
         kept = self.kept[cell] + PRIOR_YIELD * PRIOR_WEIGHT
         return max(MIN_YIELD, kept / (self.asked[cell] + PRIOR_WEIGHT))
 
-    def _plan_step(self) -> None:
+    async def _plan_step(self) -> None:
         """Plan and send the next step of calls, if a cell still needs any; end the
         run when none does and nothing is left in flight."""
         plans = plan_cells(self.config, self.counts)
@@ -269,21 +305,20 @@ class Runner:
         if open_cells and self.budget is None:
             allowed, self.budget = self._budget_left(self.run_id)
             if allowed > 0:
-                calls, asked = self._plan_batch(open_cells, allowed)
-                if calls:
-                    rows = self.store.plan_calls(
-                        self.run_id, calls, first_attempt=self.config.llm.mode == "online"
-                    )
-                    self._send(rows, asked, cells={_cell_of(r) for r in rows})
+                specs = self._plan_batch(open_cells, allowed)
+                if specs:
+                    await self._record_and_send(specs)
                     return
-        if self.done == len(self.calls) and not self.ended.done():
-            self.ended.set_result(self._end_state(plans))
+        if self.done == len(self.calls):
+            self._end(self._end_state(plans))
 
-    def _plan_batch(self, open_cells: list[CellPlan], allowed: int) -> tuple[list[dict], list[int]]:
-        """Calls for this step, and the examples each asks for: each cell asks for
-        about deficit / yield examples, less those its calls in the window already
-        ask for, in calls of at most ``per_call``, spread evenly so the last call is
-        not a full one that mostly ends up as surplus."""
+    def _plan_batch(
+        self, open_cells: list[CellPlan], allowed: int
+    ) -> list[tuple[CellPlan, int, int]]:
+        """Calls for this step, as (cell, sample index, examples asked for): each cell
+        asks for about deficit / yield examples, less those its calls in the window
+        already ask for, in calls of at most ``per_call``, spread evenly so the last
+        call is not a full one that mostly ends up as surplus."""
         per_call = self.config.generate.per_call
         needed = {
             p.cell: math.ceil(p.deficit / self._yield(p.cell)) - self.ahead[p.cell]
@@ -291,12 +326,12 @@ class Runner:
         }
         needed = {c: n for c, n in needed.items() if n > 0}
         if not needed:
-            return [], []
+            return []
         n_calls = {c: max(1, math.ceil(n / per_call)) for c, n in needed.items()}
         total = sum(n_calls.values())
         if total > allowed:
             n_calls = _share(n_calls, allowed)
-        calls, asked = [], []
+        specs = []
         by_cell = {p.cell: p for p in open_cells}
         for cell, count in n_calls.items():
             first = self.next_index.get(cell)
@@ -304,19 +339,31 @@ class Runner:
                 first = self.store.next_sample_index(cell, self.template.sha, self.config.llm.model)
             self.next_index[cell] = first + count
             sizes = _spread(min(needed[cell], count * per_call), count)
-            for i, n in enumerate(sizes):
-                calls.append(
-                    build_call(self.config, self.template, by_cell[cell], self.pool, first + i, n)
-                )
-            asked += sizes
-        return calls, asked
+            specs += [(by_cell[cell], first + i, n) for i, n in enumerate(sizes)]
+        return specs
 
-    def _send(self, rows: list[CallRow], asked: list[int], cells: set[CellKey]) -> None:
+    async def _record_and_send(self, specs: list[tuple[CellPlan, int, int]]) -> None:
+        """Render the step's calls, record them as pending and send them. Online, a
+        few at a time, each lot on the wire while the next is rendered; in batch mode
+        as one lot, one Batch API job."""
+        self._begin_step(len(specs), {plan.cell for plan, _, _ in specs})
+        online = self.config.llm.mode == "online"
+        lot = SEND_LOT if online else len(specs)
+        for start in range(0, len(specs), lot):
+            calls = [
+                build_call(self.config, self.template, plan, self.pool, index, n)
+                for plan, index, n in specs[start : start + lot]
+            ]
+            rows = self.store.plan_calls(self.run_id, calls, first_attempt=online)
+            await self._send(rows, [n for _, _, n in specs[start : start + lot]])
+
+    def _begin_step(self, size: int, cells: set[CellKey]) -> None:
+        start = len(self.calls)
+        self.steps.append(_Step(len(self.steps) + 1, start, start + size, dict(self.counts), cells))
+
+    async def _send(self, rows: list[CallRow], asked: list[int]) -> None:
         """Put calls on the wire; their replies are filtered in plan order as they come."""
         offset = len(self.calls)
-        self.steps.append(
-            _Step(len(self.steps) + 1, offset, offset + len(rows), dict(self.counts), cells)
-        )
         self.calls += rows
         self.results += [None] * len(rows)
         self.asked_of += asked
@@ -327,41 +374,50 @@ class Runner:
         def arrived(index: int, result: CallResult) -> None:
             self.answered += 1
             self.results[offset + index] = result
-            if self.ended.done():
-                return
-            try:
-                self._flush()
-            except Exception as e:  # a filter or the store: the run fails with it
-                self.ended.set_exception(e)
+            self.wake.set()
 
         task = asyncio.ensure_future(self.client.complete_all(rows, on_result=arrived))
         self.sending.add(task)
         task.add_done_callback(self._sent)
+        await asyncio.sleep(0)  # the lot goes out before the next is rendered
+
+    def _end(self, outcome: tuple[str, str | None] | BaseException) -> None:
+        if self.ended.done():
+            return
+        if isinstance(outcome, BaseException):
+            self.ended.set_exception(outcome)
+        else:
+            self.ended.set_result(outcome)
+        self.wake.set()
 
     def _sent(self, task: asyncio.Future) -> None:
         self.sending.discard(task)
-        if task.cancelled() or task.exception() is None:
-            return
-        if not self.ended.done():
-            self.ended.set_exception(task.exception())  # type: ignore[arg-type]
+        if not task.cancelled() and task.exception() is not None:
+            self._end(task.exception())  # type: ignore[arg-type]
 
-    def _flush(self) -> None:
+    async def _flush(self) -> None:
         """Filter and store the replies ready in plan order, a chunk at a time, and plan
         the next step at each of its fixed points. Chunks end at those points and at
-        the ends of steps, so a step is planned from exactly what came before it."""
-        while self.done < len(self.calls):
+        the ends of steps, so a step is planned from exactly what came before it.
+        The loop is given back between chunks: replies waiting to be read and calls
+        waiting for a slot come before filtering, which can wait."""
+        while self.done < len(self.calls) and not self.ended.done():
             ready = self.done
             while ready < len(self.results) and self.results[ready] is not None:
                 ready += 1
             step = self.steps[self.reported]  # the step that holds calls[done]
             point = (self.done // self.step + 1) * self.step
-            end = min(ready, point, step.end)
+            end = min(ready, point, step.end, self.done + STREAM_CHUNK)
             if end == self.done:
                 return
             if end - self.done < STREAM_CHUNK and end not in (point, step.end):
                 return
             chunk: list[CallResult] = self.results[self.done : end]  # type: ignore[assignment]
-            accepted, candidates = self._process(self.run_id, chunk)
+            try:
+                accepted, candidates = self._process(self.run_id, chunk)
+            except Exception as e:  # a filter or the store: the run fails with it
+                self._end(e)
+                return
             step.accepted += accepted
             step.candidates += candidates
             for r, n in zip(chunk, self.asked_of[self.done : end], strict=True):
@@ -374,11 +430,14 @@ class Runner:
             self._report(self.run_id)
             if end == step.end:
                 self.reported += 1
-                self._step_done(step)
-            if end == point or self.done == len(self.calls):
-                self._plan_step()
-                if self.ended.done():
+                try:
+                    self._step_done(step)
+                except SynthError as e:
+                    self._end(e)
                     return
+            if end == point or self.done == len(self.calls):
+                await self._plan_step()
+            await asyncio.sleep(0)
 
     def _step_done(self, step: _Step) -> None:
         if step.failed == step.end - step.start:
@@ -426,7 +485,10 @@ class Runner:
             processed.append(r.call.id)
             self.asked[CellKey(slice=r.call.slice or "", label=r.call.label or "")] += len(items)
         outcomes = self.chain.decide(candidates)
-        deficits = {p.cell: p.deficit for p in plan_cells(self.config, self.counts)}
+        deficits = {
+            cell: target - sum(self.counts.get(cell, (0, 0)))
+            for cell, target in self.targets.items()
+        }
         statuses: list[Status] = []
         accepted = 0
         for o in outcomes:

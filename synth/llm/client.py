@@ -170,7 +170,11 @@ class LLMClient:
             retry=retry_if_exception(retryable),
             reraise=True,
         )
-        estimate = estimate_tokens(call.messages, int(call.params.get("max_tokens", 0)))
+        estimate = (
+            estimate_tokens(call.messages, int(call.params.get("max_tokens", 0)))
+            if self.tokens.limit
+            else 0
+        )
         # A call left pending by a killed process has a last recorded attempt whose fate
         # is unknown: it is sent again under the same Idempotency-Key, so an endpoint
         # that honours the key bills it once. Only later attempts are counted anew.
@@ -200,8 +204,10 @@ class LLMClient:
                         self.slots.rate_limited()
                         raise
                     self.slots.succeeded()
-                    body = raw.text
-                    self.tokens.correct(_used_tokens(body) - estimate)
+                    # JSON is UTF-8 (RFC 8259): no charset sniffing.
+                    body = raw.content.decode("utf-8", errors="replace")
+                    if self.tokens.limit:
+                        self.tokens.correct(_used_tokens(body) - estimate)
                     return body
         raise AssertionError("unreachable: tenacity reraises")
 
