@@ -143,3 +143,29 @@ def test_a_waiter_cancelled_in_line_takes_no_slot():
         return slots.in_use, got
 
     assert asyncio.run(go()) == (0, ["first", "last"])
+
+
+def test_a_lower_rank_is_served_before_calls_queued_earlier():
+    # A retry ranks by its call's place in the plan: it does not wait behind the
+    # calls planned after it, whose replies would all wait for it anyway.
+    async def go() -> list[str]:
+        slots = AdaptiveSlots(1, adaptive=False)
+        order: list[str] = []
+
+        async def one(name: str, rank: int) -> None:
+            await slots.acquire(rank)
+            try:
+                order.append(name)
+                await asyncio.sleep(0.002)
+            finally:
+                slots.release()
+
+        first = asyncio.ensure_future(one("holder", 0))
+        await asyncio.sleep(0)
+        later = [asyncio.ensure_future(one(f"call {r}", r)) for r in (5, 6, 7)]
+        await asyncio.sleep(0)
+        retry = asyncio.ensure_future(one("retry of call 1", 1))
+        await asyncio.gather(first, retry, *later)
+        return order
+
+    assert asyncio.run(go()) == ["holder", "retry of call 1", "call 5", "call 6", "call 7"]

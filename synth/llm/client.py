@@ -10,6 +10,7 @@ has paid for nothing it cannot find again.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import time
@@ -99,6 +100,7 @@ class LLMClient:
         self.store = store
         self.replies = ReplyRecorder(settings, store)
         self.slots = AdaptiveSlots(settings.max_concurrency, settings.adaptive_concurrency)
+        self._ranks = itertools.count()
         self.requests = Pacer(settings.rpm)
         self.tokens = Pacer(settings.tpm)
         self.client = openai.AsyncOpenAI(
@@ -180,9 +182,14 @@ class LLMClient:
         # that honours the key bills it once. Only later attempts are counted anew.
         number = call.attempts if call.status == "pending" and call.attempts else 0
         recount = number == 0
+        # Calls take slots in the order they were first sent, retries included: a
+        # retry queued behind every later call would hold up all their replies,
+        # which are filtered in plan order.
+        rank = next(self._ranks)
         async for attempt in retrying:
             with attempt:
-                async with self.slots:
+                await self.slots.acquire(rank)
+                try:
                     await self.tokens.acquire(estimate)
                     if recount:
                         self.store.record_attempt(call.id)
@@ -209,6 +216,8 @@ class LLMClient:
                     if self.tokens.limit:
                         self.tokens.correct(_used_tokens(body) - estimate)
                     return body
+                finally:
+                    self.slots.release()
         raise AssertionError("unreachable: tenacity reraises")
 
     def _accept(self, call: CallRow, body: str, started: float) -> CallResult:
