@@ -163,7 +163,7 @@ def _spread(total: int, parts: int) -> list[int]:
 
 @dataclass
 class _Step:
-    """Calls planned together: ``calls[start:end]`` of the run's plan order."""
+    """Calls planned together: ``start`` to ``end`` in the run's plan order."""
 
     number: int
     start: int
@@ -203,10 +203,10 @@ class Runner:
         # next step can count on without asking again.
         self.ahead: Counter[CellKey] = Counter()
         self.next_index: dict[CellKey, int] = {}
-        self.calls: list[CallRow] = []  # plan order
+        self.planned = 0  # calls put in the plan order by this invocation
         self.results: list[CallResult | None] = []
         self.asked_of: list[int] = []  # examples asked for, per call
-        self.done = 0  # calls[:done] are filtered and stored
+        self.done = 0  # the first `done` calls of the plan order are filtered and stored
         self.steps: list[_Step] = []
         self.reported = 0  # steps[:reported] are reported
         self.budget: str | None = None  # the cap that stopped the planning
@@ -277,7 +277,7 @@ class Runner:
         """How many more calls the budget caps allow, and which cap binds."""
         gen = self.config.generate
         spend = self.store.spend(run_id)
-        room = self.window - (len(self.calls) - self.done)
+        room = self.window - (self.planned - self.done)
         if room <= 0:
             return 0, None
         allowed = room
@@ -309,7 +309,7 @@ class Runner:
                 if specs:
                     await self._record_and_send(specs)
                     return
-        if self.done == len(self.calls):
+        if self.done == self.planned:
             self._end(self._end_state(plans))
 
     def _plan_batch(
@@ -358,13 +358,13 @@ class Runner:
             await self._send(rows, [n for _, _, n in specs[start : start + lot]])
 
     def _begin_step(self, size: int, cells: set[CellKey]) -> None:
-        start = len(self.calls)
+        start = self.planned
         self.steps.append(_Step(len(self.steps) + 1, start, start + size, dict(self.counts), cells))
 
     async def _send(self, rows: list[CallRow], asked: list[int]) -> None:
         """Put calls on the wire; their replies are filtered in plan order as they come."""
-        offset = len(self.calls)
-        self.calls += rows
+        offset = self.planned
+        self.planned += len(rows)
         self.results += [None] * len(rows)
         self.asked_of += asked
         for row, n in zip(rows, asked, strict=True):
@@ -401,11 +401,11 @@ class Runner:
         the ends of steps, so a step is planned from exactly what came before it.
         The loop is given back between chunks: replies waiting to be read and calls
         waiting for a slot come before filtering, which can wait."""
-        while self.done < len(self.calls) and not self.ended.done():
+        while self.done < self.planned and not self.ended.done():
             ready = self.done
             while ready < len(self.results) and self.results[ready] is not None:
                 ready += 1
-            step = self.steps[self.reported]  # the step that holds calls[done]
+            step = self.steps[self.reported]  # the step that holds call number `done`
             point = (self.done // self.step + 1) * self.step
             end = min(ready, point, step.end, self.done + STREAM_CHUNK)
             if end == self.done:
@@ -435,7 +435,7 @@ class Runner:
                 except SynthError as e:
                     self._end(e)
                     return
-            if end == point or self.done == len(self.calls):
+            if end == point or self.done == self.planned:
                 await self._plan_step()
             await asyncio.sleep(0)
 

@@ -132,3 +132,29 @@ def test_error_statuses_become_the_openai_errors(project, status, retried, fatal
     assert (type(fatal).__name__ if fatal else None) == ("SynthError" if fatal_name else None)
     if fatal_name:
         assert fatal_name in str(fatal)
+
+
+def test_a_cell_that_gets_nothing_accepted_is_stopped_after_its_idle_steps(sim_project, sim):
+    # Nearly every item the simulator writes fails the schema filter: cells that get
+    # nothing accepted stop after max_idle_batches of their steps, and the run stops
+    # with them instead of spending its whole budget.
+    from synth.plan import plan_cells
+    from synth.runner import run
+    from synth.seeds import read_seeds
+
+    sim.configure(p_bad_item=1.0)
+    text = sim_project.config_path.read_text()
+    sim_project.config_path.write_text(
+        text.replace("max_calls = 200", "max_calls = 200\nmax_idle_batches = 2")
+    )
+    config = sim_project.config()
+    with sim_project.store() as store:
+        store.add_seeds(read_seeds(sim_project.seeds, config).seeds)
+    summary = run(config)
+    assert summary.status == "stopped"
+    assert summary.stop_reason.startswith("stalled: nothing accepted in 2 batches for ")
+    short = [p for p in summary.cells if p.deficit]
+    assert short and all(str(p.cell) in summary.stop_reason for p in short)
+    with sim_project.store() as store:
+        assert 0 < store.count("llm_calls") < 200
+        assert plan_cells(config, store.cell_counts()) == summary.cells
