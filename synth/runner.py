@@ -286,11 +286,21 @@ class Runner:
             if allowed <= 0:
                 return 0, f"budget: max_calls = {gen.max_calls} reached"
         if gen.max_cost_usd is not None:
+            reason = f"budget: max_cost_usd = {gen.max_cost_usd} reached"
             if spend.cost_usd >= gen.max_cost_usd:
-                return 0, f"budget: max_cost_usd = {gen.max_cost_usd} reached"
-            if spend.calls and spend.cost_usd > 0:
-                per_call = spend.cost_usd / spend.calls
-                allowed = min(allowed, max(1, int((gen.max_cost_usd - spend.cost_usd) / per_call)))
+                return 0, reason
+            # The calls still in flight will cost about what the answered ones did.
+            unanswered = self.planned - self.answered
+            answered = spend.calls - unanswered
+            if answered <= 0:
+                # No price seen yet: as many calls as may be in flight, to learn it.
+                allowed = min(allowed, max(0, self.config.llm.max_concurrency - unanswered))
+            elif spend.cost_usd > 0:
+                per_call = spend.cost_usd / answered
+                affordable = int((gen.max_cost_usd - spend.cost_usd) / per_call) - unanswered
+                if affordable <= 0:
+                    return 0, reason
+                allowed = min(allowed, affordable)
         return allowed, None
 
     def _yield(self, cell: CellKey) -> float:

@@ -158,3 +158,29 @@ def test_a_cell_that_gets_nothing_accepted_is_stopped_after_its_idle_steps(sim_p
     with sim_project.store() as store:
         assert 0 < store.count("llm_calls") < 200
         assert plan_cells(config, store.cell_counts()) == summary.cells
+
+
+def test_a_cost_cap_stops_the_run_near_the_cap_with_the_reason(sim_project, sim):
+    from synth.runner import run
+    from synth.seeds import read_seeds
+
+    text = sim_project.config_path.read_text().replace("per_label = 6", "per_label = 200")
+    sim_project.config_path.write_text(
+        text.replace("max_calls = 200", "max_calls = 500\nmax_cost_usd = 0.02")
+    )
+    config = sim_project.config()
+    with sim_project.store() as store:
+        store.add_seeds(read_seeds(sim_project.seeds, config).seeds)
+    summary = run(config)
+    assert (summary.status, summary.stop_reason) == (
+        "stopped",
+        "budget: max_cost_usd = 0.02 reached",
+    )
+    with sim_project.store() as store:
+        spend = store.spend()
+        costs = [c for (c,) in store.conn.execute("SELECT cost_usd FROM llm_calls")]
+        [r] = store.runs()
+    assert r.stop_reason == summary.stop_reason
+    # Past the cap by at most what was already in flight when it was reached.
+    assert 0.02 * 0.8 < spend.cost_usd <= 0.02 + config.llm.max_concurrency * max(costs)
+    assert spend.calls < 500
