@@ -166,8 +166,9 @@ def prompts_of(db: Path) -> list[dict]:
         ]
 
 
-# Both children time their work after their imports, and the parent times the whole
-# process; the ratio compares work, the process time is printed beside it.
+# Both children time their work after their imports, from before their client is
+# made, and the parent times the whole process; the ratio compares work, the process
+# time is printed beside it.
 SYNTH = """
 import sys, time
 from synth.config import load_config
@@ -186,6 +187,8 @@ import openai
 async def main():
     base_url, concurrency, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     requests = json.load(open(path))
+    # Timed from here, client included, as synth's run is timed with its client.
+    started, cpu = time.perf_counter(), time.process_time()
     client = openai.AsyncOpenAI(base_url=base_url, api_key="unused")
     slots = asyncio.Semaphore(concurrency)
 
@@ -196,7 +199,6 @@ async def main():
             )
             json.loads(reply.choices[0].message.content)
 
-    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(one(r) for r in requests))
     print(len(requests), time.perf_counter() - started, time.process_time() - cpu)
     await client.close()
