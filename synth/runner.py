@@ -447,7 +447,7 @@ class Runner:
                     return
             if end == point or self.done == self.planned:
                 await self._plan_step()
-            await asyncio.sleep(0)
+            await asyncio.sleep(0.001)  # a timer: the loop reads and sends first
 
     def _step_done(self, step: _Step) -> None:
         if step.failed == step.end - step.start:
