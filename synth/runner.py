@@ -1,18 +1,27 @@
 """The quota loop: generate until every cell's accepted count meets its target.
 
     unfinished calls of a killed run -> answered from the store or sent again
-    loop:
-        plan_cells(store counts)          deficits per cell
-        size the batch                    deficit / observed yield, within budget
+    a window of calls kept full, planned a step at a time:
+        plan_cells(counts in memory)      deficits per cell
+        size the step                     deficit / observed yield, less what the
+                                          calls already planned should bring
         store.plan_calls                  recorded as pending before anything is sent
         client.complete_all               each reply committed as it arrives
+    replies filtered in plan order, between reads and sends:
         chain.decide                      every decision kept
         quotas                            accepted until the cell is full, then surplus
-        store.add_batch                   one transaction per batch
+        store.add_batch                   one transaction per chunk of replies
     sample for review, finish the run
 
-A cell that gets nothing accepted for ``generate.max_idle_batches`` batches in a row is
-stopped: its template or seeds need a person, not more money.
+The next step is planned each time another ``step`` calls have been filtered (and
+whenever the window runs dry), while the calls before it are still on the wire, so
+the endpoint never waits for the run to think. Steps are planned at fixed points of
+the plan order, from what the replies before that point brought: the same replies
+make the same plan and the same decisions whatever order they arrive in, online or
+through the Batch API.
+
+A cell that gets nothing accepted for ``generate.max_idle_batches`` of its steps in a
+row is stopped: its template or seeds need a person, not more money.
 """
 
 from __future__ import annotations
