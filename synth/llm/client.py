@@ -5,6 +5,10 @@ retries are off) with backoff that honours ``Retry-After``, timeouts, validation
 the reply, and usage and cost. Every attempt is counted in the store before the
 request leaves and every reply is committed the moment it arrives, so a killed run
 has paid for nothing it cannot find again.
+
+Requests go out through the openai client's own HTTP client (its aiohttp transport,
+its URL, auth and default headers, its error types), as the prepared JSON the store
+recorded; free concurrency slots go to calls in the order they were first sent.
 """
 
 from __future__ import annotations
