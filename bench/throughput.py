@@ -13,10 +13,13 @@ that its peak RSS is its own:
   PII and exact-dedup filters and stores every call, example and decision.
 
 Prints calls/s (timed in each child after its imports; the whole process time, start-
-up included, beside it), the fraction of ideal and peak RSS for each, and the
+up included, beside it), the fraction of ideal, CPU per call (process time in the
+child: robust to other load on the machine) and peak RSS for each, the simulator's
+CPU share (of one core, from /proc) to show it is not the bottleneck, and the
 synth/reference ratio (median of the repeats), at 100 in flight, then how both scale
 at 25 and 400, then a run with 10 % 429s and 2 % 500s in which every call must
-complete.
+complete. The load average is printed first: figures taken on a busy machine are
+noise.
 """
 
 from __future__ import annotations
@@ -59,7 +62,6 @@ per_label = 1000000
 template = "{template}"
 per_call = 5
 max_calls = {calls}
-max_calls_per_batch = {calls}
 
 [[filters]]
 kind = "schema"
@@ -142,9 +144,16 @@ def run_synth(base_url: str, concurrency: int, calls: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         config = make_project(Path(tmp), base_url, concurrency, calls)
         wall, rss, out = measure([sys.executable, "-c", SYNTH, str(config)])
-        sent, work = out.split()
+        sent, work, cpu = out.split()
         prompts = prompts_of(Path(tmp) / "synth.db")
-    return {"calls": int(sent), "work": float(work), "wall": wall, "rss": rss, "prompts": prompts}
+    return {
+        "calls": int(sent),
+        "work": float(work),
+        "cpu": float(cpu),
+        "wall": wall,
+        "rss": rss,
+        "prompts": prompts,
+    }
 
 
 def prompts_of(db: Path) -> list[dict]:
@@ -157,17 +166,18 @@ def prompts_of(db: Path) -> list[dict]:
         ]
 
 
-# Both children time their work after their imports, and the parent times the whole
-# process; the ratio compares work, the process time is printed beside it.
+# Both children time their work after their imports, from before their client is
+# made, and the parent times the whole process; the ratio compares work, the process
+# time is printed beside it.
 SYNTH = """
 import sys, time
 from synth.config import load_config
 from synth.runner import run
 
 config = load_config(sys.argv[1])
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 summary = run(config)
-print(summary.calls, time.perf_counter() - started)
+print(summary.calls, time.perf_counter() - started, time.process_time() - cpu)
 """
 
 REFERENCE = """
@@ -177,6 +187,8 @@ import openai
 async def main():
     base_url, concurrency, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     requests = json.load(open(path))
+    # Timed from here, client included, as synth's run is timed with its client.
+    started, cpu = time.perf_counter(), time.process_time()
     client = openai.AsyncOpenAI(base_url=base_url, api_key="unused")
     slots = asyncio.Semaphore(concurrency)
 
@@ -187,9 +199,8 @@ async def main():
             )
             json.loads(reply.choices[0].message.content)
 
-    started = time.perf_counter()
     await asyncio.gather(*(one(r) for r in requests))
-    print(len(requests), time.perf_counter() - started)
+    print(len(requests), time.perf_counter() - started, time.process_time() - cpu)
     await client.close()
 
 asyncio.run(main())
@@ -205,17 +216,35 @@ def run_reference(base_url: str, concurrency: int, prompts: list[dict]) -> dict:
         )
     finally:
         os.unlink(f.name)
-    sent, work = out.split()
-    return {"calls": int(sent), "work": float(work), "wall": wall, "rss": rss}
+    sent, work, cpu = out.split()
+    return {"calls": int(sent), "work": float(work), "cpu": float(cpu), "wall": wall, "rss": rss}
 
 
 def row(name: str, r: dict, ideal: float) -> str:
     rate = r["calls"] / r["work"]
-    return (
+    line = (
         f"  {name:9} {r['calls']:5} calls  {rate:7.1f} calls/s  {rate / ideal:5.2f} of ideal"
+        f"  CPU {r['cpu'] / r['calls'] * 1000:4.2f} ms/call"
         f"  (process {r['wall']:5.2f} s with start-up: {r['calls'] / r['wall']:6.1f} calls/s)"
         f"  peak RSS {r['rss']:6.1f} MB"
     )
+    if "sim_cpu" in r:
+        line += f"  simulator {r['sim_cpu'] / r['work']:4.0%} of a core"
+    return line
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process so far, from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def with_sim_cpu(sim: subprocess.Popen, measure_one, *args) -> dict:
+    before = cpu_seconds(sim.pid)
+    r = measure_one(*args)
+    r["sim_cpu"] = cpu_seconds(sim.pid) - before
+    return r
 
 
 def compare(slots: int, calls: int, repeats: int) -> None:
@@ -225,8 +254,8 @@ def compare(slots: int, calls: int, repeats: int) -> None:
     try:
         ratios, synth_rates, ref_rates = [], [], []
         for i in range(repeats):
-            s = run_synth(base_url, slots, calls)
-            r = run_reference(base_url, slots, s["prompts"])
+            s = with_sim_cpu(sim, run_synth, base_url, slots, calls)
+            r = with_sim_cpu(sim, run_reference, base_url, slots, s["prompts"])
             print(f" run {i + 1}")
             print(row("synth", s, ideal))
             print(row("reference", r, ideal))
@@ -236,8 +265,10 @@ def compare(slots: int, calls: int, repeats: int) -> None:
         print(
             f" median: synth {statistics.median(synth_rates):.1f} calls/s"
             f" ({statistics.median(synth_rates) / ideal:.2f} of ideal), reference"
-            f" {statistics.median(ref_rates):.1f} calls/s; synth/reference ratio"
-            f" {statistics.median(ratios):.2f}"
+            f" {statistics.median(ref_rates):.1f} calls/s"
+            f" ({statistics.median(ref_rates) / ideal:.2f} of ideal); synth/reference ratio"
+            f" {statistics.median(ratios):.2f} (at most {ideal / statistics.median(ref_rates):.2f},"
+            " synth at the ideal rate)"
         )
     finally:
         sim.terminate()
@@ -248,12 +279,14 @@ def faults(calls: int) -> None:
     print("\n100 in flight with 10 % 429 (Retry-After 1 s) and 2 % 500:")
     sim, base_url = start_simulator(100, "--p-429", "0.10", "--p-500", "0.02")
     try:
-        s = run_synth(base_url, 100, calls)
+        s = with_sim_cpu(sim, run_synth, base_url, 100, calls)
         import httpx
 
         stats = httpx.get(base_url.removesuffix("/v1") + "/stats").json()
         print(row("synth", s, 500))
         print(f"  served {stats['requests']} requests: {stats['by_outcome']}")
+        done = s["calls"] == calls == stats["by_outcome"]["ok"]
+        print(f"  every call completed: {'yes' if done else 'NO'}")
     finally:
         sim.terminate()
         sim.wait()
@@ -265,6 +298,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--scaling", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args()
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"load average {load} on {os.cpu_count()} cores")
     compare(100, args.calls, args.repeats)
     if args.scaling:
         for slots in (25, 400):

@@ -142,7 +142,10 @@ class GenerateSettings(Section):
     per_call: int = Field(default=5, gt=0)  # examples asked for per call
     max_calls: int | None = Field(default=None, gt=0)  # per run
     max_cost_usd: float | None = Field(default=None, gt=0)  # per run
-    max_calls_per_batch: int = Field(default=256, gt=0)
+    # Calls planned ahead of the replies filtered so far, beyond max_concurrency: the
+    # slack that keeps the wire full while later replies wait for an earlier one
+    # (a retry after Retry-After), since replies are filtered in plan order.
+    max_calls_per_batch: int = Field(default=1024, gt=0)
     # A cell that gets nothing accepted for this many batches in a row is stopped:
     # its template or seeds need a look, and more calls would only spend money.
     max_idle_batches: int = Field(default=4, gt=0)

@@ -1,29 +1,40 @@
 """The quota loop: generate until every cell's accepted count meets its target.
 
     unfinished calls of a killed run -> answered from the store or sent again
-    loop:
-        plan_cells(store counts)          deficits per cell
-        size the batch                    deficit / observed yield, within budget
+    a window of calls kept full, planned a step at a time:
+        plan_cells(counts in memory)      deficits per cell
+        size the step                     deficit / observed yield, less what the
+                                          calls already planned should bring
         store.plan_calls                  recorded as pending before anything is sent
         client.complete_all               each reply committed as it arrives
+    replies filtered in plan order, between reads and sends:
         chain.decide                      every decision kept
         judge (if configured)             the survivors' judge calls, concurrently;
                                           judged chunks settle in plan order
         quotas                            accepted until the cell is full, then surplus
-        store.add_batch                   one transaction per batch
+        store.add_batch                   one transaction per chunk of replies
     sample for review, finish the run
 
-A cell that gets nothing accepted for ``generate.max_idle_batches`` batches in a row is
-stopped: its template or seeds need a person, not more money.
+The next step is planned each time another ``step`` calls have been filtered (and
+whenever the window runs dry), while the calls before it are still on the wire, so
+the endpoint never waits for the run to think. Steps are planned at fixed points of
+the plan order, from what the replies before that point brought: the same replies
+make the same plan and the same decisions whatever order they arrive in, online or
+through the Batch API.
+
+A cell that gets nothing accepted for ``generate.max_idle_batches`` of its steps in a
+row is stopped: its template or seeds need a person, not more money.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from synth.config import Config
@@ -38,15 +49,19 @@ from synth.prompts import Template, load_template
 from synth.records import Candidate, CellKey, CellPlan, Status, Verdict
 from synth.review.agreement import flagged_cells
 from synth.review.sample import sample_for_review
-from synth.store import Spend, Store
+from synth.store import CallRow, Spend, Store
 
 # Before a cell has history, assume this share of asked-for examples is accepted;
 # PRIOR_WEIGHT is how many observed examples it is worth.
 PRIOR_YIELD = 0.8
 PRIOR_WEIGHT = 5
 MIN_YIELD = 0.05
-# Replies are filtered and stored in runs of at least this many, in plan order.
-STREAM_CHUNK = 8
+# Replies are filtered and stored in runs of this many, in plan order.
+STREAM_CHUNK = 16
+# Online, a step's calls are rendered, recorded and sent this many at a time.
+SEND_LOT = 16
+# Allocations between young-generation collections during a run (Python's: 700).
+GC_THRESHOLD = 10_000
 
 
 @dataclass
@@ -96,6 +111,29 @@ def run(config: Config, *, progress: Progress | None = None) -> RunSummary:
 async def run_async(
     config: Config, store: Store, *, progress: Progress | None = None
 ) -> RunSummary:
+    with _collect_garbage_less():
+        return await _run_async(config, store, progress)
+
+
+@contextmanager
+def _collect_garbage_less() -> Iterator[None]:
+    """Fewer, cheaper garbage collections while a run goes: each reply allocates a few
+    hundred containers, so at the default threshold (700) the collector runs every
+    few replies and a full collection, walking every object of the imported
+    libraries, stalls the loop for tens of milliseconds while replies wait unread.
+    What exists before the run is frozen out of the collector's walks; the
+    thresholds are put back afterwards."""
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *thresholds[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
+
+
+async def _run_async(config: Config, store: Store, progress: Progress | None) -> RunSummary:
     template = load_template(config.resolve(config.generate.template), config.generate.template)
     runner = Runner(config, store, template, progress)
     if config.llm.mode == "batch":
@@ -137,6 +175,21 @@ def _spread(total: int, parts: int) -> list[int]:
     return [share + (1 if i < extra else 0) for i in range(parts)]
 
 
+@dataclass
+class _Step:
+    """Calls planned together: ``start`` to ``end`` in the run's plan order."""
+
+    number: int
+    start: int
+    end: int
+    before: dict[CellKey, tuple[int, int]]  # cell counts when it was planned
+    cells: set[CellKey]
+    accepted: int = 0
+    candidates: int = 0
+    failed: int = 0
+    first_error: str | None = None
+
+
 class Runner:
     def __init__(
         self, config: Config, store: Store, template: Template, progress: Progress | None
@@ -161,6 +214,24 @@ class Runner:
         self.stalled |= self.flagged
         self.started = time.monotonic()
         self.answered = 0
+        gen = config.generate
+        # The window: calls planned and not yet filtered. It holds what may be in
+        # flight plus max_calls_per_batch more, so that replies waiting on an earlier
+        # one (filtered in plan order) do not empty the wire.
+        self.window = config.llm.max_concurrency + gen.max_calls_per_batch
+        self.step = max(STREAM_CHUNK, gen.max_calls_per_batch // 4)
+        # Examples asked for by calls planned and not yet filtered, per cell: what the
+        # next step can count on without asking again.
+        self.ahead: Counter[CellKey] = Counter()
+        self.next_index: dict[CellKey, int] = {}
+        self.planned = 0  # calls put in the plan order by this invocation
+        self.results: list[CallResult | None] = []
+        self.asked_of: list[int] = []  # examples asked for, per call
+        self.done = 0  # the first `done` calls of the plan order are filtered and stored
+        self.steps: list[_Step] = []
+        self.reported = 0  # steps[:reported] are reported
+        self.budget: str | None = None  # the cap that stopped the planning
+        self.sending: set[asyncio.Future] = set()
 
     async def execute(self, client: LLMClient) -> RunSummary:
         config, store = self.config, self.store
@@ -176,31 +247,32 @@ class Runner:
         # Kept in memory from here on (one run writes to a store at a time): asking
         # the store after every chunk of replies costs a scan of all examples.
         self.counts = store.cell_counts()
+        # Targets hold for the whole run (real rows do not change during it).
+        self.targets = {p.cell: p.target for p in plan_cells(config, self.counts)}
+        self.client, self.run_id, self.summary = client, run.id, summary
+        self.ended: asyncio.Future[tuple[str, str | None]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self.wake = asyncio.Event()
         try:
             leftovers = store.unfinished_calls()
             if leftovers:
-                summary.calls += len(leftovers)
-                await self._batch(client, run.id, leftovers, summary)
-            while True:
-                plans = plan_cells(config, self.counts)
-                open_cells = [p for p in plans if p.deficit > 0 and p.cell not in self.stalled]
-                if not open_cells:
-                    status, reason = self._end_state(plans)
-                    break
-                allowed, reason = self._budget_left(run.id)
-                if allowed <= 0:
-                    status = "stopped"
-                    break
-                calls = self._plan_batch(open_cells, allowed)
-                rows = store.plan_calls(run.id, calls, first_attempt=config.llm.mode == "online")
-                summary.calls += len(rows)
-                before = dict(self.counts)
-                await self._batch(client, run.id, rows, summary)
-                self._track_idle(open_cells, before, self.counts)
+                self._begin_step(len(leftovers), set())
+                await self._send(leftovers, [config.generate.per_call] * len(leftovers))
+            await self._plan_step()
+            while not self.ended.done():
+                await self.wake.wait()
+                self.wake.clear()
+                await self._flush()
+            status, reason = self.ended.result()
         except BaseException as e:
             if isinstance(e, Exception):
                 store.finish_run(run.id, "failed", str(e))
             raise  # KeyboardInterrupt and kills leave the run resumable
+        finally:
+            for task in self.sending:
+                task.cancel()
+            await asyncio.gather(*self.sending, return_exceptions=True)
         review_ids = sample_for_review(
             store.accepted_ids(run.id),
             config.review.fraction,
@@ -217,6 +289,8 @@ class Runner:
         stalled = [p for p in plans if p.deficit > 0]
         if not stalled:
             return "finished", None
+        if self.budget is not None:
+            return "stopped", self.budget
         names = ", ".join(str(p.cell) for p in stalled if p.cell not in self.flagged)
         limit = self.config.generate.max_idle_batches
         reasons = [f"stalled: nothing accepted in {limit} batches for {names}"] if names else []
@@ -228,91 +302,204 @@ class Runner:
         """How many more calls the budget caps allow, and which cap binds."""
         gen = self.config.generate
         spend = self.store.spend(run_id)
-        allowed = gen.max_calls_per_batch
+        room = self.window - (self.planned - self.done)
+        if room <= 0:
+            return 0, None
+        allowed = room
         if gen.max_calls is not None:
             allowed = min(allowed, gen.max_calls - spend.calls)
             if allowed <= 0:
                 return 0, f"budget: max_calls = {gen.max_calls} reached"
         if gen.max_cost_usd is not None:
+            reason = f"budget: max_cost_usd = {gen.max_cost_usd} reached"
             if spend.cost_usd >= gen.max_cost_usd:
-                return 0, f"budget: max_cost_usd = {gen.max_cost_usd} reached"
-            if spend.calls and spend.cost_usd > 0:
-                per_call = spend.cost_usd / spend.calls
-                allowed = min(allowed, max(1, int((gen.max_cost_usd - spend.cost_usd) / per_call)))
+                return 0, reason
+            # The calls still in flight will cost about what the answered ones did.
+            unanswered = self.planned - self.answered
+            answered = spend.calls - unanswered
+            if answered <= 0:
+                # No price seen yet: as many calls as may be in flight, to learn it.
+                allowed = min(allowed, max(0, self.config.llm.max_concurrency - unanswered))
+            elif spend.cost_usd > 0:
+                per_call = spend.cost_usd / answered
+                affordable = int((gen.max_cost_usd - spend.cost_usd) / per_call) - unanswered
+                if affordable <= 0:
+                    return 0, reason
+                allowed = min(allowed, affordable)
         return allowed, None
 
     def _yield(self, cell: CellKey) -> float:
         kept = self.kept[cell] + PRIOR_YIELD * PRIOR_WEIGHT
         return max(MIN_YIELD, kept / (self.asked[cell] + PRIOR_WEIGHT))
 
-    def _plan_batch(self, open_cells: list[CellPlan], allowed: int) -> list[dict]:
-        """Calls for this batch: each cell asks for about deficit / yield examples,
-        in calls of at most ``per_call``, spread evenly so the last call is not a
-        full one that mostly ends up as surplus."""
+    async def _plan_step(self) -> None:
+        """Plan and send the next step of calls, if a cell still needs any; end the
+        run when none does and nothing is left in flight."""
+        plans = plan_cells(self.config, self.counts)
+        open_cells = [p for p in plans if p.deficit > 0 and p.cell not in self.stalled]
+        if open_cells and self.budget is None:
+            allowed, self.budget = self._budget_left(self.run_id)
+            if allowed > 0:
+                specs = self._plan_batch(open_cells, allowed)
+                if specs:
+                    await self._record_and_send(specs)
+                    return
+        if self.done == self.planned:
+            self._end(self._end_state(plans))
+
+    def _plan_batch(
+        self, open_cells: list[CellPlan], allowed: int
+    ) -> list[tuple[CellPlan, int, int]]:
+        """Calls for this step, as (cell, sample index, examples asked for): each cell
+        asks for about deficit / yield examples, less those its calls in the window
+        already ask for, in calls of at most ``per_call``, spread evenly so the last
+        call is not a full one that mostly ends up as surplus."""
         per_call = self.config.generate.per_call
-        needed = {p.cell: math.ceil(p.deficit / self._yield(p.cell)) for p in open_cells}
+        needed = {
+            p.cell: math.ceil(p.deficit / self._yield(p.cell)) - self.ahead[p.cell]
+            for p in open_cells
+        }
+        needed = {c: n for c, n in needed.items() if n > 0}
+        if not needed:
+            return []
         n_calls = {c: max(1, math.ceil(n / per_call)) for c, n in needed.items()}
         total = sum(n_calls.values())
         if total > allowed:
             n_calls = _share(n_calls, allowed)
-        calls = []
+        specs = []
         by_cell = {p.cell: p for p in open_cells}
         for cell, count in n_calls.items():
-            first = self.store.next_sample_index(cell, self.template.sha, self.config.llm.model)
+            first = self.next_index.get(cell)
+            if first is None:
+                first = self.store.next_sample_index(cell, self.template.sha, self.config.llm.model)
+            self.next_index[cell] = first + count
             sizes = _spread(min(needed[cell], count * per_call), count)
-            for i, n in enumerate(sizes):
-                calls.append(
-                    build_call(self.config, self.template, by_cell[cell], self.pool, first + i, n)
-                )
-        return calls
+            specs += [(by_cell[cell], first + i, n) for i, n in enumerate(sizes)]
+        return specs
 
-    async def _batch(
-        self, client: LLMClient, run_id: str, calls: list, summary: RunSummary
-    ) -> None:
-        """Send a batch; filter and store its replies in plan order as they come, so
-        the work overlaps the wait and decisions do not depend on arrival order."""
-        results: list[CallResult | None] = [None] * len(calls)
-        done = 0  # results[:done] are filtered and stored
-        accepted = candidates = 0
+    async def _record_and_send(self, specs: list[tuple[CellPlan, int, int]]) -> None:
+        """Render the step's calls, record them as pending and send them. Online, a
+        few at a time, each lot on the wire while the next is rendered; in batch mode
+        as one lot, one Batch API job."""
+        self._begin_step(len(specs), {plan.cell for plan, _, _ in specs})
+        online = self.config.llm.mode == "online"
+        lot = SEND_LOT if online else len(specs)
+        for start in range(0, len(specs), lot):
+            calls = [
+                build_call(self.config, self.template, plan, self.pool, index, n)
+                for plan, index, n in specs[start : start + lot]
+            ]
+            rows = self.store.plan_calls(self.run_id, calls, first_attempt=online)
+            await self._send(rows, [n for _, _, n in specs[start : start + lot]])
 
-        def flush(final: bool) -> None:
-            nonlocal done, accepted, candidates
-            ready = done
-            while ready < len(results) and results[ready] is not None:
-                ready += 1
-            if ready - done >= STREAM_CHUNK or (final and ready > done):
-                a, c = self._process(run_id, results[done:ready])  # type: ignore[arg-type]
-                accepted, candidates, done = accepted + a, candidates + c, ready
-                self._report(run_id)
+    def _begin_step(self, size: int, cells: set[CellKey]) -> None:
+        start = self.planned
+        self.steps.append(_Step(len(self.steps) + 1, start, start + size, dict(self.counts), cells))
 
-        def arrived_counted(index: int, result: CallResult) -> None:
-            self.answered += 1
-            arrived(index, result)
+    async def _send(self, rows: list[CallRow], asked: list[int]) -> None:
+        """Put calls on the wire; their replies are filtered in plan order as they come."""
+        offset = self.planned
+        self.planned += len(rows)
+        self.results += [None] * len(rows)
+        self.asked_of += asked
+        for row, n in zip(rows, asked, strict=True):
+            self.ahead[_cell_of(row)] += n
+        self.summary.calls += len(rows)
 
         def arrived(index: int, result: CallResult) -> None:
-            results[index] = result
-            flush(final=False)
+            self.answered += 1
+            self.results[offset + index] = result
+            self.wake.set()
 
-        await client.complete_all(calls, on_result=arrived_counted)
-        flush(final=True)
-        if self.judge is not None:
-            accepted += await self.judge.drain()
-        if results and all(r is not None and r.status == "failed" for r in results):
+        task = asyncio.ensure_future(self.client.complete_all(rows, on_result=arrived))
+        self.sending.add(task)
+        task.add_done_callback(self._sent)
+        await asyncio.sleep(0)  # the lot goes out before the next is rendered
+
+    def _end(self, outcome: tuple[str, str | None] | BaseException) -> None:
+        if self.ended.done():
+            return
+        if isinstance(outcome, BaseException):
+            self.ended.set_exception(outcome)
+        else:
+            self.ended.set_result(outcome)
+        self.wake.set()
+
+    def _sent(self, task: asyncio.Future) -> None:
+        self.sending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._end(task.exception())  # type: ignore[arg-type]
+
+    async def _flush(self) -> None:
+        """Filter and store the replies ready in plan order, a chunk at a time, and plan
+        the next step at each of its fixed points. Chunks end at those points and at
+        the ends of steps, so a step is planned from exactly what came before it.
+        The loop is given back between chunks: replies waiting to be read and calls
+        waiting for a slot come before filtering, which can wait."""
+        while self.done < self.planned and not self.ended.done():
+            ready = self.done
+            while ready < len(self.results) and self.results[ready] is not None:
+                ready += 1
+            step = self.steps[self.reported]  # the step that holds call number `done`
+            point = (self.done // self.step + 1) * self.step
+            end = min(ready, point, step.end, self.done + STREAM_CHUNK)
+            if end == self.done:
+                return
+            if end - self.done < STREAM_CHUNK and end not in (point, step.end):
+                return
+            chunk: list[CallResult] = self.results[self.done : end]  # type: ignore[assignment]
+            try:
+                accepted, candidates = self._process(self.run_id, chunk)
+            except Exception as e:  # a filter or the store: the run fails with it
+                self._end(e)
+                return
+            step.candidates += candidates
+            if self.judge is not None and end in (point, step.end, self.planned):
+                # Judged chunks settle in the background; a step is planned, and a step
+                # ends, only from settled counts, so the plan does not depend on when
+                # the judge's replies came.
+                try:
+                    accepted += await self.judge.drain()
+                except Exception as e:
+                    self._end(e)
+                    return
+            step.accepted += accepted
+            for r, n in zip(chunk, self.asked_of[self.done : end], strict=True):
+                self.ahead[_cell_of(r.call)] -= n
+                if r.status == "failed":
+                    step.failed += 1
+                    step.first_error = step.first_error or r.error
+            self.results[self.done : end] = [None] * (end - self.done)  # in the store now
+            self.done = end
+            self._report(self.run_id)
+            if end == step.end:
+                self.reported += 1
+                try:
+                    self._step_done(step)
+                except SynthError as e:
+                    self._end(e)
+                    return
+            if end == point or self.done == self.planned:
+                await self._plan_step()
+            await asyncio.sleep(0.001)  # a timer: the loop reads and sends first
+
+    def _step_done(self, step: _Step) -> None:
+        if step.failed == step.end - step.start:
             # Nothing got through (a bad model name, an unsupported response_format):
-            # say so now rather than spend the remaining batches finding out again.
-            first = results[0].error if results[0] else None
-            raise SynthError("llm", f"every call of a batch failed; the first: {first}")
-        summary.accepted += accepted
-        summary.candidates += candidates
+            # say so now rather than spend the remaining steps finding out again.
+            raise SynthError("llm", f"every call of a batch failed; the first: {step.first_error}")
+        self._track_idle(step.cells, step.before, self.counts)
+        self.summary.accepted += step.accepted
+        self.summary.candidates += step.candidates
         report = BatchReport(
-            number=len(summary.batches) + 1,
-            calls=len(calls),
-            candidates=candidates,
-            accepted=accepted,
+            number=step.number,
+            calls=step.end - step.start,
+            candidates=step.candidates,
+            accepted=step.accepted,
             open_cells=sum(1 for p in plan_cells(self.config, self.counts) if p.deficit),
         )
-        summary.batches.append(report)
-        self._report(run_id, report)
+        self.summary.batches.append(report)
+        self._report(self.run_id, report)
 
     def _report(self, run_id: str, batch: BatchReport | None = None) -> None:
         if self.progress is None:
@@ -363,7 +550,10 @@ class Runner:
         scores: list[dict] | None = None,
     ) -> int:
         """Fill quotas in plan order and store the batch; the rows accepted."""
-        deficits = {p.cell: p.deficit for p in plan_cells(self.config, self.counts)}
+        deficits = {
+            cell: target - sum(self.counts.get(cell, (0, 0)))
+            for cell, target in self.targets.items()
+        }
         statuses: list[Status] = []
         accepted = 0
         for o in outcomes:
@@ -391,15 +581,19 @@ class Runner:
 
     def _track_idle(
         self,
-        open_cells: list[CellPlan],
+        cells: set[CellKey],
         before: dict[CellKey, tuple[int, int]],
         after: dict[CellKey, tuple[int, int]],
     ) -> None:
         limit = self.config.generate.max_idle_batches
-        for p in open_cells:
-            if after.get(p.cell, (0, 0))[1] > before.get(p.cell, (0, 0))[1]:
-                self.idle[p.cell] = 0
+        for cell in cells:
+            if after.get(cell, (0, 0))[1] > before.get(cell, (0, 0))[1]:
+                self.idle[cell] = 0
             else:
-                self.idle[p.cell] += 1
-                if self.idle[p.cell] >= limit:
-                    self.stalled.add(p.cell)
+                self.idle[cell] += 1
+                if self.idle[cell] >= limit:
+                    self.stalled.add(cell)
+
+
+def _cell_of(call: CallRow) -> CellKey:
+    return CellKey(slice=call.slice or "", label=call.label or "")

@@ -103,3 +103,69 @@ def test_fixed_slots_ignore_429s():
     slots = AdaptiveSlots(8, adaptive=False)
     slots.rate_limited()
     assert slots.limit == 8
+
+
+def test_slots_are_given_in_the_order_they_were_asked_for():
+    # Holders that finish together free several slots at once: each must go to the
+    # next waiter in line, never to whichever task wins a race for it.
+    async def go() -> list[int]:
+        slots = AdaptiveSlots(4, adaptive=False)
+        order: list[int] = []
+
+        async def one(i: int) -> None:
+            async with slots:
+                order.append(i)
+                await asyncio.sleep(0.002)
+
+        await asyncio.gather(*(one(i) for i in range(60)))
+        return order
+
+    assert asyncio.run(go()) == list(range(60))
+
+
+def test_a_waiter_cancelled_in_line_takes_no_slot():
+    async def go() -> tuple[int, list[str]]:
+        slots = AdaptiveSlots(1, adaptive=False)
+        got: list[str] = []
+
+        async def one(name: str) -> None:
+            async with slots:
+                got.append(name)
+                await asyncio.sleep(0.01)
+
+        first = asyncio.ensure_future(one("first"))
+        await asyncio.sleep(0)
+        cancelled = asyncio.ensure_future(one("cancelled"))
+        last = asyncio.ensure_future(one("last"))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        await asyncio.gather(first, last)
+        return slots.in_use, got
+
+    assert asyncio.run(go()) == (0, ["first", "last"])
+
+
+def test_a_lower_rank_is_served_before_calls_queued_earlier():
+    # A retry ranks by its call's place in the plan: it does not wait behind the
+    # calls planned after it, whose replies would all wait for it anyway.
+    async def go() -> list[str]:
+        slots = AdaptiveSlots(1, adaptive=False)
+        order: list[str] = []
+
+        async def one(name: str, rank: int) -> None:
+            await slots.acquire(rank)
+            try:
+                order.append(name)
+                await asyncio.sleep(0.002)
+            finally:
+                slots.release()
+
+        first = asyncio.ensure_future(one("holder", 0))
+        await asyncio.sleep(0)
+        later = [asyncio.ensure_future(one(f"call {r}", r)) for r in (5, 6, 7)]
+        await asyncio.sleep(0)
+        retry = asyncio.ensure_future(one("retry of call 1", 1))
+        await asyncio.gather(first, retry, *later)
+        return order
+
+    assert asyncio.run(go()) == ["holder", "retry of call 1", "call 5", "call 6", "call 7"]

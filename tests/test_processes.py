@@ -117,10 +117,16 @@ def test_sigkill_at_random_points_then_resume_pays_nothing_twice(project, simula
             )
             deadline = time.monotonic() + 60
             while proc.poll() is None and time.monotonic() < deadline:
+                # Killed only once it has taken the run over: a process killed while
+                # still importing (the previous kill overshot this point) would
+                # resume nothing and leave run.resumes one short of the kills.
+                owner = store.conn.execute(
+                    "SELECT pid FROM runs ORDER BY rowid DESC LIMIT 1"
+                ).fetchone()
                 answered = store.conn.execute(
                     "SELECT count(*) FROM llm_calls WHERE status != 'pending'"
                 ).fetchone()[0]
-                if answered >= point:
+                if owner and owner[0] == proc.pid and answered >= point:
                     proc.send_signal(signal.SIGKILL)
                     kills += 1
                     break

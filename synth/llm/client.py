@@ -5,11 +5,16 @@ retries are off) with backoff that honours ``Retry-After``, timeouts, validation
 the reply, and usage and cost. Every attempt is counted in the store before the
 request leaves and every reply is committed the moment it arrives, so a killed run
 has paid for nothing it cannot find again.
+
+Requests go out through the openai client's own HTTP client (its aiohttp transport,
+its URL, auth and default headers, its error types), as the prepared JSON the store
+recorded; free concurrency slots go to calls in the order they were first sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 import time
@@ -99,18 +104,28 @@ class LLMClient:
         self.store = store
         self.replies = ReplyRecorder(settings, store)
         self.slots = AdaptiveSlots(settings.max_concurrency, settings.adaptive_concurrency)
+        self._ranks = itertools.count()
         self.requests = Pacer(settings.rpm)
         self.tokens = Pacer(settings.tpm)
+        # The request limit is kept in the transport's request hook, the last moment
+        # before the request goes out: work done after pacing (building the request,
+        # opening a connection) would otherwise bunch requests up on the wire.
+        self.http = openai.DefaultAioHttpClient(event_hooks={"request": [self._pace_request]})
         self.client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url or settings.base_url or None,
             max_retries=0,
             timeout=settings.timeout,
-            # The request limit is kept in the transport's request hook, the last moment
-            # before the request goes out: work done after pacing (building the request,
-            # opening a connection) would otherwise bunch requests up on the wire.
-            http_client=openai.DefaultAioHttpClient(event_hooks={"request": [self._pace_request]}),
+            http_client=self.http,
         )
+        # What the openai client puts on every request, taken from it once: its URL,
+        # its auth and default headers (User-Agent, X-Stainless-*), the timeout.
+        self._url = httpx2.URL(str(self.client.base_url).rstrip("/") + "/chat/completions")
+        self._headers = {
+            **{k: v for k, v in self.client.default_headers.items() if isinstance(v, str)},
+            **self.client.auth_headers,
+        }
+        self._timeout = httpx2.Timeout(settings.timeout).as_dict()
 
         self.fatal: SynthError | None = None
 
@@ -170,40 +185,73 @@ class LLMClient:
             retry=retry_if_exception(retryable),
             reraise=True,
         )
-        estimate = estimate_tokens(call.messages, int(call.params.get("max_tokens", 0)))
+        estimate = (
+            estimate_tokens(call.messages, int(call.params.get("max_tokens", 0)))
+            if self.tokens.limit
+            else 0
+        )
         # A call left pending by a killed process has a last recorded attempt whose fate
         # is unknown: it is sent again under the same Idempotency-Key, so an endpoint
         # that honours the key bills it once. Only later attempts are counted anew.
         number = call.attempts if call.status == "pending" and call.attempts else 0
         recount = number == 0
+        # Calls take slots in the order they were first sent, retries included: a
+        # retry queued behind every later call would hold up all their replies,
+        # which are filtered in plan order.
+        rank = next(self._ranks)
         async for attempt in retrying:
             with attempt:
-                async with self.slots:
+                await self.slots.acquire(rank)
+                try:
                     await self.tokens.acquire(estimate)
                     if recount:
                         self.store.record_attempt(call.id)
                         number += 1
                     recount = True
-                    # The request is already plain JSON: posting it as is skips the
-                    # openai package's walk of it against its TypedDicts and the
-                    # parsing of the reply into models, most of its CPU per call.
                     try:
-                        raw = await self.client.post(
-                            "/chat/completions",
-                            cast_to=httpx2.Response,
-                            body={"model": call.model, "messages": call.messages, **call.params},
-                            options={
-                                "headers": {"Idempotency-Key": f"{call.request_sha[:32]}-{number}"}
-                            },
-                        )
+                        raw = await self._post(call, f"{call.request_sha[:32]}-{number}")
                     except openai.RateLimitError:
                         self.slots.rate_limited()
                         raise
                     self.slots.succeeded()
-                    body = raw.text
-                    self.tokens.correct(_used_tokens(body) - estimate)
+                    # JSON is UTF-8 (RFC 8259): no charset sniffing.
+                    body = raw.decode("utf-8", errors="replace")
+                    if self.tokens.limit:
+                        self.tokens.correct(_used_tokens(body) - estimate)
                     return body
+                finally:
+                    self.slots.release()
         raise AssertionError("unreachable: tenacity reraises")
+
+    async def _post(self, call: CallRow, idempotency_key: str) -> bytes:
+        """POST the call's request, already plain JSON, through the openai client's
+        HTTP client, and return the reply's bytes; errors are the openai package's own
+        (``RateLimitError``, ``APITimeoutError`` ...), with the response attached.
+
+        Going round the openai client's request builder (it merges options, headers
+        and URLs, walks the body against its TypedDicts and parses the reply into
+        models) halves the CPU a call costs, the most of any part of a run."""
+        body = json.dumps(
+            {"model": call.model, "messages": call.messages, **call.params},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode()
+        request = httpx2.Request(
+            "POST",
+            self._url,
+            content=body,
+            headers={**self._headers, "Idempotency-Key": idempotency_key},
+            extensions={"timeout": self._timeout},
+        )
+        try:
+            response = await self.http.send(request)
+        except httpx2.TimeoutException as e:
+            raise openai.APITimeoutError(request=request) from e
+        except httpx2.HTTPError as e:
+            raise openai.APIConnectionError(request=request) from e
+        if not response.is_success:
+            raise self.client._make_status_error_from_response(response)
+        return response.content
 
     def _accept(self, call: CallRow, body: str, started: float) -> CallResult:
         """Validate the reply's shape and finish reason; record it either way."""

@@ -11,6 +11,8 @@ estimated tokens before the call and corrects the schedule from the reply's usag
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import time
 from collections import deque
 
@@ -87,19 +89,47 @@ class AdaptiveSlots:
         self._recent: deque[bool] = deque(maxlen=max(8, maximum))  # True: a 429
         self._successes = 0
         self._last_cut = -cooldown
-        self._free = asyncio.Condition()
+        # Waiters by rank, then in the order they came. A freed slot is handed to the
+        # first of them directly: waking several to race for it (as a Condition does)
+        # sends a loser to the back of the queue, and a call starved that way holds up
+        # every reply after it, since replies are filtered and stored in plan order.
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # a heap
+        self._arrivals = itertools.count()
 
     async def __aenter__(self) -> AdaptiveSlots:
-        async with self._free:
-            await self._free.wait_for(lambda: self.in_use < self.limit)
-            self.in_use += 1
+        await self.acquire()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        async with self._free:
-            self.in_use -= 1
-            # A bound raised since the last release frees more than this one slot.
-            self._free.notify(max(1, self.limit - self.in_use))
+        self.release()
+
+    async def acquire(self, rank: int = 0) -> None:
+        """Wait for a slot. A lower ``rank`` goes first: a retry ranks its call by its
+        place in the plan, so it does not queue behind calls planned after it."""
+        if self.in_use < self.limit and not self._waiters:
+            self.in_use += 1
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (rank, next(self._arrivals), waiter))
+        try:
+            await waiter  # the slot is counted as ours once this resolves
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot while being cancelled: pass it on
+            # else: left in the heap, done; a release skips it
+            raise
+
+    def release(self) -> None:
+        self.in_use -= 1
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        # A bound raised since the last release frees more than one slot.
+        while self._waiters and self.in_use < self.limit:
+            _, _, waiter = heapq.heappop(self._waiters)
+            if not waiter.done():  # a cancelled waiter takes nothing
+                self.in_use += 1
+                waiter.set_result(None)
 
     def rate_limited(self) -> None:
         self._recent.append(True)
@@ -120,3 +150,4 @@ class AdaptiveSlots:
         if self._successes >= self.limit:
             self._successes = 0
             self.limit += 1
+            self._hand_over()

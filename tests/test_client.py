@@ -1,0 +1,186 @@
+"""What the client puts on the wire and how it reads what comes back: a small HTTP
+server on loopback records each request and answers as scripted, the real client
+sends to it, a real store in tmp_path records the calls."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from conftest import Project
+
+from synth.llm.client import LLMClient
+from synth.store import CallRow, Store
+
+REPLY = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "sim-1",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": '{"examples": [{"text": "hi there"}]}'},
+            "finish_reason": "stop",
+        }
+    ],
+    "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+}
+
+
+async def _serve(answers: list[tuple[int, dict]], seen: list[dict]) -> asyncio.Server:
+    """Answer each request with the next (status, JSON body); record its head and body."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            lines = head.decode("latin-1").split("\r\n")
+            headers = {k.lower(): v.strip() for k, v in (x.split(":", 1) for x in lines[1:] if x)}
+            body = await reader.readexactly(int(headers["content-length"]))
+            seen.append({"line": lines[0], "headers": headers, "body": json.loads(body)})
+            status, reply = answers.pop(0)
+            data = json.dumps(reply).encode()
+            writer.write(
+                f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n"
+                f"content-length: {len(data)}\r\n\r\n".encode()
+                + data
+            )
+            await writer.drain()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+def _call(store: Store, config) -> CallRow:
+    run = store.begin_run(config.as_json(), config.sha)
+    planned = {
+        "request_sha": "ab" * 32,
+        "slice": "default",
+        "label": "card_arrival",
+        "sample_index": 0,
+        "template": "t",
+        "template_sha": "0" * 64,
+        "model": config.llm.model,
+        "params": {"max_tokens": 50, "temperature": 0.7},
+        "messages": [{"role": "user", "content": "write 1 example"}],
+        "parent_ids": [],
+    }
+    [call] = store.plan_calls(run.id, [planned], first_attempt=True)
+    return call
+
+
+def _complete(project: Project, answers: list[tuple[int, dict]]):
+    config = project.config()
+    seen: list[dict] = []
+
+    async def go():
+        server = await _serve(answers, seen)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            with project.store() as store:
+                call = _call(store, config)
+                async with LLMClient(
+                    config.llm, store, api_key="sk-test", base_url=f"http://127.0.0.1:{port}/v1"
+                ) as client:
+                    return await client.complete(call), client.fatal
+        finally:
+            server.close()
+
+    result, fatal = asyncio.run(go())
+    return result, fatal, seen
+
+
+def test_the_request_on_the_wire_is_a_chat_completion_with_auth_and_key(project):
+    result, fatal, seen = _complete(project, [(200, REPLY)])
+    assert result.status == "ok" and fatal is None
+    assert result.items == [{"text": "hi there"}]
+    [request] = seen
+    assert request["line"] == "POST /v1/chat/completions HTTP/1.1"
+    headers = request["headers"]
+    assert headers["authorization"] == "Bearer sk-test"
+    assert headers["content-type"] == "application/json"
+    assert headers["user-agent"].startswith("AsyncOpenAI/Python")
+    assert headers["idempotency-key"] == "ab" * 16 + "-1"  # the attempt counted at planning
+    assert request["body"] == {
+        "model": "sim-1",
+        "messages": [{"role": "user", "content": "write 1 example"}],
+        "max_tokens": 50,
+        "temperature": 0.7,
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "retried", "fatal_name"),
+    [
+        (401, False, "AuthenticationError"),  # no retry can mend it: the run stops
+        (404, False, "NotFoundError"),
+        (400, False, None),  # this call fails, the run goes on
+        (429, True, None),
+        (503, True, None),
+    ],
+)
+def test_error_statuses_become_the_openai_errors(project, status, retried, fatal_name):
+    error = {"error": {"message": "nope", "type": "x", "code": None}}
+    answers = [(status, error), (200, REPLY)]
+    result, fatal, seen = _complete(project, answers)
+    assert len(seen) == (2 if retried else 1)
+    if retried:
+        assert result.status == "ok"
+        assert seen[1]["headers"]["idempotency-key"].endswith("-2")
+    else:
+        assert result.status == "failed" and result.error.startswith(f"HTTP {status}: ")
+    assert (type(fatal).__name__ if fatal else None) == ("SynthError" if fatal_name else None)
+    if fatal_name:
+        assert fatal_name in str(fatal)
+
+
+def test_a_cell_that_gets_nothing_accepted_is_stopped_after_its_idle_steps(sim_project, sim):
+    # Nearly every item the simulator writes fails the schema filter: cells that get
+    # nothing accepted stop after max_idle_batches of their steps, and the run stops
+    # with them instead of spending its whole budget.
+    from synth.plan import plan_cells
+    from synth.runner import run
+    from synth.seeds import read_seeds
+
+    sim.configure(p_bad_item=1.0)
+    text = sim_project.config_path.read_text()
+    sim_project.config_path.write_text(
+        text.replace("max_calls = 200", "max_calls = 200\nmax_idle_batches = 2")
+    )
+    config = sim_project.config()
+    with sim_project.store() as store:
+        store.add_seeds(read_seeds(sim_project.seeds, config).seeds)
+    summary = run(config)
+    assert summary.status == "stopped"
+    assert summary.stop_reason.startswith("stalled: nothing accepted in 2 batches for ")
+    short = [p for p in summary.cells if p.deficit]
+    assert short and all(str(p.cell) in summary.stop_reason for p in short)
+    with sim_project.store() as store:
+        assert 0 < store.count("llm_calls") < 200
+        assert plan_cells(config, store.cell_counts()) == summary.cells
+
+
+def test_a_cost_cap_stops_the_run_near_the_cap_with_the_reason(sim_project, sim):
+    from synth.runner import run
+    from synth.seeds import read_seeds
+
+    text = sim_project.config_path.read_text().replace("per_label = 6", "per_label = 200")
+    sim_project.config_path.write_text(
+        text.replace("max_calls = 200", "max_calls = 500\nmax_cost_usd = 0.02")
+    )
+    config = sim_project.config()
+    with sim_project.store() as store:
+        store.add_seeds(read_seeds(sim_project.seeds, config).seeds)
+    summary = run(config)
+    assert (summary.status, summary.stop_reason) == (
+        "stopped",
+        "budget: max_cost_usd = 0.02 reached",
+    )
+    with sim_project.store() as store:
+        spend = store.spend()
+        costs = [c for (c,) in store.conn.execute("SELECT cost_usd FROM llm_calls")]
+        [r] = store.runs()
+    assert r.stop_reason == summary.stop_reason
+    # Past the cap by at most what was already in flight when it was reached.
+    assert 0.02 * 0.8 < spend.cost_usd <= 0.02 + config.llm.max_concurrency * max(costs)
+    assert spend.calls < 500
