@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import socket
 
-from synth.llm.simulator import _bind
+from synth.serving import listening_socket
 
 
 def test_accepted_connections_send_without_delay():
     # A reply's head and body are two writes; with Nagle on, the body waits for the
     # client's delayed ACK (40 ms on Linux) and the configured latency is a lie.
-    listener = _bind("127.0.0.1", 0)
+    listener = listening_socket("127.0.0.1", 0)
     listener.setblocking(True)
     client = socket.create_connection(listener.getsockname())
     try:

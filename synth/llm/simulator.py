@@ -34,7 +34,6 @@ import hashlib
 import json
 import math
 import re
-import socket
 import sys
 import threading
 import time
@@ -52,6 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from synth.llm._simjudge import candidate_text, judge_kind
 from synth.llm._simjudge import grade as judge_grade
 from synth.llm._simtext import ITEM_KINDS, ItemWriter, Task, read_task
+from synth.serving import listening_socket
 
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 OUTCOMES = ("ok", "429", "500", "hang", "truncate", "malformed")
@@ -1059,27 +1059,6 @@ async def _rate_limited(send: Send, seconds: float) -> None:
 # Serving
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    """A listening socket; binding it ourselves is how port 0 reveals its port."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP named, not 0: asyncio sets TCP_NODELAY only on sockets whose proto
-    # says TCP. Without it a reply's head and body go out as two writes, Nagle holds
-    # the body until the client's delayed ACK (40 ms) and every reply after a
-    # connection's first takes 40 ms more than the configured latency.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.bind((host, port))
-        # Hundreds of clients connect at once at the start of a benchmark.
-        sock.listen(4096)
-    except BaseException:
-        sock.close()
-        raise
-    sock.setblocking(False)
-    return sock
-
-
 def _uvicorn_server(app: SimServer, *, own_logging: bool) -> uvicorn.Server:
     extra: dict[str, Any] = {} if own_logging else {"log_config": None}
     config = uvicorn.Config(
@@ -1133,7 +1112,7 @@ class Simulator:
         """Bind, start serving in a background thread, return when listening."""
         if self._thread is not None:
             return self
-        sock = _bind("127.0.0.1", self.port)
+        sock = listening_socket("127.0.0.1", self.port)
         self.port = sock.getsockname()[1]
         server = _uvicorn_server(self.app, own_logging=False)
 
@@ -1227,7 +1206,7 @@ def serve(config: SimConfig, host: str = "127.0.0.1", port: int = 0) -> None:
     port 0 can read the port.
     """
     app = SimServer(config)
-    sock = _bind(host, port)
+    sock = listening_socket(host, port)
     bound = sock.getsockname()[1]
     server = _uvicorn_server(app, own_logging=True)
 

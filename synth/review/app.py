@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import ipaddress
 import secrets
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -40,6 +39,7 @@ from synth.config import Config
 from synth.errors import SynthError
 from synth.review import ReviewError
 from synth.review.queue import decide, item_view, next_item, progress
+from synth.serving import listening_socket
 from synth.store import Store
 
 TOKEN_COOKIE = "synth_review_token"
@@ -234,7 +234,7 @@ class ReviewServer:
         self.host = host
         self.token = token or secrets.token_urlsafe(24)
         self.app = create_app(config, self.token, reviewer)
-        self.sock = _bind(host, port)
+        self.sock = listening_socket(host, port)
         self.port: int = self.sock.getsockname()[1]
         self.server = uvicorn.Server(
             uvicorn.Config(
@@ -299,18 +299,3 @@ def serve(
     say(f"synth review page: {server.url}")
     say("(Ctrl-C stops it; the token in the URL is the only key to the page)")
     server.run()
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    """Bound here, not by uvicorn, so port 0 tells its number before serving."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(64)
-    except BaseException:
-        sock.close()
-        raise
-    sock.setblocking(False)
-    return sock
