@@ -1154,6 +1154,12 @@ class Store:
                     if r["example_id"] not in stored
                 ],
             )
+            # A judge call is processed once its scores are stored, as a generation
+            # call is once its rows are: nothing of it is left to do after a crash.
+            conn.executemany(
+                "UPDATE llm_calls SET processed = 1 WHERE id = ?",
+                [(i,) for i in {r["llm_call_id"] for r in scores if r["llm_call_id"]}],
+            )
 
     def judged_examples(self) -> list[dict[str, Any]]:
         """Every row the rubric judge decided, with its verdict, weighted score and

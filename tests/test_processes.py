@@ -6,6 +6,7 @@ import csv
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import DATA, write_jsonl
+from conftest import DATA, ROOT, write_jsonl
 
 from synth.plan import plan_cells
 
@@ -90,14 +91,26 @@ def test_run_against_a_slow_faulty_simulator_accounts_for_every_request(project,
     assert stats["requests"] == attempts
 
 
-def test_sigkill_at_random_points_then_resume_pays_nothing_twice(project, simulate):
-    """A ~300-call run killed with SIGKILL three times, at random points, then resumed."""
+JUDGE = """
+[[filters]]
+kind = "rubric"
+rubric = "prompts/rubrics/banking.toml"
+"""
+
+
+@pytest.mark.parametrize("judge", [False, True], ids=["generate", "generate+judge"])
+def test_sigkill_at_random_points_then_resume_pays_nothing_twice(project, simulate, judge):
+    """A ~300-call run killed with SIGKILL three times, at random points, then resumed;
+    with the judge on, judge calls are in flight when the kills land too."""
     seed = random.randrange(1_000_000)
     rng = random.Random(seed)
     base_url = simulate(
         "--latency-ms", "20", "--p-429", "0.03", "--p-500", "0.03", "--retry-after-s", "0.05"
     )
-    project.write_config(base_url=base_url)
+    if judge:
+        shutil.copytree(ROOT / "prompts" / "judge", project.root / "prompts" / "judge")
+        shutil.copytree(ROOT / "prompts" / "rubrics", project.root / "prompts" / "rubrics")
+    project.write_config(base_url=base_url, extra=JUDGE if judge else "")
     _banking_seeds(project, per_label=30)
     text = project.config_path.read_text()
     text = text.replace("per_label = 6", "per_label = 128").replace("per_call = 3", "per_call = 1")
@@ -153,6 +166,16 @@ def test_sigkill_at_random_points_then_resume_pays_nothing_twice(project, simula
         [run] = store.runs()
     assert stats["requests"] == attempts, f"seed {seed}: nothing may be paid twice"
     assert dupes == [] and unfinished == 0
+    if judge:
+        with project.store() as store:
+            judged = store.conn.execute(
+                "SELECT count(DISTINCT example_id) FROM judge_scores"
+            ).fetchone()[0]
+            unjudged = store.conn.execute(
+                "SELECT count(*) FROM examples e WHERE source != 'real' AND outcome != 'reject'"
+                " AND NOT EXISTS (SELECT 1 FROM judge_scores j WHERE j.example_id = e.id)"
+            ).fetchone()[0]
+        assert judged > 0 and unjudged == 0, f"seed {seed}: every kept row was judged"
     assert all(p.deficit == 0 and p.real + p.synthetic == p.target for p in plans)
     assert sum(p.synthetic for p in plans) == 3 * (128 - 30) + 2
     assert run.status == "finished" and run.resumes == kills
