@@ -14,6 +14,11 @@ The schema is public: query it with sqlite3 or Datasette (README, "The store").
                 with the data before and after
     llm_batches Batch API jobs: recorded before the run waits on them, so a killed
                 run polls the same job instead of paying for its calls again
+    judge_scores the judge's score and rationale per candidate, criterion and sample
+    review_items the review queue: why each row is in it, how many reviewers it needs
+    review_acks flagged cells a person acknowledged, so generation resumes for them
+    versions    frozen dataset versions (content-addressed), with their manifest
+    version_items each row of a version as it was frozen; triggers refuse changes
 
 Writes that belong together share one transaction; a paid reply is committed the
 moment it arrives, in its own transaction, so a crash loses no paid work.
