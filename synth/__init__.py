@@ -2,6 +2,8 @@
 
 The public API, one import away (``from synth import run, load_config, Store``).
 Names are loaded on first use, so ``import synth`` and the command line start fast.
+(The live export is ``synth.export.export``: a package attribute of that name is the
+module itself.)
 
     config = load_config("config.toml")
     with Store(config.db_path) as store:
@@ -32,7 +34,6 @@ _EXPORTS = {
     "audit_file": "synth.audit",
     "audit_store": "synth.audit",
     "cohen_kappa": "synth.agreement",
-    "export": "synth.export",
     "export_version": "synth.export",
     "freeze": "synth.versions",
     "load_config": "synth.config",
@@ -55,7 +56,6 @@ __all__ = [
     "audit_file",
     "audit_store",
     "cohen_kappa",
-    "export",
     "export_version",
     "freeze",
     "load_config",
@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     from synth.audit import audit_file, audit_store
     from synth.config import Config, load_config
     from synth.errors import SynthError
-    from synth.export import export, export_version
+    from synth.export import export_version
     from synth.filters.base import Filter, FilterParams
     from synth.plan import plan_cells
     from synth.records import Candidate, CellKey, Decision, Verdict

@@ -146,8 +146,9 @@ class GenerateSettings(Section):
     # slack that keeps the wire full while later replies wait for an earlier one
     # (a retry after Retry-After), since replies are filtered in plan order.
     max_calls_per_batch: int = Field(default=1024, gt=0)
-    # A cell that gets nothing accepted for this many batches in a row is stopped:
-    # its template or seeds need a look, and more calls would only spend money.
+    # A cell that gets nothing accepted for this many planning steps in a row (which
+    # asked for at least this many times per_call examples) is stopped: its template
+    # or seeds need a look, and more calls would only spend money.
     max_idle_batches: int = Field(default=4, gt=0)
     seed: int = 0
 

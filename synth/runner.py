@@ -207,6 +207,7 @@ class Runner:
         self.asked: Counter[CellKey] = Counter()  # examples asked for, per cell
         self.kept: Counter[CellKey] = Counter()  # examples the chain kept, per cell
         self.idle: Counter[CellKey] = Counter()
+        self.asked_when_accepted: Counter[CellKey] = Counter()  # self.asked at the last accept
         self.stalled: set[CellKey] = set()
         # Cells whose reviewers reject too much wait for `synth review ack`: more of
         # the same template and seeds would be rejected too.
@@ -586,12 +587,18 @@ class Runner:
         after: dict[CellKey, tuple[int, int]],
     ) -> None:
         limit = self.config.generate.max_idle_batches
+        # A cell near its target asks for a call or two a step: its idle steps must
+        # also have asked for as many examples as `limit` full calls would, or a run of
+        # unlucky single calls would stop a cell that is merely almost full.
+        floor = limit * self.config.generate.per_call
         for cell in cells:
             if after.get(cell, (0, 0))[1] > before.get(cell, (0, 0))[1]:
                 self.idle[cell] = 0
+                self.asked_when_accepted[cell] = self.asked[cell]
             else:
                 self.idle[cell] += 1
-                if self.idle[cell] >= limit:
+                idle_asked = self.asked[cell] - self.asked_when_accepted[cell]
+                if self.idle[cell] >= limit and idle_asked >= floor:
                     self.stalled.add(cell)
 
 

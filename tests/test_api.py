@@ -21,7 +21,6 @@ def test_the_public_api_is_pinned():
         "audit_file",
         "audit_store",
         "cohen_kappa",
-        "export",
         "export_version",
         "freeze",
         "load_config",
