@@ -170,6 +170,7 @@ def test_double_review_moves_status_after_both_and_a_reject_wins(sim_project, si
         ("reject", {}, "reject reason None is not in review.reasons"),
         ("reject", {"reason": "boring"}, "'boring' is not in review.reasons"),
         ("edit", {"text": "  "}, "an edit needs the new text"),
+        ("edit", {"text": "refund"}, "the edited text fails the schema filter: too_short"),
         ("shrug", {}, "unknown action 'shrug'"),
     ],
 )
@@ -316,3 +317,23 @@ def test_add_reviews_is_all_or_nothing(sim_project, sim):
         assert store.count("reviews") == 0 and store.count("edits") == 0
         assert store.examples_by_id([first])[0]["status"] == "review_pending"
         assert store.examples_by_id([first])[0]["source"] == "synthetic"
+
+
+def test_an_edit_that_adds_pii_is_refused_with_the_filters_reason(sim_project, sim):
+    config = _project(sim_project, sim)
+    text = sim_project.config_path.read_text().replace(
+        '[[filters]]\nkind = "exact_dedup"',
+        '[[filters]]\nkind = "pii"\naction = "redact"\n\n[[filters]]\nkind = "exact_dedup"',
+    )
+    sim_project.config_path.write_text(text)
+    config = sim_project.config()
+    assert run(config).status == "finished"
+    with sim_project.store() as store:
+        enroll(store, config.review)
+        example_id = store.review_queue()[0]["example_id"]
+        mail = "my card never came, write to ana.lopez@example.com"
+        with pytest.raises(ReviewError, match="fails the pii filter: pii_redacted: email"):
+            decide(store, config, example_id, "ana", "edit", text=mail)
+        assert store.count("reviews") == 0 and store.count("edits") == 0
+        assert decide(store, config, example_id, "ana", "edit", text="my card never came at all")
+        assert store.examples_by_id([example_id])[0]["source"] == "edited"

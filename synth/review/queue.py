@@ -187,7 +187,42 @@ def build_review(
         data = {**rows[0]["data"], config.data_schema.text: text}
         if data == rows[0]["data"]:  # saved unchanged: a plain approval
             return NewReview(example_id, reviewer, "approve", origin, note=note)
+        _check_edit(config, rows[0], data, text, where)
         return NewReview(
             example_id, reviewer, "approve", origin, note=note, edited_data=data, edited_text=text
         )
     raise ReviewError(where, f"unknown action {action!r} (approve, reject or edit)")
+
+
+def _check_edit(
+    config: Config, row: dict[str, Any], data: dict[str, Any], text: str, where: str
+) -> None:
+    """An edited row goes into the dataset as it is: it must still pass the chain's
+    checks that need no history (the schema, and PII), or the edit is refused with
+    the filter's reason. Dedup and the judge are not asked again: a person's
+    rewording is the point of an edit."""
+    from synth.filters import build_chain
+    from synth.filters.pii import PiiParams
+    from synth.filters.schema import SchemaParams
+    from synth.records import Candidate, CellKey, Verdict
+    from synth.runner import filter_context
+
+    specs = [f for f in config.filters if isinstance(f, SchemaParams | PiiParams)]
+    if not specs:
+        return
+    candidate = Candidate(
+        id=row["id"],
+        run_id=row["run_id"] or "",
+        cell=CellKey(slice=row["slice"], label=row["label"]),
+        text=text,
+        data=data,
+        llm_call_id=row["llm_call_id"] or "",
+        index=0,
+        template=row["template"] or "",
+        template_sha=row["template_sha"] or "",
+        model=row["model"] or "",
+    )
+    [outcome] = build_chain(specs, filter_context(config)).decide([candidate])
+    for d in outcome.decisions:
+        if d.verdict is not Verdict.KEEP or d.edited_data is not None:
+            raise ReviewError(where, f"the edited text fails the {d.filter} filter: {d.reason}")
