@@ -35,6 +35,7 @@ from synth.agreement import KAPPA_WARN_BELOW, cohen_kappa
 from synth.config import Config
 from synth.errors import SynthError
 from synth.filters.diversity import diversity_figures
+from synth.filters.rubric import decision_filters
 from synth.plan import plan_cells
 from synth.records import canonical_json, normalize_text, sha256_text
 from synth.store import Store, empty_funnel_row
@@ -177,7 +178,7 @@ def _agreement(pairs: list[tuple[str, str]]) -> dict[str, Any] | None:
 
 
 def _filter_order(config: Config, cells: list[dict[str, Any]]) -> list[str]:
-    names = [spec.kind for spec in config.filters]
+    names = decision_filters(config.filters)
     for c in cells:
         names += [f for f in c["rejected"] if f not in names]
     return names

@@ -8,6 +8,7 @@ from typing import Any
 
 from synth.config import Config
 from synth.filters.diversity import diversity_figures
+from synth.filters.rubric import decision_filters
 from synth.plan import plan_cells
 from synth.review.agreement import flag_lines, flagged
 from synth.store import Spend, Store, empty_funnel_row
@@ -45,7 +46,7 @@ def status(config: Config, store: Store) -> StatusReport:
     for row in cells:
         synthetic = texts.get((row["slice"], row["label"]), {}).get("synthetic", [])
         row["diversity"] = asdict(diversity_figures(synthetic)) if len(synthetic) > 1 else None
-    names = [spec.kind for spec in config.filters]
+    names = decision_filters(config.filters)
     for row in cells:
         names += [f for f in row["rejected"] if f not in names]
     runs = store.runs()

@@ -40,6 +40,8 @@ def test_demo_funnel_shows_the_judge_rejecting_off_label_and_holding_borderline_
     assert {"pass", "borderline", "below_threshold"} <= set(judge["decisions"]["rubric"])
     assert "off_label" in judge["decisions"]["label_check"]
     assert set(judge["criteria"]) == {"realism", "label_fidelity", "specificity", "slice_fit"}
+    # Columns in the order the chain decides: the label check before the grade.
+    assert result.status.filters[-2:] == ["label_check", "rubric"]
 
 
 def test_demo_command_through_python_m(tmp_path):
