@@ -30,12 +30,18 @@ def read_seeds(path: str | Path, config: Config, *, skip_invalid: bool = False) 
     ``skip_invalid``."""
     path = Path(path)
     result = SeedFile()
+    # Stored origins name the file relative to the project (config.toml's folder)
+    # when it is inside it, so they read the same whatever folder the import ran from.
+    try:
+        origin = path.resolve().relative_to(config.root.resolve())
+    except ValueError:
+        origin = path
     for line, row in _rows(path):
         where = f"{path}:{line}"
         try:
             if isinstance(row, str):
                 raise ValueError(row)
-            result.seeds.append(_seed(row, where, config))
+            result.seeds.append(_seed(row, f"{origin}:{line}", config))
         except ValueError as e:
             if not skip_invalid:
                 raise SeedError(where, str(e)) from None
@@ -83,7 +89,7 @@ def _json_object(text: str) -> dict[str, Any] | str:
     return value
 
 
-def _seed(row: dict[str, Any], where: str, config: Config) -> Seed:
+def _seed(row: dict[str, Any], origin: str, config: Config) -> Seed:
     schema = config.data_schema
     data = dict(row)
     for name, spec in schema.fields.items():
@@ -101,7 +107,7 @@ def _seed(row: dict[str, Any], where: str, config: Config) -> Seed:
         label=label,
         slice=slice_of(data, config.slices),
         data=data,
-        origin=where,
+        origin=origin,
     )
 
 

@@ -114,3 +114,16 @@ def test_alpaca_libre_malformed_lines_are_reported_by_line(project):
     parsed = read_seeds(path, project.config(), skip_invalid=True)
     bad_lines = [int(p.split(":")[1]) for p in parsed.problems if "invalid JSON" in p]
     assert bad_lines == [2279, *range(2281, 2292), 2293, 2294]
+
+
+def test_origin_is_relative_to_the_project_when_the_file_is_inside_it(project, tmp_path_factory):
+    config = project.config()
+    inside = read_seeds(project.seeds.resolve(), config)
+    assert inside.seeds[0].origin == "seeds.jsonl:1"
+    elsewhere = tmp_path_factory.mktemp("other") / "more.jsonl"
+    write_jsonl(elsewhere, SEEDS[:1])
+    assert read_seeds(elsewhere, config).seeds[0].origin == f"{elsewhere}:1"
+    with pytest.raises(SeedError) as e:
+        write_jsonl(elsewhere, [{"text": "no label here"}])
+        read_seeds(elsewhere, config)
+    assert e.value.where == f"{elsewhere}:1"  # errors name the file as it was given
