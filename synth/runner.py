@@ -34,13 +34,13 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
 
 from synth.config import Config
 from synth.errors import SynthError
 from synth.filters import FilterChain, FilterContext, Outcome, build_chain
-from synth.filters.rubric import split_judge
+from synth.filters.rubric import judge_llm_changes, split_judge
 from synth.generate import SeedPool, build_call, candidates_from, parse_reply
 from synth.judge.grading import JudgeStage
 from synth.llm.client import CallResult, LLMClient
@@ -136,13 +136,24 @@ def _collect_garbage_less() -> Iterator[None]:
 async def _run_async(config: Config, store: Store, progress: Progress | None) -> RunSummary:
     template = load_template(config.resolve(config.generate.template), config.generate.template)
     runner = Runner(config, store, template, progress)
-    if config.llm.mode == "batch":
-        from synth.llm.batch import BatchClient  # only batch mode needs it
+    judge_config = config.with_llm(**judge_llm_changes(runner.judge_spec))
+    async with AsyncExitStack() as stack:
+        if config.llm.mode == "batch":
+            from synth.llm.batch import BatchClient  # only batch mode needs it
 
-        async with BatchClient(config.llm, store, api_key=config.api_key()) as batch_client:
-            return await runner.execute(batch_client)  # type: ignore[arg-type]
-    async with LLMClient(config.llm, store, api_key=config.api_key()) as client:
-        return await runner.execute(client)
+            client_type: type = BatchClient
+        else:
+            client_type = LLMClient
+        client = await stack.enter_async_context(
+            client_type(config.llm, store, api_key=config.api_key())
+        )
+        judge_client = client
+        if judge_config.llm != config.llm:
+            # The judge is served elsewhere: its own client, same store and limits.
+            judge_client = await stack.enter_async_context(
+                client_type(judge_config.llm, store, api_key=judge_config.api_key())
+            )
+        return await runner.execute(client, judge_client)
 
 
 def filter_context(config: Config, labels: list[str] | None = None) -> FilterContext:
@@ -201,6 +212,7 @@ class Runner:
         labels = all_labels(config, store.cell_counts())
         ctx = filter_context(config, labels)
         cheap, judge = split_judge(config.filters, config.source.name)
+        self.judge_spec = judge
         self.chain: FilterChain = build_chain(cheap, ctx)
         self.pool = SeedPool.from_rows(store.seeds())
         self.judge = None if judge is None else JudgeStage(judge, config, store, self.pool, ctx)
@@ -234,9 +246,10 @@ class Runner:
         self.budget: str | None = None  # the cap that stopped the planning
         self.sending: set[asyncio.Future] = set()
 
-    async def execute(self, client: LLMClient) -> RunSummary:
+    async def execute(self, client: LLMClient, judge_client: LLMClient | None = None) -> RunSummary:
         config, store = self.config, self.store
-        self.client = client  # the judge sends its calls through it too
+        # The judge's calls go through the run's client, or their own endpoint's.
+        self.judge_client = judge_client or client
         plans = plan_cells(config, store.cell_counts())
         if plans and any(p.deficit for p in plans):
             # Render one prompt up front: a template error stops the run before any spend.
@@ -536,7 +549,7 @@ class Runner:
         # later chunk never reaches the judge; the judge's verdicts settle in plan order.
         self.chain.admit([o.candidate for o in outcomes if o.verdict is not Verdict.REJECT])
         self.judge.submit(
-            self.client,
+            self.judge_client,
             run_id,
             outcomes,
             lambda judged, scores: self._settle(run_id, judged, processed, scores),

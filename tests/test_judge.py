@@ -649,3 +649,38 @@ def test_check_slice_rejects_a_candidate_judged_in_another_slice(sim_project, si
     assert outcomes[0].decisions[0].reason == "label_match: lost_or_stolen_card"
     assert outcomes[1].verdict is Verdict.REJECT
     assert outcomes[1].decisions[0].reason == "off_label: judged slice default, asked urgent"
+
+
+def test_a_judge_on_its_own_endpoint_gets_every_judge_call_and_nothing_else(
+    sim_project, sim, monkeypatch
+):
+    from synth.llm.simulator import SimConfig, Simulator
+
+    monkeypatch.setenv("JUDGE_KEY", "judge-secret")
+    with Simulator(SimConfig(seed=3)) as judge_sim:
+        config = judge_project(
+            sim_project,
+            filter_extra=f'base_url = "{judge_sim.base_url}"\napi_key_env = "JUDGE_KEY"\n',
+        )
+        assert run(config).status == "finished"
+        generation, judging = sim.stats(), judge_sim.stats()
+    with sim_project.store() as store:
+        calls = dict(
+            store.conn.execute(
+                "SELECT purpose, sum(attempts) FROM llm_calls GROUP BY purpose"
+            ).fetchall()
+        )
+    assert calls["judge"] > 0 and calls["generate"] > 0
+    assert judging["requests"] == calls["judge"] == len(judging["judged"])
+    assert generation["requests"] == calls["generate"] and generation["judged"] == []
+
+
+def test_the_judge_endpoint_key_must_be_set(sim_project, sim, monkeypatch):
+    monkeypatch.delenv("JUDGE_KEY", raising=False)
+    config = judge_project(
+        sim_project,
+        filter_extra='base_url = "https://judge.invalid/v1"\napi_key_env = "JUDGE_KEY"\n',
+    )
+    with pytest.raises(SynthError, match="JUDGE_KEY is not set"):
+        run(config)
+    assert sim.stats()["requests"] == 0

@@ -42,9 +42,13 @@ class RubricParams(FilterParams):
     """The judge: which rubric, which templates, which models, how many samples.
 
     - ``rubric``: a rubric file (``prompts/rubrics/*.toml``, see ``synth.judge.rubric``).
-    - ``models``: judge models on the same endpoint; empty means ``llm.model``. A judge
-      from another model family than the generator avoids self-preference: models
-      rate text like their own higher. Each model needs its ``[llm.prices]`` entry.
+    - ``models``: judge models; empty means ``llm.model``. A judge from another model
+      family than the generator avoids self-preference: models rate text like their
+      own higher. Each model needs its ``[llm.prices]`` entry.
+    - ``base_url`` and ``api_key_env``: the judge's own OpenAI-compatible endpoint and
+      the variable holding its key, for a judge served elsewhere than the generator
+      (another provider, a local vLLM); empty means the ``[llm]`` ones. The ``[llm]``
+      limits (concurrency, RPM, TPM, retries, timeout) apply to it as well.
     - ``samples`` per model, and ``aggregate``: ``mean`` of each criterion's scores,
       ``min`` (the harshest grade counts: fewer false keeps, more rejects) or
       ``majority`` of the per-sample verdicts (a tie goes to review). Samples differ
@@ -61,6 +65,8 @@ class RubricParams(FilterParams):
     label_check: bool = True
     check_slice: bool = False
     models: list[str] = Field(default_factory=list)
+    base_url: str = ""
+    api_key_env: str = ""
     samples: int = Field(default=1, ge=1, le=16)
     aggregate: Aggregate = "mean"
     temperature: float = Field(default=0.0, ge=0, le=2)
@@ -256,3 +262,11 @@ def decision_filters(specs: Sequence[FilterParams]) -> list[str]:
             names.append(LabelCheckFilter.name)
         names.append(spec.kind)
     return names
+
+
+def judge_llm_changes(spec: RubricParams | None) -> dict[str, str]:
+    """What the judge's endpoint changes in ``[llm]``; empty when it shares it."""
+    if spec is None:
+        return {}
+    changes = {"base_url": spec.base_url, "api_key_env": spec.api_key_env}
+    return {k: v for k, v in changes.items() if v}
