@@ -23,8 +23,6 @@ raters used one verdict throughout).
 
 from __future__ import annotations
 
-import csv
-import json
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import asdict
@@ -33,6 +31,7 @@ from typing import Any
 
 from synth.agreement import KAPPA_WARN_BELOW, cohen_kappa
 from synth.config import Config
+from synth.datafiles import read_rows
 from synth.errors import SynthError
 from synth.filters.diversity import diversity_figures
 from synth.filters.rubric import decision_filters
@@ -383,38 +382,10 @@ _PROVENANCE_COLUMNS = {
 
 def read_dataset(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line, row) of a JSONL or CSV file; a bad line raises AuditFileError naming it."""
-    suffix = path.suffix.lower()
-    if suffix not in (".jsonl", ".ndjson", ".csv", ".tsv"):
-        raise AuditFileError(str(path), "a dataset file is .jsonl or .csv")
-    try:
-        handle = path.open(encoding="utf-8", newline="")
-    except OSError as e:
-        raise AuditFileError(str(path), e.strerror or str(e)) from None
-    with handle:
-        try:
-            if suffix in (".jsonl", ".ndjson"):
-                for n, line in enumerate(handle, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        value = json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise AuditFileError(
-                            f"{path}:{n}", f"invalid JSON: {e.msg} (column {e.colno})"
-                        ) from None
-                    if not isinstance(value, dict):
-                        raise AuditFileError(f"{path}:{n}", "a line must be a JSON object")
-                    yield n, value
-            else:
-                reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
-                for row in reader:
-                    if None in row or None in row.values():
-                        raise AuditFileError(
-                            f"{path}:{reader.line_num}", "the fields do not match the header"
-                        )
-                    yield reader.line_num, dict(row)
-        except UnicodeDecodeError as e:
-            raise AuditFileError(str(path), f"not UTF-8 text: {e.reason}") from None
+    for n, row in read_rows(path, AuditFileError, "dataset"):
+        if isinstance(row, str):
+            raise AuditFileError(f"{path}:{n}", row)
+        yield n, row
 
 
 def _rank(row: dict[str, Any]) -> int:

@@ -7,14 +7,12 @@ the good rows and lists the rest.
 
 from __future__ import annotations
 
-import csv
-import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from synth.config import Config, FieldSpec, SliceSettings
+from synth.datafiles import read_rows
 from synth.errors import SeedError
 from synth.records import DEFAULT_SLICE, Seed
 
@@ -36,7 +34,7 @@ def read_seeds(path: str | Path, config: Config, *, skip_invalid: bool = False) 
         origin = path.resolve().relative_to(config.root.resolve())
     except ValueError:
         origin = path
-    for line, row in _rows(path):
+    for line, row in read_rows(path, SeedError, "seed"):
         where = f"{path}:{line}"
         try:
             if isinstance(row, str):
@@ -47,46 +45,6 @@ def read_seeds(path: str | Path, config: Config, *, skip_invalid: bool = False) 
                 raise SeedError(where, str(e)) from None
             result.problems.append(f"{where}: {e}")
     return result
-
-
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """(line number, row) pairs; a row that cannot be parsed comes as its error text."""
-    suffix = path.suffix.lower()
-    try:
-        handle = path.open(encoding="utf-8", newline="")
-    except OSError as e:
-        raise SeedError(str(path), e.strerror or str(e)) from None
-    with handle:
-        try:
-            if suffix in (".jsonl", ".ndjson"):
-                for n, text in enumerate(handle, start=1):
-                    if text.strip():
-                        yield n, _json_object(text)
-            elif suffix in (".csv", ".tsv"):
-                reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",")
-                if reader.fieldnames is None:
-                    return
-                for row in reader:
-                    if None in row:
-                        yield reader.line_num, "more fields than the header names"
-                    elif None in row.values():
-                        yield reader.line_num, "fewer fields than the header names"
-                    else:
-                        yield reader.line_num, dict(row)
-            else:
-                raise SeedError(str(path), "seed files are .jsonl or .csv")
-        except UnicodeDecodeError as e:
-            raise SeedError(str(path), f"not UTF-8 text: {e.reason}") from None
-
-
-def _json_object(text: str) -> dict[str, Any] | str:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        return f"invalid JSON: {e.msg} (column {e.colno})"
-    if not isinstance(value, dict):
-        return f"a line must be a JSON object, not {type(value).__name__}"
-    return value
 
 
 def _seed(row: dict[str, Any], origin: str, config: Config) -> Seed:

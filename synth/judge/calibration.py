@@ -18,13 +18,13 @@ nearest the current threshold).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from synth.agreement import KAPPA_WARN_BELOW, Agreement, cohen_kappa, kappa_by_group
 from synth.config import Config
+from synth.datafiles import read_rows
 from synth.errors import SynthError
 from synth.filters.rubric import RubricParams
 from synth.judge.rubric import Rubric, load_rubric
@@ -52,21 +52,11 @@ class Calibration:
 
 def read_human_verdicts(path: Path) -> dict[str, str]:
     """example_id -> approve | reject, from JSONL; a bad line is an error naming it."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise HumanVerdictError(str(path), e.strerror or str(e)) from None
     out: dict[str, str] = {}
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for n, row in read_rows(path, HumanVerdictError, "human verdict"):
         where = f"{path}:{n}"
-        try:
-            row = json.loads(line)
-        except ValueError as e:
-            raise HumanVerdictError(where, f"not valid JSON: {e}") from None
-        if not isinstance(row, dict):
-            raise HumanVerdictError(where, "each line must be a JSON object")
+        if isinstance(row, str):
+            raise HumanVerdictError(where, row)
         example_id, verdict = row.get("example_id"), row.get("verdict")
         if not isinstance(example_id, str) or not example_id:
             raise HumanVerdictError(where, "example_id is missing")
