@@ -582,9 +582,7 @@ class Store:
 
     def _calls_by_sha(self, shas: Sequence[str]) -> list[CallRow]:
         out: list[CallRow] = []
-        for i in range(0, len(shas), 500):
-            chunk = shas[i : i + 500]
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(shas):
             out += self._call_rows(f"WHERE request_sha IN ({marks})", chunk)
         return out
 
@@ -1131,9 +1129,7 @@ class Store:
         with self._tx() as conn:
             ids = [o.candidate.id for o in outcomes]
             stored: set[str] = set()
-            for i in range(0, len(ids), 500):
-                chunk = ids[i : i + 500]
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in _in_chunks(ids):
                 found = conn.execute(f"SELECT id FROM examples WHERE id IN ({marks})", chunk)
                 stored.update(r[0] for r in found)
             self.add_batch(run_id, outcomes, statuses, processed_call_ids)
@@ -1314,9 +1310,7 @@ class Store:
     def calls_by_id(self, call_ids: Sequence[str]) -> list[CallRow]:
         """The calls with these ids, in the order given; ids not stored are skipped."""
         found: dict[str, CallRow] = {}
-        for i in range(0, len(call_ids), 500):
-            chunk = list(call_ids[i : i + 500])
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(call_ids):
             found.update((c.id, c) for c in self._call_rows(f"WHERE id IN ({marks})", chunk))
         return [found[i] for i in call_ids if i in found]
 
@@ -1369,9 +1363,7 @@ class Store:
         """Full rows (``data`` and ``parent_ids`` decoded) in the order given; ids not
         stored are skipped."""
         found: dict[str, dict[str, Any]] = {}
-        for i in range(0, len(ids), 500):
-            chunk = list(ids[i : i + 500])
-            marks = ",".join("?" * len(chunk))
+        for chunk, marks in _in_chunks(ids):
             for r in self._rows(
                 "SELECT id, source, slice, label, data_json, text, status, outcome, run_id,"
                 " llm_call_id, template, template_sha, model, parent_ids_json, origin,"
@@ -1525,6 +1517,14 @@ class NewReview:
     note: str | None = None
     edited_data: dict[str, Any] | None = None  # the whole row after an edit
     edited_text: str | None = None  # its text field, for the text column
+
+
+def _in_chunks(values: Sequence[str], size: int = 500) -> Iterator[tuple[list[str], str]]:
+    """``values`` in chunks small enough for one ``IN (...)`` (SQLite caps the number
+    of parameters of a statement), each with its placeholders."""
+    for i in range(0, len(values), size):
+        chunk = list(values[i : i + size])
+        yield chunk, ",".join("?" * len(chunk))
 
 
 def empty_funnel_row(slice_: str, label: str) -> dict[str, Any]:
