@@ -156,29 +156,47 @@ def build_call(
     if fmt is not None:
         params["response_format"] = fmt
     model = config.llm.model
-    request_sha = sha256_text(
-        canonical_json(
-            {
-                "model": model,
-                "messages": messages,
-                "params": params,
-                "template_sha": template.sha,
-                "cell": [cell.slice, cell.label],
-                "sample_index": sample_index,
-            }
-        )
+    identity = {
+        "model": model,
+        "messages": messages,
+        "params": params,
+        "template_sha": template.sha,
+        "cell": [cell.slice, cell.label],
+        "sample_index": sample_index,
+    }
+    return planned_call(
+        identity,
+        slice_=cell.slice,
+        label=cell.label,
+        sample_index=sample_index,
+        template=template,
+        parent_ids=[r["id"] for r in shots],
     )
+
+
+def planned_call(
+    identity: dict[str, Any],
+    *,
+    slice_: str | None,
+    label: str | None,
+    sample_index: int,
+    template: Template,
+    parent_ids: list[str],
+) -> dict[str, Any]:
+    """A call as the store records it before sending. ``identity`` is everything that
+    determines the answer (model, messages, params, and what else the caller adds);
+    its hash is the call's ``request_sha``, the response cache's key."""
     return {
-        "request_sha": request_sha,
-        "slice": cell.slice,
-        "label": cell.label,
+        "request_sha": sha256_text(canonical_json(identity)),
+        "slice": slice_,
+        "label": label,
         "sample_index": sample_index,
         "template": template.name,
         "template_sha": template.sha,
-        "model": model,
-        "params": params,
-        "messages": messages,
-        "parent_ids": [r["id"] for r in shots],
+        "model": identity["model"],
+        "params": identity["params"],
+        "messages": identity["messages"],
+        "parent_ids": parent_ids,
     }
 
 

@@ -33,9 +33,9 @@ from synth.filters.rubric import (
     RubricFilter,
     RubricParams,
 )
-from synth.generate import SeedPool
+from synth.generate import SeedPool, planned_call
 from synth.llm.client import LLMClient
-from synth.records import DEFAULT_SLICE, Candidate, CellKey, Verdict, canonical_json, sha256_text
+from synth.records import DEFAULT_SLICE, Candidate, CellKey, Verdict
 from synth.store import CallRow, Store
 
 GRADE, LABEL = "rubric_grade", "label_check"
@@ -298,33 +298,25 @@ class JudgeStage:
         fmt = self._format(kind)
         if fmt is not None:
             params["response_format"] = fmt
-        request_sha = sha256_text(
-            canonical_json(
-                {
-                    "purpose": "judge",
-                    "kind": kind,
-                    "candidate": c.id,
-                    "model": model,
-                    "messages": messages,
-                    "params": params,
-                    "template_sha": template.sha,
-                    "rubric_sha": self.rubric.rubric.sha,
-                    "sample_index": sample_index,
-                }
-            )
-        )
-        return {
-            "request_sha": request_sha,
-            "slice": slice_,
-            "label": label,
-            "sample_index": sample_index,
-            "template": template.name,
-            "template_sha": template.sha,
+        identity = {
+            "purpose": "judge",
+            "kind": kind,
+            "candidate": c.id,
             "model": model,
-            "params": params,
             "messages": messages,
-            "parent_ids": [c.id],
+            "params": params,
+            "template_sha": template.sha,
+            "rubric_sha": self.rubric.rubric.sha,
+            "sample_index": sample_index,
         }
+        return planned_call(
+            identity,
+            slice_=slice_,
+            label=label,
+            sample_index=sample_index,
+            template=template,
+            parent_ids=[c.id],
+        )
 
     def _format(self, kind: str) -> dict[str, Any] | None:
         mode = self.config.llm.response_format
