@@ -53,13 +53,13 @@ def main() -> None:
         test = _as_jsonl(banking / "test.csv", root / "test.jsonl")
         with Store(config.db_path) as store:
             t = time.perf_counter()
-            added = store.add_seeds(read_seeds(train, config).seeds)
+            added = store.examples.add_seeds(read_seeds(train, config).seeds)
             print(
                 f"imported {added.added} seeds ({added.duplicates} duplicates)"
                 f" in {time.perf_counter() - t:.1f} s"
             )
 
-            rows = store.dataset_rows()
+            rows = store.examples.dataset()
             t = time.perf_counter()
             pairs = NearIndex([r["data"]["text"] for r in rows]).pairs()
             took = time.perf_counter() - t

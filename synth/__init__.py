@@ -7,7 +7,7 @@ module itself.)
 
     config = load_config("config.toml")
     with Store(config.db_path) as store:
-        store.add_seeds(read_seeds("seeds/banking.jsonl", config).seeds)
+        store.examples.add_seeds(read_seeds("seeds/banking.jsonl", config).seeds)
     summary = run(config)                      # generate to quota, filters and judge
     with Store(config.db_path) as store:
         print(audit_store(config, store)["totals"])

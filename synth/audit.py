@@ -61,29 +61,31 @@ def _per(value: float, count: int) -> float | None:
 
 def audit_store(config: Config, store: Store) -> dict[str, Any]:
     """The audit of the project's store, as JSON-ready data (see the module doc)."""
-    funnel = {(r["slice"], r["label"]): r for r in store.funnel()}
-    plans = {(p.cell.slice, p.cell.label): p for p in plan_cells(config, store.cell_counts())}
+    funnel = {(r["slice"], r["label"]): r for r in store.reports.funnel()}
+    plans = {
+        (p.cell.slice, p.cell.label): p for p in plan_cells(config, store.examples.cell_counts())
+    }
     composition: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
-    for r in store.dataset_rows():
+    for r in store.examples.dataset():
         composition[(r["slice"], r["label"])][r["source"]] += 1
     reasons: dict[tuple[str, str], dict[str, Counter[str]]] = defaultdict(
         lambda: defaultdict(Counter)
     )
-    for slice_, label, filter_name, slug, n in store.rejection_reasons():
+    for slice_, label, filter_name, slug, n in store.reports.rejection_reasons():
         reasons[(slice_, label)][filter_name][slug or "?"] += n
-    reviews = store.review_rows()
+    reviews = store.reviews.reviewed_rows()
     verdicts = {r["example_id"]: r["verdict"] for r in reviews if r["verdict"]}
     judge = {
         d["example_id"]: (d["slice"], d["label"], d["verdict"])
-        for d in store.filter_decisions(JUDGE)
+        for d in store.reports.filter_decisions(JUDGE)
     }
     pairs: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
     for example_id, (slice_, label, verdict) in judge.items():
         if example_id in verdicts:
             judged = "approve" if verdict == "keep" else "reject"
             pairs[(slice_, label)].append((judged, verdicts[example_id]))
-    hits = [d for d in store.filter_decisions(CONTAMINATION) if d["verdict"] == "reject"]
-    texts = store.texts_by_cell()
+    hits = [d for d in store.reports.filter_decisions(CONTAMINATION) if d["verdict"] == "reject"]
+    texts = store.examples.texts_by_cell()
 
     keys = sorted(set(funnel) | set(plans) | set(composition))
     cells = []
@@ -228,7 +230,7 @@ def _totals(
     pairs: dict[tuple[str, str], list[tuple[str, str]]],
     hits: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    spend = store.spend()
+    spend = store.calls.spend()
     sums = {
         k: sum(c[k] for c in cells)
         for k in ("rows", "real", "synthetic", "edited", "generated", "accepted")
@@ -406,8 +408,8 @@ def audit_file(config: Config, store: Store, path: str | Path) -> dict[str, Any]
     path = Path(path)
     schema = config.data_schema
     parsed = list(read_dataset(path))
-    stored = sorted(store.audit_examples(), key=_rank)
-    frozen = store.frozen_by_content()
+    stored = sorted(store.examples.every_row(), key=_rank)
+    frozen = store.versions.frozen_by_content()
     by_content: dict[str, dict[str, Any]] = {}
     by_text: dict[str, dict[str, Any]] = {}
     for r in stored:
@@ -488,16 +490,7 @@ def _live(row: dict[str, Any], match: str, similarity: float) -> dict[str, Any]:
         "stored_label": row["label"],
         "status": row["status"],
     }
-    if row["source"] == "real":
-        out["origin"] = row["origin"]
-    else:
-        out.update(
-            model=row["model"],
-            template=row["template"],
-            template_sha=row["template_sha"],
-            run_id=row["run_id"],
-            parent_ids=row["parent_ids"],
-        )
+    out.update(row["lineage"].as_dict())
     return out
 
 

@@ -65,7 +65,7 @@ def seeds_import(ctx: click.Context, file: Path, skip_invalid: bool) -> None:
     config = _config(ctx)
     parsed = read_seeds(file, config, skip_invalid=skip_invalid)
     with Store(config.db_path) as store:
-        result = store.add_seeds(parsed.seeds)
+        result = store.examples.add_seeds(parsed.seeds)
     for problem in parsed.problems:
         click.echo(f"skipped {problem}", err=True)
     click.echo(
@@ -83,7 +83,7 @@ def plan(ctx: click.Context) -> None:
 
     config = _config(ctx)
     with Store(config.db_path) as store:
-        plans = plan_cells(config, store.cell_counts())
+        plans = plan_cells(config, store.examples.cell_counts())
     width = max((len(str(p.cell)) for p in plans), default=4)
     click.echo(f"{'cell':{width}}  target  real  synthetic  deficit")
     for p in plans:

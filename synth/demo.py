@@ -73,10 +73,10 @@ def run_demo(workdir: str | Path, say: Callable[[str], None] = print) -> DemoRes
             # seeds/eval.jsonl is the held-out set the contamination filter checks
             # against: it must never be imported as seeds.
             path = seeds_dir / "banking.jsonl"
-            result = store.add_seeds(read_seeds(path, config).seeds)
+            result = store.examples.add_seeds(read_seeds(path, config).seeds)
             say(f"imported {result.added} seeds from {path.relative_to(PROJECT_ROOT)}")
             say("\nplan (deficit per cell):")
-            for p in plan_cells(config, store.cell_counts()):
+            for p in plan_cells(config, store.examples.cell_counts()):
                 say(f"  {p.cell!s:40} target {p.target:3}  real {p.real:3}  deficit {p.deficit}")
         summary = run(config)
         say(

@@ -75,7 +75,7 @@ def export(store: Store, config: Config, out: str | Path, fmt: Format = "jsonl")
     """Write the dataset as it stands to ``out``; the file appears whole or not at all."""
     rows = [
         {"data": r["data"], "source": r["source"], "provenance": _provenance(r)}
-        for r in store.dataset_rows()
+        for r in store.examples.dataset()
     ]
     out = Path(out)
     _write(out, _render(rows, config, fmt))
@@ -199,18 +199,9 @@ def _provenance(row: dict[str, Any]) -> dict[str, Any]:
         "slice": row["slice"],
         "content_sha": row["content_sha"],
     }
-    if row["source"] == "real":
-        p["origin"] = row["origin"]
-    else:
-        p.update(
-            status=row["status"],
-            run_id=row["run_id"],
-            model=row["model"],
-            template=row["template"],
-            template_sha=row["template_sha"],
-            llm_call_id=row["llm_call_id"],
-            parent_ids=row["parent_ids"],
-        )
+    if row["source"] != "real":
+        p["status"] = row["status"]
+    p.update(row["lineage"].as_dict())
     return p
 
 

@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import unicodedata
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -125,6 +126,81 @@ class Decision(Frozen):
     # here; later filters see the rewritten candidate and the store keeps the original
     # out of exports.
     edited_data: dict[str, Any] | None = None
+
+
+@dataclass
+class Outcome:
+    """What the filter chain made of one candidate: every decision, and the verdict."""
+
+    candidate: Candidate  # as the last filter saw it (a redacting filter may rewrite it)
+    decisions: list[Decision] = field(default_factory=list)
+    original: Candidate | None = None  # as generated, when a filter rewrote it
+
+    def __post_init__(self) -> None:
+        if self.original is None:
+            self.original = self.candidate
+
+    @property
+    def verdict(self) -> Verdict:
+        verdicts = {d.verdict for d in self.decisions}
+        if Verdict.REJECT in verdicts:
+            return Verdict.REJECT
+        if Verdict.REVIEW in verdicts:
+            return Verdict.REVIEW
+        return Verdict.KEEP
+
+    @property
+    def rejected_by(self) -> str | None:
+        return next((d.filter for d in self.decisions if d.verdict is Verdict.REJECT), None)
+
+    @property
+    def edits(self) -> list[Decision]:
+        """The decisions that rewrote the candidate, in order."""
+        return [d for d in self.decisions if d.edited_data is not None]
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a row came from: a real row's file and line, or the run, model, template,
+    call and seeds that made a synthetic one. Exports, frozen versions and the audit
+    all say it the same way."""
+
+    source: str  # real | synthetic | edited
+    origin: str | None = None  # a seed's "file:line"
+    run_id: str | None = None
+    model: str | None = None
+    template: str | None = None
+    template_sha: str | None = None
+    llm_call_id: str | None = None
+    parent_ids: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> Lineage:
+        """From a stored row's columns (``parent_ids`` decoded)."""
+        if row["source"] == Source.REAL:
+            return cls(source=row["source"], origin=row["origin"])
+        return cls(
+            source=row["source"],
+            run_id=row["run_id"],
+            model=row["model"],
+            template=row["template"],
+            template_sha=row["template_sha"],
+            llm_call_id=row["llm_call_id"],
+            parent_ids=tuple(row["parent_ids"] or ()),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields that apply to the row's source, as exports and versions write them."""
+        if self.source == Source.REAL:
+            return {"origin": self.origin}
+        return {
+            "run_id": self.run_id,
+            "model": self.model,
+            "template": self.template,
+            "template_sha": self.template_sha,
+            "llm_call_id": self.llm_call_id,
+            "parent_ids": list(self.parent_ids),
+        }
 
 
 class SeenItem(Frozen):

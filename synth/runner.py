@@ -43,6 +43,7 @@ from synth.filters import FilterChain, FilterContext, Outcome, build_chain
 from synth.filters.rubric import judge_llm_changes, split_judge
 from synth.generate import SeedPool, build_call, candidates_from, parse_reply
 from synth.judge.grading import JudgeStage
+from synth.llm.batch import BatchClient
 from synth.llm.client import CallResult, LLMClient
 from synth.plan import all_labels, plan_cells
 from synth.prompts import Template, load_template
@@ -138,21 +139,19 @@ async def _run_async(config: Config, store: Store, progress: Progress | None) ->
     runner = Runner(config, store, template, progress)
     judge_config = config.with_llm(**judge_llm_changes(runner.judge_spec))
     async with AsyncExitStack() as stack:
-        if config.llm.mode == "batch":
-            from synth.llm.batch import BatchClient  # only batch mode needs it
 
-            client_type: type = BatchClient
-        else:
-            client_type = LLMClient
-        client = await stack.enter_async_context(
-            client_type(config.llm, store, api_key=config.api_key())
-        )
+        def make_client(config: Config) -> LLMClient | BatchClient:
+            if config.llm.mode == "batch":
+                return BatchClient(
+                    config.llm, store.calls, store.batch_jobs, api_key=config.api_key()
+                )
+            return LLMClient(config.llm, store.calls, api_key=config.api_key())
+
+        client = await stack.enter_async_context(make_client(config))
         judge_client = client
         if judge_config.llm != config.llm:
             # The judge is served elsewhere: its own client, same store and limits.
-            judge_client = await stack.enter_async_context(
-                client_type(judge_config.llm, store, api_key=judge_config.api_key())
-            )
+            judge_client = await stack.enter_async_context(make_client(judge_config))
         return await runner.execute(client, judge_client)
 
 
@@ -209,12 +208,12 @@ class Runner:
         self.store = store
         self.template = template
         self.progress = progress
-        labels = all_labels(config, store.cell_counts())
+        labels = all_labels(config, store.examples.cell_counts())
         ctx = filter_context(config, labels)
         cheap, judge = split_judge(config.filters, config.source.name)
         self.judge_spec = judge
         self.chain: FilterChain = build_chain(cheap, ctx)
-        self.pool = SeedPool.from_rows(store.seeds())
+        self.pool = SeedPool.from_rows(store.examples.seeds())
         self.judge = None if judge is None else JudgeStage(judge, config, store, self.pool, ctx)
         self.asked: Counter[CellKey] = Counter()  # examples asked for, per cell
         self.kept: Counter[CellKey] = Counter()  # examples the chain kept, per cell
@@ -250,17 +249,17 @@ class Runner:
         config, store = self.config, self.store
         # The judge's calls go through the run's client, or their own endpoint's.
         self.judge_client = judge_client or client
-        plans = plan_cells(config, store.cell_counts())
+        plans = plan_cells(config, store.examples.cell_counts())
         if plans and any(p.deficit for p in plans):
             # Render one prompt up front: a template error stops the run before any spend.
             build_call(config, self.template, plans[0], self.pool, 0, config.generate.per_call)
-        store.add_template(self.template.name, self.template.source, self.template.sha)
-        run = store.begin_run(config.as_json(), config.sha)
+        store.calls.add_template(self.template.name, self.template.source, self.template.sha)
+        run = store.runs.begin(config.as_json(), config.sha)
         summary = RunSummary(run.id, "running", None, resumed=run.resumes > 0)
-        self.chain.prepare(store.seen_items())
+        self.chain.prepare(store.examples.seen_items())
         # Kept in memory from here on (one run writes to a store at a time): asking
         # the store after every chunk of replies costs a scan of all examples.
-        self.counts = store.cell_counts()
+        self.counts = store.examples.cell_counts()
         # Targets hold for the whole run (real rows do not change during it).
         self.targets = {p.cell: p.target for p in plan_cells(config, self.counts)}
         self.client, self.run_id, self.summary = client, run.id, summary
@@ -269,7 +268,7 @@ class Runner:
         )
         self.wake = asyncio.Event()
         try:
-            leftovers = store.unfinished_calls()
+            leftovers = store.calls.unfinished()
             if leftovers:
                 self._begin_step(len(leftovers), set())
                 await self._send(leftovers, [config.generate.per_call] * len(leftovers))
@@ -281,22 +280,22 @@ class Runner:
             status, reason = self.ended.result()
         except BaseException as e:
             if isinstance(e, Exception):
-                store.finish_run(run.id, "failed", str(e))
+                store.runs.finish(run.id, "failed", str(e))
             raise  # KeyboardInterrupt and kills leave the run resumable
         finally:
             for task in self.sending:
                 task.cancel()
             await asyncio.gather(*self.sending, return_exceptions=True)
         review_ids = sample_for_review(
-            store.accepted_ids(run.id),
+            store.examples.accepted_ids(run.id),
             config.review.fraction,
             config.review.min_per_cell,
             config.review.seed,
         )
-        store.finish_run(run.id, status, reason, review_ids)
+        store.runs.finish(run.id, status, reason, review_ids)
         summary.status, summary.stop_reason = status, reason
         summary.review_marked = len(review_ids)
-        summary.cells = plan_cells(config, store.cell_counts())
+        summary.cells = plan_cells(config, store.examples.cell_counts())
         return summary
 
     def _end_state(self, plans: list[CellPlan]) -> tuple[str, str | None]:
@@ -315,7 +314,7 @@ class Runner:
     def _budget_left(self, run_id: str) -> tuple[int, str | None]:
         """How many more calls the budget caps allow, and which cap binds."""
         gen = self.config.generate
-        spend = self.store.spend(run_id)
+        spend = self.store.calls.spend(run_id)
         room = self.window - (self.planned - self.done)
         if room <= 0:
             return 0, None
@@ -385,7 +384,9 @@ class Runner:
         for cell, count in n_calls.items():
             first = self.next_index.get(cell)
             if first is None:
-                first = self.store.next_sample_index(cell, self.template.sha, self.config.llm.model)
+                first = self.store.calls.next_sample_index(
+                    cell, self.template.sha, self.config.llm.model
+                )
             self.next_index[cell] = first + count
             sizes = _spread(min(needed[cell], count * per_call), count)
             specs += [(by_cell[cell], first + i, n) for i, n in enumerate(sizes)]
@@ -403,7 +404,7 @@ class Runner:
                 build_call(self.config, self.template, plan, self.pool, index, n)
                 for plan, index, n in specs[start : start + lot]
             ]
-            rows = self.store.plan_calls(self.run_id, calls, first_attempt=online)
+            rows = self.store.calls.plan(self.run_id, calls, first_attempt=online)
             await self._send(rows, [n for _, _, n in specs[start : start + lot]])
 
     def _begin_step(self, size: int, cells: set[CellKey]) -> None:
@@ -522,7 +523,7 @@ class Runner:
             Snapshot(
                 run_id=run_id,
                 answered=self.answered,
-                spend=self.store.spend(run_id),
+                spend=self.store.calls.spend(run_id),
                 cells=plan_cells(self.config, self.counts),
                 elapsed=time.monotonic() - self.started,
                 batch=batch,
@@ -588,9 +589,9 @@ class Runner:
                 self.kept[cell] += 1
         if scores is None:
             self.chain.admit([o.candidate for o in outcomes if o.verdict is not Verdict.REJECT])
-            self.store.add_batch(run_id, outcomes, statuses, processed)
+            self.store.examples.add_outcomes(run_id, outcomes, statuses, processed)
         else:
-            self.store.add_judged_batch(run_id, outcomes, statuses, processed, scores)
+            self.store.examples.add_outcomes(run_id, outcomes, statuses, processed, scores)
         return accepted
 
     def _track_idle(

@@ -11,7 +11,7 @@ from synth.store import Store
 
 def show_example(store: Store, example_id: str) -> dict[str, Any]:
     """The row with its provenance, decisions, judge scores and reviews."""
-    row = store.example(example_id)
+    row = store.reports.example(example_id)
     if row is None:
         raise SynthError(example_id, "no such example in the store")
     return row

@@ -32,8 +32,10 @@ class StatusReport:
 
 
 def status(config: Config, store: Store) -> StatusReport:
-    funnel = {(r["slice"], r["label"]): r for r in store.funnel()}
-    targets = {(p.cell.slice, p.cell.label): p for p in plan_cells(config, store.cell_counts())}
+    funnel = {(r["slice"], r["label"]): r for r in store.reports.funnel()}
+    targets = {
+        (p.cell.slice, p.cell.label): p for p in plan_cells(config, store.examples.cell_counts())
+    }
     keys = sorted(set(funnel) | set(targets))
     cells = []
     for key in keys:
@@ -42,24 +44,24 @@ def status(config: Config, store: Store) -> StatusReport:
         row["target"] = plan.target if plan else None
         row["deficit"] = plan.deficit if plan else 0
         cells.append(row)
-    texts = store.texts_by_cell()
+    texts = store.examples.texts_by_cell()
     for row in cells:
         synthetic = texts.get((row["slice"], row["label"]), {}).get("synthetic", [])
         row["diversity"] = asdict(diversity_figures(synthetic)) if len(synthetic) > 1 else None
     names = decision_filters(config.filters)
     for row in cells:
         names += [f for f in row["rejected"] if f not in names]
-    runs = store.runs()
+    runs = store.runs.all()
     last = None
     if runs:
         r = runs[-1]
         last = f"{r.id} {r.status}" + (f" ({r.stop_reason})" if r.stop_reason else "")
     flags = flag_lines(flagged(store, config.review), config.review)
-    judge = store.judge_summary()
+    judge = store.reports.judge_summary()
     return StatusReport(
         cells,
         names,
-        store.spend(),
+        store.calls.spend(),
         len(runs),
         last,
         review_flags=flags,

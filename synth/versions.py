@@ -33,6 +33,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
@@ -42,7 +43,7 @@ from synth.config import Config, SplitSettings
 from synth.errors import SynthError
 from synth.neighbours import NearIndex
 from synth.records import canonical_json, sha256_text
-from synth.store import Store, now
+from synth.store import Store
 
 SPLITS = ("train", "validation", "test")  # in order of how held-out a split is
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -200,28 +201,17 @@ def freeze(store: Store, config: Config, name: str) -> FrozenVersion:
         raise VersionError(
             f"version {name!r}", "use letters, digits, '.', '_' or '-' (at most 100)"
         )
-    if store.version(name) is not None:
+    if store.versions.get(name) is not None:
         raise VersionError(f"version {name!r}", "exists; a frozen version never changes")
     schema = config.data_schema
-    live = store.dataset_rows()
-    reviews = {r["example_id"]: r for r in store.review_rows() if r["verdict"]}
+    live = store.examples.dataset()
+    reviews = {r["example_id"]: r for r in store.reviews.reviewed_rows() if r["verdict"]}
     for r in live:
         r["text"] = str(r["data"].get(schema.text, ""))
     splits = assign_splits(live, config.splits)
     items = []
     for r, split in zip(live, splits, strict=True):
-        lineage: dict[str, Any] = (
-            {"origin": r["origin"]}
-            if r["source"] == "real"
-            else {
-                "run_id": r["run_id"],
-                "model": r["model"],
-                "template": r["template"],
-                "template_sha": r["template_sha"],
-                "llm_call_id": r["llm_call_id"],
-                "parent_ids": r["parent_ids"],
-            }
-        )
+        lineage = r["lineage"].as_dict()
         review = reviews.get(r["id"])
         if review:
             lineage["review"] = {"reviewer": review["reviewer"], "verdict": review["verdict"]}
@@ -242,7 +232,7 @@ def freeze(store: Store, config: Config, name: str) -> FrozenVersion:
     sha = version_sha(items)
     leaks = leakage(live, splits, n=config.splits.n, threshold=config.splits.threshold)
     manifest = _manifest(store, config, name, sha, items, leaks)
-    store.add_version(name, sha=sha, config_sha=config.sha, manifest=manifest, items=items)
+    store.versions.add(name, sha=sha, config_sha=config.sha, manifest=manifest, items=items)
     return FrozenVersion(name, sha, len(items), dict(Counter(splits)), leaks, manifest)
 
 
@@ -267,7 +257,7 @@ def _manifest(
             models[lin["model"]] += 1
             templates[(lin["template"], lin["template_sha"])] += 1
     review = Counter[str]()
-    for r in store.review_rows():
+    for r in store.reviews.reviewed_rows():
         review["sampled"] += 1
         if r["verdict"] is None:
             review["pending"] += 1
@@ -275,7 +265,7 @@ def _manifest(
             review["reviewed"] += 1
             review["approved" if r["verdict"] == "approve" else "rejected"] += 1
             review["edited"] += int(bool(r["edited"]))
-    checked = Counter(d["verdict"] for d in store.filter_decisions("contamination"))
+    checked = Counter(d["verdict"] for d in store.reports.filter_decisions("contamination"))
     eval_sets = []
     for spec in config.filters:
         for es in getattr(spec, "eval_sets", ()):
@@ -293,7 +283,7 @@ def _manifest(
         "format": "synth-version/1",
         "name": name,
         "sha": sha,
-        "created_at": now(),
+        "created_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
         "synth_version": _synth_version(),
         "project": config.project.name,
         "config_sha": config.sha,
@@ -322,7 +312,8 @@ def _manifest(
         "filters": {
             "chain": [spec.kind for spec in config.filters],
             "versions": [
-                {"filter": f, "version": v, "decisions": n} for f, v, n in store.filter_versions()
+                {"filter": f, "version": v, "decisions": n}
+                for f, v, n in store.reports.filter_versions()
             ],
         },
         "review": {
@@ -351,16 +342,16 @@ def _synth_version() -> str:
 
 
 def _items(store: Store, name: str) -> list[dict[str, Any]]:
-    if store.version(name) is None:
-        known = ", ".join(v["name"] for v in store.versions()) or "none yet"
+    if store.versions.get(name) is None:
+        known = ", ".join(v["name"] for v in store.versions.all()) or "none yet"
         raise VersionError(f"version {name!r}", f"no such version (frozen: {known})")
-    return store.version_items(name)
+    return store.versions.items(name)
 
 
 def version_rows(store: Store, name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A version's manifest and its rows, as frozen."""
     items = _items(store, name)
-    v = store.version(name)
+    v = store.versions.get(name)
     assert v is not None
     return v["manifest"], items
 
@@ -386,7 +377,7 @@ def list_versions(store: Store) -> list[VersionSummary]:
             v["manifest"].get("sources", {}),
             v["manifest"].get("splits", {}).get("counts", {}),
         )
-        for v in store.versions()
+        for v in store.versions.all()
     ]
 
 

@@ -29,7 +29,7 @@ def _ran(project, sim, **faults):
     sim.configure(**faults)
     config = project.config()
     with project.store() as store:
-        store.add_seeds(read_seeds(project.seeds, config).seeds)
+        store.examples.add_seeds(read_seeds(project.seeds, config).seeds)
     assert run(config).status == "finished"
     return config
 
@@ -38,11 +38,11 @@ def _review_some(store, config):
     """Approve one sampled row, reject one, approve one with an edit, through the
     review queue (one reviewer each)."""
     enroll(store, config.review.model_copy(update={"double_review": 0.0}))
-    pending = [r for r in store.review_rows() if r["verdict"] is None]
+    pending = [r for r in store.reviews.reviewed_rows() if r["verdict"] is None]
     assert len(pending) >= 3, pending
     decide(store, config, pending[0]["example_id"], "ana", "approve")
     decide(store, config, pending[1]["example_id"], "ana", "reject", reason="off_label")
-    row = next(r for r in store.dataset_rows() if r["id"] == pending[2]["example_id"])
+    row = next(r for r in store.examples.dataset() if r["id"] == pending[2]["example_id"])
     decide(
         store, config, pending[2]["example_id"], "bo", "edit", text=row["data"]["text"] + " please"
     )
@@ -62,16 +62,16 @@ def test_import_run_review_freeze_export_edit_the_frozen_export_is_unchanged(
             export_version(store, config, "v1", first / f"data.{fmt}", fmt)
         before = {p.name: p.read_bytes() for p in first.iterdir()}
         # After the freeze: edit a frozen synthetic row, reject an approved one.
-        items = store.version_items("v1")
+        items = store.versions.items("v1")
         touched = {r["example_id"] for r in reviewed}
         target = next(
             it for it in items if it["source"] == "synthetic" and it["example_id"] not in touched
         )
         data = {**target["data"], "text": "changed after the freeze, completely"}
-        store.edit_example(target["example_id"], "reviewer:cy", data, data["text"])
+        store.examples.edit(target["example_id"], "reviewer:cy", data, data["text"])
         decide(store, config, reviewed[0]["example_id"], "cy", "reject", reason="other")
         assert any(
-            r["id"] == target["example_id"] and r["data"] == data for r in store.dataset_rows()
+            r["id"] == target["example_id"] and r["data"] == data for r in store.examples.dataset()
         )
         for fmt in ("jsonl", "chat", "csv"):
             export_version(store, config, "v1", out / f"data.{fmt}", fmt)
@@ -117,7 +117,7 @@ def test_import_run_review_freeze_export_edit_the_frozen_export_is_unchanged(
 def test_an_external_file_is_tagged_by_content_text_and_near_duplicate(sim_project, sim, tmp_path):
     config = _ran(sim_project, sim, p_pii=0.3)
     with sim_project.store() as store:
-        dataset = store.dataset_rows()
+        dataset = store.examples.dataset()
         seed = next(r for r in dataset if r["source"] == "real")
         synthetic = next(r for r in dataset if r["source"] == "synthetic")
         edited = next(r for r in dataset if r["source"] == "edited")
@@ -181,9 +181,9 @@ def test_the_store_audit_adds_up(sim_project, sim):
     with sim_project.store() as store:
         _review_some(store, config)
         report = audit_store(config, store)
-        dataset = store.dataset_rows()
-        funnel = store.funnel()
-        spend = store.spend()
+        dataset = store.examples.dataset()
+        funnel = store.reports.funnel()
+        spend = store.calls.spend()
     t = report["totals"]
     assert t["rows"] == len(dataset)
     assert (t["real"], t["synthetic"], t["edited"]) == tuple(
@@ -218,7 +218,7 @@ def test_judge_human_agreement_pairs_rubric_decisions_with_reviews(sim_project, 
 
     config = _ran(sim_project, sim)
     with sim_project.store() as store:
-        rows = [r for r in store.dataset_rows() if r["source"] != "real"][:6]
+        rows = [r for r in store.examples.dataset() if r["source"] != "real"][:6]
         judge = ["keep", "keep", "keep", "reject", "review", "keep"]
         human = ["approve", "approve", "reject", "reject", "reject", "approve"]
         decisions = [
@@ -231,9 +231,16 @@ def test_judge_human_agreement_pairs_rubric_decisions_with_reviews(sim_project, 
             )
             for r, v in zip(rows, judge, strict=True)
         ]
-        store._add_decisions(store.conn, rows[0]["run_id"], decisions, "2026-01-01T00:00:00")
+        store.conn.executemany(
+            "INSERT INTO decisions (example_id, filter, filter_version, verdict, reason,"
+            " run_id, created_at) VALUES (?, ?, ?, ?, ?, ?, '2026-01-01T00:00:00')",
+            [
+                (d.example_id, d.filter, d.filter_version, d.verdict.value, d.reason, r["run_id"])
+                for d, r in zip(decisions, rows, strict=True)
+            ],
+        )
         store.conn.commit()
-        store.enqueue_for_review([(r["id"], "sampled", 1) for r in rows])
+        store.reviews.enqueue([(r["id"], "sampled", 1) for r in rows])
         for r, v in zip(rows, human, strict=True):
             decide(store, config, r["id"], "ana", v, reason="other" if v == "reject" else None)
         report = audit_store(config, store)
@@ -260,10 +267,10 @@ def test_contamination_hits_of_a_real_run_are_counted_and_named_in_the_manifest(
     sim.configure(p_near_dup=0.6)
     config = sim_project.config()
     with sim_project.store() as store:
-        store.add_seeds(read_seeds(sim_project.seeds, config).seeds)
+        store.examples.add_seeds(read_seeds(sim_project.seeds, config).seeds)
     run(config)
     with sim_project.store() as store:
-        decided = store.filter_decisions("contamination")
+        decided = store.reports.filter_decisions("contamination")
         report = audit_store(config, store)
         manifest = freeze(store, config, "v1").manifest
     rejected = [d for d in decided if d["verdict"] == "reject"]

@@ -31,18 +31,18 @@ def _seeded(project: Project, *, batch: bool = True):
         project.config_path.write_text(text.replace("retries = 5\n", "retries = 5\n" + BATCH))
     config = project.config()
     with project.store() as store:
-        store.add_seeds(read_seeds(project.seeds, config).seeds)
+        store.examples.add_seeds(read_seeds(project.seeds, config).seeds)
     return config
 
 
 def _planned(config, store: Store, n: int) -> list[CallRow]:
     """``n`` real generation calls, planned under a run as the quota loop would."""
     template = load_template(config.resolve(config.generate.template), config.generate.template)
-    pool = SeedPool.from_rows(store.seeds())
-    plans = [p for p in plan_cells(config, store.cell_counts()) if p.deficit]
-    run_row = store.begin_run(config.as_json(), config.sha)
+    pool = SeedPool.from_rows(store.examples.seeds())
+    plans = [p for p in plan_cells(config, store.examples.cell_counts()) if p.deficit]
+    run_row = store.runs.begin(config.as_json(), config.sha)
     calls = [build_call(config, template, plans[i % len(plans)], pool, i, 2) for i in range(n)]
-    return store.plan_calls(run_row.id, calls)
+    return store.calls.plan(run_row.id, calls)
 
 
 def _calls(store: Store) -> list[tuple]:
@@ -52,7 +52,7 @@ def _calls(store: Store) -> list[tuple]:
 
 
 def _synthetic(store: Store) -> list[tuple]:
-    rows = [r for r in store.dataset_rows() if r["source"] != "real"]
+    rows = [r for r in store.examples.dataset() if r["source"] != "real"]
     return sorted((r["slice"], r["label"], json.dumps(r["data"], sort_keys=True)) for r in rows)
 
 
@@ -64,8 +64,8 @@ def test_batch_mode_fills_every_cell_to_its_target(sim_project, sim):
     summary = run(config)
     assert summary.status == "finished", summary.stop_reason
     with sim_project.store() as store:
-        plans = plan_cells(config, store.cell_counts())
-        jobs = store.batch_jobs()
+        plans = plan_cells(config, store.examples.cell_counts())
+        jobs = store.batch_jobs.jobs()
         calls = _calls(store)
     assert all(p.deficit == 0 for p in plans) and summary.accepted == 13
     stats = sim.stats()
@@ -85,7 +85,7 @@ def test_batch_and_online_accept_the_same_examples_at_half_the_cost(tmp_path, si
     assert sim.stats()["batches"] > 0
     with online.store() as a, batch.store() as b:
         assert _synthetic(a) == _synthetic(b) and len(_synthetic(a)) == 13
-        spend_online, spend_batch = a.spend(), b.spend()
+        spend_online, spend_batch = a.calls.spend(), b.calls.spend()
     assert spend_batch.calls == spend_online.calls
     assert spend_batch.prompt_tokens == spend_online.prompt_tokens > 0
     assert spend_batch.completion_tokens == spend_online.completion_tokens > 0
@@ -99,7 +99,7 @@ def test_failed_lines_are_recorded_failed_and_the_run_still_finishes(sim_project
     assert summary.status == "finished", summary.stop_reason
     with sim_project.store() as store:
         calls = _calls(store)
-        attempts = store.spend().attempts
+        attempts = store.calls.spend().attempts
     failed = [c for c in calls if c[1] == "failed"]
     assert failed, "the simulator failed about a third of the lines"
     assert all(c[3].startswith("HTTP 500: ") and c[4] == 0 for c in failed)
@@ -118,7 +118,7 @@ def test_a_run_cut_off_while_waiting_resumes_by_polling_the_same_batch(sim_proje
         with sim_project.store() as store:
             task = asyncio.ensure_future(run_async(config, store))
             deadline = time.monotonic() + 10
-            while not store.batch_jobs() and not task.done() and time.monotonic() < deadline:
+            while not store.batch_jobs.jobs() and not task.done() and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
@@ -126,15 +126,15 @@ def test_a_run_cut_off_while_waiting_resumes_by_polling_the_same_batch(sim_proje
 
     asyncio.run(cut_off())
     with sim_project.store() as store:
-        [job] = store.batch_jobs()
-        [cut] = store.runs()
+        [job] = store.batch_jobs.jobs()
+        [cut] = store.runs.all()
     assert job["finished_at"] is None and cut.status == "running"
     assert sim.stats()["batches"] == 1 and sim.stats()["batch_requests"] == 0
     sim.configure(batch_delay_s=0.2)
     summary = run(config)
     assert summary.status == "finished" and summary.resumed
     with sim_project.store() as store:
-        jobs = store.batch_jobs()
+        jobs = store.batch_jobs.jobs()
         calls = _calls(store)
     assert jobs[0]["id"] == job["id"] and jobs[0]["status"] == "completed"
     stats = sim.stats()
@@ -148,7 +148,9 @@ def test_a_batch_submitted_before_a_crash_is_collected_not_sent_again(sim_projec
     async def submit() -> list[str]:
         with sim_project.store() as store:
             calls = _planned(config, store, 4)
-            async with BatchClient(config.llm, store, api_key="unused") as client:
+            async with BatchClient(
+                config.llm, store.calls, store.batch_jobs, api_key="unused"
+            ) as client:
                 return await client.submit(calls)
 
     [batch_id] = asyncio.run(submit())
@@ -156,7 +158,7 @@ def test_a_batch_submitted_before_a_crash_is_collected_not_sent_again(sim_projec
     summary = run(config)
     assert summary.status == "finished" and summary.resumed
     with sim_project.store() as store:
-        jobs = store.batch_jobs()
+        jobs = store.batch_jobs.jobs()
         calls = _calls(store)
     assert jobs[0]["id"] == batch_id and len(jobs[0]["call_ids"]) == 4
     stats = sim.stats()
@@ -174,10 +176,12 @@ def test_client_records_ok_failed_and_expired_lines_then_resends_only_the_unansw
     async def go() -> tuple[list, list]:
         with sim_project.store() as store:
             calls = _planned(config, store, 4)
-            async with BatchClient(config.llm, store, api_key="unused") as client:
+            async with BatchClient(
+                config.llm, store.calls, store.batch_jobs, api_key="unused"
+            ) as client:
                 first = await client.complete_all(calls)
                 again = await client.complete_all(
-                    store.calls_by_id([c.id for c in calls]),
+                    store.calls.by_id([c.id for c in calls]),
                     on_result=lambda i, _: heard.append(i),
                 )
             return first, again
@@ -190,7 +194,7 @@ def test_client_records_ok_failed_and_expired_lines_then_resends_only_the_unansw
     assert [r.status for r in again] == ["ok"] * 4 and sorted(heard) == [0, 1, 2, 3]
     assert again[0].content == first[0].content
     with sim_project.store() as store:
-        jobs = store.batch_jobs()
+        jobs = store.batch_jobs.jobs()
         rows = store.conn.execute(
             "SELECT prompt_tokens, completion_tokens, cost_usd, attempts FROM llm_calls"
             " ORDER BY rowid"

@@ -52,7 +52,7 @@ async def _serve(answers: list[tuple[int, dict]], seen: list[dict]) -> asyncio.S
 
 
 def _call(store: Store, config) -> CallRow:
-    run = store.begin_run(config.as_json(), config.sha)
+    run = store.runs.begin(config.as_json(), config.sha)
     planned = {
         "request_sha": "ab" * 32,
         "slice": "default",
@@ -65,7 +65,7 @@ def _call(store: Store, config) -> CallRow:
         "messages": [{"role": "user", "content": "write 1 example"}],
         "parent_ids": [],
     }
-    [call] = store.plan_calls(run.id, [planned], first_attempt=True)
+    [call] = store.calls.plan(run.id, [planned], first_attempt=True)
     return call
 
 
@@ -80,7 +80,10 @@ def _complete(project: Project, answers: list[tuple[int, dict]]):
             with project.store() as store:
                 call = _call(store, config)
                 async with LLMClient(
-                    config.llm, store, api_key="sk-test", base_url=f"http://127.0.0.1:{port}/v1"
+                    config.llm,
+                    store.calls,
+                    api_key="sk-test",
+                    base_url=f"http://127.0.0.1:{port}/v1",
                 ) as client:
                     return await client.complete(call), client.fatal
         finally:
@@ -149,7 +152,7 @@ def test_a_cell_that_gets_nothing_accepted_is_stopped_after_its_idle_steps(sim_p
     )
     config = sim_project.config()
     with sim_project.store() as store:
-        store.add_seeds(read_seeds(sim_project.seeds, config).seeds)
+        store.examples.add_seeds(read_seeds(sim_project.seeds, config).seeds)
     summary = run(config)
     assert summary.status == "stopped"
     assert summary.stop_reason.startswith("stalled: nothing accepted in 2 batches for ")
@@ -157,7 +160,7 @@ def test_a_cell_that_gets_nothing_accepted_is_stopped_after_its_idle_steps(sim_p
     assert short and all(str(p.cell) in summary.stop_reason for p in short)
     with sim_project.store() as store:
         assert 0 < store.count("llm_calls") < 200
-        assert plan_cells(config, store.cell_counts()) == summary.cells
+        assert plan_cells(config, store.examples.cell_counts()) == summary.cells
 
 
 def test_a_cost_cap_stops_the_run_near_the_cap_with_the_reason(sim_project, sim):
@@ -170,16 +173,16 @@ def test_a_cost_cap_stops_the_run_near_the_cap_with_the_reason(sim_project, sim)
     )
     config = sim_project.config()
     with sim_project.store() as store:
-        store.add_seeds(read_seeds(sim_project.seeds, config).seeds)
+        store.examples.add_seeds(read_seeds(sim_project.seeds, config).seeds)
     summary = run(config)
     assert (summary.status, summary.stop_reason) == (
         "stopped",
         "budget: max_cost_usd = 0.02 reached",
     )
     with sim_project.store() as store:
-        spend = store.spend()
+        spend = store.calls.spend()
         costs = [c for (c,) in store.conn.execute("SELECT cost_usd FROM llm_calls")]
-        [r] = store.runs()
+        [r] = store.runs.all()
     assert r.stop_reason == summary.stop_reason
     # Past the cap by at most what was already in flight when it was reached.
     assert 0.02 * 0.8 < spend.cost_usd <= 0.02 + config.llm.max_concurrency * max(costs)

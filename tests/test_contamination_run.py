@@ -46,7 +46,7 @@ def test_verbatim_and_lightly_edited_gsm8k_questions_are_rejected_and_never_expo
     sim.configure(p_exact_dup=0.5, p_near_dup=0.5)
     config = sim_project.config()
     with sim_project.store() as store:
-        store.add_seeds(read_seeds(sim_project.seeds, config).seeds)
+        store.examples.add_seeds(read_seeds(sim_project.seeds, config).seeds)
     summary = run(config)
     assert summary.status == "stopped" and summary.candidates >= 20
     with sim_project.store() as store:

@@ -65,7 +65,7 @@ def judge_project(project, rubric: str = GOOD_RUBRIC, filter_extra: str = "", ba
     project.write_config(extra, base_url=base_url or project.config().llm.base_url)
     config = project.config()
     with project.store() as store:
-        store.add_seeds(read_seeds(project.seeds, config).seeds)
+        store.examples.add_seeds(read_seeds(project.seeds, config).seeds)
     return config
 
 
@@ -197,13 +197,13 @@ def _judge(project, candidates, **params):
     store = project.store()
     spec = next(f for f in config.filters if isinstance(f, RubricParams))
     spec = spec.model_copy(update=params)
-    ctx = filter_context(config, all_labels(config, store.cell_counts()))
-    stage = JudgeStage(spec, config, store, SeedPool.from_rows(store.seeds()), ctx)
-    run_row = store.begin_run("{}", "test")
+    ctx = filter_context(config, all_labels(config, store.examples.cell_counts()))
+    stage = JudgeStage(spec, config, store, SeedPool.from_rows(store.examples.seeds()), ctx)
+    run_row = store.runs.begin("{}", "test")
     outcomes = [Outcome(c) for c in candidates]
 
     async def go():
-        async with LLMClient(config.llm, store, api_key="unused") as client:
+        async with LLMClient(config.llm, store.calls, api_key="unused") as client:
             return await stage.judge(client, run_row.id, outcomes)
 
     scores = asyncio.run(go())
@@ -319,8 +319,8 @@ def test_grade_replies_are_validated(sim_project, reply, error):
     config = judge_project(sim_project)
     spec = next(f for f in config.filters if isinstance(f, RubricParams))
     with sim_project.store() as store:
-        ctx = filter_context(config, all_labels(config, store.cell_counts()))
-        stage = JudgeStage(spec, config, store, SeedPool.from_rows(store.seeds()), ctx)
+        ctx = filter_context(config, all_labels(config, store.examples.cell_counts()))
+        stage = JudgeStage(spec, config, store, SeedPool.from_rows(store.examples.seeds()), ctx)
     with pytest.raises(JudgeReplyError, match=error.replace("(", r"\(")):
         stage._parse_grade(reply, "m", 0, "c")
 
@@ -347,9 +347,9 @@ def test_a_run_shows_judge_and_off_label_rejections_and_borderline_rows_held(sim
     summary = run(config)
     assert summary.status == "finished", summary.stop_reason
     with sim_project.store() as store:
-        funnel = store.funnel()
-        judged = store.judged_examples()
-        summary_j = store.judge_summary()
+        funnel = store.reports.funnel()
+        judged = store.reports.judged_examples()
+        summary_j = store.reports.judge_summary()
         rejected = {
             f: sum(r["rejected"].get(f, 0) for r in funnel) for f in ("rubric", "label_check")
         }
@@ -358,7 +358,7 @@ def test_a_run_shows_judge_and_off_label_rejections_and_borderline_rows_held(sim
         assert {"pass", "borderline", "below_threshold"} <= set(summary_j["decisions"]["rubric"])
         assert "off_label" in summary_j["decisions"]["label_check"]
         for row in judged:
-            criteria = {s["criterion"] for s in store.judge_scores_for(row["id"])}
+            criteria = {s["criterion"] for s in store.reports.judge_scores_for(row["id"])}
             assert criteria == {"label", "slice", "realism", "label_fidelity", "specificity"}
     conn = sqlite3.connect(sim_project.root / "synth.db")
     cheap_rejected = [
@@ -411,7 +411,7 @@ def test_synth_show_prints_scores_and_rationales(sim_project, sim):
     config = judge_project(sim_project)
     assert run(config).status == "finished"
     with sim_project.store() as store:
-        example_id = store.judged_examples()[0]["id"]
+        example_id = store.reports.judged_examples()[0]["id"]
     out = CliRunner().invoke(
         cli, ["--config", str(sim_project.config_path), "show", example_id], catch_exceptions=False
     )
@@ -453,7 +453,7 @@ def _store_hand_made(project) -> list[str]:
     from synth.records import Decision, Status
 
     store = project.store()
-    run_row = store.begin_run("{}", "test")
+    run_row = store.runs.begin("{}", "test")
     call = {
         "request_sha": "r" * 64,
         "slice": "default",
@@ -466,7 +466,7 @@ def _store_hand_made(project) -> list[str]:
         "messages": [],
         "parent_ids": [],
     }
-    (row,) = store.plan_calls(run_row.id, [call])
+    (row,) = store.calls.plan(run_row.id, [call])
     outcomes, statuses, scores = [], [], []
     for i, (score, verdict, realism, fidelity, _) in enumerate(HAND_MADE):
         label = "card_arrival" if i % 2 else "exchange_rate"
@@ -500,7 +500,7 @@ def _store_hand_made(project) -> list[str]:
                     "run_id": run_row.id,
                 }
             )
-    store.add_judged_batch(run_row.id, outcomes, statuses, [row.id], scores)
+    store.examples.add_outcomes(run_row.id, outcomes, statuses, [row.id], scores)
     store.close()
     return [o.candidate.id for o in outcomes]
 

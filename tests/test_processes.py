@@ -85,7 +85,7 @@ def test_run_against_a_slow_faulty_simulator_accounts_for_every_request(project,
         statuses = dict(
             store.conn.execute("SELECT status, count(*) FROM llm_calls GROUP BY status").fetchall()
         )
-        attempts = store.spend().attempts
+        attempts = store.calls.spend().attempts
     assert set(statuses) <= {"ok", "invalid", "failed"}  # nothing left pending
     assert stats["by_outcome"]["429"] + stats["by_outcome"]["500"] > 0
     assert stats["requests"] == attempts
@@ -153,7 +153,7 @@ def test_sigkill_at_random_points_then_resume_pays_nothing_twice(project, simula
     stats = httpx.get(base_url.removesuffix("/v1") + "/stats").json()
     config = project.config()
     with project.store() as store:
-        attempts = store.spend().attempts
+        attempts = store.calls.spend().attempts
         dupes = store.conn.execute(
             "SELECT llm_call_id, call_index FROM examples WHERE source != 'real'"
             " GROUP BY 1, 2 HAVING count(*) > 1"
@@ -162,8 +162,8 @@ def test_sigkill_at_random_points_then_resume_pays_nothing_twice(project, simula
             "SELECT count(*) FROM llm_calls WHERE status = 'pending' OR"
             " (status = 'ok' AND processed = 0)"
         ).fetchone()[0]
-        plans = plan_cells(config, store.cell_counts())
-        [run] = store.runs()
+        plans = plan_cells(config, store.examples.cell_counts())
+        [run] = store.runs.all()
     assert stats["requests"] == attempts, f"seed {seed}: nothing may be paid twice"
     assert dupes == [] and unfinished == 0
     if judge:

@@ -25,7 +25,7 @@ def _report(project, sim):
     sim.configure(p_pii=0.3, p_exact_dup=0.2, p_near_dup=0.15)
     config = project.config()
     with project.store() as store:
-        store.add_seeds(read_seeds(project.seeds, config).seeds)
+        store.examples.add_seeds(read_seeds(project.seeds, config).seeds)
     assert run(config).status == "finished"
     with project.store() as store:
         _review_some(store, config)

@@ -80,7 +80,7 @@ def _project(sim_project, sim, review: str = ""):
     sim_project.write_config(review, base_url=sim.base_url)
     config = sim_project.config()
     with sim_project.store() as store:
-        store.add_seeds(read_seeds(sim_project.seeds, config).seeds)
+        store.examples.add_seeds(read_seeds(sim_project.seeds, config).seeds)
     return config
 
 
@@ -98,10 +98,10 @@ def test_filter_held_rows_are_queued_and_double_review_share_per_cell(sim_projec
     config = sim_project.config()
     assert run(config).status == "finished"
     with sim_project.store() as store:
-        pending = store.unqueued_for_review()
+        pending = store.reviews.unqueued()
         assert enroll(store, config.review) == len(pending)
         assert enroll(store, config.review) == 0  # queued once
-        queue = store.review_queue()
+        queue = store.reviews.queue()
     held = [q for q in queue if q["reason"] == "filter"]
     assert held, "the simulator planted PII: some rows were held by the filter"
     assert {q["example_id"] for q in queue} == {p["id"] for p in pending}
@@ -117,7 +117,7 @@ def test_approved_rows_keep_counting_and_review_rejected_rows_are_made_up(sim_pr
     assert run(config).status == "finished"
     with sim_project.store() as store:
         enroll(store, config.review)
-        queue = store.review_queue()
+        queue = store.reviews.queue()
         by_cell = {}
         for q in queue:
             by_cell.setdefault(CellKey(slice=q["slice"], label=q["label"]), q["example_id"])
@@ -125,10 +125,10 @@ def test_approved_rows_keep_counting_and_review_rejected_rows_are_made_up(sim_pr
         approve_cell, reject_cell = cells[0], cells[1]
         decide(store, config, by_cell[approve_cell], "ana", "approve")
         decide(store, config, by_cell[reject_cell], "ana", "reject", reason="unnatural")
-        plans = {p.cell: p for p in plan_cells(config, store.cell_counts())}
+        plans = {p.cell: p for p in plan_cells(config, store.examples.cell_counts())}
         statuses = {
             r["id"]: r["status"]
-            for r in store.examples_by_id([by_cell[approve_cell], by_cell[reject_cell]])
+            for r in store.examples.by_id([by_cell[approve_cell], by_cell[reject_cell]])
         }
     assert statuses == {by_cell[approve_cell]: "approved", by_cell[reject_cell]: "review_rejected"}
     assert plans[approve_cell].deficit == 0  # an approved row still counts
@@ -138,7 +138,7 @@ def test_approved_rows_keep_counting_and_review_rejected_rows_are_made_up(sim_pr
     assert again.status == "finished" and again.calls > 0
     assert sim.stats()["requests"] > before
     with sim_project.store() as store:
-        plans = {p.cell: p for p in plan_cells(config, store.cell_counts())}
+        plans = {p.cell: p for p in plan_cells(config, store.examples.cell_counts())}
     assert plans[reject_cell].deficit == 0
 
 
@@ -147,11 +147,11 @@ def test_double_review_moves_status_after_both_and_a_reject_wins(sim_project, si
     assert run(config).status == "finished"
     with sim_project.store() as store:
         enroll(store, config.review)
-        ids = [q["example_id"] for q in store.review_queue()]
-        assert all(q["reviews_needed"] == 2 for q in store.review_queue())
+        ids = [q["example_id"] for q in store.reviews.queue()]
+        assert all(q["reviews_needed"] == 2 for q in store.reviews.queue())
         a, b = ids[0], ids[1]
         decide(store, config, a, "ana", "approve")
-        assert store.examples_by_id([a])[0]["status"] == "review_pending"
+        assert store.examples.by_id([a])[0]["status"] == "review_pending"
         # The first reviewer is not offered it again; the second is.
         assert next_item(store, config.review, "ana") != a
         assert a in {next_item(store, config.review, "ben", skip=[i for i in ids if i != a])}
@@ -159,8 +159,8 @@ def test_double_review_moves_status_after_both_and_a_reject_wins(sim_project, si
         decide(store, config, b, "ana", "approve")
         decide(store, config, b, "ben", "reject", reason="off_label")
         assert not decide(store, config, b, "ben", "approve")  # once per reviewer
-        statuses = {r["id"]: r["status"] for r in store.examples_by_id([a, b])}
-        assert len(store.reviews(b)) == 2
+        statuses = {r["id"]: r["status"] for r in store.examples.by_id([a, b])}
+        assert len(store.reviews.all(b)) == 2
     assert statuses == {a: "approved", b: "review_rejected"}
 
 
@@ -179,7 +179,7 @@ def test_bad_decisions_name_the_row_and_change_nothing(sim_project, sim, action,
     assert run(config).status == "finished"
     with sim_project.store() as store:
         enroll(store, config.review)
-        example_id = store.review_queue()[0]["example_id"]
+        example_id = store.reviews.queue()[0]["example_id"]
         with pytest.raises(ReviewError, match=message) as e:
             decide(store, config, example_id, "ana", action, **kwargs)
         assert e.value.where == example_id
@@ -201,16 +201,16 @@ def _double_reviewed(store, cells: dict[str, list[tuple[str, str]]]) -> None:
                 Seed(text=text, label=label, data={"text": text, "label": label}, origin="t")
             )
             pairs.append(pair)
-    store.add_seeds(seeds)
-    ids = [r["id"] for r in store.seeds() if r["label"] in cells]
-    store.enqueue_for_review([(i, "sampled", 2) for i in ids])
-    store.add_reviews(
+    store.examples.add_seeds(seeds)
+    ids = [r["id"] for r in store.examples.seeds() if r["label"] in cells]
+    store.reviews.enqueue([(i, "sampled", 2) for i in ids])
+    store.reviews.add(
         [
             NewReview(i, "ana", a, "web", reason=_tag(a))
             for i, (a, _) in zip(ids, pairs, strict=True)
         ]
     )
-    store.add_reviews(
+    store.reviews.add(
         [
             NewReview(i, "ben", b, "web", reason=_tag(b))
             for i, (_, b) in zip(ids, pairs, strict=True)
@@ -270,7 +270,7 @@ def test_a_cell_reviewers_reject_stops_generating_until_acknowledged(sim_project
     with sim_project.store() as store:
         enroll(store, config.review)
         [row] = [
-            q for q in store.review_queue() if (q["slice"], q["label"]) == (cell.slice, cell.label)
+            q for q in store.reviews.queue() if (q["slice"], q["label"]) == (cell.slice, cell.label)
         ]
         decide(store, config, row["example_id"], "ana", "reject", reason="off_label")
         assert flagged_cells(store, config.review) == {cell}
@@ -295,7 +295,7 @@ def test_a_cell_reviewers_reject_stops_generating_until_acknowledged(sim_project
     assert resumed.exit_code == 0, resumed.output
     assert sim.stats()["requests"] > 0
     with sim_project.store() as store:
-        plans = {p.cell: p for p in plan_cells(config, store.cell_counts())}
+        plans = {p.cell: p for p in plan_cells(config, store.examples.cell_counts())}
     assert plans[cell].deficit == 0
 
 
@@ -309,14 +309,14 @@ def test_add_reviews_is_all_or_nothing(sim_project, sim):
     assert run(config).status == "finished"
     with sim_project.store() as store:
         enroll(store, config.review)
-        first = store.review_queue()[0]["example_id"]
-        edited = {**store.examples_by_id([first])[0]["data"], "text": "an edited text"}
+        first = store.reviews.queue()[0]["example_id"]
+        edited = {**store.examples.by_id([first])[0]["data"], "text": "an edited text"}
         good = NewReview(first, "ana", "approve", "web", edited_data=edited, edited_text="x")
         with pytest.raises(StoreError, match="ex_missing: not in the review queue"):
-            store.add_reviews([good, NewReview("ex_missing", "ana", "approve", "web")])
+            store.reviews.add([good, NewReview("ex_missing", "ana", "approve", "web")])
         assert store.count("reviews") == 0 and store.count("edits") == 0
-        assert store.examples_by_id([first])[0]["status"] == "review_pending"
-        assert store.examples_by_id([first])[0]["source"] == "synthetic"
+        assert store.examples.by_id([first])[0]["status"] == "review_pending"
+        assert store.examples.by_id([first])[0]["source"] == "synthetic"
 
 
 def test_an_edit_that_adds_pii_is_refused_with_the_filters_reason(sim_project, sim):
@@ -330,10 +330,10 @@ def test_an_edit_that_adds_pii_is_refused_with_the_filters_reason(sim_project, s
     assert run(config).status == "finished"
     with sim_project.store() as store:
         enroll(store, config.review)
-        example_id = store.review_queue()[0]["example_id"]
+        example_id = store.reviews.queue()[0]["example_id"]
         mail = "my card never came, write to ana.lopez@example.com"
         with pytest.raises(ReviewError, match="fails the pii filter: pii_redacted: email"):
             decide(store, config, example_id, "ana", "edit", text=mail)
         assert store.count("reviews") == 0 and store.count("edits") == 0
         assert decide(store, config, example_id, "ana", "edit", text="my card never came at all")
-        assert store.examples_by_id([example_id])[0]["source"] == "edited"
+        assert store.examples.by_id([example_id])[0]["source"] == "edited"

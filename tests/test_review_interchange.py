@@ -24,7 +24,7 @@ def queued(sim_project, sim):
     sim_project.write_config("double_review = 1\n", base_url=sim.base_url)
     config = sim_project.config()
     with sim_project.store() as store:
-        store.add_seeds(read_seeds(sim_project.seeds, config).seeds)
+        store.examples.add_seeds(read_seeds(sim_project.seeds, config).seeds)
     assert run(config).status == "finished"
     return config
 
@@ -61,7 +61,7 @@ def _stored(store):
             r["edited_data"]["text"] if r["edited_data"] else None,
             r["note"],
         )
-        for r in store.reviews()
+        for r in store.reviews.all()
     }
 
 
@@ -166,7 +166,7 @@ def test_label_studio_round_trip_keeps_every_decision(queued, sim_project, tmp_p
     with sim_project.store() as store:
         texts = {
             r["id"]: r["text"]
-            for r in store.examples_by_id([t["data"]["example_id"] for t in tasks])
+            for r in store.examples.by_id([t["data"]["example_id"] for t in tasks])
         }
     assert all(t["data"]["text"] == texts[t["data"]["example_id"]] for t in tasks)
 
@@ -178,8 +178,8 @@ def test_label_studio_round_trip_keeps_every_decision(queued, sim_project, tmp_p
     ids = [t["data"]["example_id"] for t in tasks]
     with sim_project.store() as store:
         assert _stored(store) == _expected(ids, ["label-studio:7", "mo@example.org"])
-        rows = {r["id"]: r for r in store.examples_by_id(ids[: len(PLAN)])}
-        assert store.edits_for(ids[2])[0]["editor"] == "reviewer:label-studio:7"
+        rows = {r["id"]: r for r in store.examples.by_id(ids[: len(PLAN)])}
+        assert store.examples.edits(ids[2])[0]["editor"] == "reviewer:label-studio:7"
     assert [rows[i]["status"] for i in ids[: len(PLAN)]] == [
         "approved",
         "review_rejected",
@@ -236,8 +236,8 @@ def test_argilla_round_trip_keeps_every_decision(queued, sim_project, tmp_path):
     ids = [r["id"] for r in records]
     with sim_project.store() as store:
         assert _stored(store) == _expected(ids, [f"argilla:{u}" for u in users])
-        assert all(r["origin"] == "argilla" for r in store.reviews())
-        assert store.examples_by_id([ids[2]])[0]["text"] == "my card got stolen at the bus stop"
+        assert all(r["origin"] == "argilla" for r in store.reviews.all())
+        assert store.examples.by_id([ids[2]])[0]["text"] == "my card got stolen at the bus stop"
     again = _cli(sim_project, "review", "import", "--format", "argilla", str(exported))
     assert "0 reviews added, 8 already stored" in again.output
 
@@ -258,7 +258,7 @@ def test_a_bad_label_studio_file_names_the_task_and_stores_nothing(
 ):
     with sim_project.store() as store:
         enroll(store, queued.review)
-        first, second = [q["example_id"] for q in store.review_queue()[:2]]
+        first, second = [q["example_id"] for q in store.reviews.queue()[:2]]
     good = {
         "id": 1,
         "data": {"example_id": first},
@@ -310,7 +310,7 @@ def test_terminal_review_approves_rejects_and_edits(queued, sim_project):
     assert "reason: a number from 1 to 7" in result.output  # 9 was refused
     assert "3 decisions recorded" in result.output
     with sim_project.store() as store:
-        reviews = store.reviews()
+        reviews = store.reviews.all()
     assert [(r["reviewer"], r["verdict"], r["reason"], r["origin"]) for r in reviews] == [
         ("tom", "approve", None, "terminal"),
         ("tom", "reject", "wrong_slice", "terminal"),

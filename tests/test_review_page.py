@@ -30,7 +30,7 @@ def queued(sim_project, sim):
     sim_project.write_config("double_review = 0\n", base_url=sim.base_url)  # into [review]
     config = sim_project.config()
     with sim_project.store() as store:
-        store.add_seeds(read_seeds(sim_project.seeds, config).seeds)
+        store.examples.add_seeds(read_seeds(sim_project.seeds, config).seeds)
     assert run(config).status == "finished"
     return config
 
@@ -47,7 +47,7 @@ def test_review_page_approve_reject_edit_in_a_real_browser(queued, sim_project, 
     config = queued
     with sim_project.store() as store:
         assert enroll(store, config.review) >= 3
-        queue = store.review_queue()
+        queue = store.reviews.queue()
     with ReviewServer(config) as server:
         base = f"http://127.0.0.1:{server.port}"
         assert _get(base + "/") == 403
@@ -83,9 +83,9 @@ def test_review_page_approve_reject_edit_in_a_real_browser(queued, sim_project, 
         assert _get(base + f"/item/{first}") == 403
 
     with sim_project.store() as store:
-        reviews = {r["example_id"]: r for r in store.reviews()}
-        rows = {r["id"]: r for r in store.examples_by_id([first, second, third])}
-        edits = store.edits_for(third)
+        reviews = {r["example_id"]: r for r in store.reviews.all()}
+        rows = {r["id"]: r for r in store.examples.by_id([first, second, third])}
+        edits = store.examples.edits(third)
     assert set(reviews) == {first, second, third}
     assert {i: r["reviewer"] for i, r in reviews.items()} == dict.fromkeys(reviews, "ana")
     assert reviews[first]["verdict"] == "approve" and reviews[first]["edited_data"] is None
@@ -225,7 +225,7 @@ def test_a_bad_post_gets_400_with_the_reason_and_stores_nothing(queued, sim_proj
 
     with sim_project.store() as store:
         enroll(store, queued.review)
-        example_id = store.review_queue()[0]["example_id"]
+        example_id = store.reviews.queue()[0]["example_id"]
     with ReviewServer(queued) as server:
         base = f"http://127.0.0.1:{server.port}"
         cookies = {"synth_reviewer": "ana"}

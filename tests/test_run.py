@@ -18,30 +18,30 @@ from synth.seeds import read_seeds
 def _seeded(project):
     config = project.config()
     with project.store() as store:
-        store.add_seeds(read_seeds(project.seeds, config).seeds)
+        store.examples.add_seeds(read_seeds(project.seeds, config).seeds)
     return config
 
 
 def _attempts(project) -> int:
     with project.store() as store:
-        return store.spend().attempts
+        return store.calls.spend().attempts
 
 
 def test_run_fills_every_cell_to_its_target_exactly(sim_project, sim):
     sim.configure(p_exact_dup=0.2, p_bad_item=0.1)
     config = _seeded(sim_project)
     with sim_project.store() as store:
-        before = {p.cell: p for p in plan_cells(config, store.cell_counts())}
+        before = {p.cell: p for p in plan_cells(config, store.examples.cell_counts())}
     assert sum(p.deficit for p in before.values()) == 2 + 4 + 5 + 2
     summary = run(config)
     assert summary.status == "finished", summary.stop_reason
     with sim_project.store() as store:
-        after = {p.cell: p for p in plan_cells(config, store.cell_counts())}
+        after = {p.cell: p for p in plan_cells(config, store.examples.cell_counts())}
         assert {c: p.synthetic for c, p in after.items()} == {
             c: p.deficit for c, p in before.items()
         }
-        funnel = store.funnel()
-        statuses = store.example_statuses()
+        funnel = store.reports.funnel()
+        statuses = store.examples.statuses()
     assert all(p.deficit == 0 for p in after.values())
     assert summary.accepted == 13
     # Both filters had work: the simulator planted duplicates and bad items.
@@ -55,7 +55,7 @@ def test_funnel_adds_up_to_the_candidates_generated(sim_project, sim):
     config = _seeded(sim_project)
     summary = run(config)
     with sim_project.store() as store:
-        funnel = store.funnel()
+        funnel = store.reports.funnel()
         decisions = store.count("decisions")
     generated = sum(r["generated"] for r in funnel)
     assert generated == summary.candidates
@@ -121,9 +121,9 @@ def test_a_call_failing_every_retry_is_recorded_failed(sim_project, sim):
 
     async def one_call():
         with sim_project.store() as store:
-            run_row = store.begin_run(config.as_json(), config.sha)
-            [call] = store.plan_calls(run_row.id, [_planned(config, "failing")])
-            async with LLMClient(config.llm, store, api_key="unused") as client:
+            run_row = store.runs.begin(config.as_json(), config.sha)
+            [call] = store.calls.plan(run_row.id, [_planned(config, "failing")])
+            async with LLMClient(config.llm, store.calls, api_key="unused") as client:
                 return await client.complete(call)
 
     result = asyncio.run(one_call())
@@ -158,7 +158,7 @@ def test_a_run_whose_every_call_fails_stops_and_says_why(sim_project, sim):
     with pytest.raises(SynthError, match="every call of a batch failed; the first: HTTP 500"):
         run(config)
     with sim_project.store() as store:
-        [r] = store.runs()
+        [r] = store.runs.all()
     assert r.status == "failed" and "HTTP 500" in r.stop_reason
 
 
@@ -183,7 +183,7 @@ def test_budget_cap_stops_the_run_cleanly_with_the_reason(sim_project, sim):
     assert summary.stop_reason == "budget: max_calls = 2 reached"
     with sim_project.store() as store:
         assert store.count("llm_calls") == 2
-        [r] = store.runs()
+        [r] = store.runs.all()
         assert (r.status, r.stop_reason) == ("stopped", "budget: max_calls = 2 reached")
 
 
@@ -191,7 +191,7 @@ def test_missing_slice_rows_carry_the_slice_match_and_provenance(sim_project, si
     config = _seeded(sim_project)
     run(config)
     with sim_project.store() as store:
-        rows = [r for r in store.dataset_rows() if r["slice"] == "urgent"]
+        rows = [r for r in store.examples.dataset() if r["slice"] == "urgent"]
         call = store.conn.execute(
             "SELECT template_sha, messages_json FROM llm_calls WHERE slice = 'urgent' LIMIT 1"
         ).fetchone()

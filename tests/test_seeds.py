@@ -29,11 +29,11 @@ def test_import_stores_real_rows_and_assigns_slices(project):
     assert result.exit_code == 0, result.output
     assert f"{len(rows)} added" in result.output
     with project.store() as store:
-        seeds = store.seeds()
+        seeds = store.examples.seeds()
         assert len(seeds) == len(rows)
         assert {s["slice"] for s in seeds} == {"default", "urgent"}
-        assert store.example_statuses() == {"accepted": len(rows)}
-        counts = store.cell_counts()
+        assert store.examples.statuses() == {"accepted": len(rows)}
+        counts = store.examples.cell_counts()
     assert all(real > 0 and synthetic == 0 for real, synthetic in counts.values())
 
 

@@ -118,7 +118,7 @@ def test_leakage_check_reports_what_crosses(splits, near, lineage):
 def _ran(project):
     config = project.config()
     with project.store() as store:
-        store.add_seeds(read_seeds(project.seeds, config).seeds)
+        store.examples.add_seeds(read_seeds(project.seeds, config).seeds)
     assert run(config).status == "finished"
     return config
 
@@ -127,8 +127,8 @@ def test_freeze_keeps_content_and_splits_whatever_happens_later(sim_project, sim
     config = _ran(sim_project)
     with sim_project.store() as store:
         v1 = freeze(store, config, "v1")
-        assert v1.leakage.clean and v1.rows == len(store.dataset_rows())
-        items = store.version_items("v1")
+        assert v1.leakage.clean and v1.rows == len(store.examples.dataset())
+        items = store.versions.items("v1")
         synthetic = next(it for it in items if it["source"] == "synthetic")
         # Every synthetic row sits at least as held out as each of its seeds.
         where = {it["example_id"]: it["split"] for it in items}
@@ -136,8 +136,8 @@ def test_freeze_keeps_content_and_splits_whatever_happens_later(sim_project, sim
             for p in it["lineage"].get("parent_ids", []):
                 assert SPLITS.index(it["split"]) >= SPLITS.index(where[p])
         data = {**synthetic["data"], "text": "an edited text after the freeze"}
-        store.edit_example(synthetic["example_id"], "reviewer:ana", data, data["text"])
-        assert store.version_items("v1") == items
+        store.examples.edit(synthetic["example_id"], "reviewer:ana", data, data["text"])
+        assert store.versions.items("v1") == items
         with pytest.raises(Exception, match="frozen version never changes"):
             store.conn.execute("UPDATE version_items SET split = 'test'")
         v2 = freeze(store, config, "v2")
@@ -149,7 +149,7 @@ def test_freeze_keeps_content_and_splits_whatever_happens_later(sim_project, sim
         assert diff_versions(store, "v1", "v1").same
         assert [v.name for v in list_versions(store)] == ["v1", "v2"]
         assert version_leakage(store, config, "v2").clean
-        manifest = store.version("v1")["manifest"]
+        manifest = store.versions.get("v1")["manifest"]
     assert manifest["sha"] == v1.sha and manifest["rows"] == v1.rows
     assert sum(c["real"] + c["synthetic"] + c["edited"] for c in manifest["cells"]) == v1.rows
     assert manifest["models"] == [{"model": "sim-1", "rows": v1.rows - 7}]
@@ -172,12 +172,12 @@ def test_a_taken_or_invalid_name_is_refused_and_nothing_is_stored(project, name,
     config = project.config()
     write_jsonl(project.root / "more.jsonl", [{"text": "one two three", "label": "x"}])
     with project.store() as store:
-        store.add_seeds(read_seeds(project.seeds, config).seeds)
+        store.examples.add_seeds(read_seeds(project.seeds, config).seeds)
         freeze(store, config, "v1")
         with pytest.raises(VersionError, match=message) as e:
             freeze(store, config, name)
         assert isinstance(e.value, SynthError) and repr(name) in str(e.value)
-        assert len(store.versions()) == 1
+        assert len(store.versions.all()) == 1
 
 
 def test_diff_of_an_unknown_version_names_it(project):

@@ -3,41 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 
 from synth.filters.base import Filter
-from synth.records import Candidate, Decision, SeenItem, Verdict
-
-
-@dataclass
-class Outcome:
-    """What the chain made of one candidate: every decision, and the verdict."""
-
-    candidate: Candidate  # as the last filter saw it (a redacting filter may rewrite it)
-    decisions: list[Decision] = field(default_factory=list)
-    original: Candidate | None = None  # as generated, when a filter rewrote it
-
-    def __post_init__(self) -> None:
-        if self.original is None:
-            self.original = self.candidate
-
-    @property
-    def verdict(self) -> Verdict:
-        verdicts = {d.verdict for d in self.decisions}
-        if Verdict.REJECT in verdicts:
-            return Verdict.REJECT
-        if Verdict.REVIEW in verdicts:
-            return Verdict.REVIEW
-        return Verdict.KEEP
-
-    @property
-    def rejected_by(self) -> str | None:
-        return next((d.filter for d in self.decisions if d.verdict is Verdict.REJECT), None)
-
-    @property
-    def edits(self) -> list[Decision]:
-        """The decisions that rewrote the candidate, in order."""
-        return [d for d in self.decisions if d.edited_data is not None]
+from synth.records import Candidate, Outcome, SeenItem, Verdict
 
 
 class FilterChain:

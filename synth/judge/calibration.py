@@ -78,7 +78,7 @@ def rubric_of(config: Config) -> Rubric:
 
 def calibrate(store: Store, rubric: Rubric, humans: dict[str, str] | None = None) -> Calibration:
     """Judge vs human agreement over every judged row a human verdict covers."""
-    rows = [r for r in store.judged_examples() if r["score"] is not None]
+    rows = [r for r in store.reports.judged_examples() if r["score"] is not None]
     humans = humans or {}
     paired: list[tuple[dict[str, Any], str]] = []
     for r in rows:

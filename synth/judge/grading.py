@@ -82,9 +82,9 @@ class JudgeStage:
         self._tasks: list[asyncio.Task[int]] = []
         self._last: asyncio.Task[int] | None = None
         for t in (self.rubric.template, self.rubric.label_template):
-            store.add_template(t.name, t.source, t.sha)
+            store.calls.add_template(t.name, t.source, t.sha)
         rubric = self.rubric.rubric
-        store.add_template(rubric.path, rubric.source, rubric.sha)
+        store.calls.add_template(rubric.path, rubric.source, rubric.sha)
         self._check_templates(pool)
 
     def _check_templates(self, pool: SeedPool) -> None:
@@ -173,7 +173,7 @@ class JudgeStage:
         pending = [(c, m, s, 0) for c in candidates for m in self.models for s in range(samples)]
         while pending:
             calls = [self._call(kind, c, m, s + a * samples) for c, m, s, a in pending]
-            rows = self.store.plan_judge_calls(run_id, calls)
+            rows = self.store.calls.plan(run_id, calls, purpose="judge")
             # Answered calls come from the store; one recorded invalid is a failed
             # attempt already paid for, not a request to send again.
             sendable = [r for r in rows if r.status in ("pending", "ok")]
@@ -191,7 +191,7 @@ class JudgeStage:
                         self._add(judged[c.id], kind, m, s, row, result.content)
                     except JudgeReplyError as e:
                         error = str(e)
-                        self.store.mark_call_invalid(row.id, error)
+                        self.store.calls.mark_invalid(row.id, error)
                 if error is None:
                     continue
                 if a < self.params.retries:

@@ -36,7 +36,9 @@ from synth.llm.client import (
     _Wait,
     retryable,
 )
-from synth.store import CallRow, Store
+from synth.store.batch_jobs import BatchJobs
+from synth.store.calls import Calls
+from synth.store.rows import CallRow
 
 ENDPOINT = "/v1/chat/completions"
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
@@ -51,13 +53,15 @@ class BatchClient:
     def __init__(
         self,
         settings: LLMSettings,
-        store: Store,
+        calls: Calls,
+        jobs: BatchJobs,
         *,
         api_key: str,
         base_url: str | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store
+        self.calls = calls
+        self.jobs = jobs
         # Uploads, polls and downloads may be repeated safely, so the openai client's
         # own retries serve them; creating a batch is retried here (see _create).
         self.client = openai.AsyncOpenAI(
@@ -66,7 +70,7 @@ class BatchClient:
             max_retries=settings.retries,
             timeout=settings.timeout,
         )
-        self.replies = ReplyRecorder(settings, store, price_factor=settings.batch_discount)
+        self.replies = ReplyRecorder(settings, calls, price_factor=settings.batch_discount)
         self.fatal: SynthError | None = None
 
     async def close(self) -> None:
@@ -142,10 +146,10 @@ class BatchClient:
         """Open jobs carrying any of the wanted calls. A job whose calls were all
         recorded before a crash cut its bookkeeping short is closed here."""
         jobs = []
-        for job in self.store.batch_jobs(open_only=True):
-            rows = self.store.calls_by_id(job["call_ids"])
+        for job in self.jobs.jobs(open_only=True):
+            rows = self.calls.by_id(job["call_ids"])
             if not any(c.status == "pending" for c in rows):
-                self.store.update_batch_job(job["id"], status=job["status"], finished=True)
+                self.jobs.update(job["id"], status=job["status"], finished=True)
             elif wanted & set(job["call_ids"]):
                 jobs.append(job)
         return jobs
@@ -165,7 +169,7 @@ class BatchClient:
                 continue
             started = time.perf_counter()
             # Counted before anything leaves: a kill mid-upload still counts the lines.
-            self.store.record_batch_attempts(ids)
+            self.jobs.record_attempts(ids)
             try:
                 upload = await self.client.files.create(
                     file=(f"synth-{uuid.uuid4().hex[:12]}.jsonl", data, "application/jsonl"),
@@ -180,7 +184,7 @@ class BatchClient:
                     self.replies.record(c, "failed", None, _describe(e), latency)
                     failures[c.id] = CallResult(c, "failed", None, _describe(e))
                 continue
-            self.store.add_batch_job(
+            self.jobs.add(
                 batch.id,
                 run_id=chunk[0].run_id,
                 input_file_id=upload.id,
@@ -241,7 +245,7 @@ class BatchClient:
         latency = max(0.0, time.time() - batch.created_at) * 1000
         missing = _ended_without_reply(batch)
         results: dict[str, CallResult] = {}
-        for call in self.store.calls_by_id(call_ids):
+        for call in self.calls.by_id(call_ids):
             if call.status != "pending":
                 results[call.id] = _stored(call)
                 continue
@@ -257,7 +261,7 @@ class BatchClient:
             else:
                 results[call.id] = self.replies.accept(call, body, latency)
         counts = batch.request_counts.model_dump() if batch.request_counts else None
-        self.store.update_batch_job(
+        self.jobs.update(
             batch_id,
             status=batch.status,
             output_file_id=batch.output_file_id,
@@ -287,7 +291,7 @@ class BatchClient:
             else:
                 failures = 0
                 if batch.status != last:
-                    self.store.update_batch_job(batch_id, status=batch.status)
+                    self.jobs.update(batch_id, status=batch.status)
                     last = batch.status
                 if batch.status in TERMINAL:
                     return batch
@@ -295,13 +299,13 @@ class BatchClient:
 
     def _close_lost(self, batch_id: str, call_ids: list[str], error: str) -> dict[str, CallResult]:
         results: dict[str, CallResult] = {}
-        for call in self.store.calls_by_id(call_ids):
+        for call in self.calls.by_id(call_ids):
             if call.status == "pending":
                 self.replies.record(call, "failed", None, error, None)
                 results[call.id] = CallResult(call, "failed", None, error)
             else:
                 results[call.id] = _stored(call)
-        self.store.update_batch_job(batch_id, status="lost", finished=True)
+        self.jobs.update(batch_id, status="lost", finished=True)
         return results
 
 

@@ -35,7 +35,8 @@ from synth.config import LLMSettings
 from synth.errors import SynthError
 from synth.generate import ReplyError, parse_reply
 from synth.llm.limits import AdaptiveSlots, Pacer, estimate_tokens
-from synth.store import CallRow, Store
+from synth.store.calls import Calls
+from synth.store.rows import CallRow
 
 # Errors no retry can mend: the run stops and says why, instead of recording the
 # same failure for every call it had planned.
@@ -95,14 +96,14 @@ class LLMClient:
     def __init__(
         self,
         settings: LLMSettings,
-        store: Store,
+        calls: Calls,
         *,
         api_key: str,
         base_url: str | None = None,
     ) -> None:
         self.settings = settings
-        self.store = store
-        self.replies = ReplyRecorder(settings, store)
+        self.calls = calls
+        self.replies = ReplyRecorder(settings, calls)
         self.slots = AdaptiveSlots(settings.max_concurrency, settings.adaptive_concurrency)
         self._ranks = itertools.count()
         self.requests = Pacer(settings.rpm)
@@ -205,7 +206,7 @@ class LLMClient:
                 try:
                     await self.tokens.acquire(estimate)
                     if recount:
-                        self.store.record_attempt(call.id)
+                        self.calls.record_attempt(call.id)
                         number += 1
                     recount = True
                     try:
@@ -277,9 +278,9 @@ class ReplyRecorder:
     decided here, whichever client fetched it. ``price_factor`` scales the listed
     prices (the Batch API bills at a discount)."""
 
-    def __init__(self, settings: LLMSettings, store: Store, *, price_factor: float = 1.0) -> None:
+    def __init__(self, settings: LLMSettings, calls: Calls, *, price_factor: float = 1.0) -> None:
         self.settings = settings
-        self.store = store
+        self.calls = calls
         self.price_factor = price_factor
 
     def accept(self, call: CallRow, body: str, latency_ms: float | None) -> CallResult:
@@ -324,7 +325,7 @@ class ReplyRecorder:
         usage = usage or {}
         prompt_tokens = int(usage.get("prompt_tokens") or 0)
         completion_tokens = int(usage.get("completion_tokens") or 0)
-        self.store.record_reply(
+        self.calls.record_reply(
             call.id,
             status=status,
             response_json=body,

@@ -72,7 +72,7 @@ class ReviewStats:
 
 def verdict_pairs(reviews: Sequence[dict[str, Any]]) -> list[tuple[tuple[str, str], str, str]]:
     """``(cell, first verdict, second verdict)`` for every row with two reviews or
-    more, from ``Store.reviews()`` (which is in the order reviews were made)."""
+    more, from ``store.reviews.all()`` (which is in the order reviews were made)."""
     by_row: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in reviews:
         by_row[r["example_id"]].append(r)
@@ -92,12 +92,12 @@ def review_stats(store: Store, settings: ReviewSettings) -> ReviewStats:
 
 
 def _stats(store: Store, settings: ReviewSettings) -> ReviewStats:
-    reviews = store.reviews()
-    acks = store.review_acks()
+    reviews = store.reviews.all()
+    acks = store.reviews.acks()
     cells: dict[tuple[str, str], dict[str, Any]] = defaultdict(
         lambda: {"reasons": Counter(), "reviews": 0, "approved": 0, "rejected": 0, "edited": 0}
     )
-    for p in progress(store.review_queue()):
+    for p in progress(store.reviews.queue()):
         cells[(p.slice, p.label)].update(queued=p.items, done=p.done)
     since: Counter[tuple[str, str]] = Counter()
     rejected_since: Counter[tuple[str, str]] = Counter()
@@ -151,9 +151,9 @@ def acknowledge(store: Store, cell: str, note: str | None = None) -> int:
     slice_, sep, label = cell.partition("/")
     if not sep or not slice_ or not label:
         raise ReviewError(cell, "a cell is named SLICE/LABEL, e.g. default/card_arrival")
-    if not any((r["slice"], r["label"]) == (slice_, label) for r in store.reviews()):
+    if not any((r["slice"], r["label"]) == (slice_, label) for r in store.reviews.all()):
         raise ReviewError(cell, "no reviews for this cell")
-    return store.ack_review_cell(slice_, label, note)
+    return store.reviews.ack_cell(slice_, label, note)
 
 
 def render_stats(stats: ReviewStats, settings: ReviewSettings) -> str:

@@ -115,7 +115,7 @@ def create_app(config: Config, token: str, reviewer: str | None = None) -> ASGIA
     def render_item(request: Request, example_id: str | None, error: str | None = None) -> str:
         store = state["store"]
         name = who(request)
-        queue = store.review_queue()
+        queue = store.reviews.queue()
         cells = progress(queue)
         view = item_view(store, example_id) if example_id else None
         return page(

@@ -62,7 +62,7 @@ def _open_items(store: Store, config: Config) -> list[dict[str, Any]]:
     """Queued rows still short of the reviews they need, with all their context."""
     enroll(store, config.review)
     out = []
-    for q in store.review_queue():
+    for q in store.reviews.queue():
         if len(q["reviewers"]) >= q["reviews_needed"]:
             continue
         view = item_view(store, q["example_id"])
@@ -232,7 +232,7 @@ def import_label_studio(store: Store, config: Config, path: Path) -> ImportResul
     """Store the reviews in a Label Studio JSON export of annotated tasks."""
     tasks = _load(path, "a Label Studio JSON export (a list of tasks)")
     enroll(store, config.review)
-    queued = {q["example_id"] for q in store.review_queue()}
+    queued = {q["example_id"] for q in store.reviews.queue()}
     reviews: list[NewReview] = []
     for i, task in enumerate(tasks):
         where = f"{path.name}: task[{i}]"
@@ -252,7 +252,7 @@ def import_label_studio(store: Store, config: Config, path: Path) -> ImportResul
             reviews.append(
                 _decision(config, store, at, example_id, reviewer, answers, "label-studio")
             )
-    added, duplicates = store.add_reviews(reviews)
+    added, duplicates = store.reviews.add(reviews)
     return ImportResult(path, added, duplicates)
 
 
@@ -260,7 +260,7 @@ def import_argilla(store: Store, config: Config, path: Path) -> ImportResult:
     """Store the reviews in Argilla records (``records.to_json``'s shape)."""
     records = _load(path, "Argilla records (a list of records)")
     enroll(store, config.review)
-    queued = {q["example_id"] for q in store.review_queue()}
+    queued = {q["example_id"] for q in store.reviews.queue()}
     reviews: list[NewReview] = []
     for i, record in enumerate(records):
         where = f"{path.name}: record[{i}]"
@@ -285,5 +285,5 @@ def import_argilla(store: Store, config: Config, path: Path) -> ImportResult:
                     config, store, f"{where}: {reviewer}", example_id, reviewer, answers, "argilla"
                 )
             )
-    added, duplicates = store.add_reviews(reviews)
+    added, duplicates = store.reviews.add(reviews)
     return ImportResult(path, added, duplicates)

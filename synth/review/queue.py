@@ -33,10 +33,10 @@ def enroll(store: Store, settings: ReviewSettings) -> int:
     reviewers; which ones is decided by a hash of ``review.seed`` and the row id, so
     the choice is the same whatever order rows arrive in.
     """
-    new = store.unqueued_for_review()
+    new = store.reviews.unqueued()
     if not new:
         return 0
-    queued = store.queued_per_cell()
+    queued = store.reviews.queued_per_cell()
     by_cell: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in new:
         by_cell[(r["slice"], r["label"])].append(r)
@@ -49,7 +49,7 @@ def enroll(store: Store, settings: ReviewSettings) -> int:
         for r in rows:
             why = "filter" if r["outcome"] == "review" else "sampled"
             items.append((r["id"], why, 2 if r["id"] in double else 1))
-    store.enqueue_for_review(items)
+    store.reviews.enqueue(items)
     return len(items)
 
 
@@ -92,7 +92,7 @@ def next_item(
     rows done comes first, then queue order; ``skip`` leaves rows out (skipped ones).
     """
     enroll(store, settings)
-    queue = store.review_queue()
+    queue = store.reviews.queue()
     done = {(p.slice, p.label): p.share for p in progress(queue)}
     open_rows = [
         (done[(q["slice"], q["label"])], i, q["example_id"])
@@ -108,18 +108,18 @@ def item_view(store: Store, example_id: str) -> dict[str, Any]:
     """Everything a reviewer sees of one row: the row, the seeds it was made from,
     its template, every filter decision, the judge's scores and rationales (empty
     when no judge graded it), earlier edits and reviews, and why it is queued."""
-    rows = store.examples_by_id([example_id])
+    rows = store.examples.by_id([example_id])
     if not rows:
         raise ReviewError(example_id, "no such example")
     example = rows[0]
-    entry = next((q for q in store.review_queue() if q["example_id"] == example_id), None)
+    entry = next((q for q in store.reviews.queue() if q["example_id"] == example_id), None)
     return {
         "example": example,
-        "seeds": store.examples_by_id(example["parent_ids"]),
-        "decisions": store.decisions_for(example_id),
-        "judge": store.judge_scores_for(example_id),
-        "edits": store.edits_for(example_id),
-        "reviews": store.reviews(example_id),
+        "seeds": store.examples.by_id(example["parent_ids"]),
+        "decisions": store.reports.decisions_for(example_id),
+        "judge": store.reports.judge_scores_for(example_id),
+        "edits": store.examples.edits(example_id),
+        "reviews": store.reviews.all(example_id),
         "queue": entry,
     }
 
@@ -144,7 +144,7 @@ def decide(
     becomes ``source = edited``, the original kept in ``edits``).
     """
     review = build_review(config, store, example_id, reviewer, action, reason, note, text, origin)
-    added, _ = store.add_reviews([review])
+    added, _ = store.reviews.add([review])
     return added == 1
 
 
@@ -180,7 +180,7 @@ def build_review(
     if action == "edit":
         if not (text or "").strip():
             raise ReviewError(where, "an edit needs the new text")
-        rows = store.examples_by_id([example_id])
+        rows = store.examples.by_id([example_id])
         if not rows:
             raise ReviewError(where, "no such example")
         text = (text or "").strip()

@@ -74,7 +74,7 @@ def review_in_terminal(
         if example_id is None:
             say("nothing left for you to review")
             break
-        say(render_item(item_view(store, example_id), config, progress(store.review_queue())))
+        say(render_item(item_view(store, example_id), config, progress(store.reviews.queue())))
         choice = ask(KEYS, "a").strip().lower()[:1]
         if choice == "q":
             break

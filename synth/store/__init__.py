@@ -1,0 +1,117 @@
+"""The SQLite provenance store: the only package that speaks SQL.
+
+The schema is public: query it with sqlite3 or Datasette (README, "The store").
+
+    runs        one row per `synth run` (resumed runs keep their id)
+    templates   every prompt template used, by content sha
+    llm_calls   every request: planned (pending), then answered (ok), invalid or
+                failed; also the response cache, keyed by request_sha
+    examples    every row: real seeds, synthetic candidates (rejected ones too),
+                edited rows; status says where each is in its life
+    decisions   one row per filter per candidate, keeps included
+    reviews     human verdicts
+    edits       every change to an example's data (redaction, a reviewer's edit),
+                with the data before and after
+    llm_batches Batch API jobs: recorded before the run waits on them, so a killed
+                run polls the same job instead of paying for its calls again
+    judge_scores the judge's score and rationale per candidate, criterion and sample
+    review_items the review queue: why each row is in it, how many reviewers it needs
+    review_acks flagged cells a person acknowledged, so generation resumes for them
+    versions    frozen dataset versions (content-addressed), with their manifest
+    version_items each row of a version as it was frozen; triggers refuse changes
+
+``Store(path)`` is the one entry point: it opens the file, sets the pragmas and applies
+the migrations (``schema.py``). Its parts each hold the SQL of one group of tables, so
+a stage names only the part it uses (the LLM client takes ``store.calls``):
+
+    store.runs        runs.py        begin, resume, finish
+    store.calls       calls.py       templates, planned calls, replies, spend
+    store.batch_jobs  batch_jobs.py  Batch API jobs
+    store.examples    examples.py    seeds, candidates with their decisions, edits
+    store.reviews     reviews.py     the review queue and verdicts
+    store.versions    versions.py    frozen versions
+    store.reports     reports.py     funnel, filter and judge figures, one row's story
+
+Reads return typed rows (``rows.py``), JSON columns decoded. Writes that belong
+together share one transaction (``atomic()`` nests as savepoints); a paid reply is
+committed the moment it arrives, in its own transaction, so a crash loses no paid work.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlite_utils
+
+from synth.store.batch_jobs import BatchJobs
+from synth.store.calls import Calls
+from synth.store.examples import Examples
+from synth.store.reports import Reports
+from synth.store.reviews import Reviews
+from synth.store.rows import CallRow, NewReview, RunRow, SeedImport, Spend, empty_funnel_row
+from synth.store.runs import Runs
+from synth.store.schema import migrations
+from synth.store.versions import Versions
+
+_COUNTABLE = frozenset({"examples", "llm_calls", "decisions", "reviews", "runs", "edits"})
+
+
+class Store:
+    """A synth project's SQLite file. One per project; safe to reopen at any time."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite_utils.Database(self.path)
+        self.conn: sqlite3.Connection = self.db.conn
+        self.conn.execute("PRAGMA busy_timeout = 10000")
+        self.db.enable_wal()
+        # WAL + NORMAL survives a killed process (only an OS crash can lose the last
+        # commits), at a fraction of FULL's fsync cost per paid reply.
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        migrations.apply(self.db)
+        self.runs = Runs(self.db, self.path)
+        self.calls = Calls(self.db, self.path)
+        self.batch_jobs = BatchJobs(self.db, self.path)
+        self.examples = Examples(self.db, self.path)
+        self.reviews = Reviews(self.db, self.path)
+        self.versions = Versions(self.db, self.path)
+        self.reports = Reports(self.db, self.path)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """One transaction around several parts' writes; nested, a savepoint."""
+        with self.db.atomic():
+            yield
+
+    def count(self, table: str) -> int:
+        """Rows in one of the main tables."""
+        if table not in _COUNTABLE:
+            raise ValueError(table)
+        return int(self.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+__all__ = [
+    "CallRow",
+    "NewReview",
+    "RunRow",
+    "SeedImport",
+    "Spend",
+    "Store",
+    "empty_funnel_row",
+    "migrations",
+]

@@ -1,0 +1,193 @@
+"""``llm_calls`` and ``templates``: every request, recorded before it is sent.
+
+A call is written as ``pending`` with its full request before it leaves, each attempt
+is counted before it leaves, and its reply is committed the moment it arrives: the
+table is the response cache (keyed by ``request_sha``) that makes a resumed run pay
+for nothing twice. This part is all the LLM client needs of the store.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from synth.records import CellKey, canonical_json
+from synth.store._part import Part, in_chunks, new_id, now
+from synth.store.rows import CallRow, PlannedCall, Spend
+
+_CALL_COLUMNS = (
+    "id, run_id, request_sha, slice, label, template, template_sha, model, params_json,"
+    " messages_json, parent_ids_json, status, response_json, attempts, sample_index, purpose"
+)
+
+
+class Calls(Part):
+    def add_template(self, name: str, source: str, sha: str) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO templates (sha, name, source, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (sha, name, source, now()),
+            )
+
+    def next_sample_index(self, cell: CellKey, template_sha: str, model: str) -> int:
+        n = self._one(
+            "SELECT max(sample_index) FROM llm_calls WHERE purpose = 'generate'"
+            " AND slice = ? AND label = ? AND template_sha = ? AND model = ?",
+            (cell.slice, cell.label, template_sha, model),
+        )
+        return 0 if n is None else int(n) + 1
+
+    def plan(
+        self,
+        run_id: str,
+        calls: Sequence[PlannedCall],
+        *,
+        purpose: Literal["generate", "judge"] = "generate",
+        first_attempt: bool = False,
+    ) -> list[CallRow]:
+        """Record calls before they are sent; a request already recorded, answered or
+        not, is returned as stored: the response cache.
+
+        ``first_attempt`` counts each new call's first attempt in the same transaction,
+        instead of one commit per request as it leaves. An attempt counted but never
+        sent (the process died first) is sent under its own Idempotency-Key when the
+        run resumes, so it is served, and billed, once either way.
+        """
+        ts = now()
+        attempts = 1 if first_attempt else 0
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO llm_calls (id, run_id, request_sha, purpose, slice,"
+                " label, sample_index, template, template_sha, model, params_json,"
+                " messages_json, parent_ids_json, status, attempts, created_at)"
+                " VALUES (:id, :run_id, :request_sha, :purpose, :slice, :label,"
+                " :sample_index, :template, :template_sha, :model, :params_json,"
+                " :messages_json, :parent_ids_json, 'pending', :attempts, :created_at)",
+                [
+                    {
+                        "id": new_id("call"),
+                        "run_id": run_id,
+                        "request_sha": c["request_sha"],
+                        "purpose": purpose,
+                        "slice": c["slice"],
+                        "label": c["label"],
+                        "sample_index": c["sample_index"],
+                        "template": c["template"],
+                        "template_sha": c["template_sha"],
+                        "model": c["model"],
+                        "params_json": canonical_json(c["params"]),
+                        "messages_json": canonical_json(c["messages"]),
+                        "parent_ids_json": json.dumps(c["parent_ids"]),
+                        "attempts": attempts,
+                        "created_at": ts,
+                    }
+                    for c in calls
+                ],
+            )
+        shas = [c["request_sha"] for c in calls]
+        by_sha = {row.request_sha: row for row in self._by_sha(shas)}
+        return [by_sha[s] for s in shas]
+
+    def _by_sha(self, shas: Sequence[str]) -> list[CallRow]:
+        out: list[CallRow] = []
+        for chunk, marks in in_chunks(shas):
+            out += self._call_rows(f"WHERE request_sha IN ({marks})", chunk)
+        return out
+
+    def by_id(self, call_ids: Sequence[str]) -> list[CallRow]:
+        """The calls with these ids, in the order given; ids not stored are skipped."""
+        found: dict[str, CallRow] = {}
+        for chunk, marks in in_chunks(call_ids):
+            found.update((c.id, c) for c in self._call_rows(f"WHERE id IN ({marks})", chunk))
+        return [found[i] for i in call_ids if i in found]
+
+    def unfinished(self) -> list[CallRow]:
+        """Generation calls planned but never answered, or answered but not yet turned
+        into rows: what a killed run leaves behind, oldest first."""
+        return self._call_rows(
+            "WHERE purpose = 'generate' AND (status = 'pending' OR (status = 'ok'"
+            " AND processed = 0)) ORDER BY rowid"
+        )
+
+    def _call_rows(self, where: str, params: Sequence[Any] = ()) -> list[CallRow]:
+        return [
+            CallRow(
+                id=r[0],
+                run_id=r[1],
+                request_sha=r[2],
+                slice=r[3],
+                label=r[4],
+                template=r[5],
+                template_sha=r[6],
+                model=r[7],
+                params=json.loads(r[8]),
+                messages=json.loads(r[9]),
+                parent_ids=json.loads(r[10]),
+                status=r[11],
+                response_json=r[12],
+                attempts=r[13],
+                sample_index=r[14],
+                purpose=r[15],
+            )
+            for r in self.conn.execute(f"SELECT {_CALL_COLUMNS} FROM llm_calls {where}", params)
+        ]
+
+    def record_attempt(self, call_id: str) -> None:
+        """Counted before the request leaves, so a kill mid-flight still counts it."""
+        self.conn.execute("UPDATE llm_calls SET attempts = attempts + 1 WHERE id = ?", (call_id,))
+        self.conn.commit()
+
+    def record_reply(
+        self,
+        call_id: str,
+        *,
+        status: str,
+        response_json: str | None,
+        error: str | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cost_usd: float,
+        latency_ms: float | None,
+    ) -> None:
+        """A reply (or the failure that ended the call), committed as it arrives."""
+        self.conn.execute(
+            "UPDATE llm_calls SET status = :status, response_json = :response_json,"
+            " error = :error, prompt_tokens = :prompt_tokens,"
+            " completion_tokens = :completion_tokens, cost_usd = :cost_usd,"
+            " latency_ms = :latency_ms, answered_at = :answered_at,"
+            " processed = CASE WHEN :status = 'ok' THEN processed ELSE 1 END WHERE id = :id",
+            {
+                "status": status,
+                "response_json": response_json,
+                "error": error,
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "cost_usd": cost_usd,
+                "latency_ms": latency_ms,
+                "answered_at": now(),
+                "id": call_id,
+            },
+        )
+        self.conn.commit()
+
+    def mark_invalid(self, call_id: str, error: str) -> None:
+        """A reply that arrived well-formed but is not what was asked for (a judge
+        reply missing a criterion): recorded as ``invalid`` with why."""
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE llm_calls SET status = 'invalid', error = ?, processed = 1 WHERE id = ?",
+                (error, call_id),
+            )
+
+    def spend(self, run_id: str | None = None) -> Spend:
+        """Calls, attempts, tokens and cost: of one run, or of the whole store."""
+        where, params = ("WHERE run_id = ?", (run_id,)) if run_id else ("", ())
+        r = self.conn.execute(
+            "SELECT count(*), coalesce(sum(attempts), 0), coalesce(sum(prompt_tokens), 0),"
+            " coalesce(sum(completion_tokens), 0), coalesce(sum(cost_usd), 0)"
+            f" FROM llm_calls {where}",
+            params,
+        ).fetchone()
+        return Spend(*r)

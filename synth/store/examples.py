@@ -1,0 +1,335 @@
+"""``examples``, ``decisions``, ``edits`` and ``judge_scores``: every row and why it is
+where it is.
+
+Seeds come in as ``real`` rows; a chunk of filtered candidates is stored with every
+decision (keeps too), every edit a filter made and the judge's scores in one
+transaction, together with marking its calls processed, so a crash leaves all of it
+or none.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from synth.errors import StoreError
+from synth.records import (
+    CellKey,
+    Lineage,
+    Outcome,
+    Seed,
+    SeenItem,
+    Source,
+    Status,
+    canonical_json,
+    sha256_text,
+)
+from synth.store._part import Part, decode, in_chunks, new_id, now
+from synth.store.rows import (
+    DatasetRow,
+    EditRow,
+    ExampleRow,
+    JudgeScore,
+    SeedImport,
+    SeedRow,
+)
+from synth.store.schema import COUNTED
+
+_EXAMPLE_COLUMNS = (
+    "id, source, slice, label, data_json, text, content_sha, status, outcome, run_id,"
+    " llm_call_id, template, template_sha, model, parent_ids_json, origin, created_at"
+)
+
+
+class Examples(Part):
+    # -- seeds ---------------------------------------------------------------------
+
+    def add_seeds(self, seeds: Sequence[Seed]) -> SeedImport:
+        """Store real rows; rows whose content is already stored are skipped."""
+        added = 0
+        ts = now()
+        with self._tx() as conn:
+            for seed in seeds:
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO examples (id, source, slice, label, data_json, text,"
+                    " content_sha, status, origin, created_at, updated_at)"
+                    " VALUES (:id, 'real', :slice, :label, :data_json, :text, :content_sha,"
+                    " 'accepted', :origin, :ts, :ts)",
+                    {
+                        "id": new_id("seed"),
+                        "slice": seed.slice,
+                        "label": seed.label,
+                        "data_json": canonical_json(seed.data),
+                        "text": seed.text,
+                        "content_sha": seed.content_sha,
+                        "origin": seed.origin,
+                        "ts": ts,
+                    },
+                )
+                added += cur.rowcount
+        return SeedImport(added=added, duplicates=len(seeds) - added)
+
+    def seeds(self) -> list[SeedRow]:
+        """Real rows, oldest first: the few-shot pool."""
+        return [
+            decode(r, "data_json")
+            for r in self._rows(
+                "SELECT id, slice, label, data_json, text FROM examples"
+                " WHERE source = 'real' ORDER BY rowid"
+            )
+        ]
+
+    # -- what fills the cells ------------------------------------------------------
+
+    def cell_counts(self) -> dict[CellKey, tuple[int, int]]:
+        """(real, synthetic) rows counting toward each cell's target."""
+        out: dict[CellKey, list[int]] = defaultdict(lambda: [0, 0])
+        for slice_, label, source, n in self.conn.execute(
+            f"SELECT slice, label, source, count(*) FROM examples WHERE {COUNTED}"
+            " GROUP BY slice, label, source"
+        ):
+            out[CellKey(slice=slice_, label=label)][0 if source == "real" else 1] += n
+        return {k: (v[0], v[1]) for k, v in out.items()}
+
+    def seen_items(self) -> list[SeenItem]:
+        """Seeds and every synthetic row the filter chain did not reject, in order."""
+        return [
+            SeenItem(
+                id=r[0],
+                text=r[1],
+                cell=CellKey(slice=r[2], label=r[3]),
+                source=Source(r[4]),
+            )
+            for r in self.conn.execute(
+                "SELECT id, text, slice, label, source FROM examples"
+                " WHERE source = 'real' OR outcome IN ('keep', 'review') ORDER BY rowid"
+            )
+        ]
+
+    # -- candidates and decisions --------------------------------------------------
+
+    def add_outcomes(
+        self,
+        run_id: str,
+        outcomes: Sequence[Outcome],
+        statuses: Sequence[Status],
+        processed_call_ids: Iterable[str],
+        scores: Sequence[JudgeScore] = (),
+    ) -> None:
+        """Store a chunk of candidates with every decision, edit and judge score, and
+        mark their calls processed: one transaction, so a crash leaves all of it or
+        none. A candidate stored before (a resumed run) is not stored again, nor are
+        its decisions or scores."""
+        ts = now()
+        with self._tx() as conn:
+            stored: set[str] = set()
+            if scores:
+                ids = [o.candidate.id for o in outcomes]
+                for chunk, marks in in_chunks(ids):
+                    found = conn.execute(f"SELECT id FROM examples WHERE id IN ({marks})", chunk)
+                    stored.update(r[0] for r in found)
+            for outcome, status in zip(outcomes, statuses, strict=True):
+                self._add_outcome(conn, run_id, outcome, status, ts)
+            conn.executemany(
+                "UPDATE llm_calls SET processed = 1 WHERE id = ?",
+                [(i,) for i in processed_call_ids],
+            )
+            if not scores:
+                return
+            conn.executemany(
+                "INSERT INTO judge_scores (example_id, criterion, score, rationale,"
+                " judge_model, sample, rubric, rubric_sha, llm_call_id, run_id, created_at)"
+                " VALUES (:example_id, :criterion, :score, :rationale, :judge_model, :sample,"
+                " :rubric, :rubric_sha, :llm_call_id, :run_id, :created_at)",
+                [{**s, "created_at": ts} for s in scores if s["example_id"] not in stored],
+            )
+            # A judge call is processed once its scores are stored, as a generation
+            # call is once its rows are: nothing of it is left to do after a crash.
+            conn.executemany(
+                "UPDATE llm_calls SET processed = 1 WHERE id = ?",
+                [(i,) for i in {s["llm_call_id"] for s in scores if s["llm_call_id"]}],
+            )
+
+    def _add_outcome(
+        self, conn: sqlite3.Connection, run_id: str, outcome: Outcome, status: Status, ts: str
+    ) -> None:
+        c = outcome.candidate
+        edits = outcome.edits
+        data_json = canonical_json(c.row)
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO examples (id, source, slice, label, data_json, text,"
+            " content_sha, status, outcome, rejected_by, run_id, llm_call_id, call_index,"
+            " template, template_sha, model, parent_ids_json, created_at, updated_at)"
+            " VALUES (:id, :source, :slice, :label, :data_json, :text, :content_sha, :status,"
+            " :outcome, :rejected_by, :run_id, :llm_call_id, :call_index, :template,"
+            " :template_sha, :model, :parent_ids_json, :ts, :ts)",
+            {
+                "id": c.id,
+                "source": Source.EDITED.value if edits else Source.SYNTHETIC.value,
+                "slice": c.cell.slice,
+                "label": c.cell.label,
+                "data_json": data_json,
+                "text": c.text,
+                "content_sha": sha256_text(data_json),
+                "status": status.value,
+                "outcome": outcome.verdict.value,
+                "rejected_by": outcome.rejected_by,
+                "run_id": run_id,
+                "llm_call_id": c.llm_call_id,
+                "call_index": c.index,
+                "template": c.template,
+                "template_sha": c.template_sha,
+                "model": c.model,
+                "parent_ids_json": json.dumps(list(c.parent_ids)),
+                "ts": ts,
+            },
+        )
+        if not cur.rowcount:
+            return  # stored before a crash; its decisions are stored too
+        conn.executemany(
+            "INSERT INTO decisions (example_id, filter, filter_version, verdict, score, reason,"
+            " run_id, created_at) VALUES (:example_id, :filter, :filter_version, :verdict,"
+            " :score, :reason, :run_id, :created_at)",
+            [
+                {
+                    "example_id": d.example_id,
+                    "filter": d.filter,
+                    "filter_version": d.filter_version,
+                    "verdict": d.verdict.value,
+                    "score": d.score,
+                    "reason": d.reason,
+                    "run_id": run_id,
+                    "created_at": ts,
+                }
+                for d in outcome.decisions
+            ],
+        )
+        # The data as generated is kept here, out of exports: a redacting filter's
+        # edit is provenance like any other.
+        before = outcome.original.row if outcome.original else c.row
+        for d in edits:
+            after = {**(d.edited_data or {}), **c.metadata}
+            self._add_edit(conn, c.id, f"filter:{d.filter}", before, after, ts)
+            before = after
+
+    @staticmethod
+    def _add_edit(
+        conn: sqlite3.Connection,
+        example_id: str,
+        editor: str,
+        before: dict[str, Any] | str,
+        after: dict[str, Any] | str,
+        ts: str,
+    ) -> None:
+        conn.execute(
+            "INSERT INTO edits (example_id, editor, before_json, after_json, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (
+                example_id,
+                editor,
+                before if isinstance(before, str) else canonical_json(before),
+                after if isinstance(after, str) else canonical_json(after),
+                ts,
+            ),
+        )
+
+    def accepted_ids(self, run_id: str) -> list[tuple[str, str, str]]:
+        """(id, slice, label) of the synthetic rows this run accepted."""
+        return [
+            (r[0], r[1], r[2])
+            for r in self.conn.execute(
+                "SELECT id, slice, label FROM examples WHERE run_id = ?"
+                " AND source = 'synthetic' AND status = 'accepted' ORDER BY rowid",
+                (run_id,),
+            )
+        ]
+
+    # -- reading rows back ---------------------------------------------------------
+
+    def by_id(self, ids: Sequence[str]) -> list[ExampleRow]:
+        """Full rows with their lineage, in the order given; ids not stored are skipped."""
+        found: dict[str, ExampleRow] = {}
+        for chunk, marks in in_chunks(ids):
+            for r in self._example_rows(f"WHERE id IN ({marks})", chunk):
+                found[r["id"]] = r
+        return [found[i] for i in ids if i in found]
+
+    def every_row(self) -> list[ExampleRow]:
+        """Every stored row (rejected ones too) with its lineage, oldest first: what an
+        external file's rows are matched against."""
+        return self._example_rows("ORDER BY rowid")
+
+    def _example_rows(self, where: str, params: Sequence[Any] = ()) -> list[ExampleRow]:
+        rows = self._rows(f"SELECT {_EXAMPLE_COLUMNS} FROM examples {where}", params)
+        for r in rows:
+            decode(r, "data_json", "parent_ids_json")
+            r["lineage"] = Lineage.of(r)
+        return rows
+
+    def dataset(self) -> list[DatasetRow]:
+        """The dataset as it stands: real rows and counted synthetic rows, with lineage."""
+        rows = self._rows(
+            "SELECT e.id, e.source, e.slice, e.label, e.data_json, e.status, e.run_id,"
+            " e.model, e.template, e.template_sha, e.parent_ids_json, e.origin,"
+            " e.llm_call_id, e.content_sha FROM examples e"
+            f" WHERE e.source = 'real' OR {COUNTED} ORDER BY e.rowid"
+        )
+        for r in rows:
+            decode(r, "data_json", "parent_ids_json")
+            r["lineage"] = Lineage.of(r)
+        return rows
+
+    def texts_by_cell(self) -> dict[tuple[str, str], dict[str, list[str]]]:
+        """(slice, label) -> {"real": [...], "synthetic": [...]}: the texts of the dataset
+        as it stands (synthetic: the rows counted toward quotas)."""
+        out: dict[tuple[str, str], dict[str, list[str]]] = defaultdict(
+            lambda: {"real": [], "synthetic": []}
+        )
+        for slice_, label, source, text in self.conn.execute(
+            "SELECT slice, label, source, text FROM examples"
+            f" WHERE source = 'real' OR {COUNTED} ORDER BY rowid"
+        ):
+            out[(slice_, label)]["real" if source == "real" else "synthetic"].append(text)
+        return dict(out)
+
+    def statuses(self) -> Counter[str]:
+        """How many rows are in each status."""
+        return Counter(
+            dict(self.conn.execute("SELECT status, count(*) FROM examples GROUP BY status"))
+        )
+
+    # -- edits ---------------------------------------------------------------------
+
+    def edit(self, example_id: str, editor: str, data: dict[str, Any], text: str) -> None:
+        """Replace a row's data (``text`` is its text field): the change is kept in
+        ``edits`` with the data before and after, and a synthetic row becomes
+        ``edited``."""
+        ts = now()
+        with self._tx() as conn:
+            before = self._one("SELECT data_json FROM examples WHERE id = ?", (example_id,))
+            if before is None:
+                raise StoreError(str(self.path), f"no example {example_id}")
+            after = canonical_json(data)
+            self._add_edit(conn, example_id, editor, before, after, ts)
+            conn.execute(
+                # A real row stays real (its edit is in `edits`): quotas and the few-shot
+                # pool count it as a seed still.
+                "UPDATE examples SET data_json = ?, text = ?, content_sha = ?, source = CASE"
+                " WHEN source = 'real' THEN 'real' ELSE 'edited' END, updated_at = ?"
+                " WHERE id = ?",
+                (after, text, sha256_text(after), ts, example_id),
+            )
+
+    def edits(self, example_id: str) -> list[EditRow]:
+        """Every change to a row's data, oldest first, ``before``/``after`` decoded."""
+        return [
+            decode(r, "before_json", "after_json")
+            for r in self._rows(
+                "SELECT editor, before_json, after_json, created_at FROM edits"
+                " WHERE example_id = ? ORDER BY id",
+                (example_id,),
+            )
+        ]

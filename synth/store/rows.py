@@ -1,0 +1,378 @@
+"""The typed rows the store reads back and the records its writers take.
+
+Reads return plain dicts shaped by a ``TypedDict`` (a row of thousands is cheap, and a
+type checker still knows every key) or a frozen dataclass where callers pass the row
+on; ``*_json`` columns always arrive decoded, under the name without the suffix.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, NotRequired, TypedDict
+
+from synth.records import Lineage
+
+
+@dataclass(frozen=True)
+class SeedImport:
+    added: int
+    duplicates: int
+
+
+class PlannedCall(TypedDict):
+    """A call as ``store.calls.plan`` records it before it is sent."""
+
+    request_sha: str
+    slice: str | None
+    label: str | None
+    sample_index: int
+    template: str
+    template_sha: str
+    model: str
+    params: dict[str, Any]
+    messages: list[dict[str, Any]]
+    parent_ids: list[str]
+
+
+@dataclass(frozen=True)
+class CallRow:
+    id: str
+    run_id: str | None
+    request_sha: str
+    slice: str | None
+    label: str | None
+    template: str | None
+    template_sha: str | None
+    model: str
+    params: dict[str, Any]
+    messages: list[dict[str, Any]]
+    parent_ids: list[str]
+    status: str
+    response_json: str | None
+    attempts: int
+    sample_index: int | None
+    purpose: str = "generate"  # or "judge"
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: str
+    status: str
+    config_sha: str
+    started_at: str
+    finished_at: str | None
+    stop_reason: str | None
+    resumes: int
+
+
+@dataclass(frozen=True)
+class Spend:
+    calls: int
+    attempts: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+@dataclass(frozen=True)
+class NewReview:
+    """One reviewer's verdict on one queued row, as ``store.reviews.add`` takes it."""
+
+    example_id: str
+    reviewer: str
+    verdict: str  # approve | reject
+    origin: str  # web | terminal | label-studio | argilla
+    reason: str | None = None  # a reject's tag
+    note: str | None = None
+    edited_data: dict[str, Any] | None = None  # the whole row after an edit
+    edited_text: str | None = None  # its text field, for the text column
+
+
+class JudgeScore(TypedDict):
+    """One judge score row as the runner hands it to the store."""
+
+    example_id: str
+    criterion: str
+    score: float | None
+    rationale: str
+    judge_model: str
+    sample: int
+    rubric: str
+    rubric_sha: str
+    llm_call_id: str | None
+    run_id: str
+
+
+class SeedRow(TypedDict):
+    id: str
+    slice: str
+    label: str
+    data: dict[str, Any]
+    text: str
+
+
+class ExampleRow(TypedDict):
+    """A stored row with its provenance columns."""
+
+    id: str
+    source: str
+    slice: str
+    label: str
+    data: dict[str, Any]
+    text: str
+    content_sha: str
+    status: str
+    outcome: str | None
+    run_id: str | None
+    llm_call_id: str | None
+    template: str | None
+    template_sha: str | None
+    model: str | None
+    parent_ids: list[str]
+    origin: str | None
+    created_at: str
+    lineage: Lineage
+
+
+class DatasetRow(TypedDict):
+    """A row of the dataset as it stands (real, or synthetic and counted)."""
+
+    id: str
+    source: str
+    slice: str
+    label: str
+    data: dict[str, Any]
+    status: str
+    run_id: str | None
+    model: str | None
+    template: str | None
+    template_sha: str | None
+    parent_ids: list[str]
+    origin: str | None
+    llm_call_id: str | None
+    content_sha: str
+    lineage: Lineage
+    text: NotRequired[str]  # set by whoever knows the schema's text field
+
+
+class DecisionRow(TypedDict):
+    filter: str
+    filter_version: str
+    verdict: str
+    score: float | None
+    reason: str
+
+
+class FilterDecision(TypedDict):
+    example_id: str
+    slice: str
+    label: str
+    verdict: str
+    score: float | None
+    reason: str
+    filter_version: str
+
+
+class JudgeScoreRow(TypedDict):
+    criterion: str
+    score: float | None
+    rationale: str
+    judge_model: str
+    sample: int
+    rubric: str
+    rubric_sha: str
+    llm_call_id: str | None
+
+
+class ReviewNote(TypedDict):
+    reviewer: str
+    verdict: str
+    note: str | None
+    created_at: str
+
+
+class ExampleDetail(TypedDict):
+    """One row with everything the store knows about it: ``synth show``."""
+
+    id: str
+    source: str
+    slice: str
+    label: str
+    data: dict[str, Any]
+    status: str
+    outcome: str | None
+    rejected_by: str | None
+    run_id: str | None
+    llm_call_id: str | None
+    template: str | None
+    template_sha: str | None
+    model: str | None
+    origin: str | None
+    created_at: str
+    decisions: list[DecisionRow]
+    judge_scores: list[JudgeScoreRow]
+    reviews: list[ReviewNote]
+
+
+class FunnelRow(TypedDict):
+    slice: str
+    label: str
+    real: int
+    generated: int
+    rejected: Counter[str]
+    accepted: int
+    sampled: int
+    held: int
+    review_rejected: int
+    surplus: int
+    calls: int
+    failed_calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+def empty_funnel_row(slice_: str, label: str) -> FunnelRow:
+    return {
+        "slice": slice_,
+        "label": label,
+        "real": 0,
+        "generated": 0,
+        "rejected": Counter(),
+        "accepted": 0,
+        "sampled": 0,
+        "held": 0,
+        "review_rejected": 0,
+        "surplus": 0,
+        "calls": 0,
+        "failed_calls": 0,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "cost_usd": 0.0,
+    }
+
+
+class JudgedRow(TypedDict):
+    id: str
+    slice: str
+    label: str
+    verdict: str
+    score: float | None
+    reason: str
+    human: str | None
+    criteria: dict[str, float]
+
+
+class TemplateUse(TypedDict):
+    name: str
+    sha: str
+    calls: int
+
+
+class BatchJob(TypedDict):
+    id: str
+    run_id: str | None
+    input_file_id: str
+    output_file_id: str | None
+    error_file_id: str | None
+    status: str
+    call_ids: list[str]
+    request_counts: dict[str, int] | None
+    created_at: str
+    finished_at: str | None
+
+
+class QueueItem(TypedDict):
+    example_id: str
+    slice: str
+    label: str
+    reason: str
+    reviews_needed: int
+    status: str
+    reviewers: list[str]
+
+
+class UnqueuedRow(TypedDict):
+    id: str
+    slice: str
+    label: str
+    outcome: str | None
+
+
+class ReviewRow(TypedDict):
+    id: int
+    example_id: str
+    slice: str
+    label: str
+    reviewer: str
+    verdict: str
+    reason: str | None
+    note: str | None
+    origin: str | None
+    edited_data: dict[str, Any] | None
+    created_at: str
+
+
+class ReviewedRow(TypedDict):
+    """A row a human was asked to review or did review, with its latest review."""
+
+    example_id: str
+    slice: str
+    label: str
+    status: str
+    outcome: str | None
+    reviewer: str | None
+    verdict: str | None
+    edited: int | None
+
+
+class EditRow(TypedDict):
+    editor: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+    created_at: str
+
+
+class VersionItem(TypedDict):
+    """A row of a frozen version as it was frozen (``lineage`` as ``Lineage.as_dict``)."""
+
+    example_id: str
+    split: str
+    source: str
+    slice: str
+    label: str
+    status: str
+    data: dict[str, Any]
+    text: str
+    content_sha: str
+    lineage: dict[str, Any]
+
+
+class FrozenItem(TypedDict):
+    version: str
+    example_id: str
+    source: str
+    slice: str
+    label: str
+    status: str
+    text: str
+    content_sha: str
+    lineage: dict[str, Any]
+
+
+class VersionRow(TypedDict):
+    name: str
+    sha: str
+    created_at: str
+    config_sha: str
+    rows: int
+    manifest: dict[str, Any]
+
+
+class JudgeSummary(TypedDict):
+    decisions: dict[str, dict[str, int]]  # filter -> reason slug -> rows
+    criteria: dict[str, dict[str, float]]  # criterion -> {"mean", "scores"}
+    calls: int
+    cost_usd: float
+    invalid_calls: int

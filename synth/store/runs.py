@@ -1,0 +1,91 @@
+"""``runs``: one row per `synth run`; an interrupted run is resumed under its id."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from synth.errors import StoreError
+from synth.store._part import Part, new_id, now
+from synth.store.rows import RunRow
+
+
+class Runs(Part):
+    def begin(self, config_json: str, config_sha: str) -> RunRow:
+        """Resume the last run if it was cut off with this config; else start one."""
+        with self._tx() as conn:
+            last = self._run_rows("ORDER BY rowid DESC LIMIT 1")
+            if last and last[0].status == "running":
+                pid = self._one("SELECT pid FROM runs WHERE id = ?", (last[0].id,))
+                if pid and pid != os.getpid() and _alive(pid):
+                    raise StoreError(str(self.path), f"run {last[0].id} is still going (pid {pid})")
+                if last[0].config_sha == config_sha:
+                    conn.execute(
+                        "UPDATE runs SET pid = ?, resumes = resumes + 1 WHERE id = ?",
+                        (os.getpid(), last[0].id),
+                    )
+                    return self._run_rows("WHERE id = ?", (last[0].id,))[0]
+                conn.execute(
+                    "UPDATE runs SET status = 'stopped', finished_at = ?,"
+                    " stop_reason = 'interrupted; a later run had another config' WHERE id = ?",
+                    (now(), last[0].id),
+                )
+            run_id = new_id("run")
+            conn.execute(
+                "INSERT INTO runs (id, started_at, status, config_json, config_sha, pid)"
+                " VALUES (:id, :started_at, 'running', :config_json, :config_sha, :pid)",
+                {
+                    "id": run_id,
+                    "started_at": now(),
+                    "config_json": config_json,
+                    "config_sha": config_sha,
+                    "pid": os.getpid(),
+                },
+            )
+        return self._run_rows("WHERE id = ?", (run_id,))[0]
+
+    def finish(
+        self,
+        run_id: str,
+        status: str,
+        reason: str | None = None,
+        review_ids: Sequence[str] = (),
+    ) -> None:
+        """Close the run; the rows sampled for review are marked in the same
+        transaction, so a resumed run never samples twice."""
+        ts = now()
+        with self._tx() as conn:
+            conn.executemany(
+                "UPDATE examples SET status = 'review_pending', updated_at = ?"
+                " WHERE id = ? AND status = 'accepted'",
+                [(ts, i) for i in review_ids],
+            )
+            conn.execute(
+                "UPDATE runs SET status = ?, stop_reason = ?, finished_at = ? WHERE id = ?",
+                (status, reason, now(), run_id),
+            )
+
+    def all(self) -> list[RunRow]:
+        """Every run, oldest first."""
+        return self._run_rows("ORDER BY rowid")
+
+    def _run_rows(self, where: str, params: Sequence[Any] = ()) -> list[RunRow]:
+        return [
+            RunRow(*r)
+            for r in self.conn.execute(
+                "SELECT id, status, config_sha, started_at, finished_at, stop_reason, resumes"
+                f" FROM runs {where}",
+                params,
+            )
+        ]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
