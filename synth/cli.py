@@ -200,7 +200,6 @@ def contamination(ctx: click.Context, file: Path, field: str | None) -> None:
     row hit, so it can gate a pipeline.
     """
     from synth.filters.contamination import ContaminationParams, check_file
-    from synth.runner import filter_context
 
     config = _config(ctx)
     params = next((f for f in config.filters if isinstance(f, ContaminationParams)), None)
@@ -210,7 +209,7 @@ def contamination(ctx: click.Context, file: Path, field: str | None) -> None:
             " the eval sets to check against"
         )
     hits = check_file(
-        file.absolute(), field or config.data_schema.text, params, filter_context(config)
+        file.absolute(), field or config.data_schema.text, params, config.filter_context()
     )
     for h in hits:
         click.echo(f"{h.row}\t{h.eval_set}\t{h.item_id}\t{h.signal}\t{h.score:.3f}")
@@ -490,7 +489,7 @@ def review_next(ctx: click.Context, reviewer: str, limit: int | None) -> None:
 @click.pass_context
 def review_stats_cmd(ctx: click.Context) -> None:
     """Per cell: reviews, reject share and tags, reviewer agreement (kappa), flags."""
-    from synth.review.agreement import render_stats, review_stats
+    from synth.review.stats import render_stats, review_stats
     from synth.store import Store
 
     config = _config(ctx)
@@ -540,7 +539,7 @@ def review_import(ctx: click.Context, fmt: str, file: Path) -> None:
 @click.pass_context
 def review_ack(ctx: click.Context, cell: str, note: str | None) -> None:
     """Acknowledge a flagged cell (SLICE/LABEL) so `synth run` generates for it again."""
-    from synth.review.agreement import acknowledge
+    from synth.review.stats import acknowledge
     from synth.store import Store
 
     config = _config(ctx)

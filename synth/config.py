@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from synth.errors import ConfigError
-from synth.filters import FilterSpec
+from synth.filters import FilterContext, FilterSpec
 from synth.records import canonical_json, sha256_text
 
 DEFAULT_CONFIG = "config.toml"
@@ -248,6 +249,18 @@ class Config(Section):
     def resolve(self, path: str) -> Path:
         p = Path(path).expanduser()
         return p if p.is_absolute() else self.root / p
+
+    def filter_context(self, labels: Sequence[str] | None = None) -> FilterContext:
+        """What the filters get from the project besides their own settings; ``labels``
+        when the run knows more than the schema names (labels only seeds have)."""
+        schema = self.data_schema
+        return FilterContext(
+            root=self.root,
+            text_field=schema.text,
+            label_field=schema.label,
+            fields=dict(schema.fields),
+            labels=tuple(labels or schema.labels),
+        )
 
     @property
     def db_path(self) -> Path:

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 from synth.config import Config
 from synth.errors import SynthError
-from synth.filters import FilterChain, FilterContext, Outcome, build_chain
+from synth.filters import FilterChain, Outcome, build_chain
 from synth.filters.rubric import judge_llm_changes, split_judge
 from synth.generate import SeedPool, build_call, candidates_from, parse_reply
 from synth.judge.grading import JudgeStage
@@ -48,8 +48,8 @@ from synth.llm.client import CallResult, LLMClient
 from synth.plan import all_labels, plan_cells
 from synth.prompts import Template, load_template
 from synth.records import Candidate, CellKey, CellPlan, Status, Verdict
-from synth.review.agreement import flagged_cells
 from synth.review.sample import sample_for_review
+from synth.review.stats import flagged_cells
 from synth.store import CallRow, Spend, Store
 
 # Before a cell has history, assume this share of asked-for examples is accepted;
@@ -155,18 +155,6 @@ async def _run_async(config: Config, store: Store, progress: Progress | None) ->
         return await runner.execute(client, judge_client)
 
 
-def filter_context(config: Config, labels: list[str] | None = None) -> FilterContext:
-    """What the filters get from the project besides their own settings."""
-    schema = config.data_schema
-    return FilterContext(
-        root=config.root,
-        text_field=schema.text,
-        label_field=schema.label,
-        fields=dict(schema.fields),
-        labels=tuple(labels or schema.labels),
-    )
-
-
 def _share(wanted: dict[CellKey, int], allowed: int) -> dict[CellKey, int]:
     """``allowed`` calls shared in proportion to what each cell wants (largest
     remainders first), so the whole allowance is used and none is left for a tail batch."""
@@ -209,7 +197,7 @@ class Runner:
         self.template = template
         self.progress = progress
         labels = all_labels(config, store.examples.cell_counts())
-        ctx = filter_context(config, labels)
+        ctx = config.filter_context(labels)
         cheap, judge = split_judge(config.filters, config.source.name)
         self.judge_spec = judge
         self.chain: FilterChain = build_chain(cheap, ctx)

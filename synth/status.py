@@ -10,7 +10,7 @@ from synth.config import Config
 from synth.filters.diversity import diversity_figures
 from synth.filters.rubric import decision_filters
 from synth.plan import plan_cells
-from synth.review.agreement import flag_lines, flagged
+from synth.review.stats import flag_lines, flagged
 from synth.store import Spend, Store, empty_funnel_row
 
 

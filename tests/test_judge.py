@@ -19,7 +19,7 @@ from synth.judge.rubric import RubricError, load_rubric
 from synth.llm.client import LLMClient
 from synth.plan import all_labels
 from synth.records import Candidate, CellKey, Verdict
-from synth.runner import filter_context, run
+from synth.runner import run
 from synth.seeds import read_seeds
 
 GOOD_RUBRIC = """
@@ -197,7 +197,7 @@ def _judge(project, candidates, **params):
     store = project.store()
     spec = next(f for f in config.filters if isinstance(f, RubricParams))
     spec = spec.model_copy(update=params)
-    ctx = filter_context(config, all_labels(config, store.examples.cell_counts()))
+    ctx = config.filter_context(all_labels(config, store.examples.cell_counts()))
     stage = JudgeStage(spec, config, store, SeedPool.from_rows(store.examples.seeds()), ctx)
     run_row = store.runs.begin("{}", "test")
     outcomes = [Outcome(c) for c in candidates]
@@ -319,7 +319,7 @@ def test_grade_replies_are_validated(sim_project, reply, error):
     config = judge_project(sim_project)
     spec = next(f for f in config.filters if isinstance(f, RubricParams))
     with sim_project.store() as store:
-        ctx = filter_context(config, all_labels(config, store.examples.cell_counts()))
+        ctx = config.filter_context(all_labels(config, store.examples.cell_counts()))
         stage = JudgeStage(spec, config, store, SeedPool.from_rows(store.examples.seeds()), ctx)
     with pytest.raises(JudgeReplyError, match=error.replace("(", r"\(")):
         stage._parse_grade(reply, "m", 0, "c")

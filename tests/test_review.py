@@ -12,9 +12,9 @@ from synth.errors import StoreError
 from synth.plan import plan_cells
 from synth.records import CellKey, Seed
 from synth.review import ReviewError
-from synth.review.agreement import acknowledge, flagged_cells, review_stats
 from synth.review.queue import decide, enroll, next_item
 from synth.review.sample import round_half_up, sample_for_review
+from synth.review.stats import acknowledge, flagged_cells, review_stats
 from synth.runner import run
 from synth.seeds import read_seeds
 from synth.store import NewReview

@@ -205,7 +205,6 @@ def _check_edit(
     from synth.filters.pii import PiiParams
     from synth.filters.schema import SchemaParams
     from synth.records import Candidate, CellKey, Verdict
-    from synth.runner import filter_context
 
     specs = [f for f in config.filters if isinstance(f, SchemaParams | PiiParams)]
     if not specs:
@@ -222,7 +221,7 @@ def _check_edit(
         template_sha=row["template_sha"] or "",
         model=row["model"] or "",
     )
-    [outcome] = build_chain(specs, filter_context(config)).decide([candidate])
+    [outcome] = build_chain(specs, config.filter_context()).decide([candidate])
     for d in outcome.decisions:
         if d.verdict is not Verdict.KEEP or d.edited_data is not None:
             raise ReviewError(where, f"the edited text fails the {d.filter} filter: {d.reason}")
