@@ -24,7 +24,7 @@ raters used one verdict throughout).
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from synth.filters.rubric import decision_filters
 from synth.plan import plan_cells
 from synth.records import canonical_json, normalize_text, sha256_text
 from synth.store import Store, empty_funnel_row
+from synth.store.rows import ExampleRow, FrozenItem
 
 TAGS = ("real", "synthetic", "edited", "unknown")
 CONTAMINATION = "contamination"
@@ -158,7 +159,7 @@ def audit_store(config: Config, store: Store) -> dict[str, Any]:
     }
 
 
-def _review_figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _review_figures(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     reviewed = [r for r in rows if r["verdict"]]
     return {
         "sampled": len(rows),
@@ -226,9 +227,9 @@ def _slices(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _totals(
     store: Store,
     cells: list[dict[str, Any]],
-    reviews: list[dict[str, Any]],
+    reviews: Sequence[Mapping[str, Any]],
     pairs: dict[tuple[str, str], list[tuple[str, str]]],
-    hits: list[dict[str, Any]],
+    hits: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any]:
     spend = store.calls.spend()
     sums = {
@@ -390,7 +391,7 @@ def read_dataset(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         yield n, row
 
 
-def _rank(row: dict[str, Any]) -> int:
+def _rank(row: Mapping[str, Any]) -> int:
     """Which stored row a file row is said to be when several match: a dataset row
     (real first) before a row that never made it into the dataset."""
     if row["source"] == "real":
@@ -410,12 +411,12 @@ def audit_file(config: Config, store: Store, path: str | Path) -> dict[str, Any]
     parsed = list(read_dataset(path))
     stored = sorted(store.examples.every_row(), key=_rank)
     frozen = store.versions.frozen_by_content()
-    by_content: dict[str, dict[str, Any]] = {}
-    by_text: dict[str, dict[str, Any]] = {}
+    by_content: dict[str, ExampleRow] = {}
+    by_text: dict[str, ExampleRow] = {}
     for r in stored:
         by_content.setdefault(r["content_sha"], r)
         by_text.setdefault(sha256_text(normalize_text(r["text"])), r)
-    frozen_text: dict[str, dict[str, Any]] = {}
+    frozen_text: dict[str, FrozenItem] = {}
     for it in frozen.values():
         frozen_text.setdefault(sha256_text(normalize_text(it["text"])), it)
 
@@ -480,7 +481,7 @@ def audit_file(config: Config, store: Store, path: str | Path) -> dict[str, Any]
     }
 
 
-def _live(row: dict[str, Any], match: str, similarity: float) -> dict[str, Any]:
+def _live(row: Mapping[str, Any], match: str, similarity: float) -> dict[str, Any]:
     out: dict[str, Any] = {
         "tag": row["source"],
         "match": match,
@@ -494,7 +495,7 @@ def _live(row: dict[str, Any], match: str, similarity: float) -> dict[str, Any]:
     return out
 
 
-def _frozen(item: dict[str, Any], match: str, similarity: float) -> dict[str, Any]:
+def _frozen(item: Mapping[str, Any], match: str, similarity: float) -> dict[str, Any]:
     return {
         "tag": item["source"],
         "match": match,

@@ -33,7 +33,7 @@ import json
 import os
 import string
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -192,7 +192,7 @@ def _write(out: Path, body: str) -> None:
     os.replace(tmp, out)
 
 
-def _provenance(row: dict[str, Any]) -> dict[str, Any]:
+def _provenance(row: Mapping[str, Any]) -> dict[str, Any]:
     p: dict[str, Any] = {
         "id": row["id"],
         "source": row["source"],
@@ -205,7 +205,7 @@ def _provenance(row: dict[str, Any]) -> dict[str, Any]:
     return p
 
 
-def _frozen_provenance(item: dict[str, Any], version: str) -> dict[str, Any]:
+def _frozen_provenance(item: Mapping[str, Any], version: str) -> dict[str, Any]:
     p: dict[str, Any] = {
         "id": item["example_id"],
         "source": item["source"],

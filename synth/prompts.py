@@ -70,7 +70,7 @@ def _template_line(error: BaseException, path: Path) -> int | str:
     lines = [
         frame.lineno
         for frame in traceback.extract_tb(error.__traceback__)
-        if Path(frame.filename).name == path.name
+        if Path(frame.filename).name == path.name and frame.lineno is not None
     ]
     return lines[-1] if lines else "?"
 

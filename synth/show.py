@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from synth.errors import SynthError
 from synth.store import Store
+from synth.store.rows import ExampleDetail
 
 
-def show_example(store: Store, example_id: str) -> dict[str, Any]:
+def show_example(store: Store, example_id: str) -> ExampleDetail:
     """The row with its provenance, decisions, judge scores and reviews."""
     row = store.reports.example(example_id)
     if row is None:
@@ -17,7 +19,7 @@ def show_example(store: Store, example_id: str) -> dict[str, Any]:
     return row
 
 
-def render_example(row: dict[str, Any]) -> str:
+def render_example(row: Mapping[str, Any]) -> str:
     out = [
         f"{row['id']}  {row['source']}  {row['slice']}/{row['label']}  status {row['status']}"
         + (f" (rejected by {row['rejected_by']})" if row["rejected_by"] else ""),

@@ -12,6 +12,7 @@ from synth.filters.rubric import decision_filters
 from synth.plan import plan_cells
 from synth.review.stats import flag_lines, flagged
 from synth.store import Spend, Store, empty_funnel_row
+from synth.store.rows import JudgeSummary
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class StatusReport:
     review_flags: list[str] = field(default_factory=list)
     # The judge's decisions by reason, mean score per criterion, its calls and cost;
     # None when no judge call was ever made.
-    judge: dict[str, Any] | None = None
+    judge: JudgeSummary | None = None
 
 
 def status(config: Config, store: Store) -> StatusReport:
@@ -39,7 +40,7 @@ def status(config: Config, store: Store) -> StatusReport:
     keys = sorted(set(funnel) | set(targets))
     cells = []
     for key in keys:
-        row = dict(funnel.get(key) or empty_funnel_row(*key))
+        row: dict[str, Any] = dict(funnel.get(key) or empty_funnel_row(*key))
         plan = targets.get(key)
         row["target"] = plan.target if plan else None
         row["deficit"] = plan.deficit if plan else 0
@@ -130,7 +131,7 @@ def render_status(report: StatusReport) -> str:
     return "\n".join(out)
 
 
-def _judge_lines(judge: dict[str, Any] | None) -> list[str]:
+def _judge_lines(judge: JudgeSummary | None) -> list[str]:
     """What the judge decided and how it scored, under the funnel."""
     if not judge:
         return []

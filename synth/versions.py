@@ -31,7 +31,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError
@@ -44,6 +44,7 @@ from synth.errors import SynthError
 from synth.neighbours import NearIndex
 from synth.records import canonical_json, sha256_text
 from synth.store import Store
+from synth.store.rows import VersionItem
 
 SPLITS = ("train", "validation", "test")  # in order of how held-out a split is
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -74,7 +75,7 @@ class _Groups:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
-def assign_splits(rows: Sequence[dict[str, Any]], settings: SplitSettings) -> list[str]:
+def assign_splits(rows: Sequence[Mapping[str, Any]], settings: SplitSettings) -> list[str]:
     """The split of each row (``id``, ``slice``, ``label``, ``text``, ``parent_ids``),
     by the rules in the module docstring; deterministic for the same rows and seed."""
     n = len(rows)
@@ -143,7 +144,7 @@ class Leakage:
 
 
 def leakage(
-    rows: Sequence[dict[str, Any]], splits: Sequence[str], *, n: int = 2, threshold: float = 0.5
+    rows: Sequence[Mapping[str, Any]], splits: Sequence[str], *, n: int = 2, threshold: float = 0.5
 ) -> Leakage:
     """Check an assignment of ``rows`` (``id``, ``text``, ``parent_ids``) to ``splits``."""
     out = Leakage()
@@ -189,7 +190,7 @@ class FrozenVersion:
     manifest: dict[str, Any]
 
 
-def version_sha(items: Sequence[dict[str, Any]]) -> str:
+def version_sha(items: Sequence[Mapping[str, Any]]) -> str:
     """sha256 over the sorted (example id, content sha, split) triples."""
     triples = sorted([it["example_id"], it["content_sha"], it["split"]] for it in items)
     return sha256_text(canonical_json(triples))
@@ -209,7 +210,7 @@ def freeze(store: Store, config: Config, name: str) -> FrozenVersion:
     for r in live:
         r["text"] = str(r["data"].get(schema.text, ""))
     splits = assign_splits(live, config.splits)
-    items = []
+    items: list[VersionItem] = []
     for r, split in zip(live, splits, strict=True):
         lineage = r["lineage"].as_dict()
         review = reviews.get(r["id"])
@@ -241,7 +242,7 @@ def _manifest(
     config: Config,
     name: str,
     sha: str,
-    items: Sequence[dict[str, Any]],
+    items: Sequence[Mapping[str, Any]],
     leaks: Leakage,
 ) -> dict[str, Any]:
     """The data card: what is in the version and how it was made."""
@@ -341,14 +342,14 @@ def _synth_version() -> str:
 # --- reading versions -------------------------------------------------------------
 
 
-def _items(store: Store, name: str) -> list[dict[str, Any]]:
+def _items(store: Store, name: str) -> list[VersionItem]:
     if store.versions.get(name) is None:
         known = ", ".join(v["name"] for v in store.versions.all()) or "none yet"
         raise VersionError(f"version {name!r}", f"no such version (frozen: {known})")
     return store.versions.items(name)
 
 
-def version_rows(store: Store, name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def version_rows(store: Store, name: str) -> tuple[dict[str, Any], list[VersionItem]]:
     """A version's manifest and its rows, as frozen."""
     items = _items(store, name)
     v = store.versions.get(name)

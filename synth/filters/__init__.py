@@ -13,7 +13,7 @@ from typing import Annotated
 from pydantic import Field
 
 from synth.filters.base import Filter, FilterContext, FilterParams
-from synth.filters.chain import FilterChain, Outcome
+from synth.filters.chain import FilterChain
 from synth.filters.contamination import ContaminationFilter, ContaminationParams
 from synth.filters.diversity import DiversityFilter, DiversityParams
 from synth.filters.exact_dedup import ExactDedupFilter, ExactDedupParams
@@ -21,6 +21,7 @@ from synth.filters.near_dedup import NearDedupFilter, NearDedupParams
 from synth.filters.pii import PiiFilter, PiiParams
 from synth.filters.rubric import RubricFilter, RubricParams
 from synth.filters.schema import SchemaFilter, SchemaParams
+from synth.records import Outcome
 
 FilterSpec = Annotated[
     SchemaParams

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from synth.agreement import KAPPA_WARN_BELOW, Agreement, cohen_kappa, kappa_by_group
 from synth.config import Config
@@ -29,6 +28,7 @@ from synth.errors import SynthError
 from synth.filters.rubric import RubricParams
 from synth.judge.rubric import Rubric, load_rubric
 from synth.store import Store
+from synth.store.rows import JudgedRow
 
 VERDICTS = ("approve", "reject")
 
@@ -80,13 +80,13 @@ def calibrate(store: Store, rubric: Rubric, humans: dict[str, str] | None = None
     """Judge vs human agreement over every judged row a human verdict covers."""
     rows = [r for r in store.reports.judged_examples() if r["score"] is not None]
     humans = humans or {}
-    paired: list[tuple[dict[str, Any], str]] = []
+    paired: list[tuple[JudgedRow, str]] = []
     for r in rows:
         human = humans.get(r["id"], r["human"])
         if human in VERDICTS:
             paired.append((r, human))
 
-    def judge(r: dict[str, Any]) -> str:
+    def judge(r: JudgedRow) -> str:
         return "approve" if r["verdict"] == "keep" else "reject"
 
     overall = cohen_kappa([(judge(r), h) for r, h in paired])
@@ -138,7 +138,7 @@ def calibrate(store: Store, rubric: Rubric, humans: dict[str, str] | None = None
 
 
 def _suggest(
-    paired: list[tuple[dict[str, Any], str]], current: float
+    paired: list[tuple[JudgedRow, str]], current: float
 ) -> tuple[float | None, Agreement | None]:
     best: tuple[float, float, float] | None = None  # (kappa, -distance, threshold)
     best_agreement = None

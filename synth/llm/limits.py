@@ -15,6 +15,7 @@ import heapq
 import itertools
 import time
 from collections import deque
+from typing import Any
 
 # Pace this much under the limit: the server sees arrival times, and a request that
 # left on schedule can arrive a few milliseconds late next to one that did not.
@@ -57,7 +58,7 @@ class Pacer:
             self._tat = max(time.monotonic() - self.interval, self._tat + delta * self.interval)
 
 
-def estimate_tokens(messages: list[dict], max_tokens: int) -> int:
+def estimate_tokens(messages: list[dict[str, Any]], max_tokens: int) -> int:
     """Tokens a request may use: about 4 characters a token for the prompt, plus the
     completion's ceiling (providers reserve max_tokens against TPM the same way)."""
     chars = sum(len(str(m.get("content", ""))) for m in messages)

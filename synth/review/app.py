@@ -22,7 +22,7 @@ import ipaddress
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote
@@ -82,7 +82,7 @@ class TokenGate:
             await self.app(scope, receive, send)
             return
 
-        async def with_cookie(message: dict[str, Any]) -> None:
+        async def with_cookie(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 cookie = f"{TOKEN_COOKIE}={in_url}; Path=/; HttpOnly; SameSite=Strict"
                 message.setdefault("headers", []).append((b"set-cookie", cookie.encode()))

@@ -13,7 +13,7 @@ moves the row's status once it has its reviews).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,6 +21,7 @@ from synth.config import Config, ReviewSettings
 from synth.review import ReviewError
 from synth.review.sample import rank_key, round_half_up
 from synth.store import NewReview, Store
+from synth.store.rows import UnqueuedRow
 
 Action = Literal["approve", "reject", "edit"]
 ORIGINS = ("web", "terminal", "label-studio", "argilla")
@@ -37,7 +38,7 @@ def enroll(store: Store, settings: ReviewSettings) -> int:
     if not new:
         return 0
     queued = store.reviews.queued_per_cell()
-    by_cell: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    by_cell: dict[tuple[str, str], list[UnqueuedRow]] = defaultdict(list)
     for r in new:
         by_cell[(r["slice"], r["label"])].append(r)
     items: list[tuple[str, str, int]] = []
@@ -72,7 +73,7 @@ class CellProgress:
         return self.done / self.items if self.items else 1.0
 
 
-def progress(queue: Sequence[dict[str, Any]]) -> list[CellProgress]:
+def progress(queue: Sequence[Mapping[str, Any]]) -> list[CellProgress]:
     """Per cell, how many queued rows are fully reviewed (from ``Store.review_queue``)."""
     items: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     for q in queue:
@@ -195,7 +196,7 @@ def build_review(
 
 
 def _check_edit(
-    config: Config, row: dict[str, Any], data: dict[str, Any], text: str, where: str
+    config: Config, row: Mapping[str, Any], data: dict[str, Any], text: str, where: str
 ) -> None:
     """An edited row goes into the dataset as it is: it must still pass the chain's
     checks that need no history (the schema, and PII), or the edit is refused with

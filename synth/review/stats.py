@@ -18,7 +18,7 @@ counted again from the reviews made after it.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,10 +70,10 @@ class ReviewStats:
         return [c for c in self.cells if c.flagged]
 
 
-def verdict_pairs(reviews: Sequence[dict[str, Any]]) -> list[tuple[tuple[str, str], str, str]]:
+def verdict_pairs(reviews: Sequence[Mapping[str, Any]]) -> list[tuple[tuple[str, str], str, str]]:
     """``(cell, first verdict, second verdict)`` for every row with two reviews or
     more, from ``store.reviews.all()`` (which is in the order reviews were made)."""
-    by_row: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_row: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for r in reviews:
         by_row[r["example_id"]].append(r)
     return [

@@ -27,9 +27,9 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:16]}"
 
 
-def decode(row: dict[str, Any], *columns: str) -> dict[str, Any]:
+def decode(row: dict[str, Any], *columns: str) -> Any:
     """Replace each ``<name>_json`` column of ``row`` by ``<name>``, decoded (NULL stays
-    None): callers never see the store's JSON encoding."""
+    None): callers never see the store's JSON encoding. The row, typed by the caller."""
     for column in columns:
         raw = row.pop(column)
         row[column.removesuffix("_json")] = None if raw is None else json.loads(raw)
