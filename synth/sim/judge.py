@@ -6,8 +6,12 @@ candidate's label and slice). The prompt is read as the bundled templates in
 ``prompts/judge/`` write it: a ``Candidate: {...}`` line, example rows one JSON object
 per line, ``Label <name>`` and ``Slice <name>: <description>`` headings.
 
+Heuristics, not a model: the tests need a judge whose verdicts are deterministic and
+follow from the candidate for reasons a test can predict, so that pass, fail,
+borderline and off-label candidates can be planted on purpose.
+
 Words are compared as crude stems (lowercased, letters and digits, first five
-characters), stop words dropped, a word the paraphrase engine swaps in (``_simtext``'s
+characters), stop words dropped, a word the paraphrase engine swaps in (``vocab.py``'s
 synonym table) read as the word it replaces. With C the candidate's stems:
 
 - overlap with a set of examples = |C & stems of the examples| / |C|.
@@ -45,7 +49,7 @@ import re
 from random import Random
 from typing import Any
 
-from synth.llm._simtext import EN_SYNONYMS
+from synth.sim.vocab import EN_SYNONYMS
 
 JUDGE_SCHEMAS = ("rubric_grade", "label_check")
 _WORD = re.compile(r"[^\W_]+")
