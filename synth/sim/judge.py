@@ -47,7 +47,7 @@ from __future__ import annotations
 import json
 import re
 from random import Random
-from typing import Any
+from typing import Any, NamedTuple
 
 from synth.sim.vocab import EN_SYNONYMS
 
@@ -195,15 +195,22 @@ def _enum(body: dict[str, Any], key: str) -> list[str]:
     return [str(v) for v in values] if isinstance(values, list) else []
 
 
-def grade(body: dict[str, Any], rng: Random) -> str:
-    """The reply content for a judge request (``judge_kind(body)`` is not None)."""
-    kind = judge_kind(body)
-    lines = _prompt(body).splitlines()
+class JudgePrompt(NamedTuple):
+    """What the simulated judge finds in a judge request's prompt."""
+
+    candidate: str
+    rows: list[tuple[str | None, str]]  # (label heading, example text)
+    slices: dict[str, str]  # slice name -> description
+
+
+def read_prompt(body: dict[str, Any]) -> JudgePrompt:
+    """The candidate's text, the example rows under their ``Label`` headings and the
+    ``Slice`` lines of a judge prompt, read as the bundled templates write them."""
     candidate = ""
-    rows: list[tuple[str | None, str]] = []  # (label heading, example text)
+    rows: list[tuple[str | None, str]] = []
     slices: dict[str, str] = {}
     heading: str | None = None
-    for line in lines:
+    for line in _prompt(body).splitlines():
         s = line.strip()
         if s.startswith("Candidate:"):
             candidate = _text_of(_json(s[len("Candidate:") :].strip()))
@@ -216,6 +223,13 @@ def grade(body: dict[str, Any], rng: Random) -> str:
             text = _text_of(_json(s))
             if text:
                 rows.append((heading, text))
+    return JudgePrompt(candidate, rows, slices)
+
+
+def grade(body: dict[str, Any], rng: Random) -> str:
+    """The reply content for a judge request (``judge_kind(body)`` is not None)."""
+    kind = judge_kind(body)
+    candidate, rows, slices = read_prompt(body)
     if kind == "label_check":
         return json.dumps(_label_answer(body, candidate, rows, slices), ensure_ascii=False)
     scores = _scores(candidate, [t for _, t in rows])
