@@ -4,7 +4,9 @@ A request is a judge request when its ``response_format`` is a JSON schema named
 ``rubric_grade`` (score a candidate against a rubric) or ``label_check`` (name the
 candidate's label and slice). The prompt is read as the bundled templates in
 ``prompts/judge/`` write it: a ``Candidate: {...}`` line, example rows one JSON object
-per line, ``Label <name>`` and ``Slice <name>: <description>`` headings.
+per line, ``Label <name>`` and ``Slice <name>: <description>`` headings
+(``read_prompt``; tests/test_sim_judge_templates.py fails when a bundled template
+stops writing them so).
 
 Heuristics, not a model: the tests need a judge whose verdicts are deterministic and
 follow from the candidate for reasons a test can predict, so that pass, fail,
