@@ -1,6 +1,6 @@
 """Throughput of the simulator, and what a request costs it in CPU.
 
-Starts ``synth.llm.simulator.serve`` in a subprocess (as ``synth simulate`` would run
+Starts ``synth.sim.serve`` in a subprocess (as ``synth simulate`` would run
 it), reads the port from its listening line, and drives it with a bare
 ``openai.AsyncOpenAI`` client under an ``asyncio.Semaphore`` at each concurrency.
 The server's CPU comes from ``/proc/<pid>/stat`` (utime + stime) before and after a
@@ -89,10 +89,7 @@ def make_body(by_label: dict[str, list[str]], i: int, n: int = 5) -> dict[str, A
 
 
 def start_server(latency_ms: float) -> tuple[subprocess.Popen[str], str]:
-    code = (
-        "from synth.llm.simulator import SimConfig, serve; "
-        f"serve(SimConfig(latency_ms={latency_ms!r}))"
-    )
+    code = f"from synth.sim import SimConfig, serve; serve(SimConfig(latency_ms={latency_ms!r}))"
     proc = subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=ROOT
     )
@@ -146,7 +143,8 @@ async def drive(url: str, bodies: list[dict[str, Any]], concurrency: int) -> tup
 
 def engine_cost(bodies: list[dict[str, Any]]) -> float:
     """In-process CPU seconds per request of parsing, writing items and the reply."""
-    from synth.llm._simtext import ItemWriter, read_task
+    from synth.sim.items import ItemWriter
+    from synth.sim.task import read_task
 
     raws = [json.dumps(b).encode() for b in bodies]
     started = time.process_time()

@@ -378,7 +378,7 @@ def leakage(ctx: click.Context, name: str) -> None:
 @click.option("--batch-delay-s", default=0.2, show_default=True)
 def simulate(host: str, port: int, **settings: Any) -> None:
     """Serve synth's OpenAI-compatible simulator (for tests, demos and benchmarks)."""
-    from synth.llm.simulator import SimConfig, serve
+    from synth.sim import SimConfig, serve
 
     serve(SimConfig(**settings), host=host, port=port)
 

@@ -15,11 +15,11 @@ from synth.audit import audit_store
 from synth.config import Config, load_config
 from synth.errors import SynthError
 from synth.export import ExportResult, export
-from synth.llm.simulator import SimConfig, Simulator
 from synth.plan import plan_cells
 from synth.report import render_html
 from synth.runner import RunSummary, run
 from synth.seeds import read_seeds
+from synth.sim import SimConfig, Simulator
 from synth.status import StatusReport, render_status, status
 from synth.store import Store
 

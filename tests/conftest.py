@@ -115,7 +115,7 @@ def project(tmp_path: Path) -> Project:
 
 @pytest.fixture(scope="session")
 def sim_server() -> Iterator[object]:
-    from synth.llm.simulator import SimConfig, Simulator
+    from synth.sim import SimConfig, Simulator
 
     with Simulator(SimConfig(seed=1)) as sim:
         yield sim
@@ -132,7 +132,7 @@ def sim(sim_server: object) -> object:
 
 
 def _defaults() -> dict:
-    from synth.llm.simulator import SimConfig
+    from synth.sim import SimConfig
 
     return SimConfig().model_dump()
 

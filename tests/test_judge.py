@@ -654,7 +654,7 @@ def test_check_slice_rejects_a_candidate_judged_in_another_slice(sim_project, si
 def test_a_judge_on_its_own_endpoint_gets_every_judge_call_and_nothing_else(
     sim_project, sim, monkeypatch
 ):
-    from synth.llm.simulator import SimConfig, Simulator
+    from synth.sim import SimConfig, Simulator
 
     monkeypatch.setenv("JUDGE_KEY", "judge-secret")
     with Simulator(SimConfig(seed=3)) as judge_sim:

@@ -18,7 +18,7 @@ import openai
 import pydantic
 import pytest
 
-from synth.llm.simulator import SimConfig, Simulator
+from synth.sim import SimConfig, Simulator
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -448,7 +448,7 @@ def test_models_unknown_paths_and_streaming(sim):
 
 
 def test_serve_prints_the_listening_line_and_obeys_the_control_endpoints():
-    code = "from synth.llm.simulator import SimConfig, serve; serve(SimConfig(seed=3, p_500=1.0))"
+    code = "from synth.sim import SimConfig, serve; serve(SimConfig(seed=3, p_500=1.0))"
     proc = subprocess.Popen(
         [sys.executable, "-c", code],
         stdout=subprocess.PIPE,

@@ -4,10 +4,16 @@ A request is a judge request when its ``response_format`` is a JSON schema named
 ``rubric_grade`` (score a candidate against a rubric) or ``label_check`` (name the
 candidate's label and slice). The prompt is read as the bundled templates in
 ``prompts/judge/`` write it: a ``Candidate: {...}`` line, example rows one JSON object
-per line, ``Label <name>`` and ``Slice <name>: <description>`` headings.
+per line, ``Label <name>`` and ``Slice <name>: <description>`` headings
+(``read_prompt``; tests/test_sim_judge_templates.py fails when a bundled template
+stops writing them so).
+
+Heuristics, not a model: the tests need a judge whose verdicts are deterministic and
+follow from the candidate for reasons a test can predict, so that pass, fail,
+borderline and off-label candidates can be planted on purpose.
 
 Words are compared as crude stems (lowercased, letters and digits, first five
-characters), stop words dropped, a word the paraphrase engine swaps in (``_simtext``'s
+characters), stop words dropped, a word the paraphrase engine swaps in (``vocab.py``'s
 synonym table) read as the word it replaces. With C the candidate's stems:
 
 - overlap with a set of examples = |C & stems of the examples| / |C|.
@@ -43,9 +49,9 @@ from __future__ import annotations
 import json
 import re
 from random import Random
-from typing import Any
+from typing import Any, NamedTuple
 
-from synth.llm._simtext import EN_SYNONYMS
+from synth.sim.vocab import EN_SYNONYMS
 
 JUDGE_SCHEMAS = ("rubric_grade", "label_check")
 _WORD = re.compile(r"[^\W_]+")
@@ -191,15 +197,22 @@ def _enum(body: dict[str, Any], key: str) -> list[str]:
     return [str(v) for v in values] if isinstance(values, list) else []
 
 
-def grade(body: dict[str, Any], rng: Random) -> str:
-    """The reply content for a judge request (``judge_kind(body)`` is not None)."""
-    kind = judge_kind(body)
-    lines = _prompt(body).splitlines()
+class JudgePrompt(NamedTuple):
+    """What the simulated judge finds in a judge request's prompt."""
+
+    candidate: str
+    rows: list[tuple[str | None, str]]  # (label heading, example text)
+    slices: dict[str, str]  # slice name -> description
+
+
+def read_prompt(body: dict[str, Any]) -> JudgePrompt:
+    """The candidate's text, the example rows under their ``Label`` headings and the
+    ``Slice`` lines of a judge prompt, read as the bundled templates write them."""
     candidate = ""
-    rows: list[tuple[str | None, str]] = []  # (label heading, example text)
+    rows: list[tuple[str | None, str]] = []
     slices: dict[str, str] = {}
     heading: str | None = None
-    for line in lines:
+    for line in _prompt(body).splitlines():
         s = line.strip()
         if s.startswith("Candidate:"):
             candidate = _text_of(_json(s[len("Candidate:") :].strip()))
@@ -212,6 +225,13 @@ def grade(body: dict[str, Any], rng: Random) -> str:
             text = _text_of(_json(s))
             if text:
                 rows.append((heading, text))
+    return JudgePrompt(candidate, rows, slices)
+
+
+def grade(body: dict[str, Any], rng: Random) -> str:
+    """The reply content for a judge request (``judge_kind(body)`` is not None)."""
+    kind = judge_kind(body)
+    candidate, rows, slices = read_prompt(body)
     if kind == "label_check":
         return json.dumps(_label_answer(body, candidate, rows, slices), ensure_ascii=False)
     scores = _scores(candidate, [t for _, t in rows])

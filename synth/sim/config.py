@@ -1,0 +1,117 @@
+"""What a simulator can be told to do, checked before it does any of it.
+
+``SimConfig`` is the one way in, from a test, ``synth simulate``'s flags and
+``POST /control/config`` alike, so an unknown field or shares that sum above 1 fail
+there with the field named, never as a run that silently draws other faults than
+asked. A script of outcomes is parsed here for the same reason: all of it is checked
+before any of it is queued.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Annotated
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+OUTCOMES = ("ok", "429", "500", "hang", "truncate", "malformed")
+MODEL_ID = "sim-1"
+
+
+class SimConfig(BaseModel):
+    """How the simulator behaves. Shares are probabilities in [0, 1].
+
+    Whole-request faults (``p_429`` ... ``p_malformed``) are drawn once per request
+    and must sum to at most 1; item faults (``p_exact_dup`` ... ``p_bad_item``) are
+    drawn per item of a good reply and must also sum to at most 1.
+
+    - ``latency_ms`` / ``latency_jitter_ms``: delay added to every reply, uniform
+      within +- jitter, drawn deterministically per request.
+    - ``max_in_flight``: server-side slots. Requests beyond it wait in a FIFO queue,
+      as on an inference server; they are not rejected. 429s are answered by the
+      front door without taking a slot.
+    - ``p_hang``: the request is never answered (for ``hang_s``) unless the client
+      goes away.
+    - ``p_truncate``: content cut mid-JSON, ``finish_reason`` "length".
+    - ``p_malformed``: content that is not valid JSON, ``finish_reason`` "stop".
+    - ``retry_after_s``: sent with 429s as ``retry-after`` (whole seconds, rounded
+      up) and ``retry-after-ms``.
+    - ``batch_delay_s``: how long a batch takes from creation to completed (a
+      quarter of it validating, the rest in progress).
+    - ``p_batch_line_fail``: share of batch lines that fail with a 500, drawn per
+      line before the whole-request shares, which apply to batch lines as the batch
+      worker would meet them: a 429 or 500 fails the line, a hang leaves it
+      unanswered (the batch ends ``expired``), truncate and malformed are replies.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seed: int = 0
+    latency_ms: float = Field(0.0, ge=0.0)
+    latency_jitter_ms: float = Field(0.0, ge=0.0)
+    max_in_flight: int | None = Field(None, ge=1)
+    p_429: Share = 0.0
+    p_500: Share = 0.0
+    p_hang: Share = 0.0
+    p_truncate: Share = 0.0
+    p_malformed: Share = 0.0
+    retry_after_s: float = Field(1.0, ge=0.0)
+    hang_s: float = Field(600.0, ge=0.0)
+    p_exact_dup: Share = 0.0
+    p_near_dup: Share = 0.0
+    p_off_label: Share = 0.0
+    p_pii: Share = 0.0
+    p_bad_item: Share = 0.0
+    batch_delay_s: float = Field(0.2, ge=0.0)
+    p_batch_line_fail: Share = 0.0
+
+    @pydantic.model_validator(mode="after")
+    def _shares_fit(self) -> SimConfig:
+        request = self.p_429 + self.p_500 + self.p_hang + self.p_truncate + self.p_malformed
+        item = self.p_exact_dup + self.p_near_dup + self.p_off_label + self.p_pii + self.p_bad_item
+        if request > 1 + 1e-9:
+            raise ValueError(f"whole-request fault shares sum to {request:g}, more than 1")
+        if item > 1 + 1e-9:
+            raise ValueError(f"item fault shares sum to {item:g}, more than 1")
+        return self
+
+    def item_shares(self) -> dict[str, float]:
+        """The item-fault shares keyed by item kind, as ``ItemWriter`` takes them."""
+        return {
+            "exact_dup": self.p_exact_dup,
+            "near_dup": self.p_near_dup,
+            "off_label": self.p_off_label,
+            "pii": self.p_pii,
+            "bad_item": self.p_bad_item,
+        }
+
+
+@dataclass(frozen=True)
+class Scripted:
+    """A forced outcome; ``retry_after`` overrides the config's for a 429."""
+
+    outcome: str
+    retry_after: float | None = None
+
+
+def parse_outcome(word: str) -> Scripted:
+    """Parse a scripted outcome: ``ok``, ``429``, ``429:retry-after=2`` (seconds, may
+    be fractional), ``500``, ``hang``, ``truncate`` or ``malformed``."""
+    if not isinstance(word, str):
+        raise ValueError(f"outcome must be a string, not {type(word).__name__}")
+    head, _, arg = word.strip().partition(":")
+    if head not in OUTCOMES or (arg and head != "429"):
+        raise ValueError(f"unknown outcome {word!r}; expected one of {', '.join(OUTCOMES)}")
+    if not arg:
+        return Scripted(head)
+    key, _, value = arg.partition("=")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if key.strip() != "retry-after" or not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"bad outcome {word!r}; expected e.g. 429:retry-after=2")
+    return Scripted(head, seconds)
