@@ -26,7 +26,6 @@ from synth.generate import SeedPool
 from synth.judge.grading import GRADE, LABEL, JudgeStage
 from synth.plan import all_labels
 from synth.records import DEFAULT_SLICE, Candidate, CellKey
-from synth.runner import filter_context
 from synth.seeds import read_seeds
 from synth.sim.judge import candidate_text, grade, judge_kind, read_prompt
 from synth.store import Store
@@ -37,10 +36,10 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JudgeStage]:
     """The bundled project's judge stage, over a store holding the bundled seeds."""
     config = load_config(ROOT / "config.toml")
     with Store(tmp_path_factory.mktemp("bundled") / "synth.db") as store:
-        store.add_seeds(read_seeds(ROOT / "seeds" / "banking.jsonl", config).seeds)
+        store.examples.add_seeds(read_seeds(ROOT / "seeds" / "banking.jsonl", config).seeds)
         spec = next(f for f in config.filters if isinstance(f, RubricParams))
-        ctx = filter_context(config, all_labels(config, store.cell_counts()))
-        yield JudgeStage(spec, config, store, SeedPool.from_rows(store.seeds()), ctx)
+        ctx = config.filter_context(all_labels(config, store.examples.cell_counts()))
+        yield JudgeStage(spec, config, store, SeedPool.from_rows(store.examples.seeds()), ctx)
 
 
 def _body(stage: JudgeStage, kind: str, example: dict[str, Any], slice_: str) -> dict[str, Any]:
