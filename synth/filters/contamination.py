@@ -56,9 +56,9 @@ from synth.filters.shingles import (
     minhash_signatures,
     shingle_hashes,
     to_minhash,
-    tokenize,
 )
 from synth.records import Candidate, Decision
+from synth.text import tokenize
 
 if TYPE_CHECKING:  # imported where used: datasketch takes 0.3 s to import
     pass
