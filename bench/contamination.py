@@ -35,7 +35,7 @@ from synth.filters.contamination import (  # noqa: E402
     ContaminationParams,
     EvalSetSpec,
 )
-from synth.filters.shingles import tokenize  # noqa: E402
+from synth.text import tokenize  # noqa: E402
 
 MMLU_COLUMNS = ("question", "A", "B", "C", "D", "answer")
 MMLU_ORIGINAL = ("abstract_algebra", "high_school_us_history", "sociology")

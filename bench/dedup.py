@@ -45,10 +45,10 @@ from synth.filters.shingles import (  # noqa: E402
     shingle_hashes,
     shingle_sets,
     to_minhash,
-    tokenize,
     word_shingles,
 )
-from synth.records import Candidate, CellKey, SeenItem, Source, normalize_text  # noqa: E402
+from synth.records import Candidate, CellKey, SeenItem, Source  # noqa: E402
+from synth.text import normalize_text, tokenize  # noqa: E402
 
 CTX = FilterContext(root=ROOT, text_field="text", label_field="label")
 LABELS = [f"label_{i}" for i in range(8)]

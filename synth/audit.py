@@ -36,9 +36,10 @@ from synth.errors import SynthError
 from synth.filters.diversity import diversity_figures
 from synth.filters.rubric import decision_filters
 from synth.plan import plan_cells
-from synth.records import canonical_json, normalize_text, sha256_text
+from synth.records import canonical_json, sha256_text
 from synth.store import Store, empty_funnel_row
 from synth.store.rows import ExampleRow, FrozenItem
+from synth.text import normalize_text
 
 TAGS = ("real", "synthetic", "edited", "unknown")
 CONTAMINATION = "contamination"

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-import unicodedata
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -230,14 +228,6 @@ class CellPlan(Frozen):
     @property
     def deficit(self) -> int:
         return max(0, self.target - self.real - self.synthetic)
-
-
-_SPACE = re.compile(r"\s+")
-
-
-def normalize_text(text: str) -> str:
-    """Casefold, NFKC and collapse whitespace: the form exact dedup compares."""
-    return _SPACE.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
 
 
 def sha256_text(text: str) -> str:

@@ -32,22 +32,19 @@ unrelated text (see ``ContaminationParams``). A rejection's reason is
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import json
 import os
-import zlib
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from synth.datafiles import FormatChoice, Row, read_records
 from synth.errors import EvalSetError
 from synth.filters.base import Filter, FilterContext, FilterParams
 from synth.filters.shingles import (
@@ -56,16 +53,15 @@ from synth.filters.shingles import (
     minhash_signatures,
     shingle_hashes,
     to_minhash,
-    tokenize,
 )
 from synth.records import Candidate, Decision
+from synth.text import tokenize
 
 if TYPE_CHECKING:  # imported where used: datasketch takes 0.3 s to import
     pass
 
 Signal = Literal["ngram", "minhash", "semantic"]
 SIGNALS: tuple[Signal, ...] = ("ngram", "minhash", "semantic")
-Format = Literal["auto", "jsonl", "csv", "tsv", "json"]
 
 
 def _once(signals: tuple[Signal, ...] | None) -> tuple[Signal, ...] | None:
@@ -100,7 +96,7 @@ class EvalSetSpec(BaseModel):
     path: str = Field(min_length=1)
     field: str | tuple[str, ...]
     id_field: str = ""
-    format: Format = "auto"
+    format: FormatChoice = "auto"
     columns: tuple[str, ...] = ()
     signals: tuple[Signal, ...] | None = None
 
@@ -181,132 +177,10 @@ class ContaminationParams(FilterParams):
     _signals_once = field_validator("signals")(_once)
 
 
-# --- reading eval sets and datasets ------------------------------------------------
+# --- the text of eval items and dataset rows ---------------------------------------
 
 
-@dataclass(frozen=True)
-class Record:
-    """One row of a file: where it is, and its fields."""
-
-    where: str  # "path:line" (JSONL, CSV) or "path[i]" (JSON)
-    data: dict[str, Any]
-
-
-def read_records(
-    path: Path, shown: str, fmt: Format = "auto", columns: Sequence[str] = ()
-) -> Iterator[Record]:
-    """The rows of a JSONL, CSV/TSV or JSON file (optionally gzipped), in order.
-
-    Args:
-        path: The file to read.
-        shown: How the file is named in locators and errors (as the user wrote it).
-        fmt: ``auto`` picks the format from the suffix (``.jsonl``, ``.ndjson``,
-            ``.csv``, ``.tsv``, ``.json``, each optionally ``.gz``).
-        columns: Column names for CSV/TSV without a header row.
-
-    Raises:
-        EvalSetError: the file is missing or unreadable, or a row is malformed,
-            naming ``file:line``.
-    """
-    if not path.is_file():
-        raise EvalSetError(shown, f"file not found (looked for {path})")
-    fmt = _format(path, fmt, shown)
-    try:
-        with _open(path) as fh:
-            if fmt == "jsonl":
-                yield from _jsonl(fh, shown)
-            elif fmt in ("csv", "tsv"):
-                yield from _csv(fh, shown, "\t" if fmt == "tsv" else ",", columns)
-            else:
-                yield from _json(fh, shown)
-    except (OSError, EOFError, UnicodeDecodeError, zlib.error) as e:
-        raise EvalSetError(shown, f"cannot read the file: {e}") from e
-
-
-def _format(path: Path, fmt: Format, shown: str) -> Format:
-    if fmt != "auto":
-        return fmt
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    known: dict[str, Format] = {
-        ".jsonl": "jsonl",
-        ".ndjson": "jsonl",
-        ".csv": "csv",
-        ".tsv": "tsv",
-        ".json": "json",
-    }
-    if not suffixes or suffixes[-1] not in known:
-        raise EvalSetError(shown, "unknown file type: give format = jsonl, csv, tsv or json")
-    return known[suffixes[-1]]
-
-
-def _open(path: Path) -> IO[str]:
-    if path.suffix.lower() == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
-
-
-def _jsonl(fh: IO[str], shown: str) -> Iterator[Record]:
-    for number, line in enumerate(fh, 1):
-        if not line.strip():
-            continue
-        where = f"{shown}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise EvalSetError(where, f"not valid JSON: {e.msg} (column {e.colno})") from e
-        if not isinstance(row, dict):
-            raise EvalSetError(where, f"expected a JSON object, got {type(row).__name__}")
-        yield Record(where, row)
-
-
-def _csv(fh: IO[str], shown: str, delimiter: str, columns: Sequence[str]) -> Iterator[Record]:
-    reader = csv.reader(fh, delimiter=delimiter)
-    header = list(columns)
-    line = 0  # the line a record starts on: reader.line_num is where it ends
-    try:
-        if not header:
-            header = next(reader, [])
-            line = reader.line_num
-            if not header:
-                raise EvalSetError(shown, "empty file: no header row")
-        for row in reader:
-            start, line = line + 1, reader.line_num
-            if not row:
-                continue
-            where = f"{shown}:{start}"
-            if len(row) != len(header):
-                raise EvalSetError(
-                    where, f"expected {len(header)} fields ({', '.join(header)}), got {len(row)}"
-                )
-            yield Record(where, dict(zip(header, row, strict=True)))
-    except csv.Error as e:
-        raise EvalSetError(f"{shown}:{reader.line_num}", f"malformed CSV: {e}") from e
-
-
-def _json(fh: IO[str], shown: str) -> Iterator[Record]:
-    try:
-        data = json.load(fh)
-    except json.JSONDecodeError as e:
-        raise EvalSetError(f"{shown}:{e.lineno}", f"not valid JSON: {e.msg}") from e
-    if isinstance(data, dict):
-        lengths = {k: len(v) for k, v in data.items() if isinstance(v, list)}
-        if len(lengths) != len(data) or len(set(lengths.values())) > 1:
-            raise EvalSetError(shown, "a JSON object must map every key to a list of one length")
-        count = next(iter(lengths.values()), 0)
-        rows: list[Any] = [{k: v[i] for k, v in data.items()} for i in range(count)]
-    elif isinstance(data, list):
-        rows = data
-    else:
-        raise EvalSetError(shown, "expected a list of objects or an object of lists")
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise EvalSetError(f"{shown}[{i}]", f"expected an object, got {type(row).__name__}")
-        yield Record(f"{shown}[{i}]", row)
-
-
-def record_text(record: Record, fields: Sequence[str]) -> str:
+def record_text(record: Row, fields: Sequence[str]) -> str:
     """The fields' text joined by newlines; an error naming the row if one is missing."""
     return "\n".join(_as_text(_field(record, name), record.where, name) for name in fields)
 
@@ -335,7 +209,7 @@ def load_eval_set(spec: EvalSetSpec, root: Path) -> list[EvalItem]:
     path = Path(spec.path)
     path = path if path.is_absolute() else root / path
     items = []
-    for record in read_records(path, spec.path, spec.format, spec.columns):
+    for record in read_records(path, spec.path, EvalSetError, spec.format, spec.columns):
         text = record_text(record, spec.fields)
         if spec.id_field:
             item_id = _as_text(_field(record, spec.id_field), record.where, spec.id_field).strip()
@@ -346,7 +220,7 @@ def load_eval_set(spec: EvalSetSpec, root: Path) -> list[EvalItem]:
     return items
 
 
-def _field(record: Record, name: str) -> Any:
+def _field(record: Row, name: str) -> Any:
     if name not in record.data:
         have = ", ".join(sorted(map(str, record.data))) or "none"
         raise EvalSetError(record.where, f"no field {name!r} (fields: {have})")
@@ -670,8 +544,8 @@ def check_file(
     resolved = Path(path) if Path(path).is_absolute() else ctx.root / path
     index = build_index(params, ctx.root)
     hits: list[ContaminationHit] = []
-    chunk: list[Record] = []
-    for record in read_records(resolved, shown):
+    chunk: list[Row] = []
+    for record in read_records(resolved, shown, EvalSetError):
         chunk.append(record)
         if len(chunk) == _FILE_CHUNK:
             hits += _check(index, chunk, field)
@@ -682,9 +556,7 @@ def check_file(
 _FILE_CHUNK = 5_000  # rows checked together: bounds memory on files of any size
 
 
-def _check(
-    index: ContaminationIndex, records: Sequence[Record], field: str
-) -> list[ContaminationHit]:
+def _check(index: ContaminationIndex, records: Sequence[Row], field: str) -> list[ContaminationHit]:
     texts = [record_text(r, [field]) for r in records]
     hits = []
     for record, matches in zip(records, index.match(texts), strict=True):

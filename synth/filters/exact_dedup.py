@@ -6,7 +6,8 @@ from collections.abc import Iterable, Sequence
 from typing import Literal
 
 from synth.filters.base import Filter, FilterContext, FilterParams
-from synth.records import Candidate, Decision, SeenItem, normalize_text, sha256_text
+from synth.records import Candidate, Decision, SeenItem, sha256_text
+from synth.text import normalize_text
 
 
 class ExactDedupParams(FilterParams):

@@ -29,8 +29,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from synth.filters.base import Filter, FilterContext, FilterParams
-from synth.filters.rouge import CJK_CHAR
 from synth.records import Candidate, Decision
+from synth.text import CJK_CHAR
 
 PiiKind = Literal["email", "phone", "credit_card", "iban", "ssn", "ip_address"]
 PiiAction = Literal["reject", "redact", "review"]

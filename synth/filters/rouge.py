@@ -1,6 +1,6 @@
 """ROUGE-L F-measure (longest common subsequence) and a fast nearest-neighbour search.
 
-Two tokenisers:
+Two tokenisers (defined in :mod:`synth.text`, with the other filters' words):
 
 - ``"rouge_score"`` reproduces Google's ``rouge_score`` default tokenizer with stemming
   off: lower-case, every character outside ``[a-z0-9]`` is a separator. Use it to
@@ -24,77 +24,13 @@ found so far. Against 2,000 short texts (instructions, intents) a search takes a
 
 from __future__ import annotations
 
-import re
-import sys
-import unicodedata
 from collections.abc import Hashable, Iterable, Sequence
-from functools import cache
 from typing import Literal, NamedTuple
+
+from synth.text import tokenize_rouge_score, tokenize_unicode
 
 TokenizerName = Literal["unicode", "rouge_score"]
 TOKENIZERS: tuple[TokenizerName, ...] = ("unicode", "rouge_score")
-
-_ROUGE_SCORE_TOKEN = re.compile(r"[a-z0-9]+")
-
-# Scripts written without spaces between words: one token per character. Hangul is
-# spaced by phrase, but a phrase glues particles to the noun ("환불을", "환불은"), so
-# syllables match far better than phrases.
-_CJK_RANGES = (
-    "\u1100-\u11ff"  # Hangul Jamo
-    "\u2e80-\u2fdf"  # CJK radicals
-    "\u3005-\u3007"  # iteration mark, closing mark, ideographic zero
-    "\u3040-\u30ff"  # Hiragana, Katakana
-    "\u3100-\u312f"  # Bopomofo
-    "\u3130-\u318f"  # Hangul compatibility Jamo
-    "\u31a0-\u31ff"  # Bopomofo extended, Katakana phonetic extensions
-    "\u3400-\u4dbf"  # CJK extension A
-    "\u4e00-\u9fff"  # CJK unified ideographs
-    "\ua960-\ua97f"  # Hangul Jamo extended A
-    "\uac00-\ud7ff"  # Hangul syllables, Jamo extended B
-    "\uf900-\ufaff"  # CJK compatibility ideographs
-    "\U00020000-\U0003134f"  # CJK extensions B-G
-)
-CJK_CHAR = re.compile(f"[{_CJK_RANGES}]")
-
-
-@cache
-def _unicode_token_re() -> re.Pattern[str]:
-    # Combining marks are not ``\w`` in Python's re, yet they are part of words in
-    # Devanagari, Thai, Arabic (after NFKC, Latin accents are precomposed letters).
-    # The class is built once, on first use, from the Unicode database.
-    # Marks are assigned only in planes 0-3 and 14 (variation selectors).
-    ranges: list[tuple[int, int]] = []
-    for cp in (*range(0x40000), *range(0xE0000, sys.maxunicode + 1)):
-        if unicodedata.category(chr(cp))[0] == "M":
-            if ranges and ranges[-1][1] == cp - 1:
-                ranges[-1] = (ranges[-1][0], cp)
-            else:
-                ranges.append((cp, cp))
-    marks = "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges)
-    return re.compile(f"(?:[^\\W_]|[{marks}])+")
-
-
-def tokenize_rouge_score(text: str) -> list[str]:
-    """``rouge_score``'s default tokenizer without stemming, token for token.
-
-    It lower-cases with ``str.lower`` (so "K", the Kelvin sign, becomes "k"), turns
-    every character outside ``[a-z0-9]`` into a separator and keeps the runs between.
-    """
-    return _ROUGE_SCORE_TOKEN.findall(text.lower())
-
-
-def tokenize_unicode(text: str) -> list[str]:
-    """Words of any script, lower-cased; each CJK character is a token of its own.
-
-    NFKC first, so composed and decomposed accents and full-width forms compare equal;
-    then casefold. Underscore and punctuation separate words, as in ``rouge_score``.
-    On ASCII text the result equals :func:`tokenize_rouge_score`.
-    """
-    if text.isascii():
-        return _ROUGE_SCORE_TOKEN.findall(text.lower())
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = CJK_CHAR.sub(r" \g<0> ", text)
-    return _unicode_token_re().findall(text)
 
 
 def tokenize(text: str, tokenizer: TokenizerName = "unicode") -> list[str]:

@@ -7,7 +7,6 @@ not the whole reply.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
@@ -15,16 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from synth.filters.base import Filter, FilterContext, FilterParams
 from synth.records import Candidate, Decision
-
-# Scripts written without spaces: each character counts as a word.
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af"
-_WORD = re.compile(f"[{_CJK}]|[^\\W{_CJK}]+")
-
-
-def count_words(text: str) -> int:
-    """Words in any script: runs of letters and digits, and single CJK characters."""
-    return sum(1 for _ in _WORD.finditer(text))
-
+from synth.text import count_words
 
 _TYPES: dict[str, Any] = {"string": str, "integer": int, "number": float, "boolean": bool}
 

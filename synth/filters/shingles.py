@@ -1,10 +1,8 @@
-"""Tokens, shingles and MinHash signatures, computed a whole batch at a time.
+"""Shingles and MinHash signatures, computed a whole batch at a time.
 
-Text is normalised (NFKC, casefolded) and split into tokens: runs of word characters
-(``\\w+``, with combining marks kept inside the word so Devanagari or decomposed
-accents do not split), except that every Han, Hiragana, Katakana and Hangul character
-is a token of its own, since Chinese and Japanese write words without spaces.
-Punctuation and whitespace only separate tokens.
+Texts are split by :func:`synth.text.tokenize` (NFKC, casefolded, one token per CJK
+character), so the dedup and contamination filters agree with the length check and
+with each other on what a word is.
 
 A shingle is either ``n`` consecutive tokens (``word``) or ``n`` consecutive
 characters of the tokens joined by single spaces (``char``, so punctuation and
@@ -22,9 +20,6 @@ and can be indexed by ``datasketch.MinHashLSH``.
 from __future__ import annotations
 
 import hashlib
-import re
-import sys
-import unicodedata
 from collections.abc import Collection, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from functools import cache
@@ -32,19 +27,12 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from synth.text import tokenize
+
 if TYPE_CHECKING:
     from datasketch import MinHash
 
 ShingleKind = Literal["word", "char"]
-
-# Han (with radicals, CJK symbols used as ideographs and the supplementary planes),
-# Hiragana, Katakana, Hangul syllables and jamo.
-_CJK = (
-    "\u2e80-\u2fdf\u3005\u3007\u3021-\u3029\u3038-\u303b\u3040-\u30ff\u3100-\u312f"
-    "\u3130-\u318f\u31a0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\ua960-\ua97f\uac00-\ud7ff"
-    "\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f"
-    "\u1100-\u11ff"
-)
 
 # A 64-bit value no real token hashes to in practice: pads texts shorter than n so
 # that they still have one shingle.
@@ -58,45 +46,6 @@ _MAX32 = np.uint32(0xFFFFFFFF)
 _CHUNK_SHINGLES = 8_192
 # Token hashes are cached; the cache is dropped when it grows past this many entries.
 _TOKEN_CACHE_MAX = 1 << 20
-
-
-_ASCII_TOKEN = re.compile(r"[a-z0-9_]+")
-
-
-@cache
-def _token_pattern() -> re.Pattern[str]:
-    marks = _mark_class()
-    word = rf"[^\W{_CJK}]"
-    return re.compile(rf"[{_CJK}]|{word}(?:{word}|[{marks}])*")
-
-
-def _mark_class() -> str:
-    """Every combining mark (category M*) as a regex class body, built once."""
-    ranges: list[str] = []
-    start = None
-    for cp in range(sys.maxunicode + 2):
-        is_mark = cp <= sys.maxunicode and unicodedata.category(chr(cp))[0] == "M"
-        if is_mark and start is None:
-            start = cp
-        elif not is_mark and start is not None:
-            end = cp - 1
-            ranges.append(
-                re.escape(chr(start)) + ("-" + re.escape(chr(end)) if end > start else "")
-            )
-            start = None
-    return "".join(ranges)
-
-
-def tokenize(text: str) -> list[str]:
-    """Casefolded NFKC word tokens; each CJK character is a token of its own.
-
-    >>> tokenize("¿Dónde está mi tarjeta? 我想申请退款")
-    ['dónde', 'está', 'mi', 'tarjeta', '我', '想', '申', '请', '退', '款']
-    """
-    if text.isascii():
-        # NFKC and casefolding are identities on ASCII, apart from lower-casing.
-        return _ASCII_TOKEN.findall(text.lower())
-    return _token_pattern().findall(unicodedata.normalize("NFKC", text).casefold())
 
 
 def word_shingles(text: str, n: int) -> list[str]:

@@ -23,8 +23,8 @@ from synth.filters.contamination import (
     check_file,
     load_eval_set,
 )
-from synth.filters.shingles import tokenize
 from synth.records import Candidate, CellKey
+from synth.text import tokenize
 
 # Paths in the settings are relative to the project root, as config.toml writes them.
 CTX = FilterContext(root=ROOT, text_field="text", label_field="label")

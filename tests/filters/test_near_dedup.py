@@ -14,8 +14,9 @@ from pydantic import ValidationError
 
 from synth.filters.base import FilterContext
 from synth.filters.near_dedup import NearDedupFilter, NearDedupParams
-from synth.filters.shingles import jaccard, shingle_sets, tokenize
+from synth.filters.shingles import jaccard, shingle_sets
 from synth.records import Candidate, CellKey, Decision, SeenItem, Source
+from synth.text import tokenize
 
 CTX = FilterContext(root=Path("."), text_field="text", label_field="label")
 CELL = CellKey(slice="default", label="card_arrival")

@@ -20,9 +20,8 @@ from synth.filters.rouge import (
     rouge_l,
     rouge_l_tokens,
     tokenize,
-    tokenize_rouge_score,
-    tokenize_unicode,
 )
+from synth.text import tokenize_rouge_score, tokenize_unicode
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 V3 = DATA / "alpaca-libre" / "alpaca_libre_tasks_v3.jsonl"

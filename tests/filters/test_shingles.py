@@ -21,9 +21,9 @@ from synth.filters.shingles import (
     shingle_hashes,
     shingle_sets,
     to_minhash,
-    tokenize,
     word_shingles,
 )
+from synth.text import tokenize
 
 
 def banking(n: int) -> list[str]:
