@@ -62,7 +62,9 @@ GC_THRESHOLD = 10_000
 
 
 @dataclass
-class BatchReport:
+class StepReport:
+    """A step of calls, once all its replies are filtered and stored."""
+
     number: int
     calls: int
     candidates: int
@@ -79,7 +81,7 @@ class Snapshot:
     spend: Spend  # the whole run's, resumed parts included
     cells: list[CellPlan]
     elapsed: float  # seconds since this invocation started
-    batch: BatchReport | None = None  # set when a batch has just finished
+    step: StepReport | None = None  # set when a step has just finished
 
 
 @dataclass
@@ -92,7 +94,7 @@ class RunSummary:
     accepted: int = 0
     candidates: int = 0
     review_marked: int = 0
-    batches: list[BatchReport] = field(default_factory=list)
+    steps: list[StepReport] = field(default_factory=list)
     cells: list[CellPlan] = field(default_factory=list)
 
 
@@ -308,14 +310,14 @@ class Runner:
         if open_cells and self.budget is None:
             allowed, self.budget = self._budget_left(self.run_id)
             if allowed > 0:
-                specs = self._plan_batch(open_cells, allowed)
+                specs = self._plan_calls(open_cells, allowed)
                 if specs:
                     await self._record_and_send(specs)
                     return
         if self.done == self.planned:
             self._end(self._end_state(plans))
 
-    def _plan_batch(
+    def _plan_calls(
         self, open_cells: list[CellPlan], allowed: int
     ) -> list[tuple[CellPlan, int, int]]:
         """Calls for this step, as (cell, sample index, examples asked for): each cell
@@ -452,17 +454,17 @@ class Runner:
         self.cells.record_step(step.cells, step.before, self.counts)
         self.summary.accepted += step.accepted
         self.summary.candidates += step.candidates
-        report = BatchReport(
+        report = StepReport(
             number=step.number,
             calls=step.end - step.start,
             candidates=step.candidates,
             accepted=step.accepted,
             open_cells=sum(1 for p in plan_cells(self.config, self.counts) if p.deficit),
         )
-        self.summary.batches.append(report)
+        self.summary.steps.append(report)
         self._report(self.run_id, report)
 
-    def _report(self, run_id: str, batch: BatchReport | None = None) -> None:
+    def _report(self, run_id: str, step: StepReport | None = None) -> None:
         if self.progress is None:
             return
         self.progress(
@@ -472,7 +474,7 @@ class Runner:
                 spend=self.store.calls.spend(run_id),
                 cells=plan_cells(self.config, self.counts),
                 elapsed=time.monotonic() - self.started,
-                batch=batch,
+                step=step,
             )
         )
 
