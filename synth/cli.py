@@ -101,7 +101,7 @@ def run_cmd(ctx: click.Context, quiet: bool) -> None:
     a live panel (calls/s, tokens, cost, accepted per cell, ETA); a pipe gets one line
     per batch on stderr.
     """
-    from synth.progress import LiveProgress, batch_lines
+    from synth.progress import LiveProgress, step_lines
     from synth.runner import run
 
     config = _config(ctx)
@@ -111,7 +111,7 @@ def run_cmd(ctx: click.Context, quiet: bool) -> None:
         with LiveProgress() as live:
             summary = run(config, progress=live)
     else:
-        summary = run(config, progress=batch_lines(lambda line: click.echo(line, err=True)))
+        summary = run(config, progress=step_lines(lambda line: click.echo(line, err=True)))
     resumed = " (resumed)" if summary.resumed else ""
     click.echo(
         f"run {summary.run_id}{resumed}: {summary.status}"

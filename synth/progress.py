@@ -1,4 +1,4 @@
-"""What `synth run` shows while it works: a live panel on a terminal, batch lines
+"""What `synth run` shows while it works: a live panel on a terminal, a line per step
 otherwise, nothing with --quiet."""
 
 from __future__ import annotations
@@ -90,17 +90,19 @@ class LiveProgress:
         self.live.stop()
 
 
-def batch_lines(echo: Callable[[str], None]) -> Callable[[Snapshot], None]:
-    """One line per batch, for logs and pipes."""
+def step_lines(echo: Callable[[str], None]) -> Callable[[Snapshot], None]:
+    """One line per step, for logs and pipes."""
 
     def show(snap: Snapshot) -> None:
-        b = snap.batch
-        if b is None:
+        step = snap.step
+        if step is None:
             return
         open_cells = sum(1 for c in snap.cells if c.deficit)
+        # Worded "batch" still: logs and scripts read these lines.
         echo(
-            f"batch {b.number}: {b.calls} calls, {b.candidates} candidates, {b.accepted}"
-            f" accepted; {open_cells} cells open; ${snap.spend.cost_usd:.4f} so far"
+            f"batch {step.number}: {step.calls} calls, {step.candidates} candidates,"
+            f" {step.accepted} accepted; {open_cells} cells open;"
+            f" ${snap.spend.cost_usd:.4f} so far"
         )
 
     return show

@@ -12,7 +12,7 @@
         judge (if configured)             the survivors' judge calls, concurrently;
                                           judged chunks settle in plan order
         quotas                            accepted until the cell is full, then surplus
-        store.add_batch                   one transaction per chunk of replies
+        store.examples.add_outcomes       one transaction per chunk of replies
     sample for review, finish the run
 
 The next step is planned each time another ``step`` calls have been filtered (and
@@ -23,14 +23,14 @@ make the same plan and the same decisions whatever order they arrive in, online 
 through the Batch API.
 
 A cell that gets nothing accepted for ``generate.max_idle_batches`` of its steps in a
-row is stopped: its template or seeds need a person, not more money.
+row is stopped: its template or seeds need a person, not more money. The arithmetic of
+sizing, sharing, stalls and budget is ``synth.quota``'s; here are its inputs and I/O.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -47,16 +47,12 @@ from synth.llm.batch import BatchClient
 from synth.llm.client import CallResult, LLMClient
 from synth.plan import all_labels, plan_cells
 from synth.prompts import Template, load_template
+from synth.quota import Budget, CellTracker, call_sizes, examples_needed
 from synth.records import Candidate, CellKey, CellPlan, Status, Verdict
 from synth.review.sample import sample_for_review
 from synth.review.stats import flagged_cells
 from synth.store import CallRow, Spend, Store
 
-# Before a cell has history, assume this share of asked-for examples is accepted;
-# PRIOR_WEIGHT is how many observed examples it is worth.
-PRIOR_YIELD = 0.8
-PRIOR_WEIGHT = 5
-MIN_YIELD = 0.05
 # Replies are filtered and stored in runs of this many, in plan order.
 STREAM_CHUNK = 16
 # Online, a step's calls are rendered, recorded and sent this many at a time.
@@ -66,7 +62,9 @@ GC_THRESHOLD = 10_000
 
 
 @dataclass
-class BatchReport:
+class StepReport:
+    """A step of calls, once all its replies are filtered and stored."""
+
     number: int
     calls: int
     candidates: int
@@ -83,7 +81,7 @@ class Snapshot:
     spend: Spend  # the whole run's, resumed parts included
     cells: list[CellPlan]
     elapsed: float  # seconds since this invocation started
-    batch: BatchReport | None = None  # set when a batch has just finished
+    step: StepReport | None = None  # set when a step has just finished
 
 
 @dataclass
@@ -96,7 +94,7 @@ class RunSummary:
     accepted: int = 0
     candidates: int = 0
     review_marked: int = 0
-    batches: list[BatchReport] = field(default_factory=list)
+    steps: list[StepReport] = field(default_factory=list)
     cells: list[CellPlan] = field(default_factory=list)
 
 
@@ -155,24 +153,6 @@ async def _run_async(config: Config, store: Store, progress: Progress | None) ->
         return await runner.execute(client, judge_client)
 
 
-def _share(wanted: dict[CellKey, int], allowed: int) -> dict[CellKey, int]:
-    """``allowed`` calls shared in proportion to what each cell wants (largest
-    remainders first), so the whole allowance is used and none is left for a tail batch."""
-    total = sum(wanted.values())
-    exact = {c: n * allowed / total for c, n in wanted.items()}
-    shares = {c: math.floor(x) for c, x in exact.items()}
-    by_remainder = sorted(wanted, key=lambda c: (shares[c] - exact[c], str(c)))
-    for c in by_remainder[: allowed - sum(shares.values())]:
-        shares[c] += 1
-    return {c: n for c, n in shares.items() if n > 0}
-
-
-def _spread(total: int, parts: int) -> list[int]:
-    """``total`` split into ``parts`` sizes that differ by at most one: 7, 3 -> 3, 2, 2."""
-    share, extra = divmod(max(total, parts), parts)
-    return [share + (1 if i < extra else 0) for i in range(parts)]
-
-
 @dataclass
 class _Step:
     """Calls planned together: ``start`` to ``end`` in the run's plan order."""
@@ -205,16 +185,17 @@ class Runner:
         self.judge = None if judge is None else JudgeStage(judge, config, store, self.pool, ctx)
         self.asked: Counter[CellKey] = Counter()  # examples asked for, per cell
         self.kept: Counter[CellKey] = Counter()  # examples the chain kept, per cell
-        self.idle: Counter[CellKey] = Counter()
-        self.asked_when_accepted: Counter[CellKey] = Counter()  # self.asked at the last accept
-        self.stalled: set[CellKey] = set()
+        gen = config.generate
+        # Yields and stalls per cell, read from the two counters above as filtering
+        # fills them.
+        self.cells = CellTracker(gen.max_idle_batches, gen.per_call, self.asked, self.kept)
         # Cells whose reviewers reject too much wait for `synth review ack`: more of
         # the same template and seeds would be rejected too.
         self.flagged = flagged_cells(store, config.review)
-        self.stalled |= self.flagged
+        self.cells.stalled |= self.flagged
+        self.caps = Budget(gen.max_calls, gen.max_cost_usd, config.llm.max_concurrency)
         self.started = time.monotonic()
         self.answered = 0
-        gen = config.generate
         # The window: calls planned and not yet filtered. It holds what may be in
         # flight plus max_calls_per_batch more, so that replies waiting on an earlier
         # one (filtered in plan order) do not empty the wire.
@@ -300,84 +281,51 @@ class Runner:
         return "stopped", "; ".join(reasons)
 
     def _budget_left(self, run_id: str) -> tuple[int, str | None]:
-        """How many more calls the budget caps allow, and which cap binds."""
-        gen = self.config.generate
+        """How many more calls the window and the budget caps allow, and which cap binds."""
         spend = self.store.calls.spend(run_id)
-        room = self.window - (self.planned - self.done)
-        if room <= 0:
-            return 0, None
-        allowed = room
-        if gen.max_calls is not None:
-            allowed = min(allowed, gen.max_calls - spend.calls)
-            if allowed <= 0:
-                return 0, f"budget: max_calls = {gen.max_calls} reached"
-        if gen.max_cost_usd is not None:
-            reason = f"budget: max_cost_usd = {gen.max_cost_usd} reached"
-            if spend.cost_usd >= gen.max_cost_usd:
-                return 0, reason
-            # The calls still in flight will cost about what the answered ones did.
-            unanswered = self.planned - self.answered
-            answered = spend.calls - unanswered
-            if answered <= 0:
-                # No price seen yet: as many calls as may be in flight, to learn it.
-                allowed = min(allowed, max(0, self.config.llm.max_concurrency - unanswered))
-            elif spend.cost_usd > 0:
-                per_call = spend.cost_usd / answered
-                affordable = int((gen.max_cost_usd - spend.cost_usd) / per_call) - unanswered
-                if affordable <= 0:
-                    return 0, reason
-                allowed = min(allowed, affordable)
-        return allowed, None
-
-    def _yield(self, cell: CellKey) -> float:
-        kept = self.kept[cell] + PRIOR_YIELD * PRIOR_WEIGHT
-        return max(MIN_YIELD, kept / (self.asked[cell] + PRIOR_WEIGHT))
+        return self.caps.calls_left(
+            room=self.window - (self.planned - self.done),
+            spent_calls=spend.calls,
+            spent_usd=spend.cost_usd,
+            unanswered=self.planned - self.answered,
+        )
 
     async def _plan_step(self) -> None:
         """Plan and send the next step of calls, if a cell still needs any; end the
         run when none does and nothing is left in flight."""
         plans = plan_cells(self.config, self.counts)
-        open_cells = [p for p in plans if p.deficit > 0 and p.cell not in self.stalled]
+        open_cells = [p for p in plans if p.deficit > 0 and p.cell not in self.cells.stalled]
         if open_cells and self.budget is None:
             allowed, self.budget = self._budget_left(self.run_id)
             if allowed > 0:
-                specs = self._plan_batch(open_cells, allowed)
+                specs = self._plan_calls(open_cells, allowed)
                 if specs:
                     await self._record_and_send(specs)
                     return
         if self.done == self.planned:
             self._end(self._end_state(plans))
 
-    def _plan_batch(
+    def _plan_calls(
         self, open_cells: list[CellPlan], allowed: int
     ) -> list[tuple[CellPlan, int, int]]:
         """Calls for this step, as (cell, sample index, examples asked for): each cell
         asks for about deficit / yield examples, less those its calls in the window
-        already ask for, in calls of at most ``per_call``, spread evenly so the last
-        call is not a full one that mostly ends up as surplus."""
-        per_call = self.config.generate.per_call
+        already ask for (``quota.call_sizes`` sizes the calls)."""
         needed = {
-            p.cell: math.ceil(p.deficit / self._yield(p.cell)) - self.ahead[p.cell]
+            p.cell: examples_needed(p.deficit, self.cells.yield_of(p.cell), self.ahead[p.cell])
             for p in open_cells
         }
-        needed = {c: n for c, n in needed.items() if n > 0}
-        if not needed:
-            return []
-        n_calls = {c: max(1, math.ceil(n / per_call)) for c, n in needed.items()}
-        total = sum(n_calls.values())
-        if total > allowed:
-            n_calls = _share(n_calls, allowed)
-        specs = []
+        sizes = call_sizes(needed, self.config.generate.per_call, allowed)
+        specs: list[tuple[CellPlan, int, int]] = []
         by_cell = {p.cell: p for p in open_cells}
-        for cell, count in n_calls.items():
+        for cell, cell_sizes in sizes.items():
             first = self.next_index.get(cell)
             if first is None:
                 first = self.store.calls.next_sample_index(
                     cell, self.template.sha, self.config.llm.model
                 )
-            self.next_index[cell] = first + count
-            sizes = _spread(min(needed[cell], count * per_call), count)
-            specs += [(by_cell[cell], first + i, n) for i, n in enumerate(sizes)]
+            self.next_index[cell] = first + len(cell_sizes)
+            specs += [(by_cell[cell], first + i, n) for i, n in enumerate(cell_sizes)]
         return specs
 
     async def _record_and_send(self, specs: list[tuple[CellPlan, int, int]]) -> None:
@@ -491,20 +439,20 @@ class Runner:
             # Nothing got through (a bad model name, an unsupported response_format):
             # say so now rather than spend the remaining steps finding out again.
             raise SynthError("llm", f"every call of a batch failed; the first: {step.first_error}")
-        self._track_idle(step.cells, step.before, self.counts)
+        self.cells.record_step(step.cells, step.before, self.counts)
         self.summary.accepted += step.accepted
         self.summary.candidates += step.candidates
-        report = BatchReport(
+        report = StepReport(
             number=step.number,
             calls=step.end - step.start,
             candidates=step.candidates,
             accepted=step.accepted,
             open_cells=sum(1 for p in plan_cells(self.config, self.counts) if p.deficit),
         )
-        self.summary.batches.append(report)
+        self.summary.steps.append(report)
         self._report(self.run_id, report)
 
-    def _report(self, run_id: str, batch: BatchReport | None = None) -> None:
+    def _report(self, run_id: str, step: StepReport | None = None) -> None:
         if self.progress is None:
             return
         self.progress(
@@ -514,7 +462,7 @@ class Runner:
                 spend=self.store.calls.spend(run_id),
                 cells=plan_cells(self.config, self.counts),
                 elapsed=time.monotonic() - self.started,
-                batch=batch,
+                step=step,
             )
         )
 
@@ -581,27 +529,6 @@ class Runner:
         else:
             self.store.examples.add_outcomes(run_id, outcomes, statuses, processed, scores)
         return accepted
-
-    def _track_idle(
-        self,
-        cells: set[CellKey],
-        before: dict[CellKey, tuple[int, int]],
-        after: dict[CellKey, tuple[int, int]],
-    ) -> None:
-        limit = self.config.generate.max_idle_batches
-        # A cell near its target asks for a call or two a step: its idle steps must
-        # also have asked for as many examples as `limit` full calls would, or a run of
-        # unlucky single calls would stop a cell that is merely almost full.
-        floor = limit * self.config.generate.per_call
-        for cell in cells:
-            if after.get(cell, (0, 0))[1] > before.get(cell, (0, 0))[1]:
-                self.idle[cell] = 0
-                self.asked_when_accepted[cell] = self.asked[cell]
-            else:
-                self.idle[cell] += 1
-                idle_asked = self.asked[cell] - self.asked_when_accepted[cell]
-                if self.idle[cell] >= limit and idle_asked >= floor:
-                    self.stalled.add(cell)
 
 
 def _cell_of(call: CallRow) -> CellKey:

@@ -70,7 +70,7 @@ def test_batch_mode_fills_every_cell_to_its_target(sim_project, sim):
     assert all(p.deficit == 0 for p in plans) and summary.accepted == 13
     stats = sim.stats()
     assert stats["requests"] == 0, "batch mode sends no online request"
-    assert stats["batches"] == len(jobs) == len(summary.batches)
+    assert stats["batches"] == len(jobs) == len(summary.steps)
     assert all(j["status"] == "completed" and j["finished_at"] for j in jobs)
     assert {c for j in jobs for c in j["call_ids"]} == {c[0] for c in calls}
     assert all(attempts == 1 for _, _, attempts, _, _ in calls)

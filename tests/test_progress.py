@@ -2,13 +2,13 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from synth.progress import batch_lines, render
+from synth.progress import render, step_lines
 from synth.records import CellKey, CellPlan
-from synth.runner import BatchReport, Snapshot
+from synth.runner import Snapshot, StepReport
 from synth.store import Spend
 
 
-def _snap(batch: BatchReport | None = None) -> Snapshot:
+def _snap(step: StepReport | None = None) -> Snapshot:
     cells = [
         CellPlan(cell=CellKey(slice="default", label="a"), target=30, real=10, synthetic=15),
         CellPlan(cell=CellKey(slice="default", label="b"), target=30, real=30, synthetic=0),
@@ -22,7 +22,7 @@ def _snap(batch: BatchReport | None = None) -> Snapshot:
         ),
         cells=cells,
         elapsed=8.0,
-        batch=batch,
+        step=step,
     )
 
 
@@ -37,9 +37,9 @@ def test_panel_shows_rate_tokens_cost_accepted_eta_and_open_cells():
     assert "urgent/a" not in text  # full cells are not listed
 
 
-def test_batch_lines_only_at_batch_ends():
+def test_step_lines_only_at_step_ends():
     lines: list[str] = []
-    show = batch_lines(lines.append)
+    show = step_lines(lines.append)
     show(_snap())
-    show(_snap(BatchReport(number=2, calls=10, candidates=50, accepted=21, open_cells=1)))
+    show(_snap(StepReport(number=2, calls=10, candidates=50, accepted=21, open_cells=1)))
     assert lines == ["batch 2: 10 calls, 50 candidates, 21 accepted; 1 cells open; $0.0123 so far"]
