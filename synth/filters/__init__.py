@@ -7,8 +7,8 @@ in config.toml validates against the right model and a typo is an error naming t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Annotated
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -34,7 +34,8 @@ FilterSpec = Annotated[
     Field(discriminator="kind"),
 ]
 
-FILTERS: dict[type[FilterParams], type[Filter]] = {
+# Each filter is made from its own Params and the project context.
+FILTERS: dict[type[FilterParams], Callable[[Any, FilterContext], Filter]] = {
     SchemaParams: SchemaFilter,
     PiiParams: PiiFilter,
     ExactDedupParams: ExactDedupFilter,

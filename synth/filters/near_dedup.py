@@ -182,7 +182,7 @@ class _Frequencies:
         self.base = base
         self.counts: Counter[int] = Counter()
         self.digests: set[bytes] = set()  # shingle sets already counted
-        self.n = base.n if base is not None else 0
+        self.n: int = base.n if base is not None else 0
         self.boilerplate: Hashes = base.boilerplate if base is not None else _NONE
 
     def seen(self, digest: bytes) -> bool:
@@ -340,22 +340,22 @@ class NearDedupFilter(Filter):
         missing = [text for id_, (_, text) in new.items() if (id_, text) not in self._pending]
         computed = iter(self._shingles(missing))
         by_cell: dict[str, list[_Item]] = {}
-        for id_, (cell, text) in new.items():
+        for id_, (cell_name, text) in new.items():
             shingles = self._pending.get((id_, text))
-            item = _Item(id_, cell, shingles if shingles is not None else next(computed))
+            item = _Item(id_, cell_name, shingles if shingles is not None else next(computed))
             self._items[id_] = item
-            by_cell.setdefault(cell, []).append(item)
+            by_cell.setdefault(cell_name, []).append(item)
         for key, cell_items in by_cell.items():
-            cell = self._cells.get(key)
-            if cell is None:
-                cell = self._cells[key] = _Cell(self.frequencies())
-            if cell.freq.add([x.shingles for x in cell_items]):
+            group = self._cells.get(key)
+            if group is None:
+                group = self._cells[key] = _Cell(self.frequencies())
+            if group.freq.add([x.shingles for x in cell_items]):
                 self.stats.rebuilds += 1
-                self._unindex(cell.ids)
-                cell.ids.extend(x.id for x in cell_items)
-                self._index([self._items[i] for i in cell.ids])
+                self._unindex(group.ids)
+                group.ids.extend(x.id for x in cell_items)
+                self._index([self._items[i] for i in group.ids])
             else:
-                cell.ids.extend(x.id for x in cell_items)
+                group.ids.extend(x.id for x in cell_items)
                 self._index(cell_items)
 
     def _index(self, items: Sequence[_Item]) -> None:

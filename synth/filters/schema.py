@@ -74,7 +74,7 @@ def example_model(fields: dict[str, Any]) -> type[BaseModel]:
         if spec.type == "string":
             kind = Annotated[str, Field(min_length=spec.min_length, max_length=spec.max_length)]
         definitions[name] = (kind, ...)
-    return create_model(  # type: ignore[call-overload,no-any-return]
+    return create_model(
         "Example", __config__=ConfigDict(extra="forbid", strict=True), **definitions
     )
 

@@ -142,9 +142,12 @@ def _suggest(
 ) -> tuple[float | None, Agreement | None]:
     best: tuple[float, float, float] | None = None  # (kappa, -distance, threshold)
     best_agreement = None
-    for t in sorted({float(r["score"]) for r, _ in paired}):
+    for t in sorted({float(r["score"] or 0.0) for r, _ in paired}):
         a = cohen_kappa(
-            [("approve" if float(r["score"]) >= t - 1e-9 else "reject", h) for r, h in paired]
+            [
+                ("approve" if float(r["score"] or 0.0) >= t - 1e-9 else "reject", h)
+                for r, h in paired
+            ]
         )
         if a.kappa is None:
             continue

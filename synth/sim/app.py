@@ -340,7 +340,8 @@ class Simulator:
 
     def stats(self) -> dict[str, Any]:
         """The same JSON as ``GET /stats``."""
-        return self._call(self.app.stats)
+        stats: dict[str, Any] = self._call(self.app.stats)
+        return stats
 
     def reset(self) -> None:
         """Zero the stats, forget per-body counters and drop any pending script."""

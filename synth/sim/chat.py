@@ -133,7 +133,7 @@ def _completion(
     online request and a batch line with the same body get the same items."""
     content_rng = _rng(_digest(b"content", config.seed, body_sha))
     if judge_kind(body) is not None:
-        content, kinds = judge_grade(body, content_rng), []
+        content, kinds = judge_grade(body, content_rng), list[str]()
     else:
         items, kinds = ItemWriter(task, content_rng, config.item_shares()).items()
         content = json.dumps({"examples": items}, ensure_ascii=False)

@@ -136,7 +136,9 @@ def _form(content_type: str, raw: bytes) -> dict[str, tuple[str | None, bytes]]:
     return out
 
 
-def _read_batch_file(data: bytes, endpoint: str) -> tuple[list[dict[str, Any]], list[dict]]:
+def _read_batch_file(
+    data: bytes, endpoint: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The input file's request lines, and what is wrong with them (OpenAI fails the
     whole batch at validation if any line is bad)."""
     lines: list[dict[str, Any]] = []
@@ -175,6 +177,7 @@ def _read_batch_file(data: bytes, endpoint: str) -> tuple[list[dict[str, Any]], 
         if problem is not None:
             errors.append(_line_error(n, *problem))
             continue
+        assert isinstance(custom_id, str) and isinstance(body, dict)  # checked just above
         ids.add(custom_id)
         model = body.get("model")
         lines.append(line)

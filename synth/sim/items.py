@@ -76,7 +76,7 @@ class ItemWriter:
             item = self._fill(dict(shot), shot)
             item[task.text_field] = near_dup(str(shot[task.text_field]), rng)
             return item, kind
-        if kind == "off_label" and self.contrast_texts:
+        if kind == "off_label" and self.contrast_texts and task.text_field is not None:
             source = rng.choice(self.contrast_texts)
             text = self._fresh(source, [], rate=0.5)
             return self._fill({task.text_field: text}, shot), kind
