@@ -41,10 +41,11 @@ from synth.config import Config
 from synth.errors import SynthError
 from synth.filters import FilterChain, FilterContext, Outcome, build_chain
 from synth.filters.rubric import judge_llm_changes, split_judge
-from synth.generate import SeedPool, build_call, candidates_from, parse_reply
+from synth.generate import SeedPool, build_call, candidates_from
 from synth.judge.grading import JudgeStage
 from synth.llm.batch import BatchClient
 from synth.llm.client import CallResult, LLMClient
+from synth.llm.structured import parse_reply
 from synth.plan import all_labels, plan_cells
 from synth.prompts import Template, load_template
 from synth.records import Candidate, CellKey, CellPlan, Status, Verdict

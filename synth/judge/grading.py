@@ -17,7 +17,6 @@ invalid counts as a failed attempt and is not sent again.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -35,6 +34,7 @@ from synth.filters.rubric import (
 )
 from synth.generate import SeedPool, planned_call
 from synth.llm.client import LLMClient
+from synth.llm.structured import ReplyError, json_object, response_format, strict_object
 from synth.records import DEFAULT_SLICE, Candidate, CellKey, Verdict
 from synth.store import CallRow, Store
 
@@ -44,8 +44,8 @@ GRADE, LABEL = "rubric_grade", "label_check"
 Settle = Callable[[list[Outcome], list[dict[str, Any]]], int]
 
 
-class JudgeReplyError(ValueError):
-    """A judge reply that is not what was asked for."""
+class JudgeReplyError(ReplyError):
+    """A judge reply whose fields are not what was asked for."""
 
 
 class JudgeStage:
@@ -189,7 +189,7 @@ class JudgeStage:
                 else:
                     try:
                         self._add(judged[c.id], kind, m, s, row, result.content)
-                    except JudgeReplyError as e:
+                    except ReplyError as e:
                         error = str(e)
                         self.store.calls.mark_invalid(row.id, error)
                 if error is None:
@@ -204,7 +204,7 @@ class JudgeStage:
     def _add(
         self, judged: Judged, kind: str, model: str, sample: int, row: CallRow, content: str | None
     ) -> None:
-        value = _json_object(content)
+        value = json_object(content)
         if kind == LABEL:
             judged.labels.append(self._parse_label(value, model, sample, row.id))
         else:
@@ -319,40 +319,20 @@ class JudgeStage:
         )
 
     def _format(self, kind: str) -> dict[str, Any] | None:
-        mode = self.config.llm.response_format
-        if mode == "none":
-            return None
-        if mode == "json_object":
-            return {"type": "json_object"}
+        props: dict[str, Any]
         if kind == LABEL:
-            props: dict[str, Any] = {
+            props = {
                 "label": {"type": "string", "enum": self.labels},
                 "slice": {"type": "string", "enum": list(self.slices)},
                 "rationale": {"type": "string"},
             }
         else:
+            score = {"type": "integer", "enum": [1, 2, 3, 4, 5]}
             props = {
-                c.name: {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["score", "rationale"],
-                    "properties": {
-                        "score": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
-                        "rationale": {"type": "string"},
-                    },
-                }
+                c.name: strict_object({"score": score, "rationale": {"type": "string"}})
                 for c in self.rubric.rubric.criteria
             }
-        schema = {
-            "type": "object",
-            "additionalProperties": False,
-            "required": list(props),
-            "properties": props,
-        }
-        return {
-            "type": "json_schema",
-            "json_schema": {"name": kind, "strict": True, "schema": schema},
-        }
+        return response_format(self.config.llm.response_format, kind, strict_object(props))
 
     # -- score rows ------------------------------------------------------------------
 
@@ -399,17 +379,3 @@ class JudgeStage:
                     }
                 )
         return rows
-
-
-def _json_object(content: str | None) -> dict[str, Any]:
-    if not content:
-        raise JudgeReplyError("empty reply")
-    try:
-        value = json.loads(content)
-    except json.JSONDecodeError as e:
-        raise JudgeReplyError(
-            f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}"
-        ) from None
-    if not isinstance(value, dict):
-        raise JudgeReplyError("the reply is not a JSON object")
-    return value
