@@ -33,7 +33,7 @@ import gc
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
 
@@ -52,6 +52,7 @@ from synth.records import Candidate, CellKey, CellPlan, Status, Verdict
 from synth.review.agreement import flagged_cells
 from synth.review.sample import sample_for_review
 from synth.store import CallRow, Spend, Store
+from synth.store.rows import JudgeScore
 
 # Before a cell has history, assume this share of asked-for examples is accepted;
 # PRIOR_WEIGHT is how many observed examples it is worth.
@@ -216,6 +217,9 @@ class Runner:
         self.chain: FilterChain = build_chain(cheap, ctx)
         self.pool = SeedPool.from_rows(store.examples.seeds())
         self.judge = None if judge is None else JudgeStage(judge, config, store, self.pool, ctx)
+        # The calls of each chunk with the judge, in submission order: they are marked
+        # processed with the chunk's rows when it is settled.
+        self.with_judge: list[list[str]] = []
         self.asked: Counter[CellKey] = Counter()  # examples asked for, per cell
         self.kept: Counter[CellKey] = Counter()  # examples the chain kept, per cell
         self.idle: Counter[CellKey] = Counter()
@@ -471,11 +475,14 @@ class Runner:
                 return
             step.candidates += candidates
             if self.judge is not None and end in (point, step.end, self.planned):
-                # Judged chunks settle in the background; a step is planned, and a step
-                # ends, only from settled counts, so the plan does not depend on when
-                # the judge's replies came.
+                # Chunks are judged in the background and settled here, in the order
+                # they were submitted; a step is planned, and a step ends, only from
+                # settled counts, so the plan does not depend on when the judge's
+                # replies came.
                 try:
-                    accepted += await self.judge.drain()
+                    submitted, self.with_judge = self.with_judge, []
+                    for judged, ids in zip(await self.judge.drain(), submitted, strict=True):
+                        accepted += self._settle(self.run_id, judged.outcomes, ids, judged.scores)
                 except Exception as e:
                     self._end(e)
                     return
@@ -545,17 +552,13 @@ class Runner:
             processed.append(r.call.id)
             self.asked[CellKey(slice=r.call.slice or "", label=r.call.label or "")] += len(items)
         outcomes = self.chain.decide(candidates)
+        # The cheap filters' survivors join their indexes now, before any judging, so a
+        # duplicate of one in a later chunk never reaches the judge.
+        self.chain.admit([o.candidate for o in outcomes if o.verdict is not Verdict.REJECT])
         if self.judge is None:
             return self._settle(run_id, outcomes, processed), len(candidates)
-        # The cheap filters' survivors join their indexes now, so a duplicate of one in a
-        # later chunk never reaches the judge; the judge's verdicts settle in plan order.
-        self.chain.admit([o.candidate for o in outcomes if o.verdict is not Verdict.REJECT])
-        self.judge.submit(
-            self.judge_client,
-            run_id,
-            outcomes,
-            lambda judged, scores: self._settle(run_id, judged, processed, scores),
-        )
+        self.judge.submit(self.judge_client, run_id, outcomes)
+        self.with_judge.append(processed)
         return 0, len(candidates)
 
     def _settle(
@@ -563,7 +566,7 @@ class Runner:
         run_id: str,
         outcomes: list[Outcome],
         processed: list[str],
-        scores: list[dict] | None = None,
+        scores: Sequence[JudgeScore] = (),
     ) -> int:
         """Fill quotas in plan order and store the batch; the rows accepted."""
         deficits = {
@@ -588,11 +591,7 @@ class Runner:
                 statuses.append(Status.SURPLUS)
             if o.verdict is Verdict.KEEP:
                 self.kept[cell] += 1
-        if scores is None:
-            self.chain.admit([o.candidate for o in outcomes if o.verdict is not Verdict.REJECT])
-            self.store.examples.add_outcomes(run_id, outcomes, statuses, processed)
-        else:
-            self.store.examples.add_outcomes(run_id, outcomes, statuses, processed, scores)
+        self.store.examples.add_outcomes(run_id, outcomes, statuses, processed, scores)
         return accepted
 
     def _track_idle(
