@@ -8,15 +8,13 @@ the same plan renders the same request and a re-run finds it in the response cac
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
 from synth.config import Config
+from synth.llm.structured import examples_format
 from synth.prompts import Template
 from synth.records import DEFAULT_SLICE, Candidate, CellKey, CellPlan, canonical_json, sha256_text
 
@@ -70,46 +68,6 @@ def request_rng(seed: int, cell: CellKey, sample_index: int) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
-def response_format(config: Config, label: str, n: int) -> dict[str, Any] | None:
-    """The reply's JSON schema: n examples, each with the schema's fields and the label
-    pinned to the cell's. Structured outputs make the model keep to it."""
-    mode = config.llm.response_format
-    if mode == "none":
-        return None
-    if mode == "json_object":
-        return {"type": "json_object"}
-    schema = config.data_schema
-    props: dict[str, Any] = {}
-    for name, spec in schema.fields.items():
-        prop: dict[str, Any] = {"type": spec.type}
-        if spec.description:
-            prop["description"] = spec.description
-        if name == schema.label:
-            prop = {"type": "string", "enum": [label]}
-        props[name] = prop
-    item = {
-        "type": "object",
-        "additionalProperties": False,
-        "required": list(schema.fields),
-        "properties": props,
-    }
-    return {
-        "type": "json_schema",
-        "json_schema": {
-            "name": "examples",
-            "strict": True,
-            "schema": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["examples"],
-                "properties": {
-                    "examples": {"type": "array", "minItems": n, "maxItems": n, "items": item}
-                },
-            },
-        },
-    }
-
-
 def build_call(
     config: Config,
     template: Template,
@@ -152,7 +110,7 @@ def build_call(
     }
     if config.llm.top_p is not None:
         params["top_p"] = config.llm.top_p
-    fmt = response_format(config, cell.label, n)
+    fmt = examples_format(config, cell.label, n)
     if fmt is not None:
         params["response_format"] = fmt
     model = config.llm.model
@@ -198,34 +156,6 @@ def planned_call(
         "messages": identity["messages"],
         "parent_ids": parent_ids,
     }
-
-
-class Reply(BaseModel):
-    """What a generation reply must be; the items are checked by the schema filter."""
-
-    examples: list[dict[str, Any]]
-
-
-class ReplyError(ValueError):
-    pass
-
-
-def parse_reply(content: str | None) -> list[dict[str, Any]]:
-    """The reply's examples; ReplyError says why a reply is unusable."""
-    if not content:
-        raise ReplyError("empty reply")
-    try:
-        value = json.loads(content)
-    except json.JSONDecodeError as e:
-        raise ReplyError(f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
-    if isinstance(value, list):  # some endpoints without structured output do this
-        value = {"examples": value}
-    try:
-        return Reply.model_validate(value).examples
-    except ValidationError as e:
-        first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "reply"
-        raise ReplyError(f"{where}: {first['msg']}") from None
 
 
 def candidates_from(

@@ -33,7 +33,7 @@ import asyncio
 import gc
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
 
@@ -41,10 +41,11 @@ from synth.config import Config
 from synth.errors import SynthError
 from synth.filters import FilterChain, Outcome, build_chain
 from synth.filters.rubric import judge_llm_changes, split_judge
-from synth.generate import SeedPool, build_call, candidates_from, parse_reply
+from synth.generate import SeedPool, build_call, candidates_from
 from synth.judge.grading import JudgeStage
 from synth.llm.batch import BatchClient
 from synth.llm.client import CallResult, LLMClient
+from synth.llm.structured import parse_reply
 from synth.plan import all_labels, plan_cells
 from synth.prompts import Template, load_template
 from synth.quota import Budget, CellTracker, call_sizes, examples_needed
@@ -52,6 +53,7 @@ from synth.records import Candidate, CellKey, CellPlan, Status, Verdict
 from synth.review.sample import sample_for_review
 from synth.review.stats import flagged_cells
 from synth.store import CallRow, Spend, Store
+from synth.store.rows import JudgeScore
 
 # Replies are filtered and stored in runs of this many, in plan order.
 STREAM_CHUNK = 16
@@ -183,6 +185,9 @@ class Runner:
         self.chain: FilterChain = build_chain(cheap, ctx)
         self.pool = SeedPool.from_rows(store.examples.seeds())
         self.judge = None if judge is None else JudgeStage(judge, config, store, self.pool, ctx)
+        # The calls of each chunk with the judge, in submission order: they are marked
+        # processed with the chunk's rows when it is settled.
+        self.with_judge: list[list[str]] = []
         self.asked: Counter[CellKey] = Counter()  # examples asked for, per cell
         self.kept: Counter[CellKey] = Counter()  # examples the chain kept, per cell
         gen = config.generate
@@ -406,11 +411,14 @@ class Runner:
                 return
             step.candidates += candidates
             if self.judge is not None and end in (point, step.end, self.planned):
-                # Judged chunks settle in the background; a step is planned, and a step
-                # ends, only from settled counts, so the plan does not depend on when
-                # the judge's replies came.
+                # Chunks are judged in the background and settled here, in the order
+                # they were submitted; a step is planned, and a step ends, only from
+                # settled counts, so the plan does not depend on when the judge's
+                # replies came.
                 try:
-                    accepted += await self.judge.drain()
+                    submitted, self.with_judge = self.with_judge, []
+                    for judged, ids in zip(await self.judge.drain(), submitted, strict=True):
+                        accepted += self._settle(self.run_id, judged.outcomes, ids, judged.scores)
                 except Exception as e:
                     self._end(e)
                     return
@@ -480,17 +488,13 @@ class Runner:
             processed.append(r.call.id)
             self.asked[CellKey(slice=r.call.slice or "", label=r.call.label or "")] += len(items)
         outcomes = self.chain.decide(candidates)
+        # The cheap filters' survivors join their indexes now, before any judging, so a
+        # duplicate of one in a later chunk never reaches the judge.
+        self.chain.admit([o.candidate for o in outcomes if o.verdict is not Verdict.REJECT])
         if self.judge is None:
             return self._settle(run_id, outcomes, processed), len(candidates)
-        # The cheap filters' survivors join their indexes now, so a duplicate of one in a
-        # later chunk never reaches the judge; the judge's verdicts settle in plan order.
-        self.chain.admit([o.candidate for o in outcomes if o.verdict is not Verdict.REJECT])
-        self.judge.submit(
-            self.judge_client,
-            run_id,
-            outcomes,
-            lambda judged, scores: self._settle(run_id, judged, processed, scores),
-        )
+        self.judge.submit(self.judge_client, run_id, outcomes)
+        self.with_judge.append(processed)
         return 0, len(candidates)
 
     def _settle(
@@ -498,7 +502,7 @@ class Runner:
         run_id: str,
         outcomes: list[Outcome],
         processed: list[str],
-        scores: list[dict] | None = None,
+        scores: Sequence[JudgeScore] = (),
     ) -> int:
         """Fill quotas in plan order and store the batch; the rows accepted."""
         deficits = {
@@ -523,11 +527,7 @@ class Runner:
                 statuses.append(Status.SURPLUS)
             if o.verdict is Verdict.KEEP:
                 self.kept[cell] += 1
-        if scores is None:
-            self.chain.admit([o.candidate for o in outcomes if o.verdict is not Verdict.REJECT])
-            self.store.examples.add_outcomes(run_id, outcomes, statuses, processed)
-        else:
-            self.store.examples.add_outcomes(run_id, outcomes, statuses, processed, scores)
+        self.store.examples.add_outcomes(run_id, outcomes, statuses, processed, scores)
         return accepted
 
 

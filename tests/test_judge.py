@@ -204,7 +204,7 @@ def _judge(project, candidates, **params):
 
     async def go():
         async with LLMClient(config.llm, store.calls, api_key="unused") as client:
-            return await stage.judge(client, run_row.id, outcomes)
+            return (await stage.judge(client, run_row.id, outcomes)).scores
 
     scores = asyncio.run(go())
     return outcomes, scores, store

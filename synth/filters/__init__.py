@@ -19,7 +19,7 @@ from synth.filters.diversity import DiversityFilter, DiversityParams
 from synth.filters.exact_dedup import ExactDedupFilter, ExactDedupParams
 from synth.filters.near_dedup import NearDedupFilter, NearDedupParams
 from synth.filters.pii import PiiFilter, PiiParams
-from synth.filters.rubric import RubricFilter, RubricParams
+from synth.filters.rubric import RubricParams
 from synth.filters.schema import SchemaFilter, SchemaParams
 from synth.records import Outcome
 
@@ -34,7 +34,10 @@ FilterSpec = Annotated[
     Field(discriminator="kind"),
 ]
 
-# Each filter is made from its own Params and the project context.
+# Each filter is made from its own Params and the project context. The judge
+# (RubricParams) is configured among the filters but decides from LLM replies, not
+# from the batch alone: split_judge takes it out of the chain and
+# synth.judge.grading.JudgeStage runs it.
 FILTERS: dict[type[FilterParams], Callable[[Any, FilterContext], Filter]] = {
     SchemaParams: SchemaFilter,
     PiiParams: PiiFilter,
@@ -42,7 +45,6 @@ FILTERS: dict[type[FilterParams], Callable[[Any, FilterContext], Filter]] = {
     NearDedupParams: NearDedupFilter,
     ContaminationParams: ContaminationFilter,
     DiversityParams: DiversityFilter,
-    RubricParams: RubricFilter,
 }
 
 

@@ -2,7 +2,7 @@
 
 Only candidates every cheap filter kept reach it, and its calls are paid, so the
 runner sends them concurrently for a whole chunk (``synth/judge/grading.py``) and
-these filters turn the validated replies into decisions:
+the classes here turn the validated replies into decisions:
 
 - ``label_check`` (when ``label_check = true``): the judge, not told the intended
   label, names the label (and slice) the candidate belongs to. A different label is
@@ -22,18 +22,18 @@ silent keep.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
 from synth.errors import ConfigError
-from synth.filters.base import Filter, FilterContext, FilterParams
+from synth.filters.base import FilterContext, FilterParams
 from synth.judge.rubric import Rubric, load_rubric
 from synth.prompts import Template, load_template
-from synth.records import Candidate, Decision
+from synth.records import Candidate, Decision, Verdict
 
 Aggregate = Literal["mean", "min", "majority"]
 
@@ -139,11 +139,39 @@ def aggregate(rubric: Rubric, grades: Sequence[Grade], how: Aggregate) -> Aggreg
     return Aggregated(sum(totals) / len(totals), per, "borderline" if tied else votes[0][0])
 
 
-class RubricFilter(Filter):
-    """Turns the judge's grades into keep / review / reject (see the module docs).
+class _JudgeDecisions:
+    """Decisions under the judge's names, as a filter makes them. Not a ``Filter``:
+    the chain's ``decide(batch)`` has nothing to decide on, the judge's replies are
+    fetched by ``synth.judge.grading.JudgeStage`` and handed to ``decide_judged``."""
 
-    ``results`` is filled by the judge stage before ``decide``; a candidate without
-    results there is a bug in the caller, not a keep."""
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+
+    def keep(self, c: Candidate, score: float | None = None, reason: str = "") -> Decision:
+        return self._decision(c, Verdict.KEEP, score, reason)
+
+    def reject(self, c: Candidate, reason: str, score: float | None = None) -> Decision:
+        return self._decision(c, Verdict.REJECT, score, reason)
+
+    def review(self, c: Candidate, reason: str, score: float | None = None) -> Decision:
+        return self._decision(c, Verdict.REVIEW, score, reason)
+
+    def _decision(
+        self, c: Candidate, verdict: Verdict, score: float | None, reason: str
+    ) -> Decision:
+        return Decision(
+            example_id=c.id,
+            filter=self.name,
+            filter_version=self.version,
+            verdict=verdict,
+            score=score,
+            reason=reason,
+        )
+
+
+class RubricFilter(_JudgeDecisions):
+    """The judge's rubric and templates, and its grades made keep / review / reject
+    (see the module docs)."""
 
     name = "rubric"
     version = "1"
@@ -156,15 +184,18 @@ class RubricFilter(Filter):
         self.label_template: Template = load_template(
             _resolve(ctx, params.label_template), params.label_template
         )
-        self.results: dict[str, Judged] = {}
 
     @property
     def tag(self) -> str:
         """The rubric's name and sha, put on every decision."""
         return f"[rubric {self.rubric.name}@{self.rubric.sha[:12]}]"
 
-    def decide(self, batch: Sequence[Candidate]) -> list[Decision]:
-        return [self._one(c, self.results.pop(c.id)) for c in batch]
+    def decide_judged(
+        self, batch: Sequence[Candidate], judged: Mapping[str, Judged]
+    ) -> list[Decision]:
+        """One decision per candidate, in order, from what the judge said of it
+        (``judged`` by candidate id; a candidate missing there is the caller's bug)."""
+        return [self._one(c, judged[c.id]) for c in batch]
 
     def _one(self, c: Candidate, judged: Judged) -> Decision:
         if judged.failure is not None:
@@ -184,7 +215,7 @@ class RubricFilter(Filter):
         return self.reject(c, f"below_threshold: {agg.score:.2f} < {low:g}; {detail}", agg.score)
 
 
-class LabelCheckFilter(Filter):
+class LabelCheckFilter(_JudgeDecisions):
     """Off-label candidates out: the judge named another label (or slice)."""
 
     name = "label_check"
@@ -193,10 +224,12 @@ class LabelCheckFilter(Filter):
     def __init__(self, params: RubricParams, ctx: FilterContext) -> None:
         self.params = params
         self.ctx = ctx
-        self.results: dict[str, Judged] = {}
 
-    def decide(self, batch: Sequence[Candidate]) -> list[Decision]:
-        return [self._one(c, self.results.pop(c.id)) for c in batch]
+    def decide_judged(
+        self, batch: Sequence[Candidate], judged: Mapping[str, Judged]
+    ) -> list[Decision]:
+        """One decision per candidate, in order, from the labels the judge named."""
+        return [self._one(c, judged[c.id]) for c in batch]
 
     def _one(self, c: Candidate, judged: Judged) -> Decision:
         if judged.failure is not None:

@@ -3,8 +3,9 @@
 The chain runs the cheap filters as each chunk of replies arrives; the survivors are
 handed to ``JudgeStage.submit``, which sends their judge calls concurrently (through
 the same client as generation: its limits, retries and idempotency keys) while
-generation goes on. Judged chunks are settled (quotas filled, rows stored) strictly in
-plan order, so the rows a run accepts do not depend on which reply came back first.
+generation goes on. ``drain`` gives the judged chunks back in the order they were
+submitted, and the runner settles them (quotas filled, rows stored) in that order,
+so the rows a run accepts do not depend on which reply came back first.
 
 Judge calls are recorded in ``llm_calls`` (``purpose = 'judge'``, ``parent_ids`` the
 candidate judged) before they are sent and each reply is committed as it arrives.
@@ -17,14 +18,13 @@ invalid counts as a failed attempt and is not sent again.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from synth.config import Config
 from synth.filters.base import FilterContext
-from synth.filters.chain import Outcome
 from synth.filters.rubric import (
     Grade,
     Judged,
@@ -35,17 +35,24 @@ from synth.filters.rubric import (
 )
 from synth.generate import SeedPool, planned_call
 from synth.llm.client import LLMClient
-from synth.records import DEFAULT_SLICE, Candidate, CellKey, Verdict
+from synth.llm.structured import ReplyError, json_object, response_format, strict_object
+from synth.records import DEFAULT_SLICE, Candidate, CellKey, Outcome, Verdict
 from synth.store import CallRow, Store
+from synth.store.rows import JudgeScore
 
 GRADE, LABEL = "rubric_grade", "label_check"
 
-# settle(outcomes, judge score rows) -> rows accepted
-Settle = Callable[[list[Outcome], list[dict[str, Any]]], int]
+
+class JudgeReplyError(ReplyError):
+    """A judge reply whose fields are not what was asked for."""
 
 
-class JudgeReplyError(ValueError):
-    """A judge reply that is not what was asked for."""
+@dataclass(frozen=True)
+class JudgedChunk:
+    """One submitted chunk, judged: what the runner settles and stores."""
+
+    outcomes: list[Outcome]  # as submitted, the judge's decisions appended
+    scores: list[JudgeScore]  # the judge's score rows, stored with the outcomes
 
 
 class JudgeStage:
@@ -79,8 +86,7 @@ class JudgeStage:
             self.examples[label] = [
                 self._shown(r["data"]) for r in rng.sample(rows, min(want, len(rows)))
             ]
-        self._tasks: list[asyncio.Task[int]] = []
-        self._last: asyncio.Task[int] | None = None
+        self._tasks: list[asyncio.Task[JudgedChunk]] = []  # in submission order
         for t in (self.rubric.template, self.rubric.label_template):
             store.calls.add_template(t.name, t.source, t.sha)
         rubric = self.rubric.rubric
@@ -110,58 +116,46 @@ class JudgeStage:
 
     # -- the seam the runner calls ---------------------------------------------------
 
-    def submit(
-        self, client: LLMClient, run_id: str, outcomes: list[Outcome], settle: Settle
-    ) -> None:
-        """Judge the chain's survivors among ``outcomes`` in the background, then
-        ``settle`` them, after every chunk submitted before them."""
-        previous = self._last
+    def submit(self, client: LLMClient, run_id: str, outcomes: list[Outcome]) -> None:
+        """Judge the chain's survivors among ``outcomes`` in the background; ``drain``
+        gives them back."""
+        self._tasks.append(asyncio.ensure_future(self.judge(client, run_id, outcomes)))
 
-        async def judge_then_settle() -> int:
-            scores = await self.judge(client, run_id, outcomes)
-            if previous is not None:
-                await previous
-            return settle(outcomes, scores)
-
-        task = asyncio.ensure_future(judge_then_settle())
-        self._tasks.append(task)
-        self._last = task
-
-    async def drain(self) -> int:
-        """Wait for every submitted chunk; the rows they accepted."""
-        tasks, self._tasks, self._last = self._tasks, [], None
-        results = await asyncio.gather(*tasks, return_exceptions=True)
-        for r in results:
-            if isinstance(r, BaseException):
-                raise r
-        return sum(int(r) for r in results)  # type: ignore[arg-type]
+    async def drain(self) -> Iterator[JudgedChunk]:
+        """Wait until every chunk submitted so far is judged; then the chunks in the
+        order they were submitted. A chunk whose judging failed raises its error
+        where it comes: the chunks before it are given, none after it."""
+        tasks, self._tasks = self._tasks, []
+        # Chunks are judged concurrently; every one is waited for, failed or not,
+        # so none is left running unwatched when a failure ends the run.
+        judged = await asyncio.gather(*tasks, return_exceptions=True)
+        return _in_order(judged)
 
     # -- judging ---------------------------------------------------------------------
 
-    async def judge(
-        self, client: LLMClient, run_id: str, outcomes: Sequence[Outcome]
-    ) -> list[dict[str, Any]]:
-        """Append the judge's decisions to the outcomes the chain did not reject;
-        the per-criterion score rows to store with them."""
+    async def judge(self, client: LLMClient, run_id: str, outcomes: list[Outcome]) -> JudgedChunk:
+        """The judge's decisions appended to the outcomes the chain did not reject,
+        and the per-criterion score rows to store with them."""
         alive = [o for o in outcomes if o.verdict is not Verdict.REJECT]
-        scores: list[dict[str, Any]] = []
+        scores: list[JudgeScore] = []
         if self.label_check is not None and alive:
-            judged = await self._ask(client, run_id, [o.candidate for o in alive], LABEL)
+            candidates = [o.candidate for o in alive]
+            judged = await self._ask(client, run_id, candidates, LABEL)
             for o in alive:
                 scores += self._label_rows(o.candidate, judged[o.candidate.id], run_id)
-            self.label_check.results.update(judged)
-            decisions = self.label_check.decide([o.candidate for o in alive])
+            decisions = self.label_check.decide_judged(candidates, judged)
             for o, d in zip(alive, decisions, strict=True):
                 o.decisions.append(d)
             alive = [o for o in alive if o.verdict is not Verdict.REJECT]
         if alive:
-            judged = await self._ask(client, run_id, [o.candidate for o in alive], GRADE)
+            candidates = [o.candidate for o in alive]
+            judged = await self._ask(client, run_id, candidates, GRADE)
             for o in alive:
                 scores += self._grade_rows(o.candidate, judged[o.candidate.id], run_id)
-            self.rubric.results.update(judged)
-            for o, d in zip(alive, self.rubric.decide([o.candidate for o in alive]), strict=True):
+            decisions = self.rubric.decide_judged(candidates, judged)
+            for o, d in zip(alive, decisions, strict=True):
                 o.decisions.append(d)
-        return scores
+        return JudgedChunk(outcomes, scores)
 
     async def _ask(
         self, client: LLMClient, run_id: str, candidates: list[Candidate], kind: str
@@ -189,7 +183,7 @@ class JudgeStage:
                 else:
                     try:
                         self._add(judged[c.id], kind, m, s, row, result.content)
-                    except JudgeReplyError as e:
+                    except ReplyError as e:
                         error = str(e)
                         self.store.calls.mark_invalid(row.id, error)
                 if error is None:
@@ -204,7 +198,7 @@ class JudgeStage:
     def _add(
         self, judged: Judged, kind: str, model: str, sample: int, row: CallRow, content: str | None
     ) -> None:
-        value = _json_object(content)
+        value = json_object(content)
         if kind == LABEL:
             judged.labels.append(self._parse_label(value, model, sample, row.id))
         else:
@@ -319,97 +313,68 @@ class JudgeStage:
         )
 
     def _format(self, kind: str) -> dict[str, Any] | None:
-        mode = self.config.llm.response_format
-        if mode == "none":
-            return None
-        if mode == "json_object":
-            return {"type": "json_object"}
+        props: dict[str, Any]
         if kind == LABEL:
-            props: dict[str, Any] = {
+            props = {
                 "label": {"type": "string", "enum": self.labels},
                 "slice": {"type": "string", "enum": list(self.slices)},
                 "rationale": {"type": "string"},
             }
         else:
+            score = {"type": "integer", "enum": [1, 2, 3, 4, 5]}
             props = {
-                c.name: {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["score", "rationale"],
-                    "properties": {
-                        "score": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
-                        "rationale": {"type": "string"},
-                    },
-                }
+                c.name: strict_object({"score": score, "rationale": {"type": "string"}})
                 for c in self.rubric.rubric.criteria
             }
-        schema = {
-            "type": "object",
-            "additionalProperties": False,
-            "required": list(props),
-            "properties": props,
-        }
-        return {
-            "type": "json_schema",
-            "json_schema": {"name": kind, "strict": True, "schema": schema},
-        }
+        return response_format(self.config.llm.response_format, kind, strict_object(props))
 
     # -- score rows ------------------------------------------------------------------
 
-    def _base(self, c: Candidate, run_id: str) -> dict[str, Any]:
+    def _score(
+        self,
+        c: Candidate,
+        run_id: str,
+        criterion: str,
+        score: float,
+        rationale: str,
+        answer: Grade | LabelAnswer,
+    ) -> JudgeScore:
         rubric = self.rubric.rubric
         return {
             "example_id": c.id,
             "rubric": rubric.path,
             "rubric_sha": rubric.sha,
             "run_id": run_id,
+            "criterion": criterion,
+            "score": score,
+            "rationale": rationale,
+            "judge_model": answer.model,
+            "sample": answer.sample,
+            "llm_call_id": answer.call_id,
         }
 
-    def _grade_rows(self, c: Candidate, judged: Judged, run_id: str) -> list[dict[str, Any]]:
+    def _grade_rows(self, c: Candidate, judged: Judged, run_id: str) -> list[JudgeScore]:
         return [
-            {
-                **self._base(c, run_id),
-                "criterion": name,
-                "score": float(score),
-                "rationale": g.rationales[name],
-                "judge_model": g.model,
-                "sample": g.sample,
-                "llm_call_id": g.call_id,
-            }
+            self._score(c, run_id, name, float(score), g.rationales[name], g)
             for g in judged.grades
             for name, score in g.scores.items()
         ]
 
-    def _label_rows(self, c: Candidate, judged: Judged, run_id: str) -> list[dict[str, Any]]:
-        rows = []
+    def _label_rows(self, c: Candidate, judged: Judged, run_id: str) -> list[JudgeScore]:
+        rows: list[JudgeScore] = []
         for a in judged.labels:
             answers = [("label", a.label, c.cell.label)]
             if a.slice is not None:
                 answers.append(("slice", a.slice, c.cell.slice))
             for criterion, said, asked in answers:
-                rows.append(
-                    {
-                        **self._base(c, run_id),
-                        "criterion": criterion,
-                        "score": 1.0 if said == asked else 0.0,
-                        "rationale": f"judged {said}: {a.rationale}".rstrip(": "),
-                        "judge_model": a.model,
-                        "sample": a.sample,
-                        "llm_call_id": a.call_id,
-                    }
-                )
+                score = 1.0 if said == asked else 0.0
+                why = f"judged {said}: {a.rationale}".rstrip(": ")
+                rows.append(self._score(c, run_id, criterion, score, why, a))
         return rows
 
 
-def _json_object(content: str | None) -> dict[str, Any]:
-    if not content:
-        raise JudgeReplyError("empty reply")
-    try:
-        value = json.loads(content)
-    except json.JSONDecodeError as e:
-        raise JudgeReplyError(
-            f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}"
-        ) from None
-    if not isinstance(value, dict):
-        raise JudgeReplyError("the reply is not a JSON object")
-    return value
+def _in_order(judged: list[JudgedChunk | BaseException]) -> Iterator[JudgedChunk]:
+    for chunk in judged:
+        if isinstance(chunk, BaseException):
+            raise chunk
+        yield chunk

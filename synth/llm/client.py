@@ -33,8 +33,8 @@ from tenacity import (
 
 from synth.config import LLMSettings
 from synth.errors import SynthError
-from synth.generate import ReplyError, parse_reply
 from synth.llm.limits import AdaptiveSlots, Pacer, estimate_tokens
+from synth.llm.structured import ReplyError, json_object, parse_reply
 from synth.store.calls import Calls
 from synth.store.rows import CallRow
 
@@ -303,7 +303,7 @@ class ReplyRecorder:
                 if call.purpose == "generate":
                     items = parse_reply(content)
                 else:
-                    _json_object(content)  # the judge validates the rest
+                    json_object(content)  # the judge validates the rest
             except ReplyError as e:
                 error = str(e)
         status = "invalid" if error else "ok"
@@ -356,14 +356,6 @@ def _used_tokens(body: str) -> int:
         return int(usage.get("total_tokens") or 0)
     except (ValueError, AttributeError, TypeError):
         return 0
-
-
-def _json_object(content: str | None) -> None:
-    try:
-        if not isinstance(json.loads(content or ""), dict):
-            raise ReplyError("the reply is not a JSON object")
-    except json.JSONDecodeError as e:
-        raise ReplyError(f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
 
 
 def _cached(call: CallRow) -> CallResult:
