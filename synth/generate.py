@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,7 @@ from synth.config import Config
 from synth.llm.structured import examples_format
 from synth.prompts import Template
 from synth.records import DEFAULT_SLICE, Candidate, CellKey, CellPlan, canonical_json, sha256_text
+from synth.store.rows import CallRow, PlannedCall
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,8 @@ class SeedPool:
     _others: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # label -> rest
 
     @classmethod
-    def from_rows(cls, rows: list[dict[str, Any]]) -> SeedPool:
+    def from_rows(cls, seeds: Sequence[Mapping[str, Any]]) -> SeedPool:
+        rows = [dict(r) for r in seeds]
         by_cell: dict[CellKey, list[dict[str, Any]]] = defaultdict(list)
         by_label: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for r in rows:
@@ -75,7 +78,7 @@ def build_call(
     pool: SeedPool,
     sample_index: int,
     n: int,
-) -> dict[str, Any]:
+) -> PlannedCall:
     """One planned request, as the store records it before it is sent."""
     cell = plan.cell
     gen = config.generate
@@ -140,7 +143,7 @@ def planned_call(
     sample_index: int,
     template: Template,
     parent_ids: list[str],
-) -> dict[str, Any]:
+) -> PlannedCall:
     """A call as the store records it before sending. ``identity`` is everything that
     determines the answer (model, messages, params, and what else the caller adds);
     its hash is the call's ``request_sha``, the response cache's key."""
@@ -159,7 +162,7 @@ def planned_call(
 
 
 def candidates_from(
-    call: Any,  # store.CallRow
+    call: CallRow,
     items: list[dict[str, Any]],
     config: Config,
     match: dict[str, Any],

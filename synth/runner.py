@@ -44,7 +44,7 @@ from synth.filters.rubric import judge_llm_changes, split_judge
 from synth.generate import SeedPool, build_call, candidates_from
 from synth.judge.grading import JudgeStage
 from synth.llm.batch import BatchClient
-from synth.llm.client import CallResult, LLMClient
+from synth.llm.client import CallResult, Completer, LLMClient
 from synth.llm.structured import parse_reply
 from synth.plan import all_labels, plan_cells
 from synth.prompts import Template, load_template
@@ -147,11 +147,13 @@ async def _run_async(config: Config, store: Store, progress: Progress | None) ->
                 )
             return LLMClient(config.llm, store.calls, api_key=config.api_key())
 
-        client = await stack.enter_async_context(make_client(config))
+        client = make_client(config)
+        await stack.enter_async_context(client)
         judge_client = client
         if judge_config.llm != config.llm:
             # The judge is served elsewhere: its own client, same store and limits.
-            judge_client = await stack.enter_async_context(make_client(judge_config))
+            judge_client = make_client(judge_config)
+            await stack.enter_async_context(judge_client)
         return await runner.execute(client, judge_client)
 
 
@@ -217,9 +219,9 @@ class Runner:
         self.steps: list[_Step] = []
         self.reported = 0  # steps[:reported] are reported
         self.budget: str | None = None  # the cap that stopped the planning
-        self.sending: set[asyncio.Future] = set()
+        self.sending: set[asyncio.Future[list[CallResult]]] = set()
 
-    async def execute(self, client: LLMClient, judge_client: LLMClient | None = None) -> RunSummary:
+    async def execute(self, client: Completer, judge_client: Completer | None = None) -> RunSummary:
         config, store = self.config, self.store
         # The judge's calls go through the run's client, or their own endpoint's.
         self.judge_client = judge_client or client
@@ -381,7 +383,7 @@ class Runner:
             self.ended.set_result(outcome)
         self.wake.set()
 
-    def _sent(self, task: asyncio.Future) -> None:
+    def _sent(self, task: asyncio.Future[list[CallResult]]) -> None:
         self.sending.discard(task)
         if not task.cancelled() and task.exception() is not None:
             self._end(task.exception())  # type: ignore[arg-type]

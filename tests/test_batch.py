@@ -257,6 +257,7 @@ def test_files_batches_and_result_lines_have_openai_shapes(sim):
             counts = batch.request_counts
             assert counts and (counts.total, counts.completed, counts.failed) == (3, 2, 1)
             assert batch.usage and batch.usage.total_tokens > 0 and batch.completed_at
+            assert batch.output_file_id and batch.error_file_id
             out = (await client.files.content(batch.output_file_id)).text.splitlines()
             err = (await client.files.content(batch.error_file_id)).text.splitlines()
             assert [json.loads(x)["custom_id"] for x in out] == ["req-0", "req-2"]

@@ -12,6 +12,7 @@ from conftest import Project
 
 from synth.llm.client import LLMClient
 from synth.store import CallRow, Store
+from synth.store.rows import PlannedCall
 
 REPLY = {
     "id": "chatcmpl-1",
@@ -53,7 +54,7 @@ async def _serve(answers: list[tuple[int, dict]], seen: list[dict]) -> asyncio.S
 
 def _call(store: Store, config) -> CallRow:
     run = store.runs.begin(config.as_json(), config.sha)
-    planned = {
+    planned: PlannedCall = {
         "request_sha": "ab" * 32,
         "slice": "default",
         "label": "card_arrival",

@@ -28,7 +28,7 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture
 def simulate() -> Iterator:
-    procs = []
+    procs: list[subprocess.Popen[str]] = []
 
     def start(*flags: str) -> str:
         proc = subprocess.Popen(
@@ -38,6 +38,7 @@ def simulate() -> Iterator:
             env=_env(),
         )
         procs.append(proc)
+        assert proc.stdout is not None
         line = proc.stdout.readline()
         match = re.search(r"(http://127\.0\.0\.1:\d+/v1)", line)
         assert match, line
@@ -47,12 +48,17 @@ def simulate() -> Iterator:
     for proc in procs:
         proc.terminate()
         proc.wait(timeout=10)
-        proc.stdout.close()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 def _banking_seeds(project, per_label: int) -> None:
     """Real rows for the three labels of the test config, from BANKING77."""
-    wanted = {"card_arrival": [], "lost_or_stolen_card": [], "exchange_rate": []}
+    wanted: dict[str, list[dict[str, str]]] = {
+        "card_arrival": [],
+        "lost_or_stolen_card": [],
+        "exchange_rate": [],
+    }
     with (DATA / "banking77" / "train.csv").open(newline="") as f:
         for row in csv.DictReader(f):
             rows = wanted.get(row["category"])

@@ -4,6 +4,7 @@ the page equals the JSON audit's."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from test_audit import PII_AND_NEAR_DEDUP, _review_some
 
@@ -14,7 +15,7 @@ from synth.seeds import read_seeds
 
 
 def _field(cell: dict, dotted: str):
-    value = cell
+    value: Any = cell
     for part in dotted.split("."):
         value = None if value is None else value.get(part)
     return value

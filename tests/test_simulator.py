@@ -209,7 +209,7 @@ def test_429_raises_rate_limit_error_with_retry_after(sim):
         one(sim, request())
     headers = caught.value.response.headers
     assert headers["retry-after"] == "1" and headers["retry-after-ms"] == "200"
-    assert caught.value.body["code"] == "rate_limit_exceeded"  # type: ignore[index]
+    assert caught.value.body["code"] == "rate_limit_exceeded"
     sim.configure(p_429=0.0)
     sim.script(["429:retry-after=2.5"])
     with pytest.raises(openai.RateLimitError) as caught:

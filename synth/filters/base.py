@@ -23,10 +23,12 @@ from synth.records import Candidate, Decision, SeenItem, Verdict
 class FilterParams(BaseModel):
     """Settings of one filter, one ``[[filters]]`` table in config.toml.
 
-    Subclasses add ``kind: Literal["<name>"]`` and their own settings.
+    Subclasses narrow ``kind`` to ``Literal["<name>"]`` and add their own settings.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str
 
 
 @dataclass(frozen=True)

@@ -34,11 +34,11 @@ from synth.filters.rubric import (
     RubricParams,
 )
 from synth.generate import SeedPool, planned_call
-from synth.llm.client import LLMClient
+from synth.llm.client import Completer
 from synth.llm.structured import ReplyError, json_object, response_format, strict_object
 from synth.records import DEFAULT_SLICE, Candidate, CellKey, Outcome, Verdict
 from synth.store import CallRow, Store
-from synth.store.rows import JudgeScore
+from synth.store.rows import JudgeScore, PlannedCall
 
 GRADE, LABEL = "rubric_grade", "label_check"
 
@@ -116,7 +116,7 @@ class JudgeStage:
 
     # -- the seam the runner calls ---------------------------------------------------
 
-    def submit(self, client: LLMClient, run_id: str, outcomes: list[Outcome]) -> None:
+    def submit(self, client: Completer, run_id: str, outcomes: list[Outcome]) -> None:
         """Judge the chain's survivors among ``outcomes`` in the background; ``drain``
         gives them back."""
         self._tasks.append(asyncio.ensure_future(self.judge(client, run_id, outcomes)))
@@ -133,7 +133,7 @@ class JudgeStage:
 
     # -- judging ---------------------------------------------------------------------
 
-    async def judge(self, client: LLMClient, run_id: str, outcomes: list[Outcome]) -> JudgedChunk:
+    async def judge(self, client: Completer, run_id: str, outcomes: list[Outcome]) -> JudgedChunk:
         """The judge's decisions appended to the outcomes the chain did not reject,
         and the per-criterion score rows to store with them."""
         alive = [o for o in outcomes if o.verdict is not Verdict.REJECT]
@@ -158,7 +158,7 @@ class JudgeStage:
         return JudgedChunk(outcomes, scores)
 
     async def _ask(
-        self, client: LLMClient, run_id: str, candidates: list[Candidate], kind: str
+        self, client: Completer, run_id: str, candidates: list[Candidate], kind: str
     ) -> dict[str, Judged]:
         """Every model x sample of every candidate, concurrently; an invalid reply is
         asked again under a fresh sample index, ``retries`` times."""
@@ -242,7 +242,7 @@ class JudgeStage:
         fields = [f for f in self.ctx.fields if not (without_label and f == self.ctx.label_field)]
         return {f: data.get(f) for f in fields}
 
-    def _call(self, kind: str, c: Candidate, model: str, sample_index: int) -> dict[str, Any]:
+    def _call(self, kind: str, c: Candidate, model: str, sample_index: int) -> PlannedCall:
         """One judge request, as the store records it before it is sent."""
         label, slice_ = c.cell.label, c.cell.slice
         descriptions = self.config.data_schema.label_descriptions

@@ -19,7 +19,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Final
 
 import openai
 from openai.types import Batch
@@ -38,9 +38,9 @@ from synth.llm.client import (
 )
 from synth.store.batch_jobs import BatchJobs
 from synth.store.calls import Calls
-from synth.store.rows import CallRow
+from synth.store.rows import BatchJob, CallRow
 
-ENDPOINT = "/v1/chat/completions"
+ENDPOINT: Final = "/v1/chat/completions"
 TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
 # OpenAI's limits per batch: 50,000 requests and a 200 MB input file.
 MAX_LINES = 50_000
@@ -142,7 +142,7 @@ class BatchClient:
 
     # -- submitting ----------------------------------------------------------------
 
-    def _open_jobs(self, wanted: set[str]) -> list[dict[str, Any]]:
+    def _open_jobs(self, wanted: set[str]) -> list[BatchJob]:
         """Open jobs carrying any of the wanted calls. A job whose calls were all
         recorded before a crash cut its bookkeeping short is closed here."""
         jobs = []

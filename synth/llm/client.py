@@ -20,7 +20,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx2
 import openai
@@ -88,6 +88,17 @@ class _Wait:
         if asked is not None:
             return min(asked, self.cap)
         return random.uniform(0, min(self.cap, 0.5 * 2 ** (state.attempt_number - 1)))
+
+
+class Completer(Protocol):
+    """What a run needs of a client: the online one (``LLMClient``) or the Batch API's
+    (``synth.llm.batch.BatchClient``)."""
+
+    async def complete_all(
+        self,
+        calls: Sequence[CallRow],
+        on_result: Callable[[int, CallResult], None] | None = None,
+    ) -> list[CallResult]: ...
 
 
 class LLMClient:

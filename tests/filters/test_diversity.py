@@ -308,6 +308,7 @@ def test_diversity_figures_degenerate() -> None:
 def test_diversity_figures_on_self_instruct_seeds() -> None:
     texts = [s["instruction"] for s in read_jsonl(SEEDS)]
     figs = diversity_figures(texts, tokenizer="rouge_score")
+    assert figs.max_nn_rouge_l is not None and figs.median_nn_rouge_l is not None
     assert round(figs.max_nn_rouge_l, 3) == 0.824
     assert round(figs.median_nn_rouge_l, 3) == 0.333
     assert not figs.sampled

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -196,6 +197,7 @@ def test_params() -> None:
     assert (p.kind, p.action, p.kinds, p.actions) == ("pii", "reject", PII_KINDS, {})
     p = PiiParams.model_validate({"kind": "pii", "action": "redact", "kinds": ["email"]})
     assert p.kinds == ("email",)
+    bad: dict[str, Any]
     for bad in ({"kinds": []}, {"kinds": ["passport"]}, {"action": "drop"}, {"actions": {"x": 1}}):
         with pytest.raises(ValidationError):
             PiiParams.model_validate(bad)
