@@ -286,3 +286,20 @@ def read_records(
             yield row
     except FileFlaw as e:
         raise error(f"{shown}:{e.line}" if e.line else shown, e.message) from e.cause
+
+
+# --- labelling tools' exports -----------------------------------------------------
+
+
+def read_json_list(path: Path, error: type[SynthError], what: str) -> list[Any]:
+    """A JSON document that must be a list, as a labelling tool exports its tasks;
+    ``what`` names the kind of file in the message when it is not one."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(str(path), "no such file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(str(path), f"not valid JSON: {e}") from None
+    if not isinstance(value, list):
+        raise error(str(path), f"not {what} (expected a JSON list)")
+    return value

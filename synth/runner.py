@@ -5,7 +5,7 @@
         plan_cells(counts in memory)      deficits per cell
         size the step                     deficit / observed yield, less what the
                                           calls already planned should bring
-        store.plan_calls                  recorded as pending before anything is sent
+        store.calls.plan                  recorded as pending before anything is sent
         client.complete_all               each reply committed as it arrives
     replies filtered in plan order, between reads and sends:
         chain.decide                      every decision kept

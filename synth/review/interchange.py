@@ -39,6 +39,7 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from synth.config import Config
+from synth.datafiles import read_json_list
 from synth.review import ReviewError
 from synth.review.queue import build_review, enroll, item_view
 from synth.store import NewReview, Store
@@ -161,18 +162,6 @@ def export_argilla(store: Store, config: Config, out: Path) -> ExportResult:
     return ExportResult(out, len(records))
 
 
-def _load(path: Path, what: str) -> list[Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReviewError(str(path), "no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ReviewError(str(path), f"not valid JSON: {e}") from None
-    if not isinstance(value, list):
-        raise ReviewError(str(path), f"not {what} (expected a JSON list)")
-    return value
-
-
 def _decision(
     config: Config,
     store: Store,
@@ -230,7 +219,7 @@ def _ls_reviewer(annotation: dict[str, Any]) -> str:
 
 def import_label_studio(store: Store, config: Config, path: Path) -> ImportResult:
     """Store the reviews in a Label Studio JSON export of annotated tasks."""
-    tasks = _load(path, "a Label Studio JSON export (a list of tasks)")
+    tasks = read_json_list(path, ReviewError, "a Label Studio JSON export (a list of tasks)")
     enroll(store, config.review)
     queued = {q["example_id"] for q in store.reviews.queue()}
     reviews: list[NewReview] = []
@@ -258,7 +247,7 @@ def import_label_studio(store: Store, config: Config, path: Path) -> ImportResul
 
 def import_argilla(store: Store, config: Config, path: Path) -> ImportResult:
     """Store the reviews in Argilla records (``records.to_json``'s shape)."""
-    records = _load(path, "Argilla records (a list of records)")
+    records = read_json_list(path, ReviewError, "Argilla records (a list of records)")
     enroll(store, config.review)
     queued = {q["example_id"] for q in store.reviews.queue()}
     reviews: list[NewReview] = []

@@ -6,7 +6,7 @@ rows (``sample.py``), or sent to review by a filter (a borderline score, a PII k
 set to review). ``enroll`` queues them and picks, per cell, the ``double_review``
 share that two reviewers see. ``next_item`` hands a reviewer the next row they have
 not reviewed, from the cell with the least review done so far, so every cell's
-numbers fill in together. ``decide`` records a verdict (``Store.add_reviews``
+numbers fill in together. ``decide`` records a verdict (``store.reviews.add``
 moves the row's status once it has its reviews).
 """
 
@@ -74,7 +74,7 @@ class CellProgress:
 
 
 def progress(queue: Sequence[Mapping[str, Any]]) -> list[CellProgress]:
-    """Per cell, how many queued rows are fully reviewed (from ``Store.review_queue``)."""
+    """Per cell, how many queued rows are fully reviewed (from ``store.reviews.queue``)."""
     items: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     for q in queue:
         counts = items[(q["slice"], q["label"])]
