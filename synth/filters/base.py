@@ -42,21 +42,12 @@ class FilterContext:
     labels: tuple[str, ...] = ()
 
 
-class Filter(ABC):
-    """One step of the chain. ``name`` and ``version`` go on every decision."""
+class Decides:
+    """Decisions under a filter's name and version: what every filter, and the judge,
+    stores for each candidate."""
 
     name: ClassVar[str]
     version: ClassVar[str] = "1"
-
-    def prepare(self, seen: Iterable[SeenItem]) -> None:  # noqa: B027 - optional hook
-        """Build state from the seeds and the synthetic rows already kept."""
-
-    @abstractmethod
-    def decide(self, batch: Sequence[Candidate]) -> list[Decision]:
-        """One decision per candidate, in order. Must also compare within the batch."""
-
-    def admit(self, kept: Sequence[Candidate]) -> None:  # noqa: B027 - optional hook
-        """Candidates the whole chain kept: stateful filters add them to their index."""
 
     def keep(
         self,
@@ -91,3 +82,17 @@ class Filter(ABC):
             reason=reason,
             edited_data=edited_data,
         )
+
+
+class Filter(Decides, ABC):
+    """One step of the chain. ``name`` and ``version`` go on every decision."""
+
+    def prepare(self, seen: Iterable[SeenItem]) -> None:  # noqa: B027 - optional hook
+        """Build state from the seeds and the synthetic rows already kept."""
+
+    @abstractmethod
+    def decide(self, batch: Sequence[Candidate]) -> list[Decision]:
+        """One decision per candidate, in order. Must also compare within the batch."""
+
+    def admit(self, kept: Sequence[Candidate]) -> None:  # noqa: B027 - optional hook
+        """Candidates the whole chain kept: stateful filters add them to their index."""

@@ -25,15 +25,15 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Literal
 
 from pydantic import Field
 
 from synth.errors import ConfigError
-from synth.filters.base import FilterContext, FilterParams
+from synth.filters.base import Decides, FilterContext, FilterParams
 from synth.judge.rubric import Rubric, load_rubric
 from synth.prompts import Template, load_template
-from synth.records import Candidate, Decision, Verdict
+from synth.records import Candidate, Decision
 
 Aggregate = Literal["mean", "min", "majority"]
 
@@ -139,37 +139,7 @@ def aggregate(rubric: Rubric, grades: Sequence[Grade], how: Aggregate) -> Aggreg
     return Aggregated(sum(totals) / len(totals), per, "borderline" if tied else votes[0][0])
 
 
-class _JudgeDecisions:
-    """Decisions under the judge's names, as a filter makes them. Not a ``Filter``:
-    the chain's ``decide(batch)`` has nothing to decide on, the judge's replies are
-    fetched by ``synth.judge.grading.JudgeStage`` and handed to ``decide_judged``."""
-
-    name: ClassVar[str]
-    version: ClassVar[str] = "1"
-
-    def keep(self, c: Candidate, score: float | None = None, reason: str = "") -> Decision:
-        return self._decision(c, Verdict.KEEP, score, reason)
-
-    def reject(self, c: Candidate, reason: str, score: float | None = None) -> Decision:
-        return self._decision(c, Verdict.REJECT, score, reason)
-
-    def review(self, c: Candidate, reason: str, score: float | None = None) -> Decision:
-        return self._decision(c, Verdict.REVIEW, score, reason)
-
-    def _decision(
-        self, c: Candidate, verdict: Verdict, score: float | None, reason: str
-    ) -> Decision:
-        return Decision(
-            example_id=c.id,
-            filter=self.name,
-            filter_version=self.version,
-            verdict=verdict,
-            score=score,
-            reason=reason,
-        )
-
-
-class RubricFilter(_JudgeDecisions):
+class RubricFilter(Decides):
     """The judge's rubric and templates, and its grades made keep / review / reject
     (see the module docs)."""
 
@@ -215,7 +185,7 @@ class RubricFilter(_JudgeDecisions):
         return self.reject(c, f"below_threshold: {agg.score:.2f} < {low:g}; {detail}", agg.score)
 
 
-class LabelCheckFilter(_JudgeDecisions):
+class LabelCheckFilter(Decides):
     """Off-label candidates out: the judge named another label (or slice)."""
 
     name = "label_check"

@@ -89,21 +89,6 @@ class NewReview:
     edited_text: str | None = None  # its text field, for the text column
 
 
-class JudgeScore(TypedDict):
-    """One judge score row as the runner hands it to the store."""
-
-    example_id: str
-    criterion: str
-    score: float | None
-    rationale: str
-    judge_model: str
-    sample: int
-    rubric: str
-    rubric_sha: str
-    llm_call_id: str | None
-    run_id: str
-
-
 class SeedRow(TypedDict):
     id: str
     slice: str
@@ -183,6 +168,13 @@ class JudgeScoreRow(TypedDict):
     rubric: str
     rubric_sha: str
     llm_call_id: str | None
+
+
+class JudgeScore(JudgeScoreRow):
+    """One judge score row as the runner hands it to the store."""
+
+    example_id: str
+    run_id: str
 
 
 class ReviewNote(TypedDict):
