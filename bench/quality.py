@@ -235,7 +235,9 @@ def score(
     for row, d in zip(project.rows, results, strict=True):
         copied = row.after_line is not None and results[row.after_line - 1].verdict == "reject"
         kinds[row.kind].add(row, d, labels, not copied)
-        by_source[row.kind][row.source].add(row, d, labels, not copied)
+        # PII rows are broken down by the kind of value added, the others by source.
+        group = row.pii["kind"] if row.pii else row.source
+        by_source[row.kind][group].add(row, d, labels, not copied)
         scored = row.expected != "info" and not copied
         for dec in d.decisions:
             ft = filters[dec["filter"]]

@@ -79,6 +79,7 @@ import tomllib
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -476,79 +477,54 @@ def _luhn_digit(body: str) -> str:
 
 
 def pii_value(kind: str, rng: random.Random) -> str:
-    """A made-up value of one kind, written as people write it."""
+    """A made-up value of one kind, in one of the forms people write it in."""
+    d = partial(_digits, rng)
     if kind == "email":
         first, last = rng.choice(FIRST), rng.choice(LAST)
-        local = rng.choice([f"{first}.{last}", f"{first}{rng.randint(1, 99)}", f"{first[0]}{last}"])
+        local = rng.choice(
+            [f"{first}.{last}", f"{first}{rng.randint(1, 99)}", f"{first[0]}{last}",
+             f"{first.title()}.{last.title()}", f"{first}+bank"]
+        )  # fmt: skip
         return f"{local}@{rng.choice(DOMAINS)}"
     if kind == "phone":
-        d = lambda n: _digits(rng, n)  # noqa: E731
         area, exchange = rng.randint(201, 989), rng.randint(200, 999)
         return rng.choice(
-            [
-                f"({area}) {exchange}-{d(4)}",
-                f"{area}-{exchange}-{d(4)}",
-                f"+1 {area} {exchange} {d(4)}",
-                f"+44 20 {d(4)} {d(4)}",
-                f"020 {d(4)} {d(4)}",
-                f"+33 6 {d(2)} {d(2)} {d(2)} {d(2)}",
-                f"06 {d(2)} {d(2)} {d(2)} {d(2)}",
-                f"+49 30 {d(7)}",
-                f"(030) {d(7)}",
-                f"1{rng.randint(3, 9)}{d(9)}",
-            ]
-        )
+            [f"({area}) {exchange}-{d(4)}", f"{area}-{exchange}-{d(4)}",
+             f"{area}.{exchange}.{d(4)}", f"+1 {area} {exchange} {d(4)}",
+             f"+1-{area}-{exchange}-{d(4)}", f"+44 20 {d(4)} {d(4)}", f"020 {d(4)} {d(4)}",
+             f"+44 7{d(3)} {d(6)}", f"+33 6 {d(2)} {d(2)} {d(2)} {d(2)}",
+             f"06 {d(2)} {d(2)} {d(2)} {d(2)}", f"+49 30 {d(7)}", f"(030) {d(7)}",
+             f"1{rng.randint(3, 9)}{d(9)}"]
+        )  # fmt: skip
     if kind == "credit_card":
-        prefix, length, groups = rng.choice(
-            [
-                ("4", 16, (4, 4, 4, 4)),
-                (f"5{rng.randint(1, 5)}", 16, (4, 4, 4, 4)),
-                ("37", 15, (4, 6, 5)),
-            ]
+        prefix, groups = rng.choice(
+            [("4", (4, 4, 4, 4)), (f"5{rng.randint(1, 5)}", (4, 4, 4, 4)), ("37", (4, 6, 5))]
         )
-        body = prefix + _digits(rng, length - len(prefix) - 1)
+        body = prefix + d(sum(groups) - len(prefix) - 1)
         number = body + _luhn_digit(body)
-        sep = rng.choice([" ", "-", ""])
-        parts, i = [], 0
-        for g in groups:
-            parts.append(number[i : i + g])
-            i += g
-        return sep.join(parts)
+        ends = list(itertools.accumulate(groups))
+        parts = [number[a:b] for a, b in zip([0, *ends], ends, strict=False)]
+        return rng.choice([" ", "-", ""]).join(parts)
     if kind == "iban":
+        letters = "".join(rng.choice(string.ascii_uppercase) for _ in range(4))
         country, bban = rng.choice(
-            [
-                ("DE", _digits(rng, 18)),
-                (
-                    "GB",
-                    "".join(rng.choice("ABCDEFGHJKLMNPRSTUWXYZ") for _ in range(4))
-                    + _digits(rng, 14),
-                ),
-                ("FR", _digits(rng, 23)),
-                ("ES", _digits(rng, 20)),
-                (
-                    "NL",
-                    "".join(rng.choice(string.ascii_uppercase) for _ in range(4))
-                    + _digits(rng, 10),
-                ),
-            ]
-        )
+            [("DE", d(18)), ("GB", letters + d(14)), ("FR", d(23)), ("ES", d(20)),
+             ("NL", letters + d(10))]
+        )  # fmt: skip
         check = 98 - int("".join(str(int(c, 36)) for c in bban + country + "00")) % 97
         code = f"{country}{check:02d}{bban}"
-        return (
-            " ".join(code[i : i + 4] for i in range(0, len(code), 4))
-            if rng.random() < 0.5
-            else code
-        )
+        grouped = " ".join(code[i : i + 4] for i in range(0, len(code), 4))
+        return rng.choice([code, grouped])
     if kind == "ssn":
         area = rng.choice([a for a in range(1, 900) if a != 666])
-        return f"{area:03d}-{rng.randint(1, 99):02d}-{rng.randint(1, 9999):04d}"
+        group, serial = rng.randint(1, 99), rng.randint(1, 9999)
+        sep = rng.choice("- ")
+        return f"{area:03d}{sep}{group:02d}{sep}{serial:04d}"
     if kind == "ip_address":
-        if rng.random() < 0.7:
-            return ".".join(
-                str(x) for x in (rng.randint(11, 223), *(rng.randint(0, 255) for _ in range(3)))
-            )
+        v4 = ".".join(str(x) for x in (rng.randint(11, 223), *rng.choices(range(256), k=3)))
         groups = [f"{rng.randint(0, 0xFFFF):x}" for _ in range(8)]
-        return ":".join(groups)
+        v6 = rng.choice([":".join(groups), ":".join(groups[:3]) + "::" + ":".join(groups[5:])])
+        return rng.choice([v4, v4, v6])
     raise ValueError(kind)
 
 
