@@ -18,6 +18,7 @@ the benchmark's own.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -51,7 +52,9 @@ from synth.records import Candidate, CellKey, Verdict  # noqa: E402
 from synth.seeds import read_seeds, slice_of  # noqa: E402
 from synth.store import Store  # noqa: E402
 
-CHUNK = 16  # candidates decided together, as the run filters a chunk of replies
+# Candidates decided together. The run decides the candidates of 16 replies at a time
+# (up to 80 at per_call = 5); every filter compares within a chunk as across chunks.
+CHUNK = 16
 
 
 @dataclass
@@ -399,7 +402,7 @@ def print_report(
     print(
         f"synth quality bench: {len(project.rows)} candidates, {project.n_seeds} seeds, "
         f"{len(project.specs)} eval sets, random seed {info['seed']}\n"
-        f"sizes: {info['sizes']}\n"
+        f"sizes: {_sizes(info['sizes'])}\n"
         f"chain: the bundled config.toml's filters, judge left out; "
         f"built in {seconds['build']:.0f} s, filtered in {seconds['filter']:.0f} s"
     )
@@ -458,6 +461,14 @@ def print_report(
         print(f"  {mark}  {c['check']:44s} {c['value']:.3f} {c['op']} {c['target']}")
 
 
+def _sizes(sizes: dict[str, int]) -> str:
+    return (
+        f"{sizes['per_kind']} rows per kind; seeds: {sizes['banking_labels']} BANKING77 and "
+        f"{sizes['clinc_labels']} CLINC150 intents x <= {sizes['per_label']} rows, "
+        f"175 Self-Instruct tasks, {sizes['code_seeds']} code items"
+    )
+
+
 def _figures(t: Tally, kind: str) -> tuple[str, str]:
     name, value = t.figure(kind)
     name = {"false_rejections": "false rej."}.get(name, name)
@@ -501,17 +512,17 @@ def main() -> None:
     ap.add_argument("--small", action="store_true", help="a quick run: 60 rows per kind")
     ap.add_argument("--per-kind", type=int, help="rows per kind (default 300, --small 60)")
     ap.add_argument("--seed", type=int, default=0, help="the random seed of every draw")
-    ap.add_argument("--data", type=Path, default=qd.DATA)
+    ap.add_argument("--data", type=Path, default=qd.DATA, help="../shared/data")
     ap.add_argument("--workdir", type=Path, help="write the project here and keep it")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = ap.parse_args()
     sizes = qd.Sizes.small() if args.small else qd.Sizes()
     if args.per_kind:
-        sizes = qd.Sizes(**{**sizes.__dict__, "per_kind": args.per_kind})
+        sizes = dataclasses.replace(sizes, per_kind=args.per_kind)
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or Path(tmp)
-        if args.workdir and (work / "bench.db").exists():
-            (work / "bench.db").unlink()
+        for old in work.glob("bench.db*"):  # a fresh store, as a first run has
+            old.unlink()
         start = time.perf_counter()
         project = qd.write_project(work, sizes, args.seed, args.data.resolve())
         config = load_config(project.config)
@@ -521,17 +532,13 @@ def main() -> None:
         figures = score(project, results, labels_by_id(config, project))
         info = {
             "seed": args.seed,
-            "sizes": (
-                f"{sizes.per_kind} rows per kind, seeds: BANKING77 {sizes.banking_labels} and "
-                f"CLINC150 {sizes.clinc_labels} intents x <= {sizes.per_label}, 175 Self-Instruct, "
-                f"{sizes.code_seeds} code"
-            ),
+            "sizes": dataclasses.asdict(sizes),
             "seconds": {"build": round(built - start, 1), "filter": round(filtered - built, 1)},
             "nature": nature(project, config),
+            "checks": checks(figures),
         }
-        info["checks"] = checks(figures)
         if args.workdir:
-            qd.write_jsonl(work / "decisions.jsonl", [r.__dict__ for r in results])
+            qd.write_jsonl(work / "decisions.jsonl", [dataclasses.asdict(r) for r in results])
         if args.json:
             print(json.dumps(as_json(project, config, figures, info), indent=1))
         else:

@@ -680,7 +680,8 @@ def _paraphrases(
     for i, row in enumerate(jsonl(folder / "rephrase_gsm8k.jsonl")):
         # "Question: <rephrased question>\nAnswer: \n#### 18": the question.
         question = re.sub(r"^Question:\s*", "", row["text"].split("\nAnswer:")[0]).strip()
-        out["gsm8k"].append(Text(question, "instruction", "gsm8k", items["gsm8k"][i].id))
+        if question:  # 4 of the 1,319 are empty
+            out["gsm8k"].append(Text(question, "instruction", "gsm8k", items["gsm8k"][i].id))
     for i, row in enumerate(jsonl(folder / "humaneval_python.jsonl")):
         if row["text"].strip():  # 17 of the 164 are empty
             out["humaneval"].append(
