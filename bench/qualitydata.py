@@ -558,11 +558,11 @@ class Sources:
     labels: dict[str, list[str]]  # seed labels per dataset
     specs: list[EvalSetSpec]
 
-    def dataset_of(self, label: str) -> str:
-        return next(d for d, labels in self.labels.items() if label in labels)
-
 
 def load_sources(data: Path, work: Path, sizes: Sizes, rng: random.Random) -> Sources:
+    """Every dataset read once: seed intents drawn at random, their rows split into
+    seeds and the pool fresh rows are drawn from; the other intents are same-domain
+    rows. Eval items are read by synth's own reader, as the filter reads them."""
     specs = eval_sets(data, work)
     intents = {r["text"]: r["category"] for r in read_csv(data / "banking77" / "test.csv")}
     intents |= {r["text"]: f"clinc:{r['intent']}" for r in jsonl(work / "clinc150-test.jsonl")}
@@ -658,16 +658,16 @@ def load_sources(data: Path, work: Path, sizes: Sizes, rng: random.Random) -> So
     for name, texts in items.items():
         vocab[name] = vocabulary([t.text for t in texts], rng)
     return Sources(
-        seeds,
-        pools,
-        others,
-        dict(items),
-        paraphrases,
-        translations,
-        near_misses,
-        vocab,
-        labels,
-        specs,
+        seeds=seeds,
+        pools=pools,
+        others=others,
+        items=dict(items),
+        paraphrases=paraphrases,
+        translations=translations,
+        near_misses=near_misses,
+        vocab=vocab,
+        labels=labels,
+        specs=specs,
     )
 
 
@@ -993,12 +993,11 @@ def write_project(
     work.mkdir(parents=True, exist_ok=True)
     raw = tomllib.loads(bundled.read_text(encoding="utf-8"))
     filters = [dict(f) for f in raw["filters"] if f["kind"] != "rubric"]
+    # A PII row should get the config's action for its kind (without a PII filter,
+    # nothing happens to it and it is a row to keep).
     pii = next((PiiParams(**f) for f in filters if f["kind"] == "pii"), None)
     actions = {k: pii.actions.get(k, pii.action) if pii else "keep" for k in CARRIERS}
-    expected = {"reject": "reject", "redact": "redact", "review": "review", "keep": "keep"}
-    seeds, rows, specs, skipped = build(
-        data, work, sizes, seed, {k: expected[a] for k, a in actions.items()}
-    )
+    seeds, rows, specs, skipped = build(data, work, sizes, seed, actions)
     write_jsonl(work / "seeds.jsonl", [{"text": s.text, "label": s.label} for s in seeds])
     write_jsonl(work / "candidates.jsonl", [{"text": r.text, "label": r.label} for r in rows])
     write_jsonl(work / "answers.jsonl", [r.answer() for r in rows])
