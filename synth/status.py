@@ -125,6 +125,12 @@ def render_status(report: StatusReport) -> str:
     )
     if report.last_run:
         out.append(f"runs {report.runs}, last: {report.last_run}")
+    excluded = sum(c.get("real_excluded", 0) for c in report.cells)
+    if excluded:
+        out.append(
+            f"real rows kept out of the dataset by synth filter: {excluded}"
+            " (rejected, held for review, or already in it)"
+        )
     out += report.review_flags
     out += ["", *_diversity_lines(report.cells)]
     out += _judge_lines(report.judge)
