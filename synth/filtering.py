@@ -269,9 +269,8 @@ def filter_file(
         report.run_id, report.resumed = run.id, run.resumes > 0
         # Only the new rows are decided, so the chain is prepared only when there are
         # some; against the file alone, with what of this file a cut-off run stored.
-        if len(stored) < len(scan.ids):
-            seen = store.examples.seen_items(None if against == "store" else stored)
-            chain.prepare(seen)
+        if len(stored) < len(scan.ids) and (against == "store" or stored):
+            chain.prepare(store.examples.seen_items(None if against == "store" else stored))
     try:
         with ExitStack() as outputs:
             job.outputs = {

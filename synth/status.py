@@ -56,7 +56,8 @@ def status(config: Config, store: Store) -> StatusReport:
     last = None
     if runs:
         r = runs[-1]
-        last = f"{r.id} {r.status}" + (f" ({r.stop_reason})" if r.stop_reason else "")
+        kind = " (synth filter)" if r.kind == "filter" else ""
+        last = f"{r.id}{kind} {r.status}" + (f" ({r.stop_reason})" if r.stop_reason else "")
     flags = flag_lines(flagged(store, config.review), config.review)
     judge = store.reports.judge_summary()
     return StatusReport(

@@ -15,14 +15,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from conftest import DATA, ROOT, write_jsonl
 
 from synth.cli import cli
 from synth.config import Config, load_config
 from synth.errors import SeedError
 from synth.export import export
-from synth.filtering import FilterProgress, filter_file, row_id
+from synth.filtering import FilterProgress, filter_file, render_report, row_id
 from synth.records import Source, content_sha
 from synth.seeds import read_seeds
 from synth.store import Store
@@ -105,12 +105,17 @@ def banking(split: str, n: int, seed: int) -> list[dict[str, str]]:
     return random.Random(seed).sample(rows, n)
 
 
+def eval_set() -> list[dict[str, str]]:
+    """The held-out items: the contamination filter's eval set in every project here."""
+    return banking("test", 30, 7)
+
+
 class Planted:
     """A file of real rows with copies planted in it, and where each copy is."""
 
     def __init__(self, root: Path, n: int = 160, seed: int = 7) -> None:
         base = banking("train", n, seed)
-        self.eval_items = banking("test", 30, seed)
+        self.eval_items = eval_set()
         rng = random.Random(seed)
         longer = [r for r in base if len(r["text"].split()) >= 6]
         self.exact = rng.sample(longer, 8)  # copied verbatim
@@ -137,7 +142,7 @@ def make_project(
     filters = "\n".join(FILTERS[name] for name in chain)
     text = CONFIG.format(per_label=per_label, base_url=base_url, filters=filters)
     (root / "config.toml").write_text(text)
-    write_jsonl(root / "eval.jsonl", banking("test", 30, 7))
+    write_jsonl(root / "eval.jsonl", eval_set())
     return root / "config.toml"
 
 
@@ -156,7 +161,7 @@ def counts(store: Store) -> dict[str, int]:
     return {t: store.count(t) for t in ("examples", "decisions", "runs", "edits", "llm_calls")}
 
 
-def invoke(config_path: Path, *args: str) -> object:
+def invoke(config_path: Path, *args: str) -> Result:
     return CliRunner().invoke(cli, ["--config", str(config_path), "filter", *args])
 
 
@@ -613,14 +618,20 @@ def test_the_terminal_bar_shows_rows_rate_kept_and_rejected():
 # -- the judge -----------------------------------------------------------------------
 
 
-def test_the_judge_runs_only_when_asked_and_its_calls_belong_to_the_filter_run(tmp_path, sim):
-    config_path = make_project(tmp_path, base_url=sim.base_url)  # type: ignore[attr-defined]
-    shutil.copytree(ROOT / "prompts" / "judge", tmp_path / "prompts" / "judge")
-    (tmp_path / "prompts" / "rubrics").mkdir()
-    shutil.copy(ROOT / "prompts" / "rubrics" / "banking.toml", tmp_path / "prompts" / "rubrics")
+def judged_project(root: Path, sim: object) -> Path:
+    """The test project on the simulator, with the bundled judge templates and rubric
+    and the judge last in the chain."""
+    config_path = make_project(root, base_url=sim.base_url)  # type: ignore[attr-defined]
+    shutil.copytree(ROOT / "prompts" / "judge", root / "prompts" / "judge")
+    (root / "prompts" / "rubrics").mkdir()
+    shutil.copy(ROOT / "prompts" / "rubrics" / "banking.toml", root / "prompts" / "rubrics")
     with config_path.open("a") as f:
         f.write('\n[[filters]]\nkind = "rubric"\nrubric = "prompts/rubrics/banking.toml"\n')
-    config = load_config(config_path)
+    return config_path
+
+
+def test_the_judge_runs_only_when_asked_and_its_calls_belong_to_the_filter_run(tmp_path, sim):
+    config = load_config(judged_project(tmp_path, sim))
     rows = banking("train", 24, 21)
     write_jsonl(tmp_path / "seeds.jsonl", banking("train", 12, 22))
     path = write_jsonl(tmp_path / "data.jsonl", rows)
@@ -651,3 +662,23 @@ def test_the_judge_runs_only_when_asked_and_its_calls_belong_to_the_filter_run(t
     )
     assert by_filter["label_check"] == survivors and scored == survivors
     assert judged.kept + judged.rejected + judged.review == len(rows)
+
+
+def test_the_judge_stops_at_the_budget_cap_and_writes_no_output(tmp_path, sim):
+    config_path = judged_project(tmp_path, sim)
+    text = config_path.read_text().replace("[review]", "[generate]\nmax_calls = 6\n\n[review]")
+    config_path.write_text(text)
+    config = load_config(config_path)
+    path = write_jsonl(tmp_path / "data.jsonl", banking("train", 40, 23))
+    kept = tmp_path / "kept.jsonl"
+    with Store(config.db_path) as store:
+        report = filter_file(config, store, path, judge=True, kept=kept, chunk=8)
+        runs = store.runs.all()
+        stored = store.count("examples")
+        calls = store.count("llm_calls")
+    assert report.status == "stopped" and report.stop_reason == "budget: max_calls = 6 reached"
+    assert "no output file written" in render_report(report)
+    assert not kept.exists() and report.kept_path is None
+    assert [(r.kind, r.status) for r in runs] == [("filter", "stopped")]
+    # Each chunk is judged whole: the cap is checked before a chunk, not within one.
+    assert calls >= 6 and 0 < stored < 40 and stored % 8 == 0
