@@ -541,9 +541,9 @@ class _Job:
         for o in outcomes:
             status = self._status(o, live)
             statuses.append(status)
-            if status is not Status.REJECTED:
-                live.add(o.candidate.content_sha)
-        origins = [_origin(r) for r in rows]
+            if status in (Status.ACCEPTED, Status.REVIEW_PENDING):
+                live.add(o.candidate.content_sha)  # a later copy in this chunk is surplus
+        origins = [r.seed.origin for r in rows]
         self.store.examples.add_file_rows(run_id, outcomes, statuses, origins, self.source, scores)
         for r, status in zip(rows, statuses, strict=True):
             r.filed = _filed(r, status)
@@ -621,10 +621,6 @@ def _as_read(data: dict[str, Any], seed: Seed) -> dict[str, Any]:
     now or read back from the store (which keeps keys sorted)."""
     first = {k: data[k] for k in seed.data if k in data}
     return {**first, **{k: v for k, v in data.items() if k not in first}}
-
-
-def _origin(r: _Row) -> str:
-    return r.seed.origin
 
 
 def _filed(r: _Row, status: Status) -> FiledRow:
