@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import random
 import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -464,6 +470,79 @@ def test_an_interrupted_run_resumes_under_its_id_and_decides_as_an_uninterrupted
                 report = filter_file(config, store, data.path, chunk=50)
             runs[name] = (decisions(store), report.kept, report.rejected_by)
     assert runs["cut"] == runs["continuous"]
+
+
+def test_a_killed_synth_filter_leaves_whole_chunks_and_the_next_call_completes_it(tmp_path):
+    rows = [r for r in _all_banking("train") if r["label"] in LABELS]  # 492 rows
+    rows = (rows * 9)[:4000]  # and copies: 4 chunks of 1,000
+    decided = {}
+    for name in ("continuous", "killed"):
+        root = tmp_path / name
+        config = load_config(make_project(root, chain=["schema", "exact_dedup", "near_dedup"]))
+        path = write_jsonl(root / "data.jsonl", rows)
+        if name == "killed":
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "synth",
+                    "--config",
+                    str(config.source),
+                    "filter",
+                    str(path),
+                    "--quiet",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
+            stored = 0
+            deadline = time.monotonic() + 120
+            while stored < 1000 and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+                stored = _stored_rows(config.db_path)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+            assert proc.returncode == -signal.SIGKILL, "finished before it could be killed"
+            with Store(config.db_path) as store:
+                stored = store.count("examples")
+                orphans = store.conn.execute(
+                    "SELECT count(*) FROM decisions d LEFT JOIN examples e"
+                    " ON e.id = d.example_id WHERE e.id IS NULL"
+                ).fetchone()[0]
+                assert [r.status for r in store.runs.all()] == ["running"]
+            # Whole chunks only, each with every decision of its rows.
+            assert stored % 1000 == 0 and 0 < stored < len(rows) and orphans == 0
+            result = invoke(config.source, str(path), "--quiet")
+            assert result.exit_code == 0, result.output
+            assert f"{len(rows) - stored:,} new, {stored:,} already stored" in result.stdout
+            assert "(resumed)" in result.stdout
+        else:
+            with Store(config.db_path) as store:
+                filter_file(config, store, path)
+        with Store(config.db_path) as store:
+            decided[name] = store.conn.execute(
+                "SELECT example_id, filter, verdict, reason FROM decisions ORDER BY example_id, id"
+            ).fetchall()
+            assert [r.status for r in store.runs.all()] == ["finished"]
+    assert decided["killed"] == decided["continuous"]
+
+
+def _all_banking(split: str) -> list[dict[str, str]]:
+    with (DATA / "banking77" / f"{split}.csv").open(newline="", encoding="utf-8") as f:
+        return [{"text": r["text"].strip(), "label": r["category"]} for r in csv.DictReader(f)]
+
+
+def _stored_rows(db: Path) -> int:
+    """Rows stored so far, read without writing (the store may not exist yet)."""
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+        try:
+            return int(conn.execute("SELECT count(*) FROM examples").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return 0
 
 
 def test_a_generation_run_never_resumes_a_cut_off_filter_run(planted):

@@ -49,7 +49,8 @@ class Examples(Part):
     # -- seeds ---------------------------------------------------------------------
 
     def add_seeds(self, seeds: Sequence[Seed]) -> SeedImport:
-        """Store real rows; rows whose content is already stored are skipped."""
+        """Store real rows; a row whose content a real row of the dataset (or one
+        waiting for review) already has is skipped."""
         added = 0
         ts = now()
         with self._tx() as conn:
