@@ -13,6 +13,7 @@ module itself.)
         print(audit_store(config, store)["totals"])
         freeze(store, config, "v1")
         export_version(store, config, "v1", "data.jsonl")
+        filter_file(config, store, "theirs.jsonl", source="synthetic", kept="clean.jsonl")
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ _EXPORTS = {
     "Decision": "synth.records",
     "Filter": "synth.filters.base",
     "FilterParams": "synth.filters.base",
+    "FilterProgress": "synth.filtering",
+    "FilterReport": "synth.filtering",
     "RunSummary": "synth.runner",
     "Store": "synth.store",
     "SynthError": "synth.errors",
@@ -35,6 +38,7 @@ _EXPORTS = {
     "audit_store": "synth.audit",
     "cohen_kappa": "synth.agreement",
     "export_version": "synth.export",
+    "filter_file": "synth.filtering",
     "freeze": "synth.versions",
     "load_config": "synth.config",
     "plan_cells": "synth.plan",
@@ -49,6 +53,8 @@ __all__ = [
     "Decision",
     "Filter",
     "FilterParams",
+    "FilterProgress",
+    "FilterReport",
     "RunSummary",
     "Store",
     "SynthError",
@@ -57,6 +63,7 @@ __all__ = [
     "audit_store",
     "cohen_kappa",
     "export_version",
+    "filter_file",
     "freeze",
     "load_config",
     "plan_cells",
@@ -70,6 +77,7 @@ if TYPE_CHECKING:
     from synth.config import Config, load_config
     from synth.errors import SynthError
     from synth.export import export_version
+    from synth.filtering import FilterProgress, FilterReport, filter_file
     from synth.filters.base import Filter, FilterParams
     from synth.plan import plan_cells
     from synth.records import Candidate, CellKey, Decision, Verdict

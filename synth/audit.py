@@ -394,12 +394,12 @@ def read_dataset(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def _rank(row: Mapping[str, Any]) -> int:
     """Which stored row a file row is said to be when several match: a dataset row
-    (real first) before a row that never made it into the dataset."""
-    if row["source"] == "real":
+    (real first) before a row that never made it into the dataset (a real row that
+    `synth filter` rejected is one of those)."""
+    live = row["status"] in ("accepted", "approved", "review_pending")
+    if row["source"] == "real" and live:
         return 0
-    if row["status"] in ("accepted", "approved", "review_pending"):
-        return 1
-    return 2
+    return 1 if live else 2
 
 
 def audit_file(config: Config, store: Store, path: str | Path) -> dict[str, Any]:

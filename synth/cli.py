@@ -123,6 +123,88 @@ def run_cmd(ctx: click.Context, quiet: bool) -> None:
         sys.exit(3)
 
 
+@cli.command("filter")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--against",
+    type=click.Choice(["store", "file"]),
+    default="store",
+    show_default=True,
+    help="Compare the rows with the store's seeds and kept rows, or with each other only.",
+)
+@click.option(
+    "--source",
+    type=click.Choice(["real", "synthetic"]),
+    default="real",
+    show_default=True,
+    help="Your own data (kept rows become seeds), or a synthetic set made elsewhere.",
+)
+@click.option("--judge", is_flag=True, help="Also run the chain's LLM judge (paid calls).")
+@click.option(
+    "--kept", type=click.Path(dir_okay=False, path_type=Path), help="Write the kept rows (JSONL)."
+)
+@click.option(
+    "--rejected",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the rejected rows, each with its filter and reason (JSONL).",
+)
+@click.option(
+    "--review",
+    "review_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the rows held for a reviewer, with their reasons (JSONL).",
+)
+@click.option("--skip-invalid", is_flag=True, help="Filter the good rows, list the bad ones.")
+@click.option("--quiet", is_flag=True, help="No progress display.")
+@click.pass_context
+def filter_cmd(
+    ctx: click.Context,
+    file: Path,
+    against: str,
+    source: str,
+    judge: bool,
+    kept: Path | None,
+    rejected: Path | None,
+    review_out: Path | None,
+    skip_invalid: bool,
+    quiet: bool,
+) -> None:
+    """Run the filter chain over a JSONL or CSV file you already have.
+
+    Every decision is stored with its reason under a filter run; kept rows join the
+    dataset (as seeds, or with --source synthetic as synthetic rows), rejected ones
+    never do. Running it again adds nothing, and continues an interrupted run.
+    """
+    from synth.filtering import filter_file, render_report
+    from synth.progress import FilterBar, filter_lines
+    from synth.store import Store
+
+    config = _config(ctx)
+    options: dict[str, Any] = {
+        "against": against,
+        "source": source,
+        "judge": judge,
+        "kept": kept,
+        "rejected": rejected,
+        "review": review_out,
+        "skip_invalid": skip_invalid,
+    }
+    with Store(config.db_path) as store:
+        if quiet:
+            report = filter_file(config, store, file, **options)
+        elif sys.stderr.isatty():
+            with FilterBar() as bar:
+                report = filter_file(config, store, file, progress=bar, **options)
+        else:
+            show = filter_lines(lambda line: click.echo(line, err=True))
+            report = filter_file(config, store, file, progress=show, **options)
+    for problem in report.skipped:
+        click.echo(f"skipped {problem}", err=True)
+    click.echo(render_report(report))
+    if report.status == "stopped":
+        sys.exit(3)
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_context

@@ -1,5 +1,5 @@
-"""What `synth run` shows while it works: a live panel on a terminal, a line per step
-otherwise, nothing with --quiet."""
+"""What `synth run` and `synth filter` show while they work: a live panel or a
+progress bar on a terminal, a line now and then otherwise, nothing with --quiet."""
 
 from __future__ import annotations
 
@@ -8,10 +8,19 @@ from types import TracebackType
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from synth.filtering import FilterProgress
 from synth.runner import Snapshot
 
 # The live panel lists the open cells with the largest deficits, at most this many.
@@ -103,6 +112,70 @@ def step_lines(echo: Callable[[str], None]) -> Callable[[Snapshot], None]:
             f"batch {step.number}: {step.calls} calls, {step.candidates} candidates,"
             f" {step.accepted} accepted; {open_cells} cells open;"
             f" ${snap.spend.cost_usd:.4f} so far"
+        )
+
+    return show
+
+
+class FilterBar:
+    """`synth filter` on a terminal: a bar of rows, their rate, kept and rejected so
+    far, the time left."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.progress = Progress(
+            BarColumn(bar_width=24),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:,.0f}/s"),
+            TextColumn("kept {task.fields[kept]:,} rejected {task.fields[rejected]:,}"),
+            TextColumn("{task.fields[stored]}"),
+            TimeRemainingColumn(),
+            console=console or Console(stderr=True),
+            refresh_per_second=4,
+        )
+        self.task: TaskID | None = None
+
+    def __call__(self, p: FilterProgress) -> None:
+        stored = f"stored before {p.already_stored:,}" if p.already_stored else ""
+        if self.task is None:
+            self.task = self.progress.add_task(
+                "filter", total=p.total, rate=0.0, kept=0, rejected=0, stored=""
+            )
+        self.progress.update(
+            self.task,
+            completed=p.done,
+            rate=p.rate,
+            kept=p.kept,
+            rejected=p.rejected,
+            stored=stored,
+        )
+
+    def __enter__(self) -> FilterBar:
+        self.progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.progress.stop()
+
+
+def filter_lines(echo: Callable[[str], None], parts: int = 10) -> Callable[[FilterProgress], None]:
+    """A line each time another ``1/parts`` of the file is done, and at the end, for
+    logs and pipes."""
+    shown = 0
+
+    def show(p: FilterProgress) -> None:
+        nonlocal shown
+        step = p.done * parts // max(1, p.total)
+        if step <= shown and p.done < p.total:
+            return
+        shown = step
+        echo(
+            f"filter: {p.done:,}/{p.total:,} rows, {p.rate:,.0f} rows/s; kept {p.kept:,},"
+            f" rejected {p.rejected:,}, review {p.review:,}, stored before {p.already_stored:,}"
         )
 
     return show

@@ -164,7 +164,8 @@ class Lineage:
     all say it the same way."""
 
     source: str  # real | synthetic | edited
-    origin: str | None = None  # a seed's "file:line"
+    # "file:line" of a row read from a file: a seed, or any row `synth filter` stored
+    origin: str | None = None
     run_id: str | None = None
     model: str | None = None
     template: str | None = None
@@ -179,6 +180,7 @@ class Lineage:
             return cls(source=row["source"], origin=row["origin"])
         return cls(
             source=row["source"],
+            origin=row.get("origin"),
             run_id=row["run_id"],
             model=row["model"],
             template=row["template"],
@@ -191,7 +193,7 @@ class Lineage:
         """The fields that apply to the row's source, as exports and versions write them."""
         if self.source == Source.REAL:
             return {"origin": self.origin}
-        return {
+        out: dict[str, Any] = {
             "run_id": self.run_id,
             "model": self.model,
             "template": self.template,
@@ -199,6 +201,11 @@ class Lineage:
             "llm_call_id": self.llm_call_id,
             "parent_ids": list(self.parent_ids),
         }
+        if self.origin is not None:
+            # A synthetic row made elsewhere and brought in by `synth filter`: the
+            # file and line are all there is to say about where it came from.
+            out["origin"] = self.origin
+        return out
 
 
 class SeenItem(Frozen):

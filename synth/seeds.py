@@ -7,6 +7,7 @@ the good rows and lists the rest.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,23 @@ class SeedFile:
 def read_seeds(path: str | Path, config: Config, *, skip_invalid: bool = False) -> SeedFile:
     """Parse and validate a seed file; raise SeedError on the first bad row unless
     ``skip_invalid``."""
-    path = Path(path)
     result = SeedFile()
+    for where, item in iter_seeds(path, config):
+        if isinstance(item, Seed):
+            result.seeds.append(item)
+        elif not skip_invalid:
+            raise SeedError(where, item)
+        else:
+            result.problems.append(f"{where}: {item}")
+    return result
+
+
+def iter_seeds(path: str | Path, config: Config) -> Iterator[tuple[str, Seed | str]]:
+    """``("FILE:LINE", seed)`` for each row of a seed file, in file order, or
+    ``("FILE:LINE", what is wrong)`` for a row that does not validate. One row at a
+    time, so a file of any size can be checked in bounded memory; a file that cannot
+    be read at all raises SeedError naming it."""
+    path = Path(path)
     # Stored origins name the file relative to the project (config.toml's folder)
     # when it is inside it, so they read the same whatever folder the import ran from.
     try:
@@ -39,12 +55,9 @@ def read_seeds(path: str | Path, config: Config, *, skip_invalid: bool = False) 
         try:
             if isinstance(row, str):
                 raise ValueError(row)
-            result.seeds.append(_seed(row, f"{origin}:{line}", config))
+            yield where, _seed(row, f"{origin}:{line}", config)
         except ValueError as e:
-            if not skip_invalid:
-                raise SeedError(where, str(e)) from None
-            result.problems.append(f"{where}: {e}")
-    return result
+            yield where, str(e)
 
 
 def _seed(row: dict[str, Any], origin: str, config: Config) -> Seed:

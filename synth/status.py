@@ -56,7 +56,8 @@ def status(config: Config, store: Store) -> StatusReport:
     last = None
     if runs:
         r = runs[-1]
-        last = f"{r.id} {r.status}" + (f" ({r.stop_reason})" if r.stop_reason else "")
+        kind = " (synth filter)" if r.kind == "filter" else ""
+        last = f"{r.id}{kind} {r.status}" + (f" ({r.stop_reason})" if r.stop_reason else "")
     flags = flag_lines(flagged(store, config.review), config.review)
     judge = store.reports.judge_summary()
     return StatusReport(
@@ -125,6 +126,12 @@ def render_status(report: StatusReport) -> str:
     )
     if report.last_run:
         out.append(f"runs {report.runs}, last: {report.last_run}")
+    excluded = sum(c.get("real_excluded", 0) for c in report.cells)
+    if excluded:
+        out.append(
+            f"real rows kept out of the dataset by synth filter: {excluded}"
+            " (rejected, held for review, or already in it)"
+        )
     out += report.review_flags
     out += ["", *_diversity_lines(report.cells)]
     out += _judge_lines(report.judge)

@@ -254,8 +254,11 @@ def _manifest(
         c[it["source"]] += 1
         c[it["split"]] += 1
         lin = it["lineage"]
-        if it["source"] != "real":
+        # A synthetic row brought in from a file (synth filter) names no model or
+        # template: it is counted under its source, not here.
+        if it["source"] != "real" and lin.get("model"):
             models[lin["model"]] += 1
+        if it["source"] != "real" and lin.get("template"):
             templates[(lin["template"], lin["template_sha"])] += 1
     review = Counter[str]()
     for r in store.reviews.reviewed_rows():

@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("synth.llm",),
     ("synth.generate", "synth.plan", "synth.quota", "synth.seeds", "synth.judge"),
     ("synth.review",),
-    ("synth.runner",),
+    ("synth.runner", "synth.filtering"),
     (
         "synth.progress",
         "synth.versions",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from synth.errors import StoreError
@@ -32,11 +32,12 @@ from synth.store.rows import (
     DatasetRow,
     EditRow,
     ExampleRow,
+    FiledRow,
     JudgeScore,
     SeedImport,
     SeedRow,
 )
-from synth.store.schema import COUNTED
+from synth.store.schema import COUNTED, LIVE
 
 _EXAMPLE_COLUMNS = (
     "id, source, slice, label, data_json, text, content_sha, status, outcome, run_id,"
@@ -48,7 +49,8 @@ class Examples(Part):
     # -- seeds ---------------------------------------------------------------------
 
     def add_seeds(self, seeds: Sequence[Seed]) -> SeedImport:
-        """Store real rows; rows whose content is already stored are skipped."""
+        """Store real rows; a row whose content a real row of the dataset (or one
+        waiting for review) already has is skipped."""
         added = 0
         ts = now()
         with self._tx() as conn:
@@ -73,12 +75,13 @@ class Examples(Part):
         return SeedImport(added=added, duplicates=len(seeds) - added)
 
     def seeds(self) -> list[SeedRow]:
-        """Real rows, oldest first: the few-shot pool."""
+        """Real rows of the dataset, oldest first: the few-shot pool. A real row a
+        filter run rejected (or holds for review) is no example to learn from."""
         return [
             decode(r, "data_json")
             for r in self._rows(
                 "SELECT id, slice, label, data_json, text FROM examples"
-                " WHERE source = 'real' ORDER BY rowid"
+                f" WHERE source = 'real' AND {COUNTED} ORDER BY rowid"
             )
         ]
 
@@ -94,8 +97,9 @@ class Examples(Part):
             out[CellKey(slice=slice_, label=label)][0 if source == "real" else 1] += n
         return {k: (v[0], v[1]) for k, v in out.items()}
 
-    def seen_items(self) -> list[SeenItem]:
-        """Seeds and every synthetic row the filter chain did not reject, in order."""
+    def seen_items(self, ids: Collection[str] | None = None) -> list[SeenItem]:
+        """Seeds and every row the filter chain did not reject, in order; with ``ids``,
+        only those of them."""
         return [
             SeenItem(
                 id=r[0],
@@ -105,8 +109,10 @@ class Examples(Part):
             )
             for r in self.conn.execute(
                 "SELECT id, text, slice, label, source FROM examples"
-                " WHERE source = 'real' OR outcome IN ('keep', 'review') ORDER BY rowid"
+                f" WHERE (source = 'real' AND {COUNTED}) OR outcome IN ('keep', 'review')"
+                " ORDER BY rowid"
             )
+            if ids is None or r[0] in ids
         ]
 
     # -- candidates and decisions --------------------------------------------------
@@ -137,27 +143,32 @@ class Examples(Part):
                 "UPDATE llm_calls SET processed = 1 WHERE id = ?",
                 [(i,) for i in processed_call_ids],
             )
-            if not scores:
-                return
-            conn.executemany(
-                "INSERT INTO judge_scores (example_id, criterion, score, rationale,"
-                " judge_model, sample, rubric, rubric_sha, llm_call_id, run_id, created_at)"
-                " VALUES (:example_id, :criterion, :score, :rationale, :judge_model, :sample,"
-                " :rubric, :rubric_sha, :llm_call_id, :run_id, :created_at)",
-                [{**s, "created_at": ts} for s in scores if s["example_id"] not in stored],
-            )
-            # A judge call is processed once its scores are stored, as a generation
-            # call is once its rows are: nothing of it is left to do after a crash.
-            conn.executemany(
-                "UPDATE llm_calls SET processed = 1 WHERE id = ?",
-                [(i,) for i in {s["llm_call_id"] for s in scores if s["llm_call_id"]}],
-            )
+            if scores:
+                self._add_scores(conn, scores, ts, stored)
+
+    @staticmethod
+    def _add_scores(
+        conn: sqlite3.Connection, scores: Sequence[JudgeScore], ts: str, stored: set[str]
+    ) -> None:
+        """Judge scores, but not those of rows ``stored`` before (a resumed run)."""
+        conn.executemany(
+            "INSERT INTO judge_scores (example_id, criterion, score, rationale,"
+            " judge_model, sample, rubric, rubric_sha, llm_call_id, run_id, created_at)"
+            " VALUES (:example_id, :criterion, :score, :rationale, :judge_model, :sample,"
+            " :rubric, :rubric_sha, :llm_call_id, :run_id, :created_at)",
+            [{**s, "created_at": ts} for s in scores if s["example_id"] not in stored],
+        )
+        # A judge call is processed once its scores are stored, as a generation
+        # call is once its rows are: nothing of it is left to do after a crash.
+        conn.executemany(
+            "UPDATE llm_calls SET processed = 1 WHERE id = ?",
+            [(i,) for i in {s["llm_call_id"] for s in scores if s["llm_call_id"]}],
+        )
 
     def _add_outcome(
         self, conn: sqlite3.Connection, run_id: str, outcome: Outcome, status: Status, ts: str
     ) -> None:
         c = outcome.candidate
-        edits = outcome.edits
         data_json = canonical_json(c.row)
         cur = conn.execute(
             "INSERT OR IGNORE INTO examples (id, source, slice, label, data_json, text,"
@@ -168,7 +179,7 @@ class Examples(Part):
             " :template_sha, :model, :parent_ids_json, :ts, :ts)",
             {
                 "id": c.id,
-                "source": Source.EDITED.value if edits else Source.SYNTHETIC.value,
+                "source": Source.EDITED.value if outcome.edits else Source.SYNTHETIC.value,
                 "slice": c.cell.slice,
                 "label": c.cell.label,
                 "data_json": data_json,
@@ -189,6 +200,13 @@ class Examples(Part):
         )
         if not cur.rowcount:
             return  # stored before a crash; its decisions are stored too
+        self._add_history(conn, run_id, outcome, ts)
+
+    def _add_history(
+        self, conn: sqlite3.Connection, run_id: str, outcome: Outcome, ts: str
+    ) -> None:
+        """A stored row's decisions, and the edits filters made to it."""
+        c = outcome.candidate
         conn.executemany(
             "INSERT INTO decisions (example_id, filter, filter_version, verdict, score, reason,"
             " run_id, created_at) VALUES (:example_id, :filter, :filter_version, :verdict,"
@@ -210,7 +228,7 @@ class Examples(Part):
         # The data as generated is kept here, out of exports: a redacting filter's
         # edit is provenance like any other.
         before = outcome.original.row if outcome.original else c.row
-        for d in edits:
+        for d in outcome.edits:
             after = {**(d.edited_data or {}), **c.metadata}
             self._add_edit(conn, c.id, f"filter:{d.filter}", before, after, ts)
             before = after
@@ -235,6 +253,108 @@ class Examples(Part):
                 ts,
             ),
         )
+
+    # -- rows of a user's file (synth filter) ----------------------------------------
+
+    def add_file_rows(
+        self,
+        run_id: str,
+        outcomes: Sequence[Outcome],
+        statuses: Sequence[Status],
+        origins: Sequence[str],
+        source: Source,
+        scores: Sequence[JudgeScore] = (),
+    ) -> None:
+        """Store a chunk of a file's rows with every decision, edit and judge score, in
+        one transaction, so a crash leaves all of it or none.
+
+        A row keeps the ``source`` it was given: a real row a filter redacted stays
+        real (the data before is in ``edits``), as an edited seed does; a synthetic
+        one becomes ``edited``, as a generated row does. It has no call, template or
+        model, only its ``origin`` (``FILE:LINE``). The caller has checked that no id
+        is stored yet: a row is stored once, and an id stored since is an error.
+        """
+        ts = now()
+        with self._tx() as conn:
+            for outcome, status, origin in zip(outcomes, statuses, origins, strict=True):
+                c = outcome.candidate
+                data_json = canonical_json(c.row)
+                kind = source
+                if outcome.edits and source is Source.SYNTHETIC:
+                    kind = Source.EDITED
+                try:
+                    conn.execute(
+                        "INSERT INTO examples (id, source, slice, label, data_json, text,"
+                        " content_sha, status, outcome, rejected_by, run_id, origin,"
+                        " created_at, updated_at) VALUES (:id, :source, :slice, :label,"
+                        " :data_json, :text, :content_sha, :status, :outcome, :rejected_by,"
+                        " :run_id, :origin, :ts, :ts)",
+                        {
+                            "id": c.id,
+                            "source": kind.value,
+                            "slice": c.cell.slice,
+                            "label": c.cell.label,
+                            "data_json": data_json,
+                            "text": c.text,
+                            "content_sha": sha256_text(data_json),
+                            "status": status.value,
+                            "outcome": outcome.verdict.value,
+                            "rejected_by": outcome.rejected_by,
+                            "run_id": run_id,
+                            "origin": origin,
+                            "ts": ts,
+                        },
+                    )
+                except sqlite3.IntegrityError as e:
+                    raise StoreError(
+                        origin, f"cannot store {c.id} (another process changed the store?): {e}"
+                    ) from None
+                self._add_history(conn, run_id, outcome, ts)
+            if scores:
+                self._add_scores(conn, scores, ts, set())
+
+    def stored_ids(self, ids: Sequence[str]) -> set[str]:
+        """Those of ``ids`` that are stored."""
+        found: set[str] = set()
+        for chunk, marks in in_chunks(ids):
+            rows = self.conn.execute(f"SELECT id FROM examples WHERE id IN ({marks})", chunk)
+            found.update(r[0] for r in rows)
+        return found
+
+    def live_content(self, shas: Sequence[str]) -> set[str]:
+        """Those of the content ``shas`` that a row of the dataset, or one waiting for
+        review, already has."""
+        found: set[str] = set()
+        for chunk, marks in in_chunks(sorted(set(shas))):
+            found.update(
+                r[0]
+                for r in self.conn.execute(
+                    f"SELECT content_sha FROM examples WHERE content_sha IN ({marks}) AND {LIVE}",
+                    chunk,
+                )
+            )
+        return found
+
+    def filed(self, ids: Sequence[str]) -> dict[str, FiledRow]:
+        """Stored rows by id, with the chain's verdict and, for a row it did not keep,
+        the decisions that say why (rejects and reviews, in order)."""
+        out: dict[str, FiledRow] = {}
+        for chunk, marks in in_chunks(ids):
+            for r in self._rows(
+                "SELECT id, data_json, status, outcome, rejected_by, origin, run_id"
+                f" FROM examples WHERE id IN ({marks})",
+                chunk,
+            ):
+                r = decode(r, "data_json")
+                r["why"] = []
+                out[r["id"]] = r
+            for example_id, filter_name, verdict, reason in self.conn.execute(
+                "SELECT example_id, filter, verdict, reason FROM decisions"
+                f" WHERE example_id IN ({marks}) AND verdict != 'keep' ORDER BY id",
+                chunk,
+            ):
+                out[example_id]["why"].append((filter_name, verdict, reason))
+        return out
 
     def accepted_ids(self, run_id: str) -> list[tuple[str, str, str]]:
         """(id, slice, label) of the synthetic rows this run accepted."""
@@ -270,12 +390,13 @@ class Examples(Part):
         return rows
 
     def dataset(self) -> list[DatasetRow]:
-        """The dataset as it stands: real rows and counted synthetic rows, with lineage."""
+        """The dataset as it stands, with lineage: the rows counted toward quotas, real
+        and synthetic (every imported seed is; a real row a filter run rejected is not)."""
         rows = self._rows(
             "SELECT e.id, e.source, e.slice, e.label, e.data_json, e.status, e.run_id,"
             " e.model, e.template, e.template_sha, e.parent_ids_json, e.origin,"
             " e.llm_call_id, e.content_sha FROM examples e"
-            f" WHERE e.source = 'real' OR {COUNTED} ORDER BY e.rowid"
+            f" WHERE {COUNTED} ORDER BY e.rowid"
         )
         for r in rows:
             decode(r, "data_json", "parent_ids_json")
@@ -289,8 +410,7 @@ class Examples(Part):
             lambda: {"real": [], "synthetic": []}
         )
         for slice_, label, source, text in self.conn.execute(
-            "SELECT slice, label, source, text FROM examples"
-            f" WHERE source = 'real' OR {COUNTED} ORDER BY rowid"
+            f"SELECT slice, label, source, text FROM examples WHERE {COUNTED} ORDER BY rowid"
         ):
             out[(slice_, label)]["real" if source == "real" else "synthetic"].append(text)
         return dict(out)

@@ -30,7 +30,9 @@ class Reports(Part):
 
         ``accepted`` counts toward the quota (approved rows and rows sampled for
         review included); ``sampled`` is the part of it awaiting a reviewer; ``held``
-        are rows a filter sent to review, counted only once approved.
+        are rows a filter sent to review, counted only once approved. ``real`` counts
+        the real rows of the dataset; ``real_excluded`` the real rows `synth filter`
+        kept out of it (rejected, held for review, or already there).
         """
         cells: dict[tuple[str, str], FunnelRow] = {}
 
@@ -43,7 +45,10 @@ class Reports(Part):
         ):
             row = cell(slice_, label)
             if source == Source.REAL:
-                row["real"] += n
+                counted = status in (Status.ACCEPTED, Status.APPROVED) or (
+                    status == Status.REVIEW_PENDING and outcome == Verdict.KEEP
+                )
+                row["real" if counted else "real_excluded"] += n
                 continue
             row["generated"] += n
             if status == Status.REJECTED:
@@ -83,14 +88,16 @@ class Reports(Part):
         return dict(out)
 
     def rejection_reasons(self) -> list[tuple[str, str, str, str, int]]:
-        """(slice, label, filter, reason slug, count) of every reject decision."""
+        """(slice, label, filter, reason slug, count) of every reject decision of a
+        generated row: the funnel's rejections (real rows have no place in it)."""
         return [
             (r[0], r[1], r[2], r[3], r[4])
             for r in self.conn.execute(
                 "SELECT e.slice, e.label, d.filter,"
                 " trim(substr(d.reason, 1, instr(d.reason || ':', ':') - 1)), count(*)"
                 " FROM decisions d JOIN examples e ON e.id = d.example_id"
-                " WHERE d.verdict = 'reject' GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
+                " WHERE d.verdict = 'reject' AND e.source != 'real'"
+                " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
             )
         ]
 

@@ -135,8 +135,11 @@ class Reviews(Part):
                         (rv.example_id, f"reviewer:{rv.reviewer}", data_json, after, ts),
                     )
                     conn.execute(
+                        # A real row (a file's row held for review by a filter) stays
+                        # real, as an edited seed does: the edit is in `edits`.
                         "UPDATE examples SET data_json = ?, text = ?, content_sha = ?,"
-                        " source = 'edited', updated_at = ? WHERE id = ?",
+                        " source = CASE WHEN source = 'real' THEN 'real' ELSE 'edited' END,"
+                        " updated_at = ? WHERE id = ?",
                         (after, rv.edited_text, sha256_text(after), ts, rv.example_id),
                     )
                 verdicts = [

@@ -64,6 +64,7 @@ class RunRow:
     finished_at: str | None
     stop_reason: str | None
     resumes: int
+    kind: str = "generate"  # or "filter": `synth filter` over a user's file
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,20 @@ class ExampleRow(TypedDict):
     origin: str | None
     created_at: str
     lineage: Lineage
+
+
+class FiledRow(TypedDict):
+    """A stored row of a user's file (``synth filter``), as the next run over the file
+    reads it back: what the chain made of it, and why when it was not kept."""
+
+    id: str
+    data: dict[str, Any]
+    status: str
+    outcome: str | None  # the chain's verdict: keep | reject | review
+    rejected_by: str | None
+    origin: str | None
+    run_id: str | None
+    why: list[tuple[str, str, str]]  # (filter, verdict, reason) of each reject or review
 
 
 class DatasetRow(TypedDict):
@@ -211,6 +226,7 @@ class FunnelRow(TypedDict):
     slice: str
     label: str
     real: int
+    real_excluded: int  # real rows a filter run kept out of the dataset
     generated: int
     rejected: Counter[str]
     accepted: int
@@ -230,6 +246,7 @@ def empty_funnel_row(slice_: str, label: str) -> FunnelRow:
         "slice": slice_,
         "label": label,
         "real": 0,
+        "real_excluded": 0,
         "generated": 0,
         "rejected": Counter(),
         "accepted": 0,

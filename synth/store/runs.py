@@ -1,4 +1,11 @@
-"""``runs``: one row per `synth run`; an interrupted run is resumed under its id."""
+"""``runs``: one row per `synth run` or `synth filter`; an interrupted run is resumed
+under its id.
+
+A run's ``kind`` says which: ``generate`` (the quota loop) or ``filter`` (the chain
+over a user's file, ``input_json`` naming the file and the settings). Each kind
+resumes only its own runs, and neither starts while a run of the other kind is
+still going: both write rows whose counts the other relies on.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +22,8 @@ class Runs(Part):
     def begin(self, config_json: str, config_sha: str) -> RunRow:
         """Resume the last run if it was cut off with this config; else start one."""
         with self._tx() as conn:
-            last = self._run_rows("ORDER BY rowid DESC LIMIT 1")
+            self._refuse_while_going("filter")
+            last = self._run_rows("WHERE kind = 'generate' ORDER BY rowid DESC LIMIT 1")
             if last and last[0].status == "running":
                 pid = self._one("SELECT pid FROM runs WHERE id = ?", (last[0].id,))
                 if pid and pid != os.getpid() and _alive(pid):
@@ -44,6 +52,64 @@ class Runs(Part):
                 },
             )
         return self._run_rows("WHERE id = ?", (run_id,))[0]
+
+    def begin_filter(
+        self, config_json: str, config_sha: str, input_json: str, *, needed: bool
+    ) -> RunRow | None:
+        """Resume the last filter run if it was cut off over the same input with this
+        config; else start one, unless nothing is ``needed`` (every row of the file is
+        stored already): then None, and nothing is written."""
+        with self._tx() as conn:
+            self._refuse_while_going("generate")
+            last = self._one(
+                "SELECT id FROM runs WHERE kind = 'filter' AND status = 'running'"
+                " ORDER BY rowid DESC LIMIT 1"
+            )
+            if last is not None:
+                pid, sha, was = conn.execute(
+                    "SELECT pid, config_sha, input_json FROM runs WHERE id = ?", (last,)
+                ).fetchone()
+                if pid and pid != os.getpid() and _alive(pid):
+                    going = f"filter run {last} is still going (pid {pid})"
+                    raise StoreError(str(self.path), going)
+                if sha == config_sha and was == input_json:
+                    conn.execute(
+                        "UPDATE runs SET pid = ?, resumes = resumes + 1 WHERE id = ?",
+                        (os.getpid(), last),
+                    )
+                    return self._run_rows("WHERE id = ?", (last,))[0]
+                conn.execute(
+                    "UPDATE runs SET status = 'stopped', finished_at = ?, stop_reason ="
+                    " 'interrupted; a later filter run had another input or config'"
+                    " WHERE id = ?",
+                    (now(), last),
+                )
+            if not needed:
+                return None
+            run_id = new_id("run")
+            conn.execute(
+                "INSERT INTO runs (id, started_at, status, config_json, config_sha, pid, kind,"
+                " input_json) VALUES (:id, :started_at, 'running', :config_json, :config_sha,"
+                " :pid, 'filter', :input_json)",
+                {
+                    "id": run_id,
+                    "started_at": now(),
+                    "config_json": config_json,
+                    "config_sha": config_sha,
+                    "pid": os.getpid(),
+                    "input_json": input_json,
+                },
+            )
+        return self._run_rows("WHERE id = ?", (run_id,))[0]
+
+    def _refuse_while_going(self, kind: str) -> None:
+        """A run of ``kind`` still going in another process: refuse to start."""
+        for run_id, pid in self.conn.execute(
+            "SELECT id, pid FROM runs WHERE kind = ? AND status = 'running'", (kind,)
+        ).fetchall():
+            if pid and pid != os.getpid() and _alive(pid):
+                what = "run" if kind == "generate" else "filter run"
+                raise StoreError(str(self.path), f"{what} {run_id} is still going (pid {pid})")
 
     def finish(
         self,
@@ -74,8 +140,8 @@ class Runs(Part):
         return [
             RunRow(*r)
             for r in self.conn.execute(
-                "SELECT id, status, config_sha, started_at, finished_at, stop_reason, resumes"
-                f" FROM runs {where}",
+                "SELECT id, status, config_sha, started_at, finished_at, stop_reason, resumes,"
+                f" kind FROM runs {where}",
                 params,
             )
         ]

@@ -249,3 +249,27 @@ def m005_versions(db: sqlite_utils.Database) -> None:
             BEGIN SELECT RAISE(ABORT, 'a frozen version never changes'); END;
         """
     )
+
+
+# Rows that are in the dataset or waiting for a reviewer to say whether they will be:
+# the dataset holds one real row per content, and these are the rows that rule is about.
+LIVE = "status IN ('accepted', 'approved', 'review_pending')"
+
+
+@migrations()
+def m006_filter_runs(db: sqlite_utils.Database) -> None:
+    # `synth filter` runs the chain over a file the user already has, under a run of
+    # its own kind; input_json says which file and how (against the store or the file
+    # alone, the source given to its rows, whether the judge ran). Its rows are stored
+    # like any other, rejected ones included, so a real row a filter run rejected sits
+    # beside the seed it duplicates: one real row per content now holds for the live
+    # rows only (the dataset and the rows waiting for review), not for rejected ones.
+    db.executescript(
+        f"""
+        ALTER TABLE runs ADD COLUMN kind TEXT NOT NULL DEFAULT 'generate';  -- generate | filter
+        ALTER TABLE runs ADD COLUMN input_json TEXT;
+        DROP INDEX examples_real_content;
+        CREATE UNIQUE INDEX examples_real_content ON examples(content_sha)
+            WHERE source = 'real' AND {LIVE};
+        """
+    )
