@@ -41,15 +41,13 @@ import qualitydata as qd  # noqa: E402
 from synth.config import Config, load_config  # noqa: E402
 from synth.datafiles import read_rows  # noqa: E402
 from synth.errors import SeedError  # noqa: E402
-from synth.filters import build_chain  # noqa: E402
+from synth.filtering import filter_file  # noqa: E402
 from synth.filters.diversity import DiversityParams  # noqa: E402
 from synth.filters.near_dedup import NearDedupParams  # noqa: E402
 from synth.filters.rouge import RougeIndex  # noqa: E402
 from synth.filters.rubric import split_judge  # noqa: E402
 from synth.filters.shingles import shingle_hashes  # noqa: E402
-from synth.plan import all_labels  # noqa: E402
-from synth.records import Candidate, CellKey, Verdict  # noqa: E402
-from synth.seeds import read_seeds, slice_of  # noqa: E402
+from synth.seeds import read_seeds  # noqa: E402
 from synth.store import Store  # noqa: E402
 
 # Candidates decided together. The run decides the candidates of 16 replies at a time
@@ -75,63 +73,40 @@ class RowDecision:
 
 
 def decide_all(config: Config, seeds_path: Path, candidates_path: Path) -> list[RowDecision]:
-    """Every row of the candidate file through the chain, as ``synth run`` filters replies:
-    seeds imported into a fresh store, the chain prepared with what it holds, then
-    chunks decided in file order, the survivors of each admitted before the next.
-
-    This is the one place that drives the chain: ``synth.filtering.filter_file`` takes
-    its place when it lands. Candidate ids are ``row-<line>``, so a reason that names
-    one ("near_dup: j=0.62 with row-17") can be traced back.
-    """
+    """Every row of the candidate file through ``synth filter``'s code path: seeds
+    imported into a fresh store, then ``filter_file`` against them, as a set made
+    elsewhere (``source="synthetic"``), judge left out. What it decided is read back
+    from the store, as a user would: one row per line, in file order."""
     with Store(config.db_path) as store:
         store.examples.add_seeds(read_seeds(seeds_path, config).seeds)
-        labels = all_labels(config, store.examples.cell_counts())
-        cheap, _judge = split_judge(config.filters, config.source.name)
-        chain = build_chain(cheap, config.filter_context(labels))
-        chain.prepare(store.examples.seen_items())
-    schema = config.data_schema
-    candidates = []
-    for line, data in read_rows(candidates_path, SeedError, "candidate"):
-        assert isinstance(data, dict), f"{candidates_path}:{line}: {data}"
-        cell = CellKey(slice=slice_of(data, config.slices), label=str(data[schema.label]))
-        candidates.append(
-            Candidate(
-                id=f"row-{line}",
-                run_id="quality-bench",
-                cell=cell,
-                text=str(data[schema.text]),
-                data=data,
-                llm_call_id="",
-                index=line,
-                template="",
-                template_sha="",
-                model="",
-            )
-        )
-    out = []
-    for start in range(0, len(candidates), CHUNK):
-        outcomes = chain.decide(candidates[start : start + CHUNK])
-        chain.admit([o.candidate for o in outcomes if o.verdict is not Verdict.REJECT])
-        for o in outcomes:
+        report = filter_file(config, store, candidates_path, source="synthetic")
+        by_line = {
+            int(str(r["origin"]).rsplit(":", 1)[1]): r
+            for r in store.examples.every_row()
+            if r["run_id"] == report.run_id
+        }
+        out = []
+        for line in sorted(by_line):
+            r = by_line[line]
             decisions = [
                 {
-                    "filter": d.filter,
-                    "verdict": str(d.verdict),
-                    "score": d.score,
-                    "reason": d.reason,
+                    "filter": d["filter"],
+                    "verdict": d["verdict"],
+                    "score": d["score"],
+                    "reason": d["reason"],
                 }
-                for d in o.decisions
+                for d in store.reports.decisions_for(r["id"])
             ]
-            out.append(RowDecision(o.candidate.index, str(o.verdict), o.candidate.text, decisions))
+            out.append(RowDecision(line, str(r["outcome"]), r["text"], decisions))
+    assert [d.line for d in out] == list(range(1, len(out) + 1)), "a line was not filtered"
     return out
 
 
 def labels_by_id(config: Config, project: qd.Project) -> dict[str, str]:
-    """The label of every row a reason can name: seeds (by store id) and candidates."""
+    """The label of every row a reason can name: seeds and candidates, by store id."""
+    del project  # every row a reason can name is in the store
     with Store(config.db_path) as store:
-        out = {s["id"]: s["label"] for s in store.examples.seeds()}
-    out |= {f"row-{i}": r.label for i, r in enumerate(project.rows, 1)}
-    return out
+        return {r["id"]: r["label"] for r in store.examples.every_row()}
 
 
 def matched_id(reason: str) -> str | None:
