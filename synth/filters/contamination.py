@@ -38,10 +38,14 @@ semantic signal's terms: a term is as informative as it is rare in the eval set
 messages, do not make banking rows look like the one puzzle that says "I am".
 
 **Decisions.** A verbatim hit rejects. A similarity score at or above its threshold
-but less than ``review_band`` above it goes to review (real rows reach such scores;
-a human decides); higher rejects. The reason carries the score, the threshold and
-why it is what it is: ``contamination: minhash gsm8k gsm8k:12 (0.66 >= 0.31: q99 of
-171 seeds)``; review decisions use the slug ``contamination_review``.
+is rejected only when it is also ``review_band`` above the threshold and above every
+seed's score (no real row of the user's comes this close to the eval set); in
+between it goes to review: real rows reach such scores, a human decides. So the
+flagging threshold is the robust one (a quantile: a few seeds that are copies cannot
+blind it), and the seeds' maximum only decides who decides. The reason carries the
+score, the threshold and why it is what it is: ``contamination: minhash gsm8k
+gsm8k:12 (0.66 >= 0.25: floor; q95 of 171 seeds 0.13)``; review decisions use the
+slug ``contamination_review`` and say where rejection starts.
 
 ``check_file`` runs the same checks over any dataset file, for ``synth contamination``.
 """
@@ -220,10 +224,11 @@ class ContaminationParams(FilterParams):
         max_threshold: Calibration never raises a similarity threshold above this,
             however alike the seeds are to the eval set (seeds that are mostly
             copies of it): a score this high is a copy in any domain.
-        review_band: A similarity score less than this above its threshold goes to
-            review instead of being rejected: the seeds show that real rows reach
-            scores near the threshold, so a human decides. 0 rejects every hit;
-            wider sends more to review and rejects only the clearer copies.
+        review_band: A similarity score less than this above its threshold (or not
+            above every seed's score) goes to review instead of being rejected: real
+            rows reach such scores, so a human decides. 0 leaves only the seeds'
+            maximum between review and rejection; wider sends more to review and
+            rejects only the clearer copies.
         calibration_sample: At most this many seeds are scored (a fixed sample):
             the quantiles are estimates either way, and the cost stays flat for
             large seed sets.
@@ -444,7 +449,6 @@ class ContaminationIndex:
     def findings(self, matches: Sequence[Match], calibration: Calibration) -> list[Finding]:
         """The matches that reach their thresholds, in signal and set order."""
         out = []
-        band = self.params.review_band
         for m in matches:
             name = self.items[m.item].eval_set
             t = calibration.threshold(m.signal, name)
@@ -454,8 +458,17 @@ class ContaminationIndex:
                 continue
             score = round(m.score, 4)
             if score >= t.value:
-                out.append(Finding(m, t, reject=score >= min(1.0, round(t.value + band, 4))))
+                low, above = self.reject_at(t)
+                out.append(Finding(m, t, reject=score >= low and score > above))
         return out
+
+    def reject_at(self, t: Threshold) -> tuple[float, float]:
+        """Where a similarity hit is rejected rather than reviewed: at or above the first
+        value, and above the second (the highest score a seed reached; -1 without
+        seeds)."""
+        low = min(1.0, round(t.value + self.params.review_band, 4))
+        calibrated = t.rule in ("floor", "seeds", "cap") and t.scores.max is not None
+        return low, t.scores.max if calibrated and t.scores.max is not None else -1.0
 
     # --- calibration -----------------------------------------------------------
 
@@ -977,7 +990,10 @@ def reason(finding: Finding, index: ContaminationIndex) -> str:
     else:
         detail = f"{m.score:.2f} >= {t.value:.2f}: {t.why()}"
         if not finding.reject:
-            detail += f"; rejects at {min(1.0, t.value + index.params.review_band):.2f}"
+            low, above = index.reject_at(t)
+            detail += f"; rejects at {low:.2f}"
+            if above >= low:
+                detail += f" and above {above:.2f}, the closest seed"
     return f"{slug}: {m.signal} {item.eval_set} {item.id} ({detail})"
 
 
