@@ -31,13 +31,15 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 import numpy as np
 
 Rule = Literal["fixed", "floor", "seeds", "cap", "too_few"]
+K = TypeVar("K", bound=Hashable)
 
 # The quantiles a calibration table shows of each distribution.
 SUMMARY_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
@@ -227,3 +229,80 @@ def nearest_jaccard(
             same.append(float(j[mine].max()) if mine.any() else 0.0)
             other.append(float(j[~mine].max()) if (~mine).any() else 0.0)
     return same, other
+
+
+# How unlikely by chance a phrase's excess among generated rows must be for it to count
+# as template phrasing: less than once in a thousand.
+_CHANCE = 1e-3
+
+
+def binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), summed in log space from k up (the terms fall
+    fast past the mode, so the sum stops when they no longer matter)."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    if p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    log_p, log_q = math.log(p), math.log1p(-p)
+    base = math.lgamma(n + 1)
+    total = 0.0
+    for i in range(k, n + 1):
+        term = math.exp(
+            base - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q
+        )
+        total += term
+        if i > n * p and term < total * 1e-12:
+            break
+    return min(1.0, total)
+
+
+def overused(count: int, n: int, real: float, share: float, lift: float) -> bool:
+    """Whether generated rows use a phrase so much more than the real rows do that it is
+    template phrasing, not the domain's own wording.
+
+    Three conditions: more than ``share`` of the ``n`` generated rows have it; at least
+    ``lift`` times the real rows' share (``real``, see :func:`real_share`); and an
+    excess
+    that chance would explain less than once in a thousand (the binomial tail of
+    ``count`` rows in ``n`` at the real rows' rate). The last keeps a small cell's few
+    rows from making boilerplate of a phrase two of them happen to share, and lets a
+    template that a seventh of a large cell's rows use count.
+    """
+    if n <= 0:
+        return False
+    q = count / n
+    if q <= share or q < lift * real:
+        return False
+    return binomial_tail(count, n, real) < _CHANCE
+
+
+class PhraseCounts(Generic[K]):
+    """How many rows contain each phrase (a shingle hash, a word pair)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[K] = Counter()
+        self.n = 0
+
+    def add(self, phrases: Iterable[K]) -> None:
+        """One row's phrases (each counted once)."""
+        distinct = set(phrases)
+        if distinct:
+            self.counts.update(distinct)
+            self.n += 1
+
+
+def real_share(phrase: K, narrow: PhraseCounts[K] | None, wide: PhraseCounts[K]) -> float:
+    """The share of real rows that use a phrase, as a cell's generated rows are compared
+    with: the cell's (or its label's) seeds, ``narrow``, each with one extra row at the
+    rate of all seeds, ``wide``. The extra row keeps five seeds that happen to lack a
+    phrase the whole domain uses from calling it never used, and lets a cell whose
+    every seed says "virtual card" keep that phrase its own however rare it is
+    elsewhere."""
+    overall = (wide.counts[phrase] + 0.5) / (wide.n + 1)
+    if narrow is None or not narrow.n:
+        return overall
+    return (narrow.counts[phrase] + overall) / (narrow.n + 1)

@@ -17,12 +17,13 @@ neighbour.
 
 Template boilerplate ("Hello, I am a long-time customer and I have a question about
 my account: ...") would make every templated row of a cell look like the others.
-Word pairs found in more than ``boilerplate_df`` of a cell's generated rows, at
-least ``boilerplate_lift`` times as often as among the real rows and in none of the
-cell's seeds, are template phrasing: the tokens they cover are left out of generated
-rows before ROUGE-L is computed (seeds are compared in full). A phrase a seed of the
-cell uses is never stripped, so a model that keeps repeating one seed does not turn
-its copies into boilerplate.
+Word pairs found in more than ``boilerplate_df`` of a cell's generated rows and at
+least ``boilerplate_lift`` times as often as among the real rows are template
+phrasing: the tokens they cover are left out of generated rows before ROUGE-L is
+computed. Seeds are never stripped, and a stripped candidate is also compared whole
+with the seeds of its cell: a model that keeps repeating one seed makes that seed's
+phrasing frequent among generated rows, and must not turn its copies into
+boilerplate.
 
 Also :func:`diversity_figures`, the per-cell numbers ``synth status`` reports.
 """
@@ -33,8 +34,9 @@ import hashlib
 import random
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
 
 from pydantic import Field
@@ -42,9 +44,12 @@ from pydantic import Field
 from synth.filters.base import Filter, FilterContext, FilterParams
 from synth.filters.calibration import (
     FilterCalibration,
+    PhraseCounts,
     Threshold,
     calibrate,
     fixed,
+    overused,
+    real_share,
     sample_positions,
 )
 from synth.filters.rouge import RougeIndex, TokenizerName, nearest_neighbour_scores, tokenize
@@ -87,13 +92,13 @@ class DiversityParams(FilterParams):
     calibration_sample: at most this many seeds (a fixed sample) are scored against
         their cells, so preparing stays fast for large seed sets.
     boilerplate_df, boilerplate_lift, boilerplate_min_items: a word pair found in
-        more than ``boilerplate_df`` of a cell's generated rows, at least
+        more than ``boilerplate_df`` of a cell's generated rows and at least
         ``boilerplate_lift`` times as often as among the real rows (the cell's, else
-        its label's, else all), and in none of the cell's seeds, is template phrasing
-        and left out of generated rows; counted once the cell has
-        ``boilerplate_min_items`` generated rows (and a reference that many real
-        rows). Lower ``boilerplate_df`` recognises templates only some rows use;
-        1.0 disables the guard.
+        its label's, leaning on all seeds where they are few), beyond what chance
+        explains, is template phrasing and
+        left out of generated rows; counted once the cell has
+        ``boilerplate_min_items`` generated rows. Lower ``boilerplate_df``
+        recognises templates only some rows use; 1.0 disables the guard.
     tokenizer: "unicode" (default) tokenises any script, with one token per CJK
         character; "rouge_score" reproduces Google's rouge_score exactly, ASCII only
         (non-English text scores 0 against everything and always passes). On English
@@ -110,8 +115,8 @@ class DiversityParams(FilterParams):
     min_seeds: int = Field(default=20, ge=2)
     calibration_sample: int = Field(default=2_000, ge=100)
     boilerplate_df: float = Field(default=0.1, gt=0.0, le=1.0)
-    boilerplate_lift: float = Field(default=4.0, ge=1.0)
-    boilerplate_min_items: int = Field(default=10, ge=2)
+    boilerplate_lift: float = Field(default=2.0, ge=1.0)
+    boilerplate_min_items: int = Field(default=5, ge=2)
     tokenizer: TokenizerName = "unicode"
     action: Literal["reject", "review"] = "reject"
 
@@ -164,18 +169,15 @@ class _Counts:
         self.n += 1
         return True
 
-    def share(self, bigram: Bigram) -> float:
-        return self.counts[bigram] / self.n if self.n else 0.0
-
 
 @dataclass
 class _Cell:
     seeds: list[tuple[str, list[str]]] = field(default_factory=list)
     rows: list[tuple[str, list[str]]] = field(default_factory=list)  # kept generated rows
     generated: _Counts = field(default_factory=_Counts)
-    seed_bigrams: set[Bigram] = field(default_factory=set)
     boilerplate: frozenset[Bigram] = frozenset()
     index: RougeIndex | None = None
+    seed_index: RougeIndex | None = None  # the seeds alone, for stripped candidates
 
 
 class DiversityFilter(Filter):
@@ -197,7 +199,7 @@ class DiversityFilter(Filter):
         self.ctx = ctx
         self._cells: dict[CellKey, _Cell] = {}
         self._ids: set[str] = set()
-        self._refs: dict[tuple[str, str], _Counts] = {}
+        self._refs: dict[tuple[str, str], PhraseCounts[Bigram]] = {}
         self.threshold = self._calibrate()
 
     def _cell(self, cell: CellKey) -> _Cell:
@@ -220,15 +222,14 @@ class DiversityFilter(Filter):
             state = self._cell(s.cell)
             if s.source is Source.REAL:
                 state.seeds.append((s.id, tokens))
-                state.seed_bigrams |= _bigrams(tokens)
                 for key in (("cell", str(s.cell)), ("label", s.cell.label), ("all", "")):
-                    self._refs.setdefault(key, _Counts()).add(tokens)
+                    self._refs.setdefault(key, PhraseCounts()).add(_bigrams(tokens))
             else:
                 state.rows.append((s.id, tokens))
                 state.generated.add(tokens)
         for cell, state in self._cells.items():
             state.boilerplate = self._boilerplate(cell, state.generated, state)
-            state.index = None  # rebuilt when next needed
+            state.index = state.seed_index = None  # rebuilt when next needed
         self.threshold = self._calibrate()
 
     def decide(self, batch: Sequence[Candidate]) -> list[Decision]:
@@ -261,6 +262,13 @@ class DiversityFilter(Filter):
                 index, boilerplate, _ = indexes[c.cell]
                 own = strip_boilerplate(toks, boilerplate)
                 match = index.nearest_tokens(own)
+                if len(own) != len(toks):
+                    whole = self._seed_index(self._cells[c.cell]).nearest_tokens(toks)
+                    if whole.key is not None and (whole.score, match.key or "") > (
+                        match.score,
+                        whole.key,
+                    ):
+                        match = whole
                 if exceeds(match.score, limit.value):
                     reason = (
                         f"too_similar: rouge_l={match.score:.3f} with {match.key}"
@@ -307,6 +315,13 @@ class DiversityFilter(Filter):
 
     # --- state ---------------------------------------------------------------------
 
+    def _seed_index(self, state: _Cell) -> RougeIndex:
+        if state.seed_index is None:
+            state.seed_index = RougeIndex(self.params.tokenizer)
+            for key, tokens in state.seeds:
+                state.seed_index.add_tokens(key, tokens)
+        return state.seed_index
+
     def _stored_index(self, state: _Cell) -> RougeIndex:
         if state.index is None:
             state.index = self._build(state, state.boilerplate)
@@ -320,14 +335,14 @@ class DiversityFilter(Filter):
             index.add_tokens(key, strip_boilerplate(tokens, boilerplate))
         return index
 
-    def _reference(self, cell: CellKey) -> _Counts | None:
-        enough = self.params.boilerplate_min_items
-        for key in (("cell", str(cell)), ("label", cell.label)):
-            ref = self._refs.get(key)
-            if ref is not None and ref.n >= enough:
-                return ref
-        ref = self._refs.get(("all", ""))
-        return ref if ref is not None and ref.n else None
+    def _reference(self, cell: CellKey) -> Callable[[Bigram], float] | None:
+        """The real rows' share of each word pair: the cell's seeds (else its label's)
+        with one extra row at the rate of all seeds (:func:`real_share`)."""
+        wide = self._refs.get(("all", ""))
+        if wide is None or not wide.n:
+            return None
+        narrow = self._refs.get(("cell", str(cell))) or self._refs.get(("label", cell.label))
+        return partial(real_share, narrow=narrow, wide=wide)
 
     def _boilerplate(self, cell: CellKey, generated: _Counts, state: _Cell) -> frozenset[Bigram]:
         p = self.params
@@ -340,9 +355,9 @@ class DiversityFilter(Filter):
         limit = share * generated.n
         out = []
         for bigram, count in generated.counts.items():
-            if count <= limit or bigram in state.seed_bigrams:
+            if count <= limit:
                 continue
-            if ref is None or count >= p.boilerplate_lift * ref.share(bigram) * generated.n:
+            if ref is None or overused(count, generated.n, ref(bigram), share, p.boilerplate_lift):
                 out.append(bigram)
         return frozenset(out)
 

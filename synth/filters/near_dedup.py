@@ -20,7 +20,8 @@ those shared shingles would make distinct rows look like copies, across labels t
 (the template is the same for every cell). A shingle is boilerplate in a cell when
 it is found in more than ``boilerplate_df`` of the cell's generated items and at least
 ``boilerplate_lift`` times as often there as among the real rows (the cell's seeds,
-or its label's, or all of them, whichever first has ``boilerplate_min_items``). So
+or its label's, leaning on all seeds where they are few), beyond what chance explains.
+So
 phrasing the user's own rows share ("my card") is never boilerplate however common,
 and a template is recognised however many seeds the cell has. Boilerplate is left out
 of both the signatures and the verification Jaccard, once the cell has
@@ -45,9 +46,9 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -56,10 +57,13 @@ from pydantic import Field, model_validator
 from synth.filters.base import Filter, FilterContext, FilterParams
 from synth.filters.calibration import (
     FilterCalibration,
+    PhraseCounts,
     Threshold,
     calibrate,
     fixed,
     nearest_jaccard,
+    overused,
+    real_share,
     sample_positions,
 )
 from synth.filters.shingles import (
@@ -150,9 +154,8 @@ class NearDedupParams(FilterParams):
             model's favourite phrases (which are no evidence of copying either);
             higher ignores only what the real rows never say.
         boilerplate_min_items: Generated items a cell needs before shingle
-            frequencies are trusted (and real rows a reference needs). Lower
-            recognises templates sooner; higher keeps a small cell's chance phrases
-            from counting as boilerplate.
+            frequencies are trusted. Lower recognises templates sooner; higher keeps
+            a small cell's chance phrases from counting as boilerplate.
         seed: Seeds the MinHash permutations.
     """
 
@@ -170,8 +173,8 @@ class NearDedupParams(FilterParams):
     lsh_weights: tuple[float, float] = (0.1, 0.9)
     scope: Literal["global", "cell"] = "global"
     boilerplate_df: float = Field(default=0.1, gt=0.0, le=1.0)
-    boilerplate_lift: float = Field(default=4.0, ge=1.0)
-    boilerplate_min_items: int = Field(default=10, ge=2)
+    boilerplate_lift: float = Field(default=2.0, ge=1.0)
+    boilerplate_min_items: int = Field(default=5, ge=2)
     seed: int = Field(default=1, ge=0)
 
     @model_validator(mode="after")
@@ -230,32 +233,21 @@ def _without(shingles: np.ndarray, drop: Hashes) -> np.ndarray:
     return rest if len(rest) >= min(_MIN_OWN, len(shingles)) else shingles
 
 
-def _as_set(shingles: np.ndarray, drop: Hashes) -> set[int]:
-    values = set(shingles.tolist())
-    if not drop:
-        return values
-    rest = values - drop
-    return rest if len(rest) >= min(_MIN_OWN, len(values)) else values
+def _pair(a: np.ndarray, b: np.ndarray, drop: Hashes) -> tuple[set[int], set[int]]:
+    """Two rows' shingle sets as compared: without boilerplate, unless either row would
+    be left with too few of its own (a repeat, not a template instance: both whole)."""
+    whole_a, whole_b = set(a.tolist()), set(b.tolist())
+    if drop:
+        rest_a, rest_b = whole_a - drop, whole_b - drop
+        if len(rest_a) >= min(_MIN_OWN, len(whole_a)) and len(rest_b) >= min(
+            _MIN_OWN, len(whole_b)
+        ):
+            return rest_a, rest_b
+    return whole_a, whole_b
 
 
 def _digest(shingles: np.ndarray) -> bytes:
     return hashlib.blake2b(shingles.tobytes(), digest_size=16).digest()
-
-
-class _Reference:
-    """How many real rows contain each shingle: what the user's own rows say often."""
-
-    def __init__(self) -> None:
-        self.counts: Counter[int] = Counter()
-        self.n = 0
-
-    def add(self, shingles: np.ndarray) -> None:
-        if len(shingles):
-            self.counts.update(shingles.tolist())
-            self.n += 1
-
-    def share(self, h: int) -> float:
-        return self.counts[h] / self.n if self.n else 0.0
 
 
 class _Frequencies:
@@ -271,7 +263,7 @@ class _Frequencies:
         share: float,
         min_items: int,
         lift: float,
-        reference: _Reference | None,
+        reference: Callable[[int], float] | None,
         base: _Frequencies | None = None,
     ) -> None:
         self.share = share
@@ -324,7 +316,9 @@ class _Frequencies:
         out = []
         for h in pool:
             count = own[h] + (base[h] if base is not None else 0)
-            if count > limit and (ref is None or count >= self.lift * ref.share(h) * self.n):
+            if count <= limit:
+                continue
+            if ref is None or overused(count, self.n, ref(h), share, self.lift):
                 out.append(h)
         return frozenset(out)
 
@@ -365,7 +359,7 @@ class NearDedupFilter(Filter):
         self._indexes: dict[str, MinHashLSH] = {}
         # Real rows' shingle frequencies: per cell, per label, and over all of them.
         self._labels: dict[str, str] = {}  # cell -> its label
-        self._refs: dict[tuple[str, str], _Reference] = {}
+        self._refs: dict[tuple[str, str], PhraseCounts[int]] = {}
         # Shingles of the last batch, so admit does not hash the kept ones again.
         self._pending: dict[tuple[str, str], np.ndarray] = {}
         self.same_cell, self.other_cell = self._thresholds([], [])
@@ -381,7 +375,7 @@ class NearDedupFilter(Filter):
             cell = str(s.cell)
             self._labels[cell] = s.cell.label
             for key in (("cell", cell), ("label", s.cell.label), ("all", "")):
-                self._refs.setdefault(key, _Reference()).add(shingles)
+                self._refs.setdefault(key, PhraseCounts()).add(shingles.tolist())
             self._pending[(s.id, s.text)] = shingles
         self._add([(s.id, s.cell, s.text, s.source is Source.REAL) for s in items])
         seeds = [x for x in self._items.values() if x.seed]
@@ -401,6 +395,14 @@ class NearDedupFilter(Filter):
             [_without(s, self._boilerplate(k)) for k, s in zip(cells, sets, strict=True)]
         )
         signatures = run.signatures(stored)
+        # Rows with boilerplate taken out also ask with all their shingles: a row that is
+        # a near copy of another whole (a repeated text) is signed whole.
+        reduced = [
+            i
+            for i, (k, s) in enumerate(zip(cells, sets, strict=True))
+            if len(_without(s, run.boilerplate(k))) != len(s)
+        ]
+        whole = dict(zip(reduced, self._sign([sets[i] for i in reduced]), strict=True))
         out = []
         for i, c in enumerate(batch):
             self.stats.checked += 1
@@ -409,8 +411,17 @@ class NearDedupFilter(Filter):
                 continue
             item = _Item(c.id, cells[i], sets[i])
             index = self._indexes.get(self._scope(item.cell))
-            keys = set(index.query(self._minhash(stored[i]))) if index is not None else set()
-            keys.update(run.query(item, signatures[i]))
+            # The batch may make more of this row boilerplate than the stored items were
+            # signed without: its own part may be a near copy of a stored row (a seed
+            # behind a template), so ask with each of its signatures.
+            asks = [stored[i], signatures[i]] + ([whole[i]] if i in whole else [])
+            keys: set[str] = set()
+            for k, sig in enumerate(asks):
+                if k and any(np.array_equal(sig, a) for a in asks[:k]):
+                    continue
+                if index is not None:
+                    keys.update(index.query(self._minhash(sig)))
+                keys.update(run.query(item, sig))
             same, other = self._best_match(item, keys, run)
             fired = [
                 (j, match, kind, t)
@@ -495,7 +506,6 @@ class NearDedupFilter(Filter):
         self.stats.lsh_candidates += len(keys)
         best: dict[bool, tuple[float, str | None]] = {True: (0.0, None), False: (0.0, None)}
         own_drop = run.boilerplate(item.cell)
-        own = _as_set(item.shingles, own_drop)
         for key in sorted(keys):
             other = self._items.get(key) or run.items.get(key)
             if other is None or other.id == item.id:
@@ -506,10 +516,7 @@ class NearDedupFilter(Filter):
             if other.seed and drop:
                 # A seed's own shingles count in full against that seed.
                 drop = drop - set(other.shingles.tolist())
-            if drop is own_drop:
-                j = jaccard(own, _as_set(other.shingles, drop))
-            else:
-                j = jaccard(_as_set(item.shingles, drop), _as_set(other.shingles, drop))
+            j = jaccard(*_pair(item.shingles, other.shingles, drop))
             if j > best[same][0]:
                 best[same] = (j, key)
         return best[True], best[False]
@@ -565,17 +572,17 @@ class NearDedupFilter(Filter):
             if index is not None and id_ in index:
                 index.remove(id_)
 
-    def reference(self, cell: str) -> _Reference | None:
-        """The real rows a cell's generated rows are compared with: the cell's seeds,
-        else its label's, else all seeds, whichever first has enough rows."""
-        enough = self.params.boilerplate_min_items
-        label = self._labels.get(cell, "")
-        for key in (("cell", cell), ("label", label)):
-            ref = self._refs.get(key)
-            if ref is not None and ref.n >= enough:
-                return ref
-        ref = self._refs.get(("all", ""))
-        return ref if ref is not None and ref.n else None
+    def reference(self, cell: str) -> Callable[[int], float] | None:
+        """The real rows' share of each shingle that a cell's generated rows are compared
+        with: the cell's seeds (else its label's) with one extra row at the rate of all
+        seeds (:func:`real_share`); None without any seed."""
+        wide = self._refs.get(("all", ""))
+        if wide is None or not wide.n:
+            return None
+        narrow = self._refs.get(("cell", cell)) or self._refs.get(
+            ("label", self._labels.get(cell, ""))
+        )
+        return partial(real_share, narrow=narrow, wide=wide)
 
     def frequencies(self, cell: str, base: _Frequencies | None = None) -> _Frequencies:
         p = self.params
