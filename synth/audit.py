@@ -444,11 +444,18 @@ def render_calibration(report: Mapping[str, Any]) -> str:
                     t["why"],
                 ]
             )
-    out += [""]
-    out += _table(
-        ["filter", "threshold", "value", "rule", "n", "q50", "q90", "q95", "q99", "max", "why"],
-        rows,
-    )
+    header = ["filter", "threshold", "value", "rule", "n", "q50", "q90", "q95", "q99", "max", "why"]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    left = {0, 1, 3, 10}  # names and words left, figures right
+
+    def fmt(r: list[str]) -> str:
+        cells = [
+            v.ljust(w) if i in left else v.rjust(w)
+            for i, (v, w) in enumerate(zip(r, widths, strict=True))
+        ]
+        return "  ".join(cells).rstrip()
+
+    out += ["", fmt(header), "-" * len(fmt(header)), *(fmt(r) for r in rows)]
     for f in report["filters"]:
         out += ["", f"{f['filter']}: {f['measure']}"]
         out += [f"  note: {n}" for n in f["notes"]]

@@ -6,10 +6,10 @@ Here the comparison is per cell (slice x label): two rows of different labels ma
 wording, and a cell's own near-duplicates are what make it repetitive.
 
 0.7 was chosen for instructions of 10-30 words that are meant to differ in task.
-Classification rows of one intent are alike by nature: in BANKING77, the median
-seed is at ROUGE-L 0.53 from its nearest seed of the same intent and one in twenty
-above 0.86 ("How do I turn on my new card?" / "How can I switch on my new card?" is
-0.75). So the threshold is calibrated on the seeds: the higher of ``threshold`` and
+Classification rows of one intent are alike by nature: among the demo's BANKING77
+seeds, the median is at ROUGE-L 0.52 from its nearest seed of the same intent and one
+in twenty above 0.83 ("How do I turn on my new card?" / "How can I switch on my new
+card?" is 0.75). So the threshold is calibrated on the seeds: the higher of ``threshold`` and
 the ``quantile`` of the seeds' nearest-neighbour ROUGE-L within their own cells (see
 :mod:`synth.filters.calibration`). A generated row is then too similar only when it
 is closer to a row of its cell than almost every real row is to its own nearest
@@ -83,9 +83,12 @@ class DiversityParams(FilterParams):
         their cells) where that is higher. Off: ``threshold`` as given.
     quantile: which quantile of the seeds' nearest-neighbour scores sets the
         threshold. Higher rejects fewer rows that are as close to a seed as real rows
-        are to each other (about ``1 - quantile`` of them are rejected) and lets more
-        one-word edits of short rows through; with the measured trade-off in the
-        README's filter-chain section.
+        are to each other and lets more one-word edits of short rows through.
+        Measured with ``bench/calibration.py --frontier`` (the demo's 171 seeds,
+        with the near-dedup filter of the same chain): 0.9 flags 19 % of fresh real
+        messages and catches every planted near copy, 0.95 (default) 11 % and 0.99
+        of them, 0.98 9 % and 0.88; Self-Instruct's fixed 0.7 with the near-dedup
+        floor flags 25 %.
     max_threshold: calibration never raises the threshold above this, however alike
         the seeds are: a row above it is a copy with cosmetic edits.
     min_seeds: fewer seeds than this: no calibration.
