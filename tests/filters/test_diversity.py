@@ -30,6 +30,15 @@ SEEDS = DATA / "self-instruct" / "seed_tasks.jsonl"
 
 CTX = FilterContext(root=Path("."), text_field="text", label_field="label")
 REASON = re.compile(r"^too_similar: rouge_l=(\d\.\d{3}) with (\S+) \(> (\d\.\d{3}): (.+)\)$")
+
+
+def parts(reason: str) -> tuple[str, ...]:
+    """A rejection's (score, nearest id, threshold, why)."""
+    found = REASON.match(reason)
+    assert found is not None, reason
+    return found.groups()
+
+
 CELL = CellKey(slice="default", label="task")
 OTHER = CellKey(slice="default", label="other")
 
@@ -131,7 +140,7 @@ def test_rejects_near_copy_of_a_seed_and_names_it() -> None:
     [d] = f.decide([cand(seed_47, 1)])
     assert d.verdict is Verdict.REJECT
     # Self-Instruct's seeds are far apart: the calibration keeps Self-Instruct's 0.7.
-    score, match, threshold, why = REASON.match(d.reason).groups()
+    score, match, threshold, why = parts(d.reason)
     assert (score, match, threshold) == ("1.000", "seed_task_47", "0.700")
     assert why.startswith("floor; q95 of 175 seeds ")
     assert d.score == 1.0
@@ -173,7 +182,7 @@ def test_compares_within_the_batch_against_earlier_kept_ones() -> None:
     ]
     out = f.decide(batch)
     assert [d.verdict for d in out] == [Verdict.KEEP, Verdict.REJECT, Verdict.REJECT, Verdict.KEEP]
-    assert [REASON.match(d.reason).group(2) for d in out[1:3]] == ["ex_1", "ex_1"]
+    assert [parts(d.reason)[1] for d in out[1:3]] == ["ex_1", "ex_1"]
     # Nothing was admitted: the batch's own keeps are gone again.
     assert f.decide([cand("please cancel my order from yesterday", 5)])[0].verdict is Verdict.KEEP
 
@@ -194,7 +203,7 @@ def test_admit_grows_the_index_and_ignores_repeats() -> None:
     f.admit([cand("book a table for two tonight", 1)])  # the same row again
     assert len(f._cells[CELL].rows) == 1
     [d] = f.decide([cand("book a table for two tonight please", 2)])
-    assert d.verdict is Verdict.REJECT and REASON.match(d.reason).group(2) == "ex_1"
+    assert d.verdict is Verdict.REJECT and parts(d.reason)[1] == "ex_1"
 
 
 def test_review_action() -> None:
@@ -218,7 +227,7 @@ def test_unicode_tokenizer_catches_non_english_near_duplicates() -> None:
     f.prepare(seeds)
     out = f.decide(batch)
     assert [d.verdict for d in out] == [Verdict.REJECT, Verdict.REJECT]
-    assert [REASON.match(d.reason).group(2) for d in out] == ["s_zh", "s_es"]
+    assert [parts(d.reason)[1] for d in out] == ["s_zh", "s_es"]
     # rouge_score's tokenizer sees no Chinese at all: everything passes with score 0.
     f = make(tokenizer="rouge_score")
     f.prepare(seeds)
@@ -266,7 +275,7 @@ def test_a_fresh_filter_decides_exactly_as_a_continuous_one() -> None:
         rng.shuffle(items)  # the store's order need not be the order of admission
         fresh.prepare(items)
         assert fresh.decide(batch) == decisions
-        named = [REASON.match(d.reason).group(2) for d in decisions if d.reason]
+        named = [parts(d.reason)[1] for d in decisions if d.reason]
         assert not any(n.endswith("b") for n in named)  # ties: smallest id
         kept = [c for c, d in zip(batch, decisions, strict=True) if d.verdict is Verdict.KEEP]
         # The chain may drop some of this filter's keeps (a later filter rejected them).
