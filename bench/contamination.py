@@ -1,6 +1,7 @@
-"""Contamination benchmark: recall of LLM-rephrased eval items at 1 % false alarms.
+"""Contamination benchmark: recall of LLM-rephrased eval items at 1 % false alarms,
+and the thresholds calibrated on seeds of the eval set's own domain.
 
-    python bench/contamination.py [--data ../shared/data]
+    python bench/contamination.py [--data ../shared/data] [--part floors|calibrated]
 
 For each eval set (GSM8K test, 15 MMLU subjects, HumanEval) the positives are the
 LLM Decontaminator's rephrasings of its items (each one a positive for the index as a
@@ -9,7 +10,17 @@ user-oriented tasks, alpaca-libre tasks, BANKING77 messages, PAWS sentences, and
 GSM8K, MMLU's high-school mathematics questions (same domain, different benchmark).
 For each signal separately, the score threshold is set where 1 % of the negatives
 score at or above it, and the recall of the positives there is printed, next to the
-recall and false-alarm rate at the filter's default thresholds.
+recall and false-alarm rate at the filter's floors (its thresholds without seeds).
+
+The calibrated part runs the filter as a run does: prepared with seeds, deciding
+candidates (a ``review`` counts as flagged, as it keeps the row out until a human
+approves it). BANKING77 and CLINC150: 1,000 train rows as seeds, 1,000 other train
+rows (the same domain, no copies intended) and test items verbatim, with formatting
+edits (case, spacing, punctuation), with one word misspelled, and with one word
+replaced, inserted or deleted. GSM8K: the BANKING77 seeds (another domain) or the
+first half of the test set (the same domain) as seeds, the LLM rephrasings of the
+items as positives, and templated banking messages that share only "I am ..." with
+one puzzle as negatives.
 """
 
 from __future__ import annotations
@@ -29,12 +40,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from synth.filters.base import FilterContext  # noqa: E402
 from synth.filters.contamination import (  # noqa: E402
     SIGNALS,
+    ContaminationFilter,
     ContaminationIndex,
     ContaminationParams,
     EvalSetSpec,
 )
+from synth.records import Candidate, CellKey, SeenItem, Source  # noqa: E402
 from synth.text import tokenize  # noqa: E402
 
 MMLU_COLUMNS = ("question", "A", "B", "C", "D", "answer")
@@ -174,8 +188,8 @@ def humaneval(data: Path) -> tuple[list[EvalSetSpec], list[str], list[str]]:
 def scores(index: ContaminationIndex, texts: Sequence[str]) -> dict[str, np.ndarray]:
     out = {s: np.zeros(len(texts)) for s in index.params.signals}
     for i, matches in enumerate(index.match(texts)):
-        for m in matches:
-            out[m.signal][i] = m.score
+        for m in matches:  # one match per signal and eval set: the best counts
+            out[m.signal][i] = max(out[m.signal][i], m.score)
     return out
 
 
@@ -239,11 +253,153 @@ def report(
         print(f"  {label} ({len(texts)}), flagged at defaults: {line}")
 
 
+# --- calibrated on seeds ------------------------------------------------------------
+
+CTX = FilterContext(root=Path("/"), text_field="text", label_field="label")
+
+
+def _candidates(texts: Sequence[str]) -> list[Candidate]:
+    cell = CellKey(slice="default", label="x")
+    return [
+        Candidate(
+            id=f"c{i}",
+            run_id="r",
+            cell=cell,
+            text=t,
+            data={"text": t},
+            llm_call_id="c",
+            index=0,
+            template="t",
+            template_sha="0" * 64,
+            model="m",
+        )
+        for i, t in enumerate(texts)
+    ]
+
+
+def _seeds(texts: Sequence[str]) -> list[SeenItem]:
+    cell = CellKey(slice="default", label="x")
+    return [
+        SeenItem(id=f"s{i}", text=t, cell=cell, source=Source.REAL) for i, t in enumerate(texts)
+    ]
+
+
+def edits(texts: Sequence[str], rng: random.Random) -> dict[str, list[str]]:
+    """Each text verbatim, with formatting edits, one word misspelled, one word edited."""
+    fmt, typo, word = [], [], []
+    vocab = "the my a please now card account money".split()
+    for t in texts:
+        f = t.lower() if rng.random() < 0.5 else t.upper()
+        fmt.append("  " + f.replace("?", " ?!").replace(",", " ,") + " ")
+        words = t.split()
+        spots = [i for i, w in enumerate(words) if len(w.strip("?.!,")) >= 4]
+        if spots:
+            i = rng.choice(spots)
+            w = words[i]
+            k = rng.randrange(1, len(w.strip("?.!,")) - 1)
+            w = rng.choice(
+                [w[:k] + w[k + 1 :], w[:k] + "e" + w[k:], w[: k - 1] + w[k] + w[k - 1] + w[k + 1 :]]
+            )
+            typo.append(" ".join(words[:i] + [w] + words[i + 1 :]))
+        words = t.split()
+        i = rng.randrange(len(words))
+        op = rng.choice(("sub", "del", "ins"))
+        if op == "sub":
+            words[i] = rng.choice(vocab)
+        elif op == "del" and len(words) > 3:
+            del words[i]
+        else:
+            words.insert(i, rng.choice(vocab))
+        word.append(" ".join(words))
+    return {"verbatim": list(texts), "formatting": fmt, "typo": typo, "one word": word}
+
+
+def flag_rates(
+    name: str, spec: EvalSetSpec, seeds: Sequence[str], cases: dict[str, Sequence[str]]
+) -> None:
+    start = time.perf_counter()
+    f = ContaminationFilter(ContaminationParams(eval_sets=(spec,)), CTX)
+    f.prepare(_seeds(seeds))
+    cal = f.calibration_table()
+    used = ", ".join(f"{t.name.split()[-1]} {t.value:g} ({t.why()})" for t in cal.thresholds)
+    print(f"\n{name}: {len(seeds)} seeds; thresholds {used} [{time.perf_counter() - start:.1f}s]")
+    for note in cal.notes:
+        print(f"  note: {note}")
+    for label, texts in cases.items():
+        decisions = f.decide(_candidates(texts))
+        flagged = sum(d.verdict != "keep" for d in decisions)
+        rejected = sum(d.verdict == "reject" for d in decisions)
+        print(
+            f"  {label:34s} flagged {flagged / len(texts):6.1%} ({flagged}/{len(texts)}),"
+            f" rejected {rejected / len(texts):6.1%}"
+        )
+
+
+def calibrated(data: Path) -> None:
+    rng = random.Random(5)
+    with open(data / "banking77" / "train.csv", newline="", encoding="utf-8") as fh:
+        train = [r["text"].strip() for r in csv.DictReader(fh)]
+    with open(data / "banking77" / "test.csv", newline="", encoding="utf-8") as fh:
+        test = [r["text"].strip() for r in csv.DictReader(fh)]
+    rng.shuffle(train)
+    spec = EvalSetSpec(
+        name="banking77-test", path=str(data / "banking77" / "test.csv"), field="text"
+    )
+    cases = {"train rows (same domain)": train[1000:2000]}
+    cases.update({f"test items, {k}": v for k, v in edits(rng.sample(test, 500), rng).items()})
+    flag_rates("BANKING77 train -> test", spec, train[:1000], cases)
+
+    clinc = json.loads((data / "clinc150" / "data_full.json").read_text(encoding="utf-8"))
+    ctrain = [t for t, _ in clinc["train"]]
+    ctest = [t for t, _ in clinc["test"] + clinc["oos_test"]]
+    rng.shuffle(ctrain)
+    path = Path("/tmp") / "synth-bench-clinc150-test.jsonl"
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in ctest), encoding="utf-8")
+    spec = EvalSetSpec(name="clinc150-test", path=str(path), field="text")
+    cases = {"train rows (same domain)": ctrain[1000:2000]}
+    cases.update({f"test items, {k}": v for k, v in edits(rng.sample(ctest, 500), rng).items()})
+    flag_rates("CLINC150 train -> test + oos_test", spec, ctrain[:1000], cases)
+
+    questions = [r["question"] for r in jsonl(data / "gsm8k" / "test.jsonl")]
+    _, rephrased, _ = gsm8k(data)
+    banking = [json.loads(line)["text"] for line in (ROOT / "seeds" / "banking.jsonl").open()]
+    templated = [f"{opener}{t}" for opener in TEMPLATES for t in banking]
+    spec = EvalSetSpec(name="gsm8k", path=str(data / "gsm8k" / "test.jsonl"), field="question")
+    cases = {
+        "rephrased items": rephrased,
+        "items, one word edited": edits(questions, rng)["one word"],
+        "banking train rows": train[2000:4000],
+        "templated banking rows": templated,
+    }
+    flag_rates("GSM8K, banking seeds (another domain)", spec, banking, cases)
+    half = Path("/tmp") / "synth-bench-gsm8k-second-half.jsonl"
+    half.write_text(
+        "".join(json.dumps({"question": q}) + "\n" for q in questions[660:]), encoding="utf-8"
+    )
+    spec = EvalSetSpec(name="gsm8k-half", path=str(half), field="question")
+    cases = {"rephrased items": rephrased[660:], "items verbatim": questions[660:]}
+    flag_rates("GSM8K second half, first half as seeds (same domain)", spec, questions[:660], cases)
+
+
+# Openings a generation template might put before every banking message; "I am" is
+# rare in GSM8K and appears in one puzzle ("I am three years younger than my brother").
+TEMPLATES = [
+    "Hi, I am a customer of yours and I am writing because I have a problem: ",
+    "Hello! I am a student and I am new to your bank. ",
+    "I am a small business owner and I am worried. ",
+]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--part", choices=("floors", "calibrated", "all"), default="all")
     args = ap.parse_args()
     data = args.data.resolve()
+    if args.part in ("calibrated", "all"):
+        calibrated(data)
+    if args.part == "calibrated":
+        return
     rng = random.Random(3)
     pool = negatives(data, rng)
     placeholder = EvalSetSpec(name="x", path="x.jsonl", field="x")

@@ -233,7 +233,7 @@ def run_filter(stream: Sequence[Doc], params: NearDedupParams, rng: random.Rando
         kept = []
         for c, d in zip(batch, decisions, strict=True):
             if d.verdict == "reject":
-                match = d.reason.rsplit(" with ", 1)[1]
+                match = d.reason.split(" with ", 1)[1].split()[0]
                 if c.id in planted and group[match] == group[c.id]:
                     tp += 1
                 else:

@@ -33,10 +33,11 @@ from synth.agreement import KAPPA_WARN_BELOW, cohen_kappa
 from synth.config import Config
 from synth.datafiles import read_rows
 from synth.errors import SynthError
+from synth.filters import build_chain
 from synth.filters.diversity import diversity_figures
-from synth.filters.rubric import decision_filters
+from synth.filters.rubric import decision_filters, split_judge
 from synth.plan import plan_cells
-from synth.records import canonical_json, sha256_text
+from synth.records import CellKey, SeenItem, Source, canonical_json, sha256_text
 from synth.store import Store, empty_funnel_row
 from synth.store.rows import ExampleRow, FrozenItem
 from synth.text import normalize_text
@@ -157,6 +158,7 @@ def audit_store(config: Config, store: Store) -> dict[str, Any]:
             for h in hits
         ],
         "cells": cells,
+        "calibration": calibration(config, real_rows(store)),
     }
 
 
@@ -360,6 +362,103 @@ def render_audit(report: dict[str, Any]) -> str:
         f" cost ${t['cost_usd']:.4f}; per accepted row: {num(t['tokens_per_accepted'], 0)}"
         f" tokens, ${num(t['cost_per_accepted'], 6)}",
     ]
+    if "calibration" in report:
+        out += ["", render_calibration(report["calibration"])]
+    return "\n".join(out)
+
+
+# --- calibration -----------------------------------------------------------------------
+
+
+def real_rows(store: Store) -> list[SeenItem]:
+    """The store's real rows (seeds), as the filters see them."""
+    return [s for s in store.examples.seen_items() if s.source is Source.REAL]
+
+
+def stored_seeds(config: Config) -> list[SeenItem] | None:
+    """The seeds of the project's store; None when there is no store yet (reading
+    must not create one)."""
+    if not config.db_path.exists():
+        return None
+    with Store(config.db_path) as store:
+        return real_rows(store)
+
+
+def seed_file_rows(config: Config, path: Path) -> list[SeenItem]:
+    """The rows of a seed file, validated as ``synth seeds import`` would, as seeds."""
+    from synth.seeds import read_seeds
+
+    return [
+        SeenItem(
+            id=f"seed:{s.origin}",
+            text=s.text,
+            cell=CellKey(slice=s.slice, label=s.label),
+            source=Source.REAL,
+        )
+        for s in read_seeds(path, config).seeds
+    ]
+
+
+def calibration(config: Config, seeds: Sequence[SeenItem]) -> dict[str, Any]:
+    """For each similarity filter of the chain: its thresholds, the rule that set each,
+    and the distribution of the seeds' scores it was set from (the seeds among
+    themselves, and against each eval set).
+
+    The filters are built and prepared exactly as a run prepares them, so the figures
+    are the ones the next run decides with. A filter that cannot be built (an eval set
+    file missing) is reported with its error instead of failing the whole report.
+    """
+    out: dict[str, Any] = {"seeds": len(seeds), "filters": [], "error": None}
+    try:
+        cheap, _ = split_judge(config.filters, config.source.name)
+        chain = build_chain(cheap, config.filter_context())
+        chain.prepare(seeds)
+    except SynthError as e:
+        out["error"] = str(e)
+        return out
+    for f in chain.filters:
+        table = f.calibration_table()
+        if table is not None:
+            out["filters"].append(table.as_dict())
+    return out
+
+
+def render_calibration(report: Mapping[str, Any]) -> str:
+    """The calibration as a table: one row per threshold."""
+    out = [f"thresholds calibrated on {report['seeds']} seeds"]
+    if report["error"]:
+        return "\n".join([*out, f"error: {report['error']}"])
+    rows = []
+    for f in report["filters"]:
+        for t in f["thresholds"]:
+            q = t["scores"]["quantiles"]
+            rows.append(
+                [
+                    f["filter"],
+                    t["name"],
+                    num(t["value"], 2),
+                    t["rule"],
+                    str(t["scores"]["count"]),
+                    *(num(q.get(k), 2) for k in ("0.5", "0.9", "0.95", "0.99")),
+                    num(t["scores"]["max"], 2),
+                    t["why"],
+                ]
+            )
+    header = ["filter", "threshold", "value", "rule", "n", "q50", "q90", "q95", "q99", "max", "why"]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    left = {0, 1, 3, 10}  # names and words left, figures right
+
+    def fmt(r: list[str]) -> str:
+        cells = [
+            v.ljust(w) if i in left else v.rjust(w)
+            for i, (v, w) in enumerate(zip(r, widths, strict=True))
+        ]
+        return "  ".join(cells).rstrip()
+
+    out += ["", fmt(header), "-" * len(fmt(header)), *(fmt(r) for r in rows)]
+    for f in report["filters"]:
+        out += ["", f"{f['filter']}: {f['measure']}"]
+        out += [f"  note: {n}" for n in f["notes"]]
     return "\n".join(out)
 
 

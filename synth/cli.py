@@ -271,36 +271,77 @@ def export_cmd(
     )
 
 
+class Misconfigured(click.ClickException):
+    """A command that cannot check what it was asked to: exit status 2, apart from the
+    1 that means "found something"."""
+
+    exit_code = 2
+
+
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--field", help="The field holding the text (default: the schema's text field).")
+@click.option(
+    "--reference",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A seed file whose rows calibrate the thresholds"
+    " (default: the store's seeds, else FILE's own rows).",
+)
 @click.pass_context
-def contamination(ctx: click.Context, file: Path, field: str | None) -> None:
+def contamination(
+    ctx: click.Context, file: Path, field: str | None, reference: Path | None
+) -> None:
     """Check any dataset file against the eval sets of the contamination filter.
 
-    Prints one line per hit (row, eval set, item, signal, score) and exits 1 if any
-    row hit, so it can gate a pipeline.
+    Prints one line per hit (row, eval set, item, signal, score, reject or review) and
+    a summary with the thresholds used. Exit status: 0 when no row would be rejected
+    (rows in the review band are listed for a human), 1 when a row would be rejected,
+    2 when the check cannot run (no contamination filter, an eval set or field
+    missing), so a pipeline can tell "contaminated" from "misconfigured".
     """
+    from synth.audit import seed_file_rows, stored_seeds
     from synth.filters.contamination import ContaminationParams, check_file
 
-    config = _config(ctx)
-    params = next((f for f in config.filters if isinstance(f, ContaminationParams)), None)
-    if params is None:
-        raise click.ClickException(
-            f'{config.source.name}: filters: no [[filters]] kind = "contamination" names'
-            " the eval sets to check against"
+    try:
+        config = _config(ctx)
+        params = next((f for f in config.filters if isinstance(f, ContaminationParams)), None)
+        if params is None:
+            raise Misconfigured(
+                f'{config.source.name}: filters: no [[filters]] kind = "contamination" names'
+                " the eval sets to check against"
+            )
+        if reference is not None:
+            seeds = seed_file_rows(config, reference)
+            name = f"the {len(seeds)} rows of {reference}"
+        else:
+            stored = stored_seeds(config)
+            seeds = stored or []
+            name = f"the {len(seeds)} seeds of {config.db_path}"
+        check = check_file(
+            file.absolute(),
+            field or config.data_schema.text,
+            params,
+            config.filter_context(),
+            reference=[s.text for s in seeds] if seeds else None,
+            reference_name=name if seeds else "",
         )
-    hits = check_file(
-        file.absolute(), field or config.data_schema.text, params, config.filter_context()
-    )
-    for h in hits:
-        click.echo(f"{h.row}\t{h.eval_set}\t{h.item_id}\t{h.signal}\t{h.score:.3f}")
-    rows = len({h.row for h in hits})
-    sets = ", ".join(sorted({h.eval_set for h in hits})) or "none"
+    except SynthError as e:
+        raise Misconfigured(str(e)) from None
+    for h in check.hits:
+        click.echo(
+            f"{h.row}\t{h.eval_set}\t{h.item_id}\t{h.signal}\t{h.score:.3f}\t{h.verdict}"
+            f"\t{h.threshold:g}"
+        )
+    sets = ", ".join(sorted({h.eval_set for h in check.hits})) or "none"
     click.echo(
-        f"{file}: {rows} rows hit eval items ({len(hits)} signals fired; sets: {sets})", err=True
+        f"{file}: {len(check.rejected_rows)} of {check.rows} rows hit eval items,"
+        f" {len(check.review_rows)} more in the review band ({len(check.hits)} signals fired;"
+        f" sets: {sets}); thresholds calibrated on {check.reference}",
+        err=True,
     )
-    if hits:
+    for t in check.calibration.thresholds:
+        click.echo(f"  {t.name}: {t.value:g} ({t.why()})", err=True)
+    if check.rejected_rows:
         sys.exit(1)
 
 
@@ -628,6 +669,29 @@ def review_ack(ctx: click.Context, cell: str, note: str | None) -> None:
     with Store(config.db_path) as store:
         n = acknowledge(store, cell, note)
     click.echo(f"{cell}: {n} reviews acknowledged; its reject share counts afresh")
+
+
+@cli.command("calibrate")
+@click.option(
+    "--seeds",
+    "seeds_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Calibrate on this seed file instead of the store's seeds.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def calibrate_cmd(ctx: click.Context, seeds_file: Path | None, as_json: bool) -> None:
+    """Show each similarity filter's thresholds and why: the seeds' scores among
+    themselves and against each eval set, the quantile each threshold is set at, and
+    the floor or cap that bounds it."""
+    from synth.audit import calibration, render_calibration, seed_file_rows, stored_seeds
+
+    config = _config(ctx)
+    seeds = seed_file_rows(config, seeds_file) if seeds_file else stored_seeds(config) or []
+    report = calibration(config, seeds)
+    click.echo(json.dumps(report, indent=2) if as_json else render_calibration(report))
+    if report["error"]:
+        sys.exit(2)
 
 
 def main() -> None:

@@ -141,6 +141,47 @@ def _share_chart(slices: list[dict[str, Any]]) -> str:
     return _legend(("real", REAL), ("synthetic", SYNTHETIC), ("edited", EDITED)) + "".join(parts)
 
 
+def _calibration(section: dict[str, Any] | None) -> str:
+    """The similarity filters' thresholds: value, the rule that set it, and the seeds'
+    score distribution it came from (each seed's nearest other seed, or its best match
+    in an eval set)."""
+    if not section:
+        return "<p>No calibration in this report.</p>"
+    intro = (
+        f"<p>Thresholds calibrated on {section['seeds']} seeds: each is the higher of the"
+        " filter's floor and a quantile of the seeds' own scores, capped; the columns q50"
+        " to max are those scores.</p>"
+    )
+    if section["error"]:
+        return intro + f'<p class="warn">{escape(section["error"])}</p>'
+    rows = [
+        '<table data-table="calibration"><tr><th>filter</th><th class="t">threshold</th>'
+        "<th>value</th><th>rule</th><th>seeds</th><th>q50</th><th>q90</th><th>q95</th>"
+        '<th>q99</th><th>max</th><th class="t">why</th></tr>'
+    ]
+    notes = []
+    for f in section["filters"]:
+        for t in f["thresholds"]:
+            q = t["scores"]["quantiles"]
+            rows.append(
+                f'<tr data-filter="{escape(f["filter"])}" data-threshold="{escape(t["name"])}">'
+                f'<td>{escape(f["filter"])}</td><td class="t">{escape(t["name"])}</td>'
+                + _td(t["value"], num(t["value"], 2), "value")
+                + f"<td>{escape(t['rule'])}</td>"
+                + _td(t["scores"]["count"], field="scores.count")
+                + "".join(
+                    _td(q.get(k), num(q.get(k), 2), f"scores.quantiles.{k}")
+                    for k in ("0.5", "0.9", "0.95", "0.99")
+                )
+                + _td(t["scores"]["max"], num(t["scores"]["max"], 2), "scores.max")
+                + f'<td class="t">{escape(t["why"])}</td></tr>'
+            )
+        notes += [f"<li>{escape(f['filter'])}: {escape(f['measure'])}</li>"]
+        notes += [f"<li>{escape(f['filter'])}: {escape(n)}</li>" for n in f["notes"]]
+    rows.append("</table>")
+    return intro + "".join(rows) + (f"<ul>{''.join(notes)}</ul>" if notes else "")
+
+
 def _card(value: str, label: str, key: str, raw: Any) -> str:
     return (
         f'<div class="card" data-total="{escape(key)}" data-value="{escape(json.dumps(raw))}">'
@@ -301,5 +342,7 @@ Every figure is read from the provenance store.</p>
 {"".join(reasons) if report["reasons"] else "<p>No row was rejected.</p>"}
 <h2>Contamination hits</h2>
 {f"<ul>{hits}</ul>" if hits else "<p>No generated row matched an eval set.</p>"}
+<h2>Similarity thresholds and why</h2>
+{_calibration(report.get("calibration"))}
 </body></html>
 """

@@ -90,8 +90,25 @@ def test_contamination_command_lists_hits_and_fails(project, tmp_path):
 
 
 def test_contamination_command_needs_the_filter(project, tmp_path):
+    # Misconfigured (2) is not contaminated (1): a pipeline can tell them apart.
     data = write_jsonl(tmp_path / "d.jsonl", [{"text": "hello there", "label": "x"}])
     result = CliRunner().invoke(
         cli, ["--config", str(project.config_path), "contamination", str(data)]
     )
-    assert result.exit_code == 1 and 'no [[filters]] kind = "contamination"' in result.output
+    assert result.exit_code == 2 and 'no [[filters]] kind = "contamination"' in result.output
+
+
+def test_contamination_command_exit_status_when_it_cannot_check(project, tmp_path):
+    data = write_jsonl(tmp_path / "d.jsonl", [{"text": "hello there", "label": "x"}])
+    missing = FILTERS.replace(str(GSM8K), str(tmp_path / "no-such-eval.jsonl"))
+    project.write_config(extra=missing)
+    result = CliRunner().invoke(
+        cli, ["--config", str(project.config_path), "contamination", str(data)]
+    )
+    assert result.exit_code == 2 and "no-such-eval.jsonl" in result.output
+    project.write_config(extra=FILTERS)
+    result = CliRunner().invoke(
+        cli,
+        ["--config", str(project.config_path), "contamination", "--field", "prompt", str(data)],
+    )
+    assert result.exit_code == 2 and "no field 'prompt'" in result.output

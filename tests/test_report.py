@@ -107,4 +107,23 @@ def test_the_html_report_renders_offline_and_its_numbers_equal_the_json_audit(
     assert [int(r.query_selector("td[data-field]").inner_text()) for r in reasons] == [
         r["count"] for r in expected["reasons"]
     ]
+    # Each similarity threshold, with the seeds' scores it was calibrated on.
+    thresholds = {
+        (f["filter"], t["name"]): t
+        for f in expected["calibration"]["filters"]
+        for t in f["thresholds"]
+    }
+    rows = page.query_selector_all('table[data-table="calibration"] tr[data-threshold]')
+    shown = {(r.get_attribute("data-filter"), r.get_attribute("data-threshold")): r for r in rows}
+    assert set(shown) == set(thresholds) and ("near_dedup", "other cell") in shown
+    for key, row in shown.items():
+        for td in row.query_selector_all("td[data-field]"):
+            value = json.loads(td.get_attribute("data-value"))
+            field = td.get_attribute("data-field")
+            t = thresholds[key]
+            if field.startswith("scores.quantiles."):
+                want = t["scores"]["quantiles"][field.removeprefix("scores.quantiles.")]
+            else:
+                want = _field(t, field)
+            assert value == want, (key, field)
     page.close()

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from synth.filters.calibration import FilterCalibration
 from synth.records import Candidate, Decision, SeenItem, Verdict
 
 
@@ -96,3 +97,8 @@ class Filter(Decides, ABC):
 
     def admit(self, kept: Sequence[Candidate]) -> None:  # noqa: B027 - optional hook
         """Candidates the whole chain kept: stateful filters add them to their index."""
+
+    def calibration_table(self) -> FilterCalibration | None:
+        """The thresholds in use and the seed scores they come from (similarity
+        filters); None for a filter without one."""
+        return None

@@ -5,22 +5,55 @@ its ROUGE-L F-measure against any seed or any instruction accepted so far exceed
 Here the comparison is per cell (slice x label): two rows of different labels may share
 wording, and a cell's own near-duplicates are what make it repetitive.
 
+0.7 was chosen for instructions of 10-30 words that are meant to differ in task.
+Classification rows of one intent are alike by nature: among the demo's BANKING77
+seeds, the median is at ROUGE-L 0.52 from its nearest seed of the same intent and one
+in twenty above 0.83 ("How do I turn on my new card?" / "How can I switch on my new
+card?" is 0.75). So the threshold is calibrated on the seeds: the higher of ``threshold`` and
+the ``quantile`` of the seeds' nearest-neighbour ROUGE-L within their own cells (see
+:mod:`synth.filters.calibration`). A generated row is then too similar only when it
+is closer to a row of its cell than almost every real row is to its own nearest
+neighbour.
+
+Template boilerplate ("Hello, I am a long-time customer and I have a question about
+my account: ...") would make every templated row of a cell look like the others.
+Word pairs found in more than ``boilerplate_df`` of a cell's generated rows and at
+least ``boilerplate_lift`` times as often as among the real rows are template
+phrasing: the tokens they cover are left out of generated rows before ROUGE-L is
+computed. Seeds are never stripped, and a stripped candidate is also compared whole
+with the seeds of its cell: a model that keeps repeating one seed makes that seed's
+phrasing frequent among generated rows, and must not turn its copies into
+boilerplate.
+
 Also :func:`diversity_figures`, the per-cell numbers ``synth status`` reports.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 import statistics
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal
 
 from pydantic import Field
 
 from synth.filters.base import Filter, FilterContext, FilterParams
+from synth.filters.calibration import (
+    FilterCalibration,
+    PhraseCounts,
+    Threshold,
+    calibrate,
+    fixed,
+    overused,
+    real_share,
+    sample_positions,
+)
 from synth.filters.rouge import RougeIndex, TokenizerName, nearest_neighbour_scores, tokenize
-from synth.records import Candidate, CellKey, Decision, SeenItem
+from synth.records import Candidate, CellKey, Decision, SeenItem, Source
 
 # Scores are ratios 2 LCS / (m + n) computed in floating point, and rouge_score's
 # formula (kept bit for bit) puts an exact 0.7 (7 of 10 tokens) at 0.7000000000000001.
@@ -42,12 +75,35 @@ def exceeds(score: float, threshold: float) -> bool:
 class DiversityParams(FilterParams):
     """Settings of the ROUGE-L diversity filter.
 
-    threshold: a candidate whose ROUGE-L F against a seed or kept row of its cell is
-        *above* this is too similar (exactly equal passes, see :func:`exceeds`). 0.7 is
-        Self-Instruct's and Alpaca's value. Lower keeps a cell more varied and costs more
-        generation (more rejects per kept row); short texts (intents of 5-10 words)
-        reach high scores on a shared phrase, so classification cells may need 0.8.
-        1.0 turns the filter off.
+    threshold: the floor of the threshold; calibration never goes below it. A candidate
+        whose ROUGE-L F against a seed or kept row of its cell is *above* the
+        threshold is too similar (exactly equal passes, see :func:`exceeds`). 0.7 is
+        Self-Instruct's and Alpaca's value. 1.0 turns the filter off.
+    calibrate: raise the threshold to the seeds' own nearest-neighbour ROUGE-L (within
+        their cells) where that is higher. Off: ``threshold`` as given.
+    quantile: which quantile of the seeds' nearest-neighbour scores sets the
+        threshold. Higher rejects fewer rows that are as close to a seed as real rows
+        are to each other and lets more one-word edits of short rows through.
+        Measured with ``bench/calibration.py --frontier`` (the demo's 171 seeds,
+        with the near-dedup filter of the same chain): 0.9 flags 19 % of fresh real
+        messages and catches every planted near copy, 0.95 (default) 11 % and 0.99
+        of them, 0.98 9 % and 0.88; Self-Instruct's fixed 0.7 with the near-dedup
+        floor flags 25 %.
+    max_threshold: calibration never raises the threshold above this, however alike
+        the seeds are: a row above it is a copy with cosmetic edits.
+    min_seeds: fewer seeds than this: no calibration.
+    calibration_sample: at most this many seeds (a fixed sample) are scored, each
+        against all the seeds of its cell: with 10,000 seeds in one cell, 1,000 take
+        about 5 s when a run starts (10,000 in 77 cells: 0.3 s). More is a closer
+        estimate of the quantile and slower.
+    boilerplate_df, boilerplate_lift, boilerplate_min_items: a word pair found in
+        more than ``boilerplate_df`` of a cell's generated rows and at least
+        ``boilerplate_lift`` times as often as among the real rows (the cell's, else
+        its label's, leaning on all seeds where they are few), beyond what chance
+        explains, is template phrasing and
+        left out of generated rows; counted once the cell has
+        ``boilerplate_min_items`` generated rows. Lower ``boilerplate_df``
+        recognises templates only some rows use; 1.0 disables the guard.
     tokenizer: "unicode" (default) tokenises any script, with one token per CJK
         character; "rouge_score" reproduces Google's rouge_score exactly, ASCII only
         (non-English text scores 0 against everything and always passes). On English
@@ -58,73 +114,288 @@ class DiversityParams(FilterParams):
 
     kind: Literal["diversity"] = "diversity"
     threshold: float = Field(default=0.7, ge=0.0, le=1.0)
+    calibrate: bool = True
+    quantile: float = Field(default=0.95, gt=0.5, lt=1.0)
+    max_threshold: float = Field(default=0.95, ge=0.0, le=1.0)
+    min_seeds: int = Field(default=20, ge=2)
+    calibration_sample: int = Field(default=1_000, ge=100)
+    boilerplate_df: float = Field(default=0.1, gt=0.0, le=1.0)
+    boilerplate_lift: float = Field(default=2.0, ge=1.0)
+    boilerplate_min_items: int = Field(default=5, ge=2)
     tokenizer: TokenizerName = "unicode"
     action: Literal["reject", "review"] = "reject"
 
 
+Bigram = tuple[str, str]
+
+
+def _bigrams(tokens: Sequence[str]) -> set[Bigram]:
+    return set(zip(tokens, tokens[1:], strict=False))
+
+
+# A row left with fewer of its own tokens than this is compared whole: a template
+# leaves each row its own words, a text repeated with a word changed leaves one.
+_MIN_OWN = 3
+# Without real rows to compare with, nothing tells a template from phrasing that is
+# merely common ("Write a ..." in instructions): only what more than half of a cell's
+# generated rows share counts.
+_SHARE_WITHOUT_REFERENCE = 0.5
+
+
+def strip_boilerplate(tokens: Sequence[str], boilerplate: frozenset[Bigram]) -> list[str]:
+    """The tokens not covered by a boilerplate word pair; all of them if too few are
+    left."""
+    if not boilerplate or len(tokens) < 2:
+        return list(tokens)
+    covered = [False] * len(tokens)
+    for i in range(len(tokens) - 1):
+        if (tokens[i], tokens[i + 1]) in boilerplate:
+            covered[i] = covered[i + 1] = True
+    rest = [t for t, c in zip(tokens, covered, strict=True) if not c]
+    return rest if len(rest) >= min(_MIN_OWN, len(tokens)) else list(tokens)
+
+
+class _Counts:
+    """Word-pair document frequencies of a set of rows (each distinct row once)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[Bigram] = Counter()
+        self.n = 0
+        self.digests: set[bytes] = set()
+
+    def add(self, tokens: Sequence[str]) -> bool:
+        if not tokens:
+            return False
+        digest = hashlib.blake2b("\x00".join(tokens).encode("utf-8", "surrogatepass")).digest()
+        if digest in self.digests:
+            return False
+        self.digests.add(digest)
+        self.counts.update(_bigrams(tokens))
+        self.n += 1
+        return True
+
+
+@dataclass
+class _Cell:
+    seeds: list[tuple[str, list[str]]] = field(default_factory=list)
+    rows: list[tuple[str, list[str]]] = field(default_factory=list)  # kept generated rows
+    generated: _Counts = field(default_factory=_Counts)
+    boilerplate: frozenset[Bigram] = frozenset()
+    index: RougeIndex | None = None
+    seed_index: RougeIndex | None = None  # the seeds alone, for stripped candidates
+
+
 class DiversityFilter(Filter):
     """Per cell, the max ROUGE-L F of each candidate against seeds, kept rows and the
-    candidates kept earlier in the same batch.
+    candidates kept earlier in the same batch, above a threshold calibrated on the
+    seeds.
 
     Every decision's score is that max (0.0 for a first row of its cell); a reject
-    names the nearest item. Among equally near items the smallest id is named, so a
-    resumed run, which loads kept rows in store order, writes the same reasons.
+    names the nearest item and the threshold. Among equally near items the smallest
+    id is named, so a resumed run, which loads kept rows in store order, writes the
+    same reasons.
     """
 
     name = "diversity"
-    version = "1"
+    version = "2"
 
     def __init__(self, params: DiversityParams, ctx: FilterContext) -> None:
         self.params = params
         self.ctx = ctx
-        self._cells: dict[CellKey, RougeIndex] = {}
+        self._cells: dict[CellKey, _Cell] = {}
         self._ids: set[str] = set()
+        self._refs: dict[tuple[str, str], PhraseCounts[Bigram]] = {}
+        self.threshold = self._calibrate()
 
-    def _index(self, cell: CellKey) -> RougeIndex:
-        index = self._cells.get(cell)
-        if index is None:
-            index = self._cells[cell] = RougeIndex(self.params.tokenizer)
-        return index
+    def _cell(self, cell: CellKey) -> _Cell:
+        state = self._cells.get(cell)
+        if state is None:
+            state = self._cells[cell] = _Cell()
+        return state
 
-    def _add(self, item_id: str, text: str, cell: CellKey) -> None:
-        # A row can reach the filter twice (a seed also kept, an admit repeated after a
-        # resume); a second copy would change nothing but the work per search.
-        if item_id not in self._ids:
-            self._ids.add(item_id)
-            self._index(cell).add(item_id, text)
+    def _tokens(self, text: str) -> list[str]:
+        return tokenize(text, self.params.tokenizer)
+
+    # --- the Filter contract -------------------------------------------------------
 
     def prepare(self, seen: Iterable[SeenItem]) -> None:
-        for item in seen:
-            self._add(item.id, item.text, item.cell)
+        """Index the seeds and kept rows; calibrate the threshold on the seeds."""
+        items = [s for s in seen if s.id not in self._ids]
+        for s in items:
+            self._ids.add(s.id)
+            tokens = self._tokens(s.text)
+            state = self._cell(s.cell)
+            if s.source is Source.REAL:
+                state.seeds.append((s.id, tokens))
+                for key in (("cell", str(s.cell)), ("label", s.cell.label), ("all", "")):
+                    self._refs.setdefault(key, PhraseCounts()).add(_bigrams(tokens))
+            else:
+                state.rows.append((s.id, tokens))
+                state.generated.add(tokens)
+        for cell, state in self._cells.items():
+            state.boilerplate = self._boilerplate(cell, state.generated, state)
+            state.index = state.seed_index = None  # rebuilt when next needed
+        self.threshold = self._calibrate()
 
     def decide(self, batch: Sequence[Candidate]) -> list[Decision]:
-        # Candidates kept here join their cell's index for the rest of the batch and are
-        # taken out again at the end: only ``admit`` (what the whole chain kept) makes
-        # them permanent.
-        sizes = {cell: len(index) for cell, index in self._cells.items()}
+        # Per cell: the boilerplate with this batch counted in, and an index under it.
+        # Candidates kept here join that index for the rest of the batch; only
+        # ``admit`` (what the whole chain kept) makes them permanent.
+        tokens = [self._tokens(c.text) for c in batch]
+        indexes: dict[CellKey, tuple[RougeIndex, frozenset[Bigram], int]] = {}
+        by_cell: dict[CellKey, list[list[str]]] = {}
+        for c, toks in zip(batch, tokens, strict=True):
+            by_cell.setdefault(c.cell, []).append(toks)
+        for cell, cell_tokens in by_cell.items():
+            state = self._cell(cell)
+            counts = _Counts()
+            counts.counts = state.generated.counts.copy()
+            counts.n = state.generated.n
+            counts.digests = set(state.generated.digests)
+            for toks in cell_tokens:
+                counts.add(toks)
+            boilerplate = self._boilerplate(cell, counts, state)
+            if boilerplate == state.boilerplate:
+                index = self._stored_index(state)
+            else:
+                index = self._build(state, boilerplate)
+            indexes[cell] = (index, boilerplate, len(index))
         out = []
+        limit = self.threshold
         try:
-            for c in batch:
-                index = self._index(c.cell)
-                sizes.setdefault(c.cell, len(index))
-                match = index.nearest(c.text)
-                if exceeds(match.score, self.params.threshold):
-                    reason = f"too_similar: rouge_l={match.score:.3f} with {match.key}"
+            for c, toks in zip(batch, tokens, strict=True):
+                index, boilerplate, _ = indexes[c.cell]
+                own = strip_boilerplate(toks, boilerplate)
+                match = index.nearest_tokens(own)
+                if len(own) != len(toks):
+                    whole = self._seed_index(self._cells[c.cell]).nearest_tokens(toks)
+                    if whole.key is not None and (whole.score, match.key or "") > (
+                        match.score,
+                        whole.key,
+                    ):
+                        match = whole
+                if exceeds(match.score, limit.value):
+                    reason = (
+                        f"too_similar: rouge_l={match.score:.3f} with {match.key}"
+                        f" (> {limit.value:.3f}: {limit.why()})"
+                    )
                     if self.params.action == "review":
                         out.append(self.review(c, reason, score=match.score))
                     else:
                         out.append(self.reject(c, reason, score=match.score))
                 else:
                     out.append(self.keep(c, score=match.score))
-                    index.add(c.id, c.text)
+                    index.add_tokens(c.id, own)
         finally:
-            for cell, size in sizes.items():
-                self._cells[cell].truncate(size)
+            for index, _, size in indexes.values():
+                index.truncate(size)
         return out
 
     def admit(self, kept: Sequence[Candidate]) -> None:
+        # A row can reach the filter twice (a seed also kept, an admit repeated after a
+        # resume); a second copy would change nothing but the work per search.
+        touched: set[CellKey] = set()
         for c in kept:
-            self._add(c.id, c.text, c.cell)
+            if c.id in self._ids:
+                continue
+            self._ids.add(c.id)
+            tokens = self._tokens(c.text)
+            state = self._cell(c.cell)
+            state.rows.append((c.id, tokens))
+            state.generated.add(tokens)
+            touched.add(c.cell)
+            if state.index is not None:
+                state.index.add_tokens(c.id, strip_boilerplate(tokens, state.boilerplate))
+        for cell in touched:
+            state = self._cells[cell]
+            boilerplate = self._boilerplate(cell, state.generated, state)
+            if boilerplate != state.boilerplate:
+                state.boilerplate = boilerplate
+                state.index = None
+
+    def calibration_table(self) -> FilterCalibration:
+        return FilterCalibration(
+            self.name, "ROUGE-L F of each seed's nearest other seed in its cell", (self.threshold,)
+        )
+
+    # --- state ---------------------------------------------------------------------
+
+    def _seed_index(self, state: _Cell) -> RougeIndex:
+        if state.seed_index is None:
+            state.seed_index = RougeIndex(self.params.tokenizer)
+            for key, tokens in state.seeds:
+                state.seed_index.add_tokens(key, tokens)
+        return state.seed_index
+
+    def _stored_index(self, state: _Cell) -> RougeIndex:
+        if state.index is None:
+            state.index = self._build(state, state.boilerplate)
+        return state.index
+
+    def _build(self, state: _Cell, boilerplate: frozenset[Bigram]) -> RougeIndex:
+        index = RougeIndex(self.params.tokenizer)
+        for key, tokens in state.seeds:
+            index.add_tokens(key, tokens)
+        for key, tokens in state.rows:
+            index.add_tokens(key, strip_boilerplate(tokens, boilerplate))
+        return index
+
+    def _reference(self, cell: CellKey) -> Callable[[Bigram], float] | None:
+        """The real rows' share of each word pair: the cell's seeds (else its label's)
+        with one extra row at the rate of all seeds (:func:`real_share`)."""
+        wide = self._refs.get(("all", ""))
+        if wide is None or not wide.n:
+            return None
+        narrow = self._refs.get(("cell", str(cell))) or self._refs.get(("label", cell.label))
+        return partial(real_share, narrow=narrow, wide=wide)
+
+    def _boilerplate(self, cell: CellKey, generated: _Counts, state: _Cell) -> frozenset[Bigram]:
+        p = self.params
+        if p.boilerplate_df >= 1.0 or generated.n < p.boilerplate_min_items:
+            return frozenset()
+        ref = self._reference(cell)
+        share = (
+            p.boilerplate_df if ref is not None else max(p.boilerplate_df, _SHARE_WITHOUT_REFERENCE)
+        )
+        limit = share * generated.n
+        out = []
+        for bigram, count in generated.counts.items():
+            if count <= limit:
+                continue
+            if ref is None or overused(count, generated.n, ref(bigram), share, p.boilerplate_lift):
+                out.append(bigram)
+        return frozenset(out)
+
+    def _calibrate(self) -> Threshold:
+        """The threshold the seeds imply: the quantile of their nearest-neighbour
+        ROUGE-L within their own cells."""
+        p = self.params
+        if not p.calibrate:
+            return fixed("cell", p.threshold)
+        # Each distinct seed once: a seed stored twice says nothing about how alike
+        # different real rows are (exact copies are exact dedup's business).
+        distinct = {
+            cell: list(dict.fromkeys(tuple(t) for _, t in state.seeds))
+            for cell, state in self._cells.items()
+        }
+        seeds = [(cell, i) for cell, seqs in distinct.items() for i in range(len(seqs))]
+        scores: list[float] = []
+        if len(seeds) >= p.min_seeds:
+            indexes: dict[CellKey, RougeIndex] = {}
+            for at in sample_positions(len(seeds), p.calibration_sample):
+                cell, i = seeds[at]
+                index = indexes.get(cell)
+                if index is None:
+                    index = indexes[cell] = RougeIndex(p.tokenizer)
+                    for k, seq in enumerate(distinct[cell]):
+                        index.add_tokens(str(k), seq)
+                scores.append(index._nearest(index._seqs[i], skip=i).score)
+        else:
+            scores = [0.0] * len(seeds)
+        cap = max(p.max_threshold, p.threshold)
+        return calibrate(
+            "cell", scores, floor=p.threshold, cap=cap, quantile=p.quantile, min_seeds=p.min_seeds
+        )
 
 
 @dataclass(frozen=True)

@@ -1,41 +1,71 @@
 """Near dedup: MinHash LSH over shingles, every match verified by exact Jaccard.
 
 A candidate is rejected when the Jaccard similarity of its shingle set with a seed, a
-kept row or an earlier kept candidate of the same batch reaches ``threshold``. The LSH
-index only proposes pairs; the decision is always the exact Jaccard of the stored
-shingle sets, so LSH false positives never reject anything.
+kept row or an earlier kept candidate of the same batch reaches the threshold for
+that pair: one for a row of the same cell (slice x label), one for a row of another
+cell. The LSH index only proposes pairs; the decision is always the exact Jaccard of
+the stored shingle sets, so LSH false positives never reject anything.
 
-Template boilerplate: a generation template makes every row of a cell open and close
-alike, and those shared shingles would make distinct rows look like copies. A
-shingle found in more than ``boilerplate_df`` of a cell's items is left out of both
-the signatures and the verification Jaccard, once the cell has
-``boilerplate_min_items`` items. The items counted are the cell's kept items (seeds
-and kept rows) plus, while a batch is decided, that batch's candidates for the cell,
-so a new templated cell is recognised in its first batch instead of having every
-row after the first rejected as a copy of it. A repeated set of shingles counts once.
+Thresholds calibrated on the seeds: real rows of one intent are often near
+duplicates of each other by any lexical measure (in BANKING77, one train message in
+twenty is within one word of another), and the configured ``threshold``, measured on
+planted edits of longer texts, would reject them. So each threshold is the higher of
+``threshold`` and the ``quantile`` of the seeds' own nearest-neighbour Jaccard, over
+the same kind of pair (see :mod:`synth.filters.calibration`). Rows of different labels
+are further apart than rows of one label, so a near copy of another label's seed (a
+row that contradicts the seed's label) is still caught at a lower score.
 
-Frequency cannot tell a template from a model repeating one text with small edits
-in more than half of a cell's rows: both are "shared by most items". The check runs
-after exact dedup in the chain, and once a cell's rows are kept, only they count.
+Template boilerplate: a generation template makes rows open and close alike, and
+those shared shingles would make distinct rows look like copies, across labels too
+(the template is the same for every cell). A shingle is boilerplate in a cell when
+it is found in more than ``boilerplate_df`` of the cell's generated items and at least
+``boilerplate_lift`` times as often there as among the real rows (the cell's seeds,
+or its label's, leaning on all seeds where they are few), beyond what chance explains.
+So
+phrasing the user's own rows share ("my card") is never boilerplate however common,
+and a template is recognised however many seeds the cell has. Boilerplate is left out
+of both the signatures and the verification Jaccard, once the cell has
+``boilerplate_min_items`` generated items; the generated items counted are the cell's
+kept rows plus, while a batch is decided, that batch's candidates for the cell, so a
+new template is recognised in its first batch. A repeated set of shingles counts
+once. Against a seed, the seed's own shingles always count: a model that repeats one
+seed with small edits in many rows makes that seed's phrasing frequent among the
+generated rows, and must not turn its copies into boilerplate.
+
+Frequency cannot tell a template from a model repeating one generated text with
+small edits in many of a cell's rows: both are "shared by most generated items". The
+check runs after exact dedup in the chain, and once a cell's rows are kept, only they
+count.
 
 State is a function of the kept items alone (a cell is re-signed when its
-boilerplate changes), so a fresh filter prepared with everything kept so far decides
-exactly as one that ran from the start.
+boilerplate changes, the calibration depends on the seeds only), so a fresh filter
+prepared with everything kept so far decides exactly as one that ran from the start.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from synth.filters.base import Filter, FilterContext, FilterParams
+from synth.filters.calibration import (
+    FilterCalibration,
+    PhraseCounts,
+    Threshold,
+    calibrate,
+    fixed,
+    nearest_jaccard,
+    overused,
+    real_share,
+    sample_positions,
+)
 from synth.filters.shingles import (
     ShingleKind,
     jaccard,
@@ -43,7 +73,7 @@ from synth.filters.shingles import (
     shingle_hashes,
     to_minhash,
 )
-from synth.records import Candidate, CellKey, Decision, SeenItem
+from synth.records import Candidate, CellKey, Decision, SeenItem, Source
 
 if TYPE_CHECKING:  # imported where used: datasketch takes 0.3 s to import
     from datasketch import MinHash, MinHashLSH
@@ -54,8 +84,9 @@ DEFAULT_N: dict[str, int] = {"word": 2, "char": 5}
 class NearDedupParams(FilterParams):
     """Settings of the near-duplicate filter.
 
-    Defaults measured in ``bench/dedup.py`` (100,000 short texts built from real
-    sentences, with planted exact copies and near copies of 5-15 % token edits):
+    The floor (``threshold``) was measured in ``bench/dedup.py`` (100,000 short texts
+    built from real sentences, with planted exact copies and near copies of 5-15 %
+    token edits):
 
     ==================  ======  =========  ===============================
     shingles, threshold recall  precision  PAWS non-paraphrase pairs merged
@@ -72,8 +103,25 @@ class NearDedupParams(FilterParams):
     setting that finds >= 0.95 of the edited copies while merging the fewest PAWS
     pairs: sentences of the same words in another order ("flights from A to B" /
     "from B to A"). Those are 5-15 % token edits too, so no lexical setting catches
-    edits and spares them; ``n = 5, threshold = 0.8`` keeps them apart but misses
-    two thirds of the edited copies, a single changed word in a short sentence.
+    edits and spares them.
+
+    That floor holds where real rows are unlike each other. Short rows of one intent
+    are not: of 150 real BANKING77 messages, 13 % share half their word pairs with a
+    seed of their own intent, so the thresholds are calibrated on the seeds (module
+    docstring). Measured with ``bench/calibration.py --frontier`` (the demo's 171
+    seeds; fresh real messages flagged, planted near copies caught):
+
+    ======================================  ======  ==========  ==============
+    setting                                 fresh   near copy   other intent
+    ======================================  ======  ==========  ==============
+    defaults (q95 other cells, q99 same)    11 %    0.99        1.00
+    ``same_cell_quantile = 0.95``           16 %    0.99        1.00
+    ``quantile = 0.99``                     9 %     0.99        0.85
+    no calibration                          25 %    1.00        1.00
+    ======================================  ======  ==========  ==============
+
+    (With the diversity filter of the same chain, which judges closeness within a
+    cell too.)
 
     Attributes:
         shingle: ``"word"`` shingles are n consecutive tokens; ``"char"`` shingles are
@@ -83,25 +131,48 @@ class NearDedupParams(FilterParams):
         n: Shingle length (default 2 for words, 5 for characters). Larger n demands
             longer verbatim runs: fewer false matches between texts that share words,
             more misses after small edits (one changed word breaks n shingles).
-        threshold: Exact Jaccard similarity at or above which a candidate is a near
-            duplicate. Lower catches heavier edits and merges more distinct texts.
+        threshold: The floor of the Jaccard threshold: the calibrated thresholds are
+            never lower. Lower catches heavier edits and merges more distinct texts.
+        calibrate: Raise the thresholds to the seeds' own nearest-neighbour Jaccard
+            (same cell, other cells) where that is higher. Off: ``threshold`` for
+            every pair.
+        quantile: Which quantile of the seeds' nearest-neighbour Jaccard across
+            labels sets the other-cell threshold. A generated row is rejected when it
+            is closer to a row of another label than all but ``1 - quantile`` of the
+            seeds are to theirs: higher rejects fewer rows like the user's own and
+            lets more near copies of another label's rows (label noise) through.
+        same_cell_quantile: The same within a cell. Higher by default than
+            ``quantile``: a near copy within a cell is only redundant, not
+            contradictory, and the diversity filter judges closeness within a cell
+            as well.
+        max_threshold: Calibration never raises a threshold above this, however
+            many near duplicates the seeds hold: at 0.8 a one-word edit of a
+            ten-word row is still caught.
+        min_seeds: Fewer seeds than this: no calibration, ``threshold`` everywhere.
+        calibration_sample: At most this many seeds are scored against all seeds (a
+            fixed sample), so preparing stays fast for large seed sets.
         num_perm: MinHash permutations. More gives the LSH a sharper cut-off (fewer
             missed pairs near the threshold, fewer pairs to verify) at linear cost in
             time and memory.
         lsh_weights: ``(false_positive_weight, false_negative_weight)`` for
-            datasketch's choice of LSH bands and rows. Every LSH hit is verified, so
-            the default leans towards not missing pairs: 32 bands of 4 rows at the
-            default threshold find 87 % of pairs at exactly 0.5 and 99 % at 0.6, at
-            about 10 KB of index per kept row.
+            datasketch's choice of LSH bands and rows, tuned to the floor. Every LSH
+            hit is verified, so the default leans towards not missing pairs: 32 bands
+            of 4 rows at the default threshold find 87 % of pairs at exactly 0.5 and
+            99 % at 0.6, at about 10 KB of index per kept row.
         scope: ``"global"`` compares against everything kept, across labels (a near
             copy under another label is a contradiction as much as a duplicate);
             ``"cell"`` only within the same slice and label.
-        boilerplate_df: A shingle found in more than this share of a cell's items is
-            template boilerplate and ignored. Lower also ignores phrasing that is
-            merely common in the cell; 1.0 disables it.
-        boilerplate_min_items: Items a cell needs before shingle frequencies are
-            trusted. Lower recognises templates sooner; higher keeps a small cell's
-            common phrases ("my card") from counting as boilerplate.
+        boilerplate_df: A shingle found in more than this share of a cell's generated
+            items (and ``boilerplate_lift`` times as often as among the real rows) is
+            template boilerplate and ignored. Lower recognises a template that only
+            some rows use; 1.0 disables the guard.
+        boilerplate_lift: How much more common among generated rows than among real
+            ones a shingle must be to count as boilerplate. Lower also ignores the
+            model's favourite phrases (which are no evidence of copying either);
+            higher ignores only what the real rows never say.
+        boilerplate_min_items: Generated items a cell needs before shingle
+            frequencies are trusted. Lower recognises templates sooner; higher keeps
+            a small cell's chance phrases from counting as boilerplate.
         seed: Seeds the MinHash permutations.
     """
 
@@ -109,11 +180,18 @@ class NearDedupParams(FilterParams):
     shingle: ShingleKind = "word"
     n: int | None = Field(default=None, ge=1, le=64)
     threshold: float = Field(default=0.5, gt=0.0, le=1.0)
+    calibrate: bool = True
+    quantile: float = Field(default=0.95, gt=0.5, lt=1.0)
+    same_cell_quantile: float = Field(default=0.99, gt=0.5, lt=1.0)
+    max_threshold: float = Field(default=0.8, gt=0.0, le=1.0)
+    min_seeds: int = Field(default=20, ge=2)
+    calibration_sample: int = Field(default=2_000, ge=100)
     num_perm: int = Field(default=128, ge=16, le=1024)
     lsh_weights: tuple[float, float] = (0.1, 0.9)
     scope: Literal["global", "cell"] = "global"
-    boilerplate_df: float = Field(default=0.5, gt=0.0, le=1.0)
-    boilerplate_min_items: int = Field(default=10, ge=2)
+    boilerplate_df: float = Field(default=0.1, gt=0.0, le=1.0)
+    boilerplate_lift: float = Field(default=2.0, ge=1.0)
+    boilerplate_min_items: int = Field(default=5, ge=2)
     seed: int = Field(default=1, ge=0)
 
     @model_validator(mode="after")
@@ -150,19 +228,39 @@ class _Item:
     # Sorted unique 64-bit shingle hashes of the full text: a numpy array is a tenth of
     # the memory of a Python set, and a set is built only for the pairs verified.
     shingles: np.ndarray
+    seed: bool = False  # a real row: its own shingles are never boilerplate against it
+
+
+# A row left with fewer of its own shingles than this once boilerplate is taken out is
+# compared whole. A template leaves each row its own words ("lost my card" keeps three
+# word pairs with the junction); a text the model repeats with one word changed leaves
+# one or two, and must still meet its twins as a near duplicate, however often it
+# is repeated.
+_MIN_OWN = 3
+# Without real rows to compare with, nothing tells a template from phrasing that is
+# merely common, and only what more than half of a cell's generated rows share counts.
+_SHARE_WITHOUT_REFERENCE = 0.5
 
 
 def _without(shingles: np.ndarray, drop: Hashes) -> np.ndarray:
-    """The shingles minus boilerplate; all of them if nothing else is left."""
+    """The shingles minus boilerplate; all of them if too few are left."""
     if not drop or not len(shingles):
         return shingles
     rest = shingles[~np.isin(shingles, np.fromiter(drop, np.uint64, len(drop)))]
-    return rest if len(rest) else shingles
+    return rest if len(rest) >= min(_MIN_OWN, len(shingles)) else shingles
 
 
-def _as_set(shingles: np.ndarray, drop: Hashes) -> set[int]:
-    values = set(shingles.tolist())
-    return (values - drop) or values if drop else values
+def _pair(a: np.ndarray, b: np.ndarray, drop: Hashes) -> tuple[set[int], set[int]]:
+    """Two rows' shingle sets as compared: without boilerplate, unless either row would
+    be left with too few of its own (a repeat, not a template instance: both whole)."""
+    whole_a, whole_b = set(a.tolist()), set(b.tolist())
+    if drop:
+        rest_a, rest_b = whole_a - drop, whole_b - drop
+        if len(rest_a) >= min(_MIN_OWN, len(whole_a)) and len(rest_b) >= min(
+            _MIN_OWN, len(whole_b)
+        ):
+            return rest_a, rest_b
+    return whole_a, whole_b
 
 
 def _digest(shingles: np.ndarray) -> bytes:
@@ -170,15 +268,25 @@ def _digest(shingles: np.ndarray) -> bytes:
 
 
 class _Frequencies:
-    """Shingle document frequencies of one cell's items, and the boilerplate they imply.
+    """Shingle document frequencies of one cell's generated items, and the boilerplate
+    they imply against the real rows' frequencies (``reference``).
 
     With a ``base``, an overlay: a batch's candidates counted on top of the cell's
     stored counts without copying them.
     """
 
-    def __init__(self, share: float, min_items: int, base: _Frequencies | None = None) -> None:
+    def __init__(
+        self,
+        share: float,
+        min_items: int,
+        lift: float,
+        reference: Callable[[int], float] | None,
+        base: _Frequencies | None = None,
+    ) -> None:
         self.share = share
         self.min_items = min_items
+        self.lift = lift
+        self.reference = reference
         self.base = base
         self.counts: Counter[int] = Counter()
         self.digests: set[bytes] = set()  # shingle sets already counted
@@ -211,17 +319,25 @@ class _Frequencies:
         # A shingle's share only rises when it is counted, so only touched shingles can
         # join; every shingle is looked at once, when the cell first is large enough.
         pool = self._keys() if before < self.min_items else touched | self.boilerplate
-        boilerplate = self._common(pool, self.share * self.n)
+        boilerplate = self._common(pool)
         changed = boilerplate != self.boilerplate
         self.boilerplate = boilerplate
         return changed
 
-    def _common(self, pool: Iterable[int], limit: float) -> Hashes:
+    def _common(self, pool: Iterable[int]) -> Hashes:
         own = self.counts
-        if self.base is None:
-            return frozenset(h for h in pool if own[h] > limit)
-        base = self.base.counts  # overlays are one level deep
-        return frozenset(h for h in pool if own[h] + base[h] > limit)
+        base = self.base.counts if self.base is not None else None  # one level deep
+        ref = self.reference
+        share = self.share if ref is not None else max(self.share, _SHARE_WITHOUT_REFERENCE)
+        limit = share * self.n
+        out = []
+        for h in pool:
+            count = own[h] + (base[h] if base is not None else 0)
+            if count <= limit:
+                continue
+            if ref is None or overused(count, self.n, ref(h), share, self.lift):
+                out.append(h)
+        return frozenset(out)
 
     def _keys(self) -> set[int]:
         own = set(self.counts)
@@ -245,10 +361,11 @@ def _lsh_params(threshold: float, num_perm: int, weights: tuple[float, float]) -
 
 
 class NearDedupFilter(Filter):
-    """Rejects candidates whose shingle Jaccard with anything kept reaches the threshold."""
+    """Rejects candidates whose shingle Jaccard with anything kept reaches the threshold
+    for that pair (same cell, or another cell)."""
 
     name = "near_dedup"
-    version = "1"
+    version = "2"
 
     def __init__(self, params: NearDedupParams, ctx: FilterContext) -> None:
         self.params = params
@@ -257,24 +374,52 @@ class NearDedupFilter(Filter):
         self._items: dict[str, _Item] = {}
         self._cells: dict[str, _Cell] = {}
         self._indexes: dict[str, MinHashLSH] = {}
+        # Real rows' shingle frequencies: per cell, per label, and over all of them.
+        self._labels: dict[str, str] = {}  # cell -> its label
+        self._refs: dict[tuple[str, str], PhraseCounts[int]] = {}
         # Shingles of the last batch, so admit does not hash the kept ones again.
         self._pending: dict[tuple[str, str], np.ndarray] = {}
+        self.same_cell, self.other_cell = self._thresholds([], [])
 
     # --- the Filter contract -------------------------------------------------------
 
     def prepare(self, seen: Iterable[SeenItem]) -> None:
-        self._add([(s.id, s.cell, s.text) for s in seen])
+        """Index the seeds and kept rows; calibrate the thresholds on the seeds."""
+        items = list(seen)
+        real = [s for s in items if s.source is Source.REAL]
+        fresh = [s for s in real if s.id not in self._items]
+        for s, shingles in zip(fresh, self._shingles([s.text for s in fresh]), strict=True):
+            cell = str(s.cell)
+            self._labels[cell] = s.cell.label
+            for key in (("cell", cell), ("label", s.cell.label), ("all", "")):
+                self._refs.setdefault(key, PhraseCounts()).add(shingles.tolist())
+            self._pending[(s.id, s.text)] = shingles
+        self._add([(s.id, s.cell, s.text, s.source is Source.REAL) for s in items])
+        seeds = [x for x in self._items.values() if x.seed]
+        self.same_cell, self.other_cell = self._thresholds(
+            [x.shingles for x in seeds], [x.cell for x in seeds]
+        )
 
     def decide(self, batch: Sequence[Candidate]) -> list[Decision]:
         sets = self._shingles([c.text for c in batch])
         self._pending = {(c.id, c.text): s for c, s in zip(batch, sets, strict=True)}
         cells = [str(c.cell) for c in batch]
+        for c in batch:
+            self._labels.setdefault(str(c.cell), c.cell.label)
         run = _BatchRun(self, cells, sets)
         # Stored items were signed with their cell's stored boilerplate; so is the query.
         stored = self._sign(
             [_without(s, self._boilerplate(k)) for k, s in zip(cells, sets, strict=True)]
         )
         signatures = run.signatures(stored)
+        # Rows with boilerplate taken out also ask with all their shingles: a row that is
+        # a near copy of another whole (a repeated text) is signed whole.
+        reduced = [
+            i
+            for i, (k, s) in enumerate(zip(cells, sets, strict=True))
+            if len(_without(s, run.boilerplate(k))) != len(s)
+        ]
+        whole = dict(zip(reduced, self._sign([sets[i] for i in reduced]), strict=True))
         out = []
         for i, c in enumerate(batch):
             self.stats.checked += 1
@@ -283,20 +428,38 @@ class NearDedupFilter(Filter):
                 continue
             item = _Item(c.id, cells[i], sets[i])
             index = self._indexes.get(self._scope(item.cell))
-            keys = set(index.query(self._minhash(stored[i]))) if index is not None else set()
-            keys.update(run.query(item, signatures[i]))
-            best, match = self._best_match(item, keys, run)
-            if match is not None and best >= self.params.threshold:
+            # The batch may make more of this row boilerplate than the stored items were
+            # signed without: its own part may be a near copy of a stored row (a seed
+            # behind a template), so ask with each of its signatures.
+            asks = [stored[i], signatures[i]] + ([whole[i]] if i in whole else [])
+            keys: set[str] = set()
+            for k, sig in enumerate(asks):
+                if k and any(np.array_equal(sig, a) for a in asks[:k]):
+                    continue
+                if index is not None:
+                    keys.update(index.query(self._minhash(sig)))
+                keys.update(run.query(item, sig))
+            same, other = self._best_match(item, keys, run)
+            fired = [
+                (j, match, kind, t)
+                for (j, match), kind, t in (
+                    (same, "same cell", self.same_cell),
+                    (other, "other cell", self.other_cell),
+                )
+                if match is not None and j >= t.value
+            ]
+            if fired:
+                j, match, kind, t = max(fired, key=lambda f: f[0] - f[3].value)
                 self.stats.rejected += 1
-                reason = f"near_dup: j={best:.2f} with {match}"
-                out.append(self.reject(c, reason, score=round(best, 4)))
+                reason = f"near_dup: j={j:.2f} with {match} (>= {t.value:.2f} {kind}: {t.why()})"
+                out.append(self.reject(c, reason, score=round(j, 4)))
             else:
-                out.append(self.keep(c, score=round(best, 4)))
+                out.append(self.keep(c, score=round(max(same[0], other[0]), 4)))
                 run.add(item, signatures[i])
         return out
 
     def admit(self, kept: Sequence[Candidate]) -> None:
-        self._add([(c.id, c.cell, c.text) for c in kept])
+        self._add([(c.id, c.cell, c.text, False) for c in kept])
         self._pending = {}
 
     def new_index(self) -> MinHashLSH:
@@ -305,51 +468,103 @@ class NearDedupFilter(Filter):
 
         return MinHashLSH(num_perm=self.params.num_perm, params=(self.bands, self.rows))
 
+    def calibration_table(self) -> FilterCalibration:
+        thresholds: tuple[Threshold, ...] = (self.same_cell,)
+        if self.params.scope == "global":
+            thresholds += (self.other_cell,)
+        return FilterCalibration(
+            self.name,
+            f"{self.params.shingle} {self.params.ngram}-gram Jaccard of each seed's nearest"
+            " other seed",
+            thresholds,
+        )
+
+    # --- calibration ---------------------------------------------------------------
+
+    def _thresholds(
+        self, shingles: Sequence[np.ndarray], cells: Sequence[str]
+    ) -> tuple[Threshold, Threshold]:
+        """The same-cell and other-cell thresholds these seeds imply."""
+        p = self.params
+        if not p.calibrate:
+            return fixed("same cell", p.threshold), fixed("other cell", p.threshold)
+        if len(shingles) >= p.min_seeds:
+            queries = sample_positions(len(shingles), p.calibration_sample)
+            same, other = nearest_jaccard(shingles, cells, queries)
+        else:
+            same = other = [0.0] * len(shingles)
+        cap = max(p.max_threshold, p.threshold)
+        return (
+            calibrate(
+                "same cell",
+                same,
+                floor=p.threshold,
+                cap=cap,
+                quantile=p.same_cell_quantile,
+                min_seeds=p.min_seeds,
+            ),
+            calibrate(
+                "other cell",
+                other,
+                floor=p.threshold,
+                cap=cap,
+                quantile=p.quantile,
+                min_seeds=p.min_seeds,
+            ),
+        )
+
     # --- matching ------------------------------------------------------------------
 
-    def _best_match(self, item: _Item, keys: set[str], run: _BatchRun) -> tuple[float, str | None]:
-        """The highest exact Jaccard among the LSH's proposals; ties go to the smaller id."""
+    def _best_match(
+        self, item: _Item, keys: set[str], run: _BatchRun
+    ) -> tuple[tuple[float, str | None], tuple[float, str | None]]:
+        """The highest exact Jaccard among the LSH's proposals in the item's own cell and
+        in other cells; ties go to the smaller id."""
         self.stats.lsh_candidates += len(keys)
-        best, match = 0.0, None
+        best: dict[bool, tuple[float, str | None]] = {True: (0.0, None), False: (0.0, None)}
         own_drop = run.boilerplate(item.cell)
-        own = _as_set(item.shingles, own_drop)
         for key in sorted(keys):
             other = self._items.get(key) or run.items.get(key)
             if other is None or other.id == item.id:
                 continue
             self.stats.verified += 1
-            if other.cell == item.cell:
-                j = jaccard(own, _as_set(other.shingles, own_drop))
-            else:
-                drop = own_drop | run.boilerplate(other.cell)
-                j = jaccard(_as_set(item.shingles, drop), _as_set(other.shingles, drop))
-            if j > best:
-                best, match = j, key
-        return best, match
+            same = other.cell == item.cell
+            drop = own_drop if same else own_drop | run.boilerplate(other.cell)
+            if other.seed and drop:
+                # A seed's own shingles count in full against that seed.
+                drop = drop - set(other.shingles.tolist())
+            j = jaccard(*_pair(item.shingles, other.shingles, drop))
+            if j > best[same][0]:
+                best[same] = (j, key)
+        return best[True], best[False]
 
     # --- state ---------------------------------------------------------------------
 
-    def _add(self, items: Sequence[tuple[str, CellKey, str]]) -> None:
+    def _add(self, items: Sequence[tuple[str, CellKey, str, bool]]) -> None:
         """Index kept items; re-sign a cell whose boilerplate changed."""
-        new: dict[str, tuple[str, str]] = {}
-        for id_, cell, text in items:
+        new: dict[str, tuple[str, str, bool]] = {}
+        for id_, cell, text, real in items:
             if id_ not in self._items and id_ not in new:
-                new[id_] = (str(cell), text)
+                new[id_] = (str(cell), text, real)
+                self._labels.setdefault(str(cell), cell.label)
         if not new:
             return
-        missing = [text for id_, (_, text) in new.items() if (id_, text) not in self._pending]
+        missing = [text for id_, (_, text, _) in new.items() if (id_, text) not in self._pending]
         computed = iter(self._shingles(missing))
         by_cell: dict[str, list[_Item]] = {}
-        for id_, (cell_name, text) in new.items():
+        for id_, (cell_name, text, real) in new.items():
             shingles = self._pending.get((id_, text))
-            item = _Item(id_, cell_name, shingles if shingles is not None else next(computed))
+            if shingles is None:
+                shingles = next(computed)
+            item = _Item(id_, cell_name, shingles, seed=real)
             self._items[id_] = item
             by_cell.setdefault(cell_name, []).append(item)
         for key, cell_items in by_cell.items():
             group = self._cells.get(key)
             if group is None:
-                group = self._cells[key] = _Cell(self.frequencies())
-            if group.freq.add([x.shingles for x in cell_items]):
+                group = self._cells[key] = _Cell(self.frequencies(key))
+            generated = [x.shingles for x in cell_items if not x.seed]
+            if generated and group.freq.add(generated):
                 self.stats.rebuilds += 1
                 self._unindex(group.ids)
                 group.ids.extend(x.id for x in cell_items)
@@ -374,8 +589,27 @@ class NearDedupFilter(Filter):
             if index is not None and id_ in index:
                 index.remove(id_)
 
-    def frequencies(self, base: _Frequencies | None = None) -> _Frequencies:
-        return _Frequencies(self.params.boilerplate_df, self.params.boilerplate_min_items, base)
+    def reference(self, cell: str) -> Callable[[int], float] | None:
+        """The real rows' share of each shingle that a cell's generated rows are compared
+        with: the cell's seeds (else its label's) with one extra row at the rate of all
+        seeds (:func:`real_share`); None without any seed."""
+        wide = self._refs.get(("all", ""))
+        if wide is None or not wide.n:
+            return None
+        narrow = self._refs.get(("cell", cell)) or self._refs.get(
+            ("label", self._labels.get(cell, ""))
+        )
+        return partial(real_share, narrow=narrow, wide=wide)
+
+    def frequencies(self, cell: str, base: _Frequencies | None = None) -> _Frequencies:
+        p = self.params
+        return _Frequencies(
+            p.boilerplate_df,
+            p.boilerplate_min_items,
+            p.boilerplate_lift,
+            self.reference(cell),
+            base,
+        )
 
     def stored_frequencies(self, cell: str) -> _Frequencies | None:
         state = self._cells.get(cell)
@@ -420,7 +654,7 @@ class _BatchRun:
                 by_cell.setdefault(cell, []).append(s)
         self.drop: dict[str, Hashes] = {}
         for cell, cell_sets in by_cell.items():
-            freq = owner.frequencies(owner.stored_frequencies(cell))
+            freq = owner.frequencies(cell, owner.stored_frequencies(cell))
             freq.add(cell_sets)
             self.drop[cell] = freq.boilerplate
 

@@ -138,6 +138,17 @@ class RougeIndex:
         self._keys.append(key)
         self._seqs.append(self.encode(text, grow=True))
 
+    def add_tokens(self, key: str, tokens: Sequence[str]) -> None:
+        """Add an item already split by this index's tokenizer (or a part of one)."""
+        vocab = self._vocab
+        self._keys.append(key)
+        self._seqs.append(tuple(vocab.setdefault(t, len(vocab)) for t in tokens))
+
+    def nearest_tokens(self, tokens: Sequence[str], *, skip: int | None = None) -> Match:
+        """As :meth:`nearest`, for a text already split by this index's tokenizer."""
+        get = self._vocab.get
+        return self._nearest(tuple(get(t, -1) for t in tokens), skip)
+
     def truncate(self, size: int) -> None:
         """Drop the items added after the index had ``size`` items."""
         del self._keys[size:]

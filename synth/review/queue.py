@@ -210,12 +210,16 @@ def _check_edit(
     specs = [f for f in config.filters if isinstance(f, SchemaParams | PiiParams)]
     if not specs:
         return
+    # A stored row carries its slice's match values beside the fields the model wrote;
+    # the schema checks the model's fields, as it did when the row was generated.
+    match = next((s.match for s in config.slices if s.name == row["slice"]), {})
     candidate = Candidate(
         id=row["id"],
         run_id=row["run_id"] or "",
         cell=CellKey(slice=row["slice"], label=row["label"]),
         text=text,
-        data=data,
+        data={k: v for k, v in data.items() if k not in match},
+        metadata={k: v for k, v in data.items() if k in match},
         llm_call_id=row["llm_call_id"] or "",
         index=0,
         template=row["template"] or "",

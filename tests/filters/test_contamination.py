@@ -30,7 +30,7 @@ from synth.text import tokenize
 CTX = FilterContext(root=ROOT, text_field="text", label_field="label")
 SHARED = "../shared/data"
 GSM8K = {"name": "gsm8k", "path": f"{SHARED}/gsm8k/test.jsonl", "field": "question"}
-REASON = re.compile(r"^contamination: (ngram|minhash|semantic) (\S+) (\S+) \((\d\.\d\d)\)$")
+REASON = re.compile(r"^contamination: (ngram|minhash|semantic) (\S+) (\S+) \((\d\.\d\d)\b.*\)$")
 MMLU_COLUMNS = ["question", "A", "B", "C", "D", "answer"]
 
 
@@ -198,10 +198,20 @@ GENERIC = [
 ]
 
 
+# Two of them are MMLU questions word for word, stock ones (each found inside three or
+# more other questions): no evidence of copying any one item, but not kept silently.
+STOCK = {"Which of the following statements is true?", "Which of the following is true?"}
+
+
 @pytest.mark.parametrize("text", GENERIC)
 def test_generic_which_of_the_following_phrasing_is_kept(mmlu, text):
     [d] = mmlu.decide([cand(text)])
-    assert d.verdict == "keep", d.reason
+    if text in STOCK:
+        assert d.verdict == "review", d.reason
+        assert d.reason.startswith("contamination_review: ngram ")
+        assert "stock phrasing" in d.reason
+    else:
+        assert d.verdict == "keep", d.reason
 
 
 def test_stock_short_items_are_left_out_of_the_ngram_index():
@@ -210,7 +220,8 @@ def test_stock_short_items_are_left_out_of_the_ngram_index():
     assert index.generic["ngram"] >= 10  # "Which of the following statements is true" ...
     f = ContaminationFilter(params, CTX)
     decisions = f.decide([cand(t, i) for i, t in enumerate(GENERIC)])
-    assert [d.verdict for d in decisions] == ["keep"] * len(GENERIC)
+    expected = ["review" if t in STOCK else "keep" for t in GENERIC]
+    assert [d.verdict for d in decisions] == expected
 
 
 # --- HumanEval (gzipped JSONL, ids from a field) --------------------------------------
@@ -385,9 +396,14 @@ def test_check_file(tmp_path):
     path = write_jsonl(tmp_path / "train.jsonl", rows)
     params = ContaminationParams(eval_sets=[GSM8K])
     ctx = FilterContext(ROOT, "text", "label")
-    hits = check_file(path, "text", params, ctx)
+    # Four rows are too few to calibrate on: the floors decide.
+    check = check_file(path, "text", params, ctx)
+    assert check.rows == 4 and check.reference == f"the 4 rows of {path}"
+    assert all(t.rule == "too_few" for t in check.calibration.thresholds)
+    hits = check.hits
     rows_hit = sorted({h.row for h in hits})
     assert rows_hit == [f"{path}:2", f"{path}:4"]
+    assert check.rejected_rows == {f"{path}:2", f"{path}:4"} and not check.review_rows
     first = [h for h in hits if h.row == f"{path}:2"]
     assert first[0] == ContaminationHit(
         row=f"{path}:2",
@@ -395,6 +411,8 @@ def test_check_file(tmp_path):
         item_id=f"{SHARED}/gsm8k/test.jsonl:10",
         signal="ngram",
         score=1.0,
+        verdict="reject",
+        threshold=6.0,
     )
     assert {h.signal for h in first} == {"ngram", "minhash", "semantic"}
     with pytest.raises(EvalSetError, match="no field 'prompt'"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import statistics
 import time
 from pathlib import Path
@@ -28,6 +29,16 @@ V3 = DATA / "alpaca-libre" / "alpaca_libre_tasks_v3.jsonl"
 SEEDS = DATA / "self-instruct" / "seed_tasks.jsonl"
 
 CTX = FilterContext(root=Path("."), text_field="text", label_field="label")
+REASON = re.compile(r"^too_similar: rouge_l=(\d\.\d{3}) with (\S+) \(> (\d\.\d{3}): (.+)\)$")
+
+
+def parts(reason: str) -> tuple[str, ...]:
+    """A rejection's (score, nearest id, threshold, why)."""
+    found = REASON.match(reason)
+    assert found is not None, reason
+    return found.groups()
+
+
 CELL = CellKey(slice="default", label="task")
 OTHER = CellKey(slice="default", label="other")
 
@@ -128,9 +139,12 @@ def test_rejects_near_copy_of_a_seed_and_names_it() -> None:
     seed_47 = next(s for s in read_jsonl(SEEDS) if s["id"] == "seed_task_47")["instruction"]
     [d] = f.decide([cand(seed_47, 1)])
     assert d.verdict is Verdict.REJECT
-    assert d.reason == "too_similar: rouge_l=1.000 with seed_task_47"
+    # Self-Instruct's seeds are far apart: the calibration keeps Self-Instruct's 0.7.
+    score, match, threshold, why = parts(d.reason)
+    assert (score, match, threshold) == ("1.000", "seed_task_47", "0.700")
+    assert why.startswith("floor; q95 of 175 seeds ")
     assert d.score == 1.0
-    assert (d.filter, d.filter_version, d.example_id) == ("diversity", "1", "ex_1")
+    assert (d.filter, d.filter_version, d.example_id) == ("diversity", "2", "ex_1")
 
 
 def test_keep_scores_the_nearest_similarity() -> None:
@@ -168,7 +182,7 @@ def test_compares_within_the_batch_against_earlier_kept_ones() -> None:
     ]
     out = f.decide(batch)
     assert [d.verdict for d in out] == [Verdict.KEEP, Verdict.REJECT, Verdict.REJECT, Verdict.KEEP]
-    assert out[1].reason.endswith("with ex_1") and out[2].reason.endswith("with ex_1")
+    assert [parts(d.reason)[1] for d in out[1:3]] == ["ex_1", "ex_1"]
     # Nothing was admitted: the batch's own keeps are gone again.
     assert f.decide([cand("please cancel my order from yesterday", 5)])[0].verdict is Verdict.KEEP
 
@@ -187,9 +201,9 @@ def test_admit_grows_the_index_and_ignores_repeats() -> None:
     assert d.verdict is Verdict.KEEP
     f.admit([cand("book a table for two tonight", 1)])
     f.admit([cand("book a table for two tonight", 1)])  # the same row again
-    assert len(f._cells[CELL]) == 1
+    assert len(f._cells[CELL].rows) == 1
     [d] = f.decide([cand("book a table for two tonight please", 2)])
-    assert d.verdict is Verdict.REJECT and d.reason.endswith("with ex_1")
+    assert d.verdict is Verdict.REJECT and parts(d.reason)[1] == "ex_1"
 
 
 def test_review_action() -> None:
@@ -213,7 +227,7 @@ def test_unicode_tokenizer_catches_non_english_near_duplicates() -> None:
     f.prepare(seeds)
     out = f.decide(batch)
     assert [d.verdict for d in out] == [Verdict.REJECT, Verdict.REJECT]
-    assert [d.reason.rsplit(" ", 1)[1] for d in out] == ["s_zh", "s_es"]
+    assert [parts(d.reason)[1] for d in out] == ["s_zh", "s_es"]
     # rouge_score's tokenizer sees no Chinese at all: everything passes with score 0.
     f = make(tokenizer="rouge_score")
     f.prepare(seeds)
@@ -261,7 +275,8 @@ def test_a_fresh_filter_decides_exactly_as_a_continuous_one() -> None:
         rng.shuffle(items)  # the store's order need not be the order of admission
         fresh.prepare(items)
         assert fresh.decide(batch) == decisions
-        assert not any(d.reason.endswith("b") for d in decisions)  # ties: smallest id
+        named = [parts(d.reason)[1] for d in decisions if d.reason]
+        assert not any(n.endswith("b") for n in named)  # ties: smallest id
         kept = [c for c, d in zip(batch, decisions, strict=True) if d.verdict is Verdict.KEEP]
         # The chain may drop some of this filter's keeps (a later filter rejected them).
         kept = [c for c in kept if rng.random() < 0.8]

@@ -21,7 +21,9 @@ from synth.text import tokenize
 CTX = FilterContext(root=Path("."), text_field="text", label_field="label")
 CELL = CellKey(slice="default", label="card_arrival")
 OTHER = CellKey(slice="default", label="refund")
-REASON = re.compile(r"^near_dup: j=(\d\.\d\d) with (\S+)$")
+REASON = re.compile(
+    r"^near_dup: j=(\d\.\d\d) with (\S+) \(>= (\d\.\d\d) (same|other) cell: (.+)\)$"
+)
 
 
 def cand(text: str, i: int, cell: CellKey = CELL) -> Candidate:
@@ -132,10 +134,11 @@ def test_decisions(seen, text, verdict, slug):
     f.prepare([seed(seen, 1)])
     [d] = f.decide([cand(text, 1)])
     assert (d.verdict, d.reason.split(":")[0]) == (verdict, slug)
-    assert (d.filter, d.filter_version) == ("near_dedup", "1")
+    assert (d.filter, d.filter_version) == ("near_dedup", "2")
     assert d.score is not None and 0.0 <= d.score <= 1.0
     if verdict == "reject":
-        j, match = REASON.match(d.reason).groups()
+        j, match, threshold, kind, _ = REASON.match(d.reason).groups()
+        assert (float(threshold), kind) == (0.5, "same")
         assert match == "seed_1" and float(j) == pytest.approx(d.score, abs=0.005)
 
 
@@ -184,7 +187,7 @@ def test_admit_grows_the_index_and_prepare_ignores_repeats():
     assert f.decide([first])[0].verdict == "keep"
     f.admit([first])
     [d] = f.decide([cand("Why was I charged a fee for a transfer to my friend?!", 2)])
-    assert d.verdict == "reject" and d.reason.endswith("with ex_1")
+    assert d.verdict == "reject" and " with ex_1 (" in d.reason
 
 
 # --- template boilerplate ------------------------------------------------------------
