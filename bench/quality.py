@@ -111,7 +111,7 @@ def labels_by_id(config: Config, project: qd.Project) -> dict[str, str]:
 
 def matched_id(reason: str) -> str | None:
     """The row a dedup or diversity reason names: "... with <id>" or "... as <id>"."""
-    m = re.search(r"\b(?:with|as) (\S+)$", reason)
+    m = re.search(r"\b(?:with|as) ((?:seed|row|ex)_[0-9a-f]+)\b", reason)
     return m.group(1) if m else None
 
 

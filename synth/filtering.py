@@ -270,7 +270,18 @@ def filter_file(
         # Only the new rows are decided, so the chain is prepared only when there are
         # some; against the file alone, with what of this file a cut-off run stored.
         if len(stored) < len(scan.ids) and (against == "store" or stored):
-            chain.prepare(store.examples.seen_items(None if against == "store" else stored))
+            seen = store.examples.seen_items(None if against == "store" else stored)
+            if run.resumes:
+                # What this run stored before it was cut off, the chain admitted as
+                # candidates, not seeds: seen as seeds now, they would move the
+                # thresholds calibrated on the seeds, and the resumed run would decide
+                # otherwise than an uncut one.
+                mine = store.examples.ids_of_run(run.id)
+                seen = [
+                    s.model_copy(update={"source": Source.SYNTHETIC}) if s.id in mine else s
+                    for s in seen
+                ]
+            chain.prepare(seen)
     try:
         with ExitStack() as outputs:
             job.outputs = {

@@ -115,6 +115,12 @@ class Examples(Part):
             if ids is None or r[0] in ids
         ]
 
+    def ids_of_run(self, run_id: str) -> set[str]:
+        """The ids of every row a run stored."""
+        return {
+            r[0] for r in self.conn.execute("SELECT id FROM examples WHERE run_id = ?", (run_id,))
+        }
+
     # -- candidates and decisions --------------------------------------------------
 
     def add_outcomes(
