@@ -127,6 +127,22 @@ def _elements(texts: Sequence[str], kind: ShingleKind) -> tuple[np.ndarray, np.n
     raise ValueError(f"unknown shingle kind {kind!r}")
 
 
+def token_hashes(texts: Sequence[str]) -> list[np.ndarray]:
+    """Each text's tokens, in order, as 64-bit hashes (the elements word shingles are
+    built from): what a token edit distance compares."""
+    if not texts:
+        return []
+    elems, lengths = _elements(texts, "word")
+    return list(np.split(elems, np.cumsum(lengths)[:-1]))
+
+
+def shingle_sequence(tokens: np.ndarray, n: int) -> np.ndarray:
+    """One text's word n-gram hashes in order (position i: the n-gram that starts at
+    token i), from its :func:`token_hashes`; each is the hash :func:`shingle_hashes`
+    gives that n-gram. Empty for a text shorter than ``n``."""
+    return _fmix64(_rolling(tokens, n) ^ np.uint64(n))
+
+
 def shingle_hashes(texts: Sequence[str], kind: ShingleKind, n: int) -> list[np.ndarray]:
     """Each text's set of shingles as a sorted array of unique 64-bit hashes.
 

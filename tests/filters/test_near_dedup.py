@@ -134,7 +134,7 @@ def test_decisions(seen, text, verdict, slug):
     f.prepare([seed(seen, 1)])
     [d] = f.decide([cand(text, 1)])
     assert (d.verdict, d.reason.split(":")[0]) == (verdict, slug)
-    assert (d.filter, d.filter_version) == ("near_dedup", "2")
+    assert (d.filter, d.filter_version) == ("near_dedup", "3")
     assert d.score is not None and 0.0 <= d.score <= 1.0
     if verdict == "reject":
         j, match, threshold, kind, _ = REASON.match(d.reason).groups()
@@ -326,3 +326,36 @@ def test_settings_are_validated():
         NearDedupParams(lsh_weights=(0.5, 0.6))
     with pytest.raises(ValidationError):
         NearDedupParams(threshold=0)
+
+
+# --- token edits ---------------------------------------------------------------------
+
+
+def test_a_one_word_edit_of_a_short_row_is_a_near_duplicate_whatever_its_jaccard():
+    seen = "can you play music by bob dylan"
+    close = "can summit play music by bob dylan"  # 1 token of 7 replaced: bigram J 0.5
+    f = NearDedupFilter(NearDedupParams(threshold=0.8), CTX)
+    f.prepare([seed(seen, 1)])
+    [d] = f.decide([cand(close, 1)])
+    assert d.verdict == "reject"
+    assert d.reason == "near_dup: e=0.14 with seed_1 (<= 0.15 token edits, same cell)"
+    assert d.score == pytest.approx(0.5)
+    f = NearDedupFilter(NearDedupParams(threshold=0.8, max_edits=0.0), CTX)
+    f.prepare([seed(seen, 1)])
+    assert f.decide([cand(close, 1)])[0].verdict == "keep"
+
+
+def test_more_edits_than_max_edits_are_kept():
+    seen = "can you play music by bob dylan"
+    f = NearDedupFilter(NearDedupParams(threshold=0.8), CTX)
+    f.prepare([seed(seen, 1)])
+    [d] = f.decide([cand("can you play songs from bob marley", 1)])
+    assert d.verdict == "keep"
+
+
+def test_edits_are_counted_on_a_templates_rows_without_the_template():
+    # Short requests in a long shared template differ in a few tokens of the whole
+    # text, but in all of their own.
+    contents = banking(40, min_tokens=4, max_tokens=6)
+    f = NearDedupFilter(NearDedupParams(), CTX)
+    assert [d.verdict for d in run(f, templated(contents), size=40)] == ["keep"] * 40
