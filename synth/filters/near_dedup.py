@@ -46,6 +46,13 @@ once. Against a seed, the seed's own shingles always count: a model that repeats
 seed with small edits in many rows makes that seed's phrasing frequent among the
 generated rows, and must not turn its copies into boilerplate.
 
+A template that each cell uses in only a few of its rows is not frequent in any cell,
+yet it is in all of them: shingles that the generated rows of at least
+``boilerplate_cells`` cells share, and that all generated rows use ``boilerplate_lift``
+times as often as the seeds of their own cells do, beyond chance, are boilerplate
+across labels, left out of the verification (Jaccard and token edits) but not of the
+signatures.
+
 Frequency cannot tell a template from a model repeating one generated text with
 small edits in many of a cell's rows: both are "shared by most generated items". The
 check runs after exact dedup in the chain, and once a cell's rows are kept, only they
@@ -200,6 +207,13 @@ class NearDedupParams(FilterParams):
         boilerplate_min_items: Generated items a cell needs before shingle
             frequencies are trusted. Lower recognises templates sooner; higher keeps
             a small cell's chance phrases from counting as boilerplate.
+        boilerplate_cells: A shingle the generated rows of at least this many cells
+            contain, and that all generated rows use ``boilerplate_lift`` times as
+            often as their cells' seeds, beyond chance, is boilerplate everywhere,
+            however few rows of each cell have it: a template mixed into every cell's
+            rows. Three cells, because a model repeating a text with small edits does
+            it within one cell, and a near copy under another label adds one more;
+            0 disables it.
         lsh_threshold: The Jaccard the LSH's bands and rows are tuned for (with
             ``lsh_weights``; the lower of this and ``threshold`` is used). It only
             decides which pairs are verified. A 15 % token edit of a short text can
@@ -228,6 +242,7 @@ class NearDedupParams(FilterParams):
     boilerplate_df: float = Field(default=0.1, gt=0.0, le=1.0)
     boilerplate_lift: float = Field(default=2.0, ge=1.0)
     boilerplate_min_items: int = Field(default=5, ge=2)
+    boilerplate_cells: int = Field(default=3, ge=0)
     seed: int = Field(default=1, ge=0)
 
     @model_validator(mode="after")
@@ -411,6 +426,91 @@ class _Frequencies:
         return own | self.base._keys() if self.base is not None else own
 
 
+class _Shared:
+    """Shingle frequencies over every cell's generated items, for the template phrasing
+    that no one cell has enough of its rows to show: a template used by a few rows of
+    each of many cells. A shingle is shared boilerplate when generated rows of at least
+    ``min_cells`` cells have it and all generated rows use it at least ``lift`` times as
+    often as the real rows do, beyond chance (:func:`overused`, with no share floor:
+    over thousands of rows the binomial test is the guard against chance). A model
+    repeating one text with small edits does so within a cell; its phrasing is not
+    found across cells, and stays evidence of copying.
+
+    ``counts`` and ``cells`` are of the kept items; :meth:`with_batch` adds a batch
+    without changing them.
+    """
+
+    def __init__(self, min_cells: int, lift: float) -> None:
+        self.min_cells = min_cells
+        self.lift = lift
+        self.counts: Counter[int] = Counter()
+        self.cells: dict[int, tuple[str, ...]] = {}  # up to min_cells cells per shingle
+        self.spread: set[int] = set()  # shingles found in min_cells cells or more
+        self.digests: set[bytes] = set()
+        self.n = 0
+        self.per_cell: Counter[str] = Counter()  # items counted per cell
+
+    def add(self, cell: str, sets: Iterable[np.ndarray]) -> None:
+        for s in sets:
+            if not len(s):
+                continue
+            digest = _digest(s)
+            if digest in self.digests:
+                continue
+            self.digests.add(digest)
+            self.n += 1
+            self.per_cell[cell] += 1
+            for h in s.tolist():
+                self.counts[h] += 1
+                seen = self.cells.get(h, ())
+                if len(seen) < self.min_cells and cell not in seen:
+                    self.cells[h] = seen = (*seen, cell)
+                    if len(seen) >= self.min_cells:
+                        self.spread.add(h)
+
+    def with_batch(
+        self,
+        by_cell: dict[str, list[np.ndarray]],
+        reference: Callable[[str], Callable[[int], float] | None],
+    ) -> Hashes:
+        """The shared boilerplate with a batch's items counted too. The real rows' rate
+        a shingle is compared with is that of each generated row's own cell's seeds
+        (``reference``), averaged over the generated rows: generated rows drawn mostly
+        from cells that say "my account" are expected to say it more than all the
+        seeds do."""
+        per_cell = Counter(self.per_cell)
+        extra: Counter[int] = Counter()
+        extra_cells: dict[int, set[str]] = {}
+        digests: set[bytes] = set()
+        for cell, sets in by_cell.items():
+            for s in sets:
+                digest = _digest(s)
+                if digest in self.digests or digest in digests:
+                    continue
+                digests.add(digest)
+                per_cell[cell] += 1
+                for h in s.tolist():
+                    extra[h] += 1
+                    extra_cells.setdefault(h, set()).add(cell)
+        n = self.n + len(digests)
+        out = []
+        # Only a shingle found in enough cells can count: those of the kept items, and
+        # those the batch brings to enough.
+        pool = self.spread | {
+            h
+            for h, cells in extra_cells.items()
+            if len(cells | set(self.cells.get(h, ()))) >= self.min_cells
+        }
+        rates = [(k, reference(cell)) for cell, k in per_cell.items()]
+        if not pool or any(rate is None for _, rate in rates):
+            return _NONE
+        for h in pool:
+            real = sum(k * rate(h) for k, rate in rates if rate is not None) / n
+            if overused(self.counts[h] + extra[h], n, real, 0.0, self.lift):
+                out.append(h)
+        return frozenset(out)
+
+
 @dataclass
 class _Cell:
     freq: _Frequencies
@@ -447,6 +547,7 @@ class NearDedupFilter(Filter):
         # Real rows' shingle frequencies: per cell, per label, and over all of them.
         self._labels: dict[str, str] = {}  # cell -> its label
         self._refs: dict[tuple[str, str], PhraseCounts[int]] = {}
+        self._shared = _Shared(params.boilerplate_cells, params.boilerplate_lift)
         # Shingles of the last batch, so admit does not hash the kept ones again.
         self._pending: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self.same_cell, self.other_cell = self._thresholds([], [])
@@ -619,7 +720,7 @@ class NearDedupFilter(Filter):
         cut = self.params.max_edits
         # Token n-grams are what boilerplate is made of only with word shingles.
         n = self.params.ngram if self.params.shingle == "word" else 0
-        own_drop = run.boilerplate(item.cell)
+        own_drop = run.boilerplate(item.cell) | run.shared
         for key in sorted(keys):
             other = self._items.get(key) or run.items.get(key)
             if other is None or other.id == item.id:
@@ -664,6 +765,8 @@ class NearDedupFilter(Filter):
             if group is None:
                 group = self._cells[key] = _Cell(self.frequencies(key))
             generated = [x.shingles for x in cell_items if not x.seed]
+            if self.params.boilerplate_cells:
+                self._shared.add(key, generated)
             if generated and group.freq.add(generated):
                 self.stats.rebuilds += 1
                 self._unindex(group.ids)
@@ -753,6 +856,9 @@ class _BatchRun:
             if len(s):
                 by_cell.setdefault(cell, []).append(s)
         self.drop: dict[str, Hashes] = {}
+        self.shared: Hashes = _NONE
+        if owner.params.boilerplate_cells and owner.params.boilerplate_df < 1.0:
+            self.shared = owner._shared.with_batch(by_cell, owner.reference)
         for cell, cell_sets in by_cell.items():
             freq = owner.frequencies(cell, owner.stored_frequencies(cell))
             freq.add(cell_sets)

@@ -359,3 +359,37 @@ def test_edits_are_counted_on_a_templates_rows_without_the_template():
     contents = banking(40, min_tokens=4, max_tokens=6)
     f = NearDedupFilter(NearDedupParams(), CTX)
     assert [d.verdict for d in run(f, templated(contents), size=40)] == ["keep"] * 40
+
+
+def labelled(name: str) -> list[tuple[str, str]]:
+    with open(DATA / "banking77" / name, newline="", encoding="utf-8") as fh:
+        return [(row["text"], row["category"]) for row in csv.DictReader(fh)]
+
+
+def test_a_template_spread_thinly_over_many_labels_is_boilerplate_across_them():
+    # Two templated rows in each of 40 intents, ten real seeds each: no intent has
+    # enough templated rows for its own guard, but all of them share the template.
+    intents = sorted({label for _, label in labelled("test.csv")})[:40]
+    kept = set(banking(3080, min_tokens=9, max_tokens=14))
+    rows = [(t, label) for t, label in labelled("test.csv") if t in kept]
+    contents = [r for i in intents for r in [r for r in rows if r[1] == i][:2]]
+    seeds = [
+        seed(t, k, CellKey(slice="default", label=label))
+        for k, (t, label) in enumerate(
+            r for i in intents for r in [x for x in labelled("train.csv") if x[1] == i][:10]
+        )
+    ]
+    batch = [
+        cand(text, k, CellKey(slice="default", label=label))
+        for k, (text, label) in enumerate(
+            zip(templated([t for t, _ in contents]), [lab for _, lab in contents], strict=True)
+        )
+    ]
+
+    def rejected(params: NearDedupParams) -> list[str]:
+        f = NearDedupFilter(params, CTX)
+        f.prepare(seeds)
+        return [d.reason for d in f.decide(batch) if d.verdict == "reject"]
+
+    assert len(rejected(NearDedupParams(boilerplate_cells=0))) > 40
+    assert rejected(NearDedupParams()) == []
