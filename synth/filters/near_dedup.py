@@ -174,8 +174,12 @@ class NearDedupParams(FilterParams):
         max_edits: A pair whose token Levenshtein distance is at most this share of
             the longer text's tokens is a near duplicate, whatever its Jaccard. 0.15
             is the definition the filter is measured against (copies with 5-15 %
-            token edits); tokens covered by template boilerplate that both rows
-            contain are left out first. Real short rows come this close too: of
+            token edits). Tokens covered by template phrasing that both rows contain
+            are left out first; here a template is boilerplate that more than half of
+            a cell's generated rows have, or that is shared across cells, since
+            phrasing a model repeats in a fraction of a cell's rows is also frequent
+            enough for ``boilerplate_df`` and leaving it out would make a one-word
+            edit of a short row look like a new text. Real short rows come this close too: of
             BANKING77's 10,003 train messages, 2.6 % have a message of the same
             intent within 10 % token edits, 9.7 % within 15 % and 16.8 % within
             20 % (CLINC150's 15,000: 3.7, 13.4 and 24.8 %); those pairs are the
@@ -420,6 +424,18 @@ class _Frequencies:
             if ref is None or overused(count, self.n, ref(h), share, self.lift):
                 out.append(h)
         return frozenset(out)
+
+    def majority(self) -> Hashes:
+        """The boilerplate that more than half of the cell's generated items have: what
+        a template is (every row it writes has it), unlike phrasing a model repeats in
+        a fraction of a cell's rows, which frequency alone also makes boilerplate."""
+        base = self.base.counts if self.base is not None else None
+        limit = _SHARE_WITHOUT_REFERENCE * self.n
+        return frozenset(
+            h
+            for h in self.boilerplate
+            if self.counts[h] + (base[h] if base is not None else 0) > limit
+        )
 
     def _keys(self) -> set[int]:
         own = set(self.counts)
@@ -721,6 +737,14 @@ class NearDedupFilter(Filter):
         # Token n-grams are what boilerplate is made of only with word shingles.
         n = self.params.ngram if self.params.shingle == "word" else 0
         own_drop = run.boilerplate(item.cell) | run.shared
+        own_template = run.template(item.cell)
+
+        def edit_drop(other: _Item) -> Hashes:
+            drop = own_template
+            if other.cell != item.cell:
+                drop = drop | run.template(other.cell)
+            return drop - set(other.shingles.tolist()) if other.seed else drop
+
         for key in sorted(keys):
             other = self._items.get(key) or run.items.get(key)
             if other is None or other.id == item.id:
@@ -735,7 +759,7 @@ class NearDedupFilter(Filter):
             if j > best[same][0]:
                 best[same] = (j, key)
             if cut > 0:
-                e = within(*_edit_pair(item, other, n, drop if n else _NONE), cut)
+                e = within(*_edit_pair(item, other, n, edit_drop(other) if n else _NONE), cut)
                 if e is not None and (edited is None or e < edited[0]):
                     edited = (e, j, key, "same cell" if same else "other cell")
         return best[True], best[False], edited
@@ -856,6 +880,7 @@ class _BatchRun:
             if len(s):
                 by_cell.setdefault(cell, []).append(s)
         self.drop: dict[str, Hashes] = {}
+        self.majority: dict[str, Hashes] = {}
         self.shared: Hashes = _NONE
         if owner.params.boilerplate_cells and owner.params.boilerplate_df < 1.0:
             self.shared = owner._shared.with_batch(by_cell, owner.reference)
@@ -863,6 +888,17 @@ class _BatchRun:
             freq = owner.frequencies(cell, owner.stored_frequencies(cell))
             freq.add(cell_sets)
             self.drop[cell] = freq.boilerplate
+            self.majority[cell] = freq.majority()
+
+    def template(self, cell: str) -> Hashes:
+        """What the edit distance leaves out for a row of this cell: the cell's
+        boilerplate that most of its rows have, and what is shared across cells."""
+        majority = self.majority.get(cell)
+        if majority is None:
+            state = self.owner.stored_frequencies(cell)
+            majority = state.majority() if state is not None else _NONE
+            self.majority[cell] = majority
+        return majority | self.shared
 
     def boilerplate(self, cell: str) -> Hashes:
         drop = self.drop.get(cell)
