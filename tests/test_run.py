@@ -81,19 +81,27 @@ def test_a_second_run_with_quotas_met_sends_no_request(sim_project, sim):
     assert sim.stats()["requests"] == sent
 
 
-def test_malformed_and_truncated_replies_are_recorded_and_the_run_goes_on(sim_project, sim):
-    sim.script(["malformed", "truncate", "malformed"])
+def test_replies_with_slips_are_read_and_replies_without_json_are_recorded(sim_project, sim):
+    sim.script(["malformed", "garbled", "truncate", "malformed", "garbled"])
     config = _seeded(sim_project)
     summary = run(config)
     assert summary.status == "finished"
     with sim_project.store() as store:
-        bad = store.conn.execute(
-            "SELECT status, error, response_json FROM llm_calls WHERE status = 'invalid'"
+        rows = store.conn.execute(
+            "SELECT status, error, repairs_json, response_json FROM llm_calls ORDER BY rowid"
         ).fetchall()
-    assert len(bad) == 3
-    assert sum("finish_reason=length" in error for _, error, _ in bad) == 1
-    assert sum("invalid JSON" in error for _, error, _ in bad) == 2
-    assert all(body for *_, body in bad)  # the paid reply is kept for inspection
+    bad = [r for r in rows if r[0] == "invalid"]
+    repaired = [json.loads(r[2]) for r in rows if r[0] == "ok" and r[2]]
+    # The two garbled replies hold no JSON: invalid, with the reason and the paid reply.
+    assert sum(error.startswith("no JSON in the reply, which begins") for _, error, *_ in bad) == 2
+    assert all(body for *_, body in bad)
+    # The malformed ones (prose, fences, a missing brace ...) are read, and say how.
+    assert len(repaired) >= 2
+    # The cut one keeps the examples written before the cut, or is invalid if it has none.
+    cut = [r for r in rows if r[2] and "cut_off" in json.loads(r[2])]
+    cut_invalid = [r for r in bad if "finish_reason=length" in r[1]]
+    assert len(cut) + len(cut_invalid) == 1
+    assert len(bad) == 2 + len(cut_invalid)
 
 
 def test_latency_and_faults_every_call_answered_or_failed_and_attempts_add_up(sim_project, sim):

@@ -34,14 +34,13 @@ from tenacity import (
 from synth.config import LLMSettings
 from synth.errors import SynthError
 from synth.llm.limits import AdaptiveSlots, Pacer, estimate_tokens
-from synth.llm.structured import ReplyError, json_object, parse_reply
+from synth.llm.structured import ReplyError, read_examples, read_object
 from synth.store.calls import Calls
 from synth.store.rows import CallRow
 
 # Errors no retry can mend: the run stops and says why, instead of recording the
 # same failure for every call it had planned.
 FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
-INVALID_FINISH = ("length", "content_filter")
 
 
 @dataclass(frozen=True)
@@ -51,6 +50,7 @@ class CallResult:
     content: str | None
     error: str | None
     items: list[dict[str, Any]] | None = None  # the reply's examples, once validated
+    repairs: tuple[str, ...] = ()  # how the reply's shape was mended (structured.py)
 
 
 def retryable(exc: BaseException) -> bool:
@@ -295,7 +295,12 @@ class ReplyRecorder:
         self.price_factor = price_factor
 
     def accept(self, call: CallRow, body: str, latency_ms: float | None) -> CallResult:
-        """Validate the reply's shape and finish reason; record it either way."""
+        """Validate the reply's shape and finish reason; record it either way.
+
+        A generation reply cut off at ``max_tokens`` keeps the complete examples
+        written before the cut (they were paid for, and each is filtered like any
+        other), recorded with the repair ``cut_off``; one with none is invalid. A
+        judge reply must be whole."""
         try:
             reply = json.loads(body)
             choice = reply["choices"][0]
@@ -305,23 +310,33 @@ class ReplyRecorder:
             self.record(call, "invalid", body, f"not a chat completion: {e}", latency_ms)
             return CallResult(call, "invalid", None, f"not a chat completion: {e}")
         usage = reply.get("usage") or {}
+        served = reply.get("model") if isinstance(reply.get("model"), str) else None
         error = None
         items = None
-        if finish in INVALID_FINISH:
-            error = f"finish_reason={finish}: the reply was cut off"
+        repairs: tuple[str, ...] = ()
+        cut = f"finish_reason={finish}: the reply was cut off at max_tokens"
+        if finish == "content_filter":
+            error = "finish_reason=content_filter: the provider withheld the reply"
+        elif call.purpose == "generate":
+            try:
+                found = read_examples(content)
+                items, repairs = found.items, found.repairs
+                if finish == "length":
+                    repairs = ("cut_off", *repairs)
+            except ReplyError as e:
+                error = cut if finish == "length" else str(e)
+        elif finish == "length":
+            error = cut
         else:
             try:
-                if call.purpose == "generate":
-                    items = parse_reply(content)
-                else:
-                    json_object(content)  # the judge validates the rest
+                repairs = read_object(content).repairs  # the judge validates the rest
             except ReplyError as e:
                 error = str(e)
         status = "invalid" if error else "ok"
-        self.record(call, status, body, error, latency_ms, usage)
+        self.record(call, status, body, error, latency_ms, usage, served, repairs)
         if status != "ok":
-            return CallResult(call, status, None, error)
-        return CallResult(call, status, content, None, items)
+            return CallResult(call, status, None, error, repairs=repairs)
+        return CallResult(call, status, content, None, items, repairs)
 
     def record(
         self,
@@ -331,6 +346,8 @@ class ReplyRecorder:
         error: str | None,
         latency_ms: float | None,
         usage: dict[str, Any] | None = None,
+        served_model: str | None = None,
+        repairs: tuple[str, ...] = (),
     ) -> None:
         """Commit the call's outcome with its tokens and what they cost."""
         usage = usage or {}
@@ -345,6 +362,8 @@ class ReplyRecorder:
             completion_tokens=completion_tokens,
             cost_usd=self.cost(call.model, prompt_tokens, completion_tokens),
             latency_ms=latency_ms,
+            served_model=served_model,
+            repairs=repairs,
         )
 
     def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:

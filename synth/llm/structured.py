@@ -10,6 +10,9 @@ pieces. The schemas are part of each request's hash: they must not change shape.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
@@ -68,31 +71,231 @@ class Reply(BaseModel):
     examples: list[dict[str, Any]]
 
 
-def parse_reply(content: str | None) -> list[dict[str, Any]]:
-    """A generation reply's examples; ReplyError says why a reply is unusable."""
-    if not content:
+@dataclass(frozen=True)
+class Examples:
+    """A generation reply's examples, and how its shape was mended to find them."""
+
+    items: list[dict[str, Any]]
+    repairs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FoundObject:
+    """A judge reply's JSON object, and how its shape was mended to find it."""
+
+    value: dict[str, Any]
+    repairs: tuple[str, ...] = ()
+
+
+# Repairs, as recorded on the call (``llm_calls.repairs_json``), each a stable slug:
+#   code_fence         the JSON inside a ``` fence
+#   text_around_json   prose before or after the JSON
+#   broken_json        JSON that does not parse (a missing brace, a trailing comma,
+#                      a cut): the complete objects inside it are read
+#   json_lines         one example object per line, not {"examples": [...]}
+#   several_values     more than one JSON value, each read (repeats, afterthoughts)
+#   bare_list          a list of examples, not {"examples": [...]}
+#   single_example     one example object, not a list of them
+#   extra_keys         the examples beside other keys, which are ignored
+#   wrapper:KEY        the expected object under a wrapper key ({"data": {...}})
+#   non_objects        entries of the list that are not objects, left out
+#   cut_off            the reply ended at max_tokens; the examples before the cut
+
+
+def read_examples(content: str | None) -> Examples:
+    """A generation reply's examples, from whatever shape the model wrote them in.
+
+    Endpoints with structured outputs return exactly ``{"examples": [...]}``; models
+    asked for JSON without a schema (``json_object``, ``none``) also write a bare
+    list, a single example, a wrapper object (``{"data": {"examples": [...]}}``),
+    one object per line (the format the prompt shows its examples in), a fenced
+    code block, prose around any of those, or JSON with a slip in it. Each is read,
+    the same content always giving the same examples, and what was mended is named
+    in ``repairs``. An example is a flat object (the schema's fields are scalars);
+    the schema filter judges each one. ReplyError says why a reply holds none."""
+    if not content or not content.strip():
         raise ReplyError("empty reply")
-    value = _loads(content)
-    if isinstance(value, list):  # some endpoints without structured output do this
-        value = {"examples": value}
+    values, repairs = _json_values(content)
+    items: list[dict[str, Any]] = []
+    if len(values) > 1 and all(_is_example(v) for v in values):
+        # Objects side by side: one per line, or the items of a list that broke.
+        if "broken_json" not in repairs:
+            repairs.append("json_lines")
+        items = list(values)
+    else:
+        if len(values) > 1:
+            repairs.append("several_values")
+        # A list found inside JSON that broke was no bare list of the model's.
+        top = "broken_json" not in repairs
+        for value in values:
+            items += _examples_in(value, repairs, top=top)
+    if not items:
+        raise ReplyError(_no_examples(values))
     try:
-        return Reply.model_validate(value).examples
-    except ValidationError as e:
+        reply = Reply.model_validate({"examples": items})
+    except ValidationError as e:  # pragma: no cover - items are objects by construction
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "reply"
         raise ReplyError(f"{where}: {first['msg']}") from None
+    return Examples(reply.examples, tuple(dict.fromkeys(repairs)))
+
+
+def parse_reply(content: str | None) -> list[dict[str, Any]]:
+    """A generation reply's examples (``read_examples`` without the repairs)."""
+    return read_examples(content).items
+
+
+def read_object(content: str | None, keys: Collection[str] = ()) -> FoundObject:
+    """A judge reply's JSON object; what its fields must be is the judge's to check.
+
+    Found as ``read_examples`` finds examples: in prose, in a fence, among several
+    values. With ``keys`` (the fields the judge asked for) the object that holds the
+    most of them is taken, and a wrapper around it (``{"grades": {...}}``) is
+    looked through."""
+    if not content or not content.strip():
+        raise ReplyError("empty reply")
+    values, repairs = _json_values(content)
+    objects = [v for v in values if isinstance(v, dict)]
+    if not objects:
+        raise ReplyError(_no_examples(values, what="JSON object"))
+    wanted = set(keys)
+    best: tuple[int, int, dict[str, Any], list[str]] | None = None
+    for i, obj in enumerate(objects):
+        found, path = _unwrap(obj, wanted)
+        score = len(wanted & set(found))
+        if best is None or score > best[0]:
+            best = (score, i, found, path)
+    assert best is not None
+    _, _, value, path = best
+    if len(values) > 1:
+        repairs.append("several_values")
+    repairs += [f"wrapper:{k}" for k in path]
+    return FoundObject(value, tuple(dict.fromkeys(repairs)))
 
 
 def json_object(content: str | None) -> dict[str, Any]:
-    """A judge reply's JSON object; what its fields must be is the judge's to check."""
-    value = _loads(content or "")
-    if not isinstance(value, dict):
-        raise ReplyError("the reply is not a JSON object")
-    return value
+    """A judge reply's JSON object (``read_object`` without the repairs)."""
+    return read_object(content).value
 
 
-def _loads(content: str) -> Any:
+_DECODER = json.JSONDecoder()
+_FENCE = re.compile(r"^[ \t]*```[\w+-]*[ \t]*$", re.MULTILINE)
+_OPENERS = re.compile(r"[{\[]")
+
+
+def _json_values(content: str) -> tuple[list[Any], list[str]]:
+    """Every JSON value in the reply, and what surrounded them: the whole reply when
+    it is JSON, else each object or list found in it, left to right, never one
+    inside another. Where an opening brace starts JSON that does not parse, the
+    values inside it are found instead."""
+    text = content.strip()
     try:
-        return json.loads(content)
-    except json.JSONDecodeError as e:
-        raise ReplyError(f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+        return [json.loads(text)], []
+    except json.JSONDecodeError:
+        pass
+    values: list[Any] = []
+    outside: list[str] = []  # text outside every value and every broken fragment
+    broken = False
+    in_fragment = False  # after an opening brace that did not parse
+    i = 0
+    while True:
+        m = _OPENERS.search(text, i)
+        if m is None:
+            if not in_fragment:
+                outside.append(text[i:])
+            break
+        if not in_fragment:
+            outside.append(text[i : m.start()])
+        try:
+            value, end = _DECODER.raw_decode(text, m.start())
+        except json.JSONDecodeError:
+            broken = in_fragment = True
+            i = m.start() + 1
+            continue
+        in_fragment = False
+        if isinstance(value, dict) and value or isinstance(value, list) and value:
+            values.append(value)
+        i = end
+    if not values:
+        start = " ".join(text.split())
+        start = start if len(start) <= 60 else start[:57] + "..."
+        raise ReplyError(f"no JSON in the reply, which begins {start!r}")
+    repairs = []
+    rest = "".join(outside)
+    if _FENCE.search(rest):
+        repairs.append("code_fence")
+        rest = _FENCE.sub("", rest)
+    if any(ch.isalnum() for ch in rest):
+        repairs.append("text_around_json")
+    if broken:
+        repairs.append("broken_json")
+    return values, repairs
+
+
+def _is_example(value: Any) -> bool:
+    """A flat, non-empty object: every field of an example is a scalar."""
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(v is None or isinstance(v, (str, int, float, bool)) for v in value.values())
+    )
+
+
+def _examples_in(value: Any, repairs: list[str], *, top: bool = False) -> list[dict[str, Any]]:
+    """The examples a JSON value holds, noting every departure from
+    ``{"examples": [...]}`` (``top``: the value is the reply's own, not inside one)."""
+    if isinstance(value, list):
+        if top:
+            repairs.append("bare_list")
+        out: list[dict[str, Any]] = []
+        for entry in value:
+            if _is_example(entry):
+                out.append(entry)
+            elif isinstance(entry, dict):
+                out += _examples_in(entry, repairs)
+            else:
+                repairs.append("non_objects")
+        return out
+    if not isinstance(value, dict) or not value:
+        return []
+    if _is_example(value):
+        repairs.append("single_example")
+        return [value]
+    key = "examples"
+    if key not in value:
+        # A wrapper: the one field that holds a list or an object ({"data": ...}).
+        containers = [k for k, v in value.items() if isinstance(v, (dict, list))]
+        if len(containers) != 1:
+            return []
+        key = containers[0]
+        repairs.append(f"wrapper:{key}")
+    if len(value) > 1:
+        repairs.append("extra_keys")
+    return _examples_in(value[key], repairs)
+
+
+def _unwrap(obj: dict[str, Any], wanted: set[str]) -> tuple[dict[str, Any], list[str]]:
+    """The object, or the one a chain of single-key wrappers holds when the object
+    itself has none of the wanted keys; with the wrapper keys passed through."""
+    path: list[str] = []
+    while wanted and not wanted & set(obj) and len(obj) == 1:
+        key, inner = next(iter(obj.items()))
+        if not isinstance(inner, dict):
+            break
+        path.append(key)
+        obj = inner
+    return obj, path
+
+
+def _no_examples(values: list[Any], what: str = "examples") -> str:
+    """Why the JSON found holds nothing usable, in one line."""
+    first = values[0] if values else None
+    if isinstance(first, dict):
+        if first.get("examples") == []:
+            return "the reply's examples list is empty"
+        keys = ", ".join(list(first)[:6])
+        return f"no {what} in the reply: a JSON object with keys {keys}"
+    if isinstance(first, list):
+        return f"no {what} in the reply: a JSON list of {len(first)} non-objects"
+    kind = {str: "string", int: "number", float: "number", bool: "boolean"}.get(type(first), "null")
+    return f"no {what} in the reply: a JSON {kind}"
