@@ -28,7 +28,7 @@ def _attempts(project) -> int:
 
 
 def test_run_fills_every_cell_to_its_target_exactly(sim_project, sim):
-    sim.configure(p_exact_dup=0.2, p_bad_item=0.1)
+    sim.configure(p_exact_dup=0.2, p_bad_item=0.3)
     config = _seeded(sim_project)
     with sim_project.store() as store:
         before = {p.cell: p for p in plan_cells(config, store.examples.cell_counts())}
@@ -105,7 +105,7 @@ def test_replies_with_slips_are_read_and_replies_without_json_are_recorded(sim_p
 
 
 def test_latency_and_faults_every_call_answered_or_failed_and_attempts_add_up(sim_project, sim):
-    sim.configure(latency_ms=100, p_429=0.05, p_500=0.05, retry_after_s=0.05)
+    sim.configure(latency_ms=100, p_429=0.15, p_500=0.15, retry_after_s=0.05)
     config = _seeded(sim_project)
     summary = run(config)
     assert summary.status == "finished"

@@ -35,6 +35,8 @@ B = {"text": "where is my new card", "label": "card_arrival"}
         ('{examples": [%s, %s]}', [A, B], ("broken_json",)),
         ('{"examples": [%s, %s, {"text": "cut he', [A, B], ("broken_json",)),
         ('{"examples": ["a", %s]}', [A], ("non_objects",)),
+        ('{"examples": [%s, %s]', [A, B], ("broken_json",)),
+        ('{"examples": [%s, %s],', [A, B], ("broken_json",)),
         (
             '{"examples": [%s]}\nAnd another: {"examples": [%s]}',
             [A, B],
@@ -66,6 +68,12 @@ def test_a_reply_with_no_examples_says_why_in_one_line(content, reason):
         read_examples(content)
     assert str(caught.value).startswith(reason)
     assert "\n" not in str(caught.value)
+
+
+def test_unquoted_keys_are_quoted_but_never_inside_a_string():
+    found = read_examples('{examples: [{text: "when: soon, please", label: "card_arrival"}]}')
+    assert found.items == [{"text": "when: soon, please", "label": "card_arrival"}]
+    assert found.repairs == ("broken_json",)
 
 
 def test_the_same_content_gives_the_same_examples():

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
@@ -47,22 +48,67 @@ def response_format(mode: Mode, name: str, schema: dict[str, Any]) -> dict[str, 
     return {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}
 
 
-def examples_format(config: Config, label: str, n: int) -> dict[str, Any] | None:
-    """A generation reply's format: n examples, each with the schema's fields and the
-    label pinned to the cell's. Structured outputs make the model keep to it."""
+def with_lengths(config: Config) -> bool:
+    """Whether schemas sent carry string lengths (``llm.schema_lengths``)."""
+    setting = config.llm.schema_lengths
+    if setting != "auto":
+        return setting == "always"
+    return urlsplit(config.endpoint()).hostname != "api.openai.com"
+
+
+def text_schema(
+    config: Config, *, min_length: int | None = None, max_length: int | None = None
+) -> dict[str, Any]:
+    """A string, with its lengths where the endpoint takes them."""
+    prop: dict[str, Any] = {"type": "string"}
+    if with_lengths(config):
+        if min_length is not None:
+            prop["minLength"] = min_length
+        if max_length is not None:
+            prop["maxLength"] = max_length
+    return prop
+
+
+def item_schema(config: Config, label: str) -> dict[str, Any]:
+    """One example: every field of ``[schema]`` with its type, description and
+    lengths, and the label pinned to the cell's. What the schema filter holds each
+    example to, the server is asked to keep to while it writes."""
     schema = config.data_schema
     props: dict[str, Any] = {}
     for name, spec in schema.fields.items():
+        if name == schema.label:
+            props[name] = {"type": "string", "enum": [label]}
+            continue
         prop: dict[str, Any] = {"type": spec.type}
+        if spec.type == "string":
+            prop = text_schema(config, min_length=spec.min_length, max_length=spec.max_length)
         if spec.description:
             prop["description"] = spec.description
-        if name == schema.label:
-            prop = {"type": "string", "enum": [label]}
         props[name] = prop
-    examples = {"type": "array", "minItems": n, "maxItems": n, "items": strict_object(props)}
+    return strict_object(props)
+
+
+def examples_format(config: Config, label: str, n: int) -> dict[str, Any] | None:
+    """A generation reply's format: n examples (``item_schema``). Structured outputs
+    make the model keep to it."""
+    items = item_schema(config, label)
+    examples = {"type": "array", "minItems": n, "maxItems": n, "items": items}
     return response_format(
         config.llm.response_format, "examples", strict_object({"examples": examples})
     )
+
+
+def answer_shape(config: Config, label: str) -> str:
+    """The exact shape of the answer, for the prompt to show: the object
+    ``read_examples`` reads without a repair, with the label filled in and "..." for
+    the other fields. Models without a schema to keep to copy a shape they are
+    shown far more reliably than one they are told about."""
+    schema = config.data_schema
+    one = json.dumps(
+        {name: label if name == schema.label else "..." for name in schema.fields},
+        ensure_ascii=False,
+    )
+    return '{"examples": [' + one + ", " + one + ", ...]}"
 
 
 class Reply(BaseModel):
@@ -193,6 +239,12 @@ def _json_values(content: str) -> tuple[list[Any], list[str]]:
         return [json.loads(text)], []
     except json.JSONDecodeError:
         pass
+    mended = _mended(text)
+    if mended is not None:
+        try:
+            return [json.loads(mended)], ["broken_json"]
+        except json.JSONDecodeError:
+            pass
     values: list[Any] = []
     outside: list[str] = []  # text outside every value and every broken fragment
     broken = False
@@ -230,6 +282,69 @@ def _json_values(content: str) -> tuple[list[Any], list[str]]:
     if broken:
         repairs.append("broken_json")
     return values, repairs
+
+
+_CLOSERS = {"{": "}", "[": "]"}
+_BARE_KEY = re.compile(r"([{,]\s*)([A-Za-z_][\w-]*)(\s*:)")
+
+
+def _mended(text: str) -> str | None:
+    """The reply with the slips models make in otherwise whole JSON mended: object
+    keys left unquoted (as in JavaScript), closing brackets left off (a brace
+    forgotten, a cut between two values). None when it needs other mending."""
+    if not text or text[0] not in _CLOSERS:
+        return None
+    quoted = _outside_strings(text, lambda part: _BARE_KEY.sub(r'\1"\2"\3', part))
+    return _closed(quoted)
+
+
+def _outside_strings(text: str, change: Callable[[str], str]) -> str:
+    """``change`` applied to the parts of ``text`` outside JSON strings."""
+    out: list[str] = []
+    start = 0
+    in_string = escaped = False
+    for i, ch in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+                out.append(text[start : i + 1])
+                start = i + 1
+        elif ch == '"':
+            out.append(change(text[start:i]))
+            start = i
+            in_string = True
+    out.append(text[start:] if in_string else change(text[start:]))
+    return "".join(out)
+
+
+def _closed(text: str) -> str:
+    """JSON that stops short of its closing brackets closed; the text as it is when
+    it does not stop so (a cut inside a string, brackets that do not match, text
+    after the end), for the parse to refuse."""
+    stack: list[str] = []
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in _CLOSERS:
+            stack.append(_CLOSERS[ch])
+        elif ch in "}]":
+            if not stack or stack.pop() != ch or not stack:
+                return text  # mismatched, or closed before the end with more after it
+    if in_string or not stack:
+        return text
+    return text.rstrip().rstrip(",") + "".join(reversed(stack))
 
 
 def _is_example(value: Any) -> bool:
