@@ -17,6 +17,7 @@ import asyncio
 import itertools
 import json
 import random
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -395,6 +396,55 @@ def _cached(call: CallRow) -> CallResult:
 
 
 def _describe(e: BaseException) -> str:
+    """One line saying what went wrong, for the call's ``error`` and the run's stop
+    reason. A connection that failed says why and names the URL: the HTTP layer
+    reports a refused connection as a connect timeout, with the refusal in its
+    cause."""
+    if isinstance(e, openai.NotFoundError):
+        # Which endpoint is missing is the whole story of a 404.
+        request = e.response.request
+        return f"HTTP 404 from {request.method} {request.url}: {_server_message(e)}"
     if isinstance(e, openai.APIStatusError):
         return f"HTTP {e.status_code}: {e.message}"
+    if isinstance(e, openai.APIConnectionError):
+        url = str(e.request.url) if getattr(e, "request", None) is not None else "?"
+        cause = _os_error(e)
+        if isinstance(cause, ConnectionRefusedError):
+            return f"connection refused: {url}"
+        if isinstance(cause, socket.gaierror):
+            return f"host not found: {url} ({cause.strerror or cause})"
+        if cause is not None:
+            return f"cannot connect: {url} ({cause.strerror or cause})"
+        if isinstance(e, openai.APITimeoutError):
+            return f"timed out: {url}"
+        return f"connection failed: {url} ({e.__cause__ or e})"
     return f"{type(e).__name__}: {e}"
+
+
+def _server_message(e: openai.APIStatusError) -> str:
+    """What the server said, without the openai package's "Error code: N - " prefix."""
+    body = e.body
+    if isinstance(body, dict):
+        inner = body.get("error")
+        message = inner.get("message") if isinstance(inner, dict) else body.get("message")
+        if isinstance(message, str) and message:
+            return message
+    text = e.response.text.strip()
+    return text[:200] if text else e.message
+
+
+def _os_error(e: BaseException) -> OSError | None:
+    """The operating system's error behind a connection failure, if any: the first
+    ``OSError`` down the chain of causes (aiohttp's connector errors are OSErrors
+    too; what they wrap says more)."""
+    found: OSError | None = None
+    seen: set[int] = set()
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError):
+            found = cause
+            if type(cause).__module__ in ("builtins", "socket", "ssl"):
+                return cause  # ConnectionRefusedError, socket.gaierror ...
+        cause = cause.__cause__ or cause.__context__
+    return found
