@@ -269,3 +269,21 @@ def test_rpm_limit_holds_at_the_simulator_in_every_window(sim_project, sim):
     for window, limit in ((2.0, 20), (3.0, 30)):
         busiest = max(sum(1 for u in times[i:] if u - t < window) for i, t in enumerate(times))
         assert busiest <= limit, (window, busiest)
+
+
+def test_a_model_whose_replies_cannot_be_read_stalls_its_cells_instead_of_spending_on(
+    sim_project, sim
+):
+    """Unusable replies count as examples asked for and none kept: the cells stall
+    after their idle steps and the run says so, long before the call cap."""
+    sim.configure(p_garbled=1.0)
+    config = _seeded(sim_project)
+    summary = run(config)
+    assert summary.status == "stopped"
+    assert summary.stop_reason.startswith("stalled: nothing accepted in 4 batches for ")
+    with sim_project.store() as store:
+        statuses = dict(
+            store.conn.execute("SELECT status, count(*) FROM llm_calls GROUP BY status").fetchall()
+        )
+    assert set(statuses) == {"invalid"}
+    assert statuses["invalid"] < config.generate.max_calls / 2
