@@ -109,3 +109,53 @@ def test_a_judge_reply_without_an_object_says_so():
         read_object("The candidate is realistic.", KEYS)
     with pytest.raises(ReplyError, match="no JSON object in the reply"):
         read_object("[1, 2]", KEYS)
+
+
+def _bundled(**llm):
+    from conftest import ROOT
+
+    from synth.config import load_config
+
+    return load_config(ROOT / "config.toml").with_llm(**llm)
+
+
+def test_every_constraint_of_a_field_goes_into_the_schema_sent():
+    from synth.llm.structured import examples_format
+
+    config = _bundled(base_url="http://127.0.0.1:8080/v1")
+    fmt = examples_format(config, "card_arrival", 3)
+    examples = fmt["json_schema"]["schema"]["properties"]["examples"]
+    assert examples["minItems"] == examples["maxItems"] == 3
+    props = examples["items"]["properties"]
+    assert props["text"] == {
+        "type": "string",
+        "minLength": 8,
+        "maxLength": 400,
+        "description": "the customer's message",
+    }
+    assert props["label"] == {"type": "string", "enum": ["card_arrival"]}
+
+
+def test_a_field_constraint_added_to_the_config_must_be_sent_too():
+    """``item_schema`` maps each of these; a new one would be checked by the schema
+    filter and never asked of the server until it is mapped there too."""
+    from synth.config import FieldSpec
+
+    assert set(FieldSpec.model_fields) == {"type", "description", "min_length", "max_length"}
+
+
+@pytest.mark.parametrize(
+    ("base_url", "setting", "sent"),
+    [
+        ("http://127.0.0.1:8080/v1", "auto", True),
+        ("https://api.openai.com/v1", "auto", False),  # strict mode refuses them
+        ("https://api.openai.com/v1", "always", True),
+        ("http://127.0.0.1:8080/v1", "never", False),
+    ],
+)
+def test_string_lengths_go_where_the_endpoint_takes_them(base_url, setting, sent):
+    from synth.llm.structured import item_schema
+
+    config = _bundled(base_url=base_url, schema_lengths=setting)
+    text = item_schema(config, "card_arrival")["properties"]["text"]
+    assert ("maxLength" in text) is sent and ("minLength" in text) is sent
