@@ -20,6 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from synth.config import Config, load_config
+from synth.filters.rubric import RubricParams
+from synth.seeds import read_seeds
+from synth.store import Store
+
 # llama.cpp's worker threads per request batch: the machines are 2 cores, shared.
 THREADS = 2
 SLOTS = 4  # requests decoded together; more wait in the server's queue
@@ -100,3 +107,69 @@ def llama_server(
 
 def in_ci() -> bool:
     return bool(os.environ.get("CI"))
+
+
+# -- a small project against it: the bundled config, made small ----------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+MODEL = "smollm2-135m"  # the name configured; the server reports its own
+
+
+def real_config(tmp_path: Path, base_url: str, mode: str, **generate: object) -> Config:
+    """The bundled config.toml (its schema, template, filter chain and judge as they
+    are), made small: two cells two rows short (one a missing slice), a cap on
+    calls, the judge shown fewer examples."""
+    config = load_config(ROOT / "config.toml")
+    filters = [
+        f.model_copy(update={"references": 2, "label_examples": 2, "max_tokens": 300})
+        if isinstance(f, RubricParams)
+        else f
+        for f in config.filters
+    ]
+    slices = [s.model_copy(update={"target": 2, "labels": s.labels[:1]}) for s in config.slices[:1]]
+    return config.model_copy(
+        update={
+            "project": config.project.model_copy(update={"db": str(tmp_path / "synth.db")}),
+            "llm": config.llm.model_copy(
+                update={
+                    "model": MODEL,
+                    "base_url": base_url,
+                    "response_format": mode,
+                    "temperature": 0.7,
+                    "max_tokens": 300,
+                    "max_concurrency": 4,
+                    "timeout": 600,
+                    "retries": 1,
+                }
+            ),
+            "targets": config.targets.model_copy(
+                update={"balance": "explicit", "counts": {"contactless_not_working": 8}}
+            ),
+            "slices": slices,
+            "generate": config.generate.model_copy(
+                update={
+                    "per_call": 3,
+                    "max_calls": 24,
+                    "max_cost_usd": None,
+                    "max_idle_batches": 2,
+                    **generate,
+                }
+            ),
+            "filters": filters,
+        }
+    )
+
+
+def metrics(llama: LlamaServer) -> dict[str, float]:
+    """The server's own counters (Prometheus text)."""
+    out = {}
+    for line in httpx.get(llama.root + "/metrics", timeout=30).text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def seeded(config: Config) -> None:
+    with Store(config.db_path) as store:
+        store.examples.add_seeds(read_seeds(ROOT / "seeds" / "banking.jsonl", config).seeds)

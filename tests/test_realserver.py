@@ -15,89 +15,23 @@ import asyncio
 import json
 import time
 from collections import Counter
-from pathlib import Path
 
-import httpx
 import pytest
-from conftest import ROOT
+from llamacpp import MODEL, metrics, real_config, seeded
 
-from synth.config import Config, load_config
 from synth.errors import SynthError
-from synth.filters.rubric import RubricParams
 from synth.generate import SeedPool, build_call
 from synth.llm.client import CallResult, LLMClient
 from synth.plan import plan_cells
 from synth.prompts import load_template
 from synth.runner import run
-from synth.seeds import read_seeds
+from synth.show import render_example, show_example
 from synth.status import render_status, status
 from synth.store import Store
 
 pytestmark = pytest.mark.realserver
-
-MODEL = "smollm2-135m"  # the name configured; the server reports its own
 # Share of generation replies that must yield examples, per mode (the issue's bar).
 PARSE_BAR = {"json_schema": 0.8, "json_object": 0.5, "none": 0.5}
-
-
-def real_config(tmp_path: Path, base_url: str, mode: str, **generate: object) -> Config:
-    """The bundled config.toml (its schema, template, filter chain and judge as they
-    are), made small: two cells two rows short (one a missing slice), a cap on
-    calls, the judge shown fewer examples."""
-    config = load_config(ROOT / "config.toml")
-    filters = [
-        f.model_copy(update={"references": 2, "label_examples": 2, "max_tokens": 300})
-        if isinstance(f, RubricParams)
-        else f
-        for f in config.filters
-    ]
-    slices = [s.model_copy(update={"target": 2, "labels": s.labels[:1]}) for s in config.slices[:1]]
-    return config.model_copy(
-        update={
-            "project": config.project.model_copy(update={"db": str(tmp_path / "synth.db")}),
-            "llm": config.llm.model_copy(
-                update={
-                    "model": MODEL,
-                    "base_url": base_url,
-                    "response_format": mode,
-                    "temperature": 0.7,
-                    "max_tokens": 300,
-                    "max_concurrency": 4,
-                    "timeout": 600,
-                    "retries": 1,
-                }
-            ),
-            "targets": config.targets.model_copy(
-                update={"balance": "explicit", "counts": {"contactless_not_working": 8}}
-            ),
-            "slices": slices,
-            "generate": config.generate.model_copy(
-                update={
-                    "per_call": 3,
-                    "max_calls": 24,
-                    "max_cost_usd": None,
-                    "max_idle_batches": 1,
-                    **generate,
-                }
-            ),
-            "filters": filters,
-        }
-    )
-
-
-def metrics(llama) -> dict[str, float]:
-    """The server's own counters (Prometheus text)."""
-    out = {}
-    for line in httpx.get(llama.root + "/metrics", timeout=30).text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
-
-
-def seeded(config: Config) -> None:
-    with Store(config.db_path) as store:
-        store.examples.add_seeds(read_seeds(ROOT / "seeds" / "banking.jsonl", config).seeds)
 
 
 CALLS_PER_MODE = 8
@@ -186,6 +120,10 @@ def test_a_small_run_through_the_whole_chain_ends_at_quota_or_says_why(tmp_path,
             "SELECT purpose, status, error, completion_tokens FROM llm_calls"
         ).fetchall()
         report = render_status(status(config, store))
+        some = store.conn.execute(
+            "SELECT id FROM examples WHERE source = 'synthetic' LIMIT 1"
+        ).fetchone()
+        shown = render_example(show_example(store, some[0])) if some else None
     generated = [c for c in calls if c[0] == "generate" and c[1] in ("ok", "invalid")]
     judged = [c for c in calls if c[0] == "judge" and c[1] in ("ok", "invalid")]
     tokens = sum(c[3] for c in calls)
@@ -196,6 +134,8 @@ def test_a_small_run_through_the_whole_chain_ends_at_quota_or_says_why(tmp_path,
         f" {summary.status} {summary.stop_reason or ''}"
     )
     assert generated and sum(c[1] == "ok" for c in generated) > 0
+    # `synth show` names the model asked for and the one the server says served it.
+    assert shown is not None and f"model {MODEL}, served as {llama.model}" in shown
     for c in calls:
         if c[1] in ("invalid", "failed"):
             assert c[2] and "\n" not in c[2] and "Traceback" not in c[2]
