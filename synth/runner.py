@@ -407,7 +407,9 @@ class Runner:
                 return
             chunk: list[CallResult] = self.results[self.done : end]  # type: ignore[assignment]
             try:
-                accepted, candidates = self._process(self.run_id, chunk)
+                accepted, candidates = self._process(
+                    self.run_id, chunk, self.asked_of[self.done : end]
+                )
             except Exception as e:  # a filter or the store: the run fails with it
                 self._end(e)
                 return
@@ -476,19 +478,26 @@ class Runner:
             )
         )
 
-    def _process(self, run_id: str, results: list[CallResult]) -> tuple[int, int]:
-        """Filter a batch's candidates in plan order, fill quotas, store it all."""
+    def _process(self, run_id: str, results: list[CallResult], asked: list[int]) -> tuple[int, int]:
+        """Filter a batch's candidates in plan order, fill quotas, store it all.
+
+        A cell is charged the examples each answered call asked for, whether its
+        reply could be read or not: a model whose replies are unusable yields
+        nothing per example asked, and a cell of such replies stalls (and the run
+        says so) instead of asking again until a budget cap ends it."""
         matches = {s.name: dict(s.match) for s in self.config.slices}
         candidates: list[Candidate] = []
         processed: list[str] = []
-        for r in results:
+        for r, n in zip(results, asked, strict=True):
+            if r.status == "invalid":
+                self.asked[_cell_of(r.call)] += n
             if r.status != "ok":
                 continue
             items = r.items if r.items is not None else parse_reply(r.content)
             cell_match = matches.get(r.call.slice or "", {})
             candidates += candidates_from(r.call, items, self.config, cell_match, run_id)
             processed.append(r.call.id)
-            self.asked[CellKey(slice=r.call.slice or "", label=r.call.label or "")] += len(items)
+            self.asked[_cell_of(r.call)] += max(n, len(items))
         outcomes = self.chain.decide(candidates)
         # The cheap filters' survivors join their indexes now, before any judging, so a
         # duplicate of one in a later chunk never reaches the judge.

@@ -28,6 +28,9 @@ def render_example(row: Mapping[str, Any]) -> str:
     prov = [
         f"{k} {row[k]}" for k in ("model", "template", "run_id", "llm_call_id", "origin") if row[k]
     ]
+    served = row.get("served_model")
+    if served and served != row["model"]:
+        prov.insert(1, f"served as {served}")
     if prov:
         out.append("provenance: " + ", ".join(prov))
     if row["decisions"]:

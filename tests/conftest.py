@@ -142,6 +142,22 @@ def sim_project(tmp_path: Path, sim: object) -> Project:
     return Project(tmp_path, base_url=sim.base_url)  # type: ignore[attr-defined]
 
 
+@pytest.fixture(scope="session")
+def llama() -> Iterator[object]:
+    """llama.cpp's server with SmolLM2-135M-Instruct, one for the session. Missing
+    packages skip the real-server tests on a developer's machine and fail them in
+    CI, whose `make test` installs them."""
+    import llamacpp
+
+    why = llamacpp.missing()
+    if why is not None:
+        if llamacpp.in_ci():
+            pytest.fail(why)
+        pytest.skip(why)
+    with llamacpp.llama_server() as server:
+        yield server
+
+
 CHROMIUM = Path("/usr/bin/chromium")
 # Flags for a root user on a machine with no network but loopback: no sandbox (root),
 # and no background connections (they are refused here, many at a time).

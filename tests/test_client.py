@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
 import pytest
 from conftest import Project
@@ -131,6 +132,10 @@ def test_error_statuses_become_the_openai_errors(project, status, retried, fatal
     if retried:
         assert result.status == "ok"
         assert seen[1]["headers"]["idempotency-key"].endswith("-2")
+    elif status == 404:  # a missing endpoint is named
+        assert result.status == "failed"
+        assert result.error.startswith("HTTP 404 from POST http://127.0.0.1:")
+        assert "/v1/chat/completions: nope" in result.error
     else:
         assert result.status == "failed" and result.error.startswith(f"HTTP {status}: ")
     assert (type(fatal).__name__ if fatal else None) == ("SynthError" if fatal_name else None)
@@ -188,3 +193,24 @@ def test_a_cost_cap_stops_the_run_near_the_cap_with_the_reason(sim_project, sim)
     # Past the cap by at most what was already in flight when it was reached.
     assert 0.02 * 0.8 < spend.cost_usd <= 0.02 + config.llm.max_concurrency * max(costs)
     assert spend.calls < 500
+
+
+def test_a_refused_connection_says_so_and_names_the_url(project):
+    """The HTTP layer reports a refused connection as a connect timeout; the call's
+    error says what happened, not "Request timed out"."""
+    config = project.config()
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+
+    async def go():
+        with project.store() as store:
+            call = _call(store, config)
+            settings = config.llm.model_copy(update={"retries": 1})
+            async with LLMClient(settings, store.calls, api_key="x", base_url=url) as client:
+                return await client.complete(call)
+
+    result = asyncio.run(go())
+    assert result.status == "failed"
+    assert result.error == f"connection refused: {url}/chat/completions"

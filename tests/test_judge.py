@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import sqlite3
 
@@ -264,11 +265,26 @@ def test_several_samples_are_stored_and_their_mean_decides(sim_project, sim):
 def test_an_invalid_judge_reply_is_retried_under_a_fresh_sample_index(sim_project, sim):
     judge_project(sim_project)
     c = _candidate("my new card has still not arrived after two weeks", "card_arrival", 1)
-    sim.script(["malformed"])
+    sim.script(["garbled"])
     outcomes, _, store = _judge(sim_project, [c], label_check=False, retries=1)
     assert outcomes[0].verdict is Verdict.KEEP
     calls = _judge_calls(store)
     assert [(i, status) for i, status, _, _ in calls] == [(0, "invalid"), (1, "ok")]
+    store.close()
+
+
+def test_a_judge_reply_with_a_slip_is_read_and_the_repair_recorded(sim_project, sim):
+    judge_project(sim_project)
+    c = _candidate("my new card has still not arrived after two weeks", "card_arrival", 1)
+    sim.script(["malformed"])  # prose, a fence, a missing brace ... around the object
+    outcomes, scores, store = _judge(sim_project, [c], label_check=False, retries=1)
+    assert outcomes[0].verdict is Verdict.KEEP
+    assert [status for _, status, _, _ in _judge_calls(store)] == ["ok"]
+    (repairs,) = store.conn.execute(
+        "SELECT repairs_json FROM llm_calls WHERE purpose = 'judge'"
+    ).fetchone()
+    assert json.loads(repairs)  # what was mended is named
+    assert {s["criterion"] for s in scores} == {"realism", "label_fidelity"}
     store.close()
 
 
@@ -277,7 +293,7 @@ def test_a_judge_reply_invalid_after_every_retry_is_a_judge_failure_sent_to_revi
 ):
     judge_project(sim_project)
     c = _candidate("my new card has still not arrived after two weeks", "card_arrival", 1)
-    sim.script(["malformed", "truncate", "malformed"])
+    sim.script(["garbled", "truncate", "garbled"])
     outcomes, scores, store = _judge(sim_project, [c], label_check=False, retries=2)
     d = outcomes[0].decisions[-1]
     assert d.verdict is Verdict.REVIEW and d.reason.startswith(

@@ -79,7 +79,7 @@ def synth(project, *args: str) -> subprocess.CompletedProcess:
 
 def test_run_against_a_slow_faulty_simulator_accounts_for_every_request(project, simulate):
     base_url = simulate(
-        "--latency-ms", "100", "--p-429", "0.05", "--p-500", "0.05", "--retry-after-s", "0.1"
+        "--latency-ms", "100", "--p-429", "0.15", "--p-500", "0.15", "--retry-after-s", "0.1"
     )
     project.write_config(base_url=base_url)
     assert synth(project, "seeds", "import", str(project.seeds)).returncode == 0

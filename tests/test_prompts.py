@@ -19,9 +19,11 @@ def test_the_bundled_template_renders_shots_as_json_lines():
         fields={"text": {}, "label": {}},
         text_field="text",
         label_field="label",
+        answer_shape='{"examples": [{"text": "...", "label": "card_arrival"}, ...]}',
     )
     assert '{"text": "it\'s \\"late\\" <b>", "label": "card_arrival"}' in text
     assert "Write 5 new examples" in text
+    assert text.rstrip().endswith('{"examples": [{"text": "...", "label": "card_arrival"}, ...]}')
     assert len(t.sha) == 64
 
 

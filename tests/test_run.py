@@ -28,7 +28,7 @@ def _attempts(project) -> int:
 
 
 def test_run_fills_every_cell_to_its_target_exactly(sim_project, sim):
-    sim.configure(p_exact_dup=0.2, p_bad_item=0.1)
+    sim.configure(p_exact_dup=0.2, p_bad_item=0.3)
     config = _seeded(sim_project)
     with sim_project.store() as store:
         before = {p.cell: p for p in plan_cells(config, store.examples.cell_counts())}
@@ -81,23 +81,31 @@ def test_a_second_run_with_quotas_met_sends_no_request(sim_project, sim):
     assert sim.stats()["requests"] == sent
 
 
-def test_malformed_and_truncated_replies_are_recorded_and_the_run_goes_on(sim_project, sim):
-    sim.script(["malformed", "truncate", "malformed"])
+def test_replies_with_slips_are_read_and_replies_without_json_are_recorded(sim_project, sim):
+    sim.script(["malformed", "garbled", "truncate", "malformed", "garbled"])
     config = _seeded(sim_project)
     summary = run(config)
     assert summary.status == "finished"
     with sim_project.store() as store:
-        bad = store.conn.execute(
-            "SELECT status, error, response_json FROM llm_calls WHERE status = 'invalid'"
+        rows = store.conn.execute(
+            "SELECT status, error, repairs_json, response_json FROM llm_calls ORDER BY rowid"
         ).fetchall()
-    assert len(bad) == 3
-    assert sum("finish_reason=length" in error for _, error, _ in bad) == 1
-    assert sum("invalid JSON" in error for _, error, _ in bad) == 2
-    assert all(body for *_, body in bad)  # the paid reply is kept for inspection
+    bad = [r for r in rows if r[0] == "invalid"]
+    repaired = [json.loads(r[2]) for r in rows if r[0] == "ok" and r[2]]
+    # The two garbled replies hold no JSON: invalid, with the reason and the paid reply.
+    assert sum(error.startswith("no JSON in the reply, which begins") for _, error, *_ in bad) == 2
+    assert all(body for *_, body in bad)
+    # The malformed ones (prose, fences, a missing brace ...) are read, and say how.
+    assert len(repaired) >= 2
+    # The cut one keeps the examples written before the cut, or is invalid if it has none.
+    cut = [r for r in rows if r[2] and "cut_off" in json.loads(r[2])]
+    cut_invalid = [r for r in bad if "finish_reason=length" in r[1]]
+    assert len(cut) + len(cut_invalid) == 1
+    assert len(bad) == 2 + len(cut_invalid)
 
 
 def test_latency_and_faults_every_call_answered_or_failed_and_attempts_add_up(sim_project, sim):
-    sim.configure(latency_ms=100, p_429=0.05, p_500=0.05, retry_after_s=0.05)
+    sim.configure(latency_ms=100, p_429=0.15, p_500=0.15, retry_after_s=0.05)
     config = _seeded(sim_project)
     summary = run(config)
     assert summary.status == "finished"
@@ -261,3 +269,21 @@ def test_rpm_limit_holds_at_the_simulator_in_every_window(sim_project, sim):
     for window, limit in ((2.0, 20), (3.0, 30)):
         busiest = max(sum(1 for u in times[i:] if u - t < window) for i, t in enumerate(times))
         assert busiest <= limit, (window, busiest)
+
+
+def test_a_model_whose_replies_cannot_be_read_stalls_its_cells_instead_of_spending_on(
+    sim_project, sim
+):
+    """Unusable replies count as examples asked for and none kept: the cells stall
+    after their idle steps and the run says so, long before the call cap."""
+    sim.configure(p_garbled=1.0)
+    config = _seeded(sim_project)
+    summary = run(config)
+    assert summary.status == "stopped"
+    assert summary.stop_reason.startswith("stalled: nothing accepted in 4 batches for ")
+    with sim_project.store() as store:
+        statuses = dict(
+            store.conn.execute("SELECT status, count(*) FROM llm_calls GROUP BY status").fetchall()
+        )
+    assert set(statuses) == {"invalid"}
+    assert statuses["invalid"] < config.generate.max_calls / 2

@@ -253,6 +253,7 @@ def test_scripted_outcomes_come_in_arrival_order_then_the_config_again(sim):
         "hang": 0,
         "truncate": 1,
         "malformed": 1,
+        "garbled": 0,
         "bad_request": 0,
     }
     with pytest.raises(ValueError, match="unknown outcome"):
@@ -275,6 +276,14 @@ def test_malformed_content_is_not_json(sim):
         assert reply.choices[0].finish_reason == "stop"
         with pytest.raises(json.JSONDecodeError):
             json.loads(reply.choices[0].message.content)
+
+
+def test_garbled_content_holds_no_json_at_all(sim):
+    sim.configure(p_garbled=1.0)
+    for reply in asyncio.run(ask(sim, [request(i) for i in range(5)])):
+        assert reply.choices[0].finish_reason == "stop"
+        content = reply.choices[0].message.content
+        assert "{" not in content and "[" not in content
 
 
 def test_a_hung_request_times_out_at_the_client_and_is_counted(sim):

@@ -35,12 +35,20 @@ from synth.filters.rubric import (
 )
 from synth.generate import SeedPool, planned_call
 from synth.llm.client import Completer
-from synth.llm.structured import ReplyError, json_object, response_format, strict_object
+from synth.llm.structured import (
+    ReplyError,
+    read_object,
+    response_format,
+    strict_object,
+    text_schema,
+)
 from synth.records import DEFAULT_SLICE, Candidate, CellKey, Outcome, Verdict
 from synth.store import CallRow, Store
 from synth.store.rows import JudgeScore, PlannedCall
 
 GRADE, LABEL = "rubric_grade", "label_check"
+LABEL_KEYS = ("label", "slice", "rationale")
+RATIONALE_CHARS = 300  # a rationale's length limit in the schema sent, where lengths go
 
 
 class JudgeReplyError(ReplyError):
@@ -198,7 +206,13 @@ class JudgeStage:
     def _add(
         self, judged: Judged, kind: str, model: str, sample: int, row: CallRow, content: str | None
     ) -> None:
-        value = json_object(content)
+        # The reply's object is found wherever the model put it (in prose, a fence, a
+        # wrapper); how it was found is recorded on the call.
+        keys = LABEL_KEYS if kind == LABEL else [c.name for c in self.rubric.rubric.criteria]
+        found = read_object(content, keys)
+        if found.repairs:
+            self.store.calls.record_repairs(row.id, found.repairs)
+        value = found.value
         if kind == LABEL:
             judged.labels.append(self._parse_label(value, model, sample, row.id))
         else:
@@ -314,16 +328,19 @@ class JudgeStage:
 
     def _format(self, kind: str) -> dict[str, Any] | None:
         props: dict[str, Any]
+        # One sentence, bounded: a small model's rationale otherwise runs on until
+        # max_tokens cuts the whole reply off.
+        rationale = text_schema(self.config, max_length=RATIONALE_CHARS)
         if kind == LABEL:
             props = {
                 "label": {"type": "string", "enum": self.labels},
                 "slice": {"type": "string", "enum": list(self.slices)},
-                "rationale": {"type": "string"},
+                "rationale": rationale,
             }
         else:
             score = {"type": "integer", "enum": [1, 2, 3, 4, 5]}
             props = {
-                c.name: strict_object({"score": score, "rationale": {"type": "string"}})
+                c.name: strict_object({"score": score, "rationale": rationale})
                 for c in self.rubric.rubric.criteria
             }
         return response_format(self.config.llm.response_format, kind, strict_object(props))

@@ -177,7 +177,13 @@ class BatchClient:
                 )
                 batch = await self._create(upload.id, chunk[0].run_id)
             except (openai.APIError, openai.OpenAIError) as e:
-                if isinstance(e, FATAL):
+                if isinstance(e, openai.NotFoundError):
+                    self.fatal = SynthError(
+                        "llm.mode",
+                        "batch mode needs the Batch API (/v1/files and /v1/batches), and this"
+                        f' endpoint has none: {_describe(e)}; set llm.mode = "online"',
+                    )
+                elif isinstance(e, FATAL):
                     self.fatal = SynthError("llm", f"{type(e).__name__}: {_describe(e)}")
                 latency = (time.perf_counter() - started) * 1000
                 for c in chunk:

@@ -17,6 +17,7 @@ import asyncio
 import itertools
 import json
 import random
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,14 +35,13 @@ from tenacity import (
 from synth.config import LLMSettings
 from synth.errors import SynthError
 from synth.llm.limits import AdaptiveSlots, Pacer, estimate_tokens
-from synth.llm.structured import ReplyError, json_object, parse_reply
+from synth.llm.structured import ReplyError, read_examples, read_object
 from synth.store.calls import Calls
 from synth.store.rows import CallRow
 
 # Errors no retry can mend: the run stops and says why, instead of recording the
 # same failure for every call it had planned.
 FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
-INVALID_FINISH = ("length", "content_filter")
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class CallResult:
     content: str | None
     error: str | None
     items: list[dict[str, Any]] | None = None  # the reply's examples, once validated
+    repairs: tuple[str, ...] = ()  # how the reply's shape was mended (structured.py)
 
 
 def retryable(exc: BaseException) -> bool:
@@ -295,7 +296,12 @@ class ReplyRecorder:
         self.price_factor = price_factor
 
     def accept(self, call: CallRow, body: str, latency_ms: float | None) -> CallResult:
-        """Validate the reply's shape and finish reason; record it either way."""
+        """Validate the reply's shape and finish reason; record it either way.
+
+        A generation reply cut off at ``max_tokens`` keeps the complete examples
+        written before the cut (they were paid for, and each is filtered like any
+        other), recorded with the repair ``cut_off``; one with none is invalid. A
+        judge reply must be whole."""
         try:
             reply = json.loads(body)
             choice = reply["choices"][0]
@@ -305,23 +311,33 @@ class ReplyRecorder:
             self.record(call, "invalid", body, f"not a chat completion: {e}", latency_ms)
             return CallResult(call, "invalid", None, f"not a chat completion: {e}")
         usage = reply.get("usage") or {}
+        served = reply.get("model") if isinstance(reply.get("model"), str) else None
         error = None
         items = None
-        if finish in INVALID_FINISH:
-            error = f"finish_reason={finish}: the reply was cut off"
+        repairs: tuple[str, ...] = ()
+        cut = f"finish_reason={finish}: the reply was cut off at max_tokens"
+        if finish == "content_filter":
+            error = "finish_reason=content_filter: the provider withheld the reply"
+        elif call.purpose == "generate":
+            try:
+                found = read_examples(content)
+                items, repairs = found.items, found.repairs
+                if finish == "length":
+                    repairs = ("cut_off", *repairs)
+            except ReplyError as e:
+                error = cut if finish == "length" else str(e)
+        elif finish == "length":
+            error = cut
         else:
             try:
-                if call.purpose == "generate":
-                    items = parse_reply(content)
-                else:
-                    json_object(content)  # the judge validates the rest
+                repairs = read_object(content).repairs  # the judge validates the rest
             except ReplyError as e:
                 error = str(e)
         status = "invalid" if error else "ok"
-        self.record(call, status, body, error, latency_ms, usage)
+        self.record(call, status, body, error, latency_ms, usage, served, repairs)
         if status != "ok":
-            return CallResult(call, status, None, error)
-        return CallResult(call, status, content, None, items)
+            return CallResult(call, status, None, error, repairs=repairs)
+        return CallResult(call, status, content, None, items, repairs)
 
     def record(
         self,
@@ -331,6 +347,8 @@ class ReplyRecorder:
         error: str | None,
         latency_ms: float | None,
         usage: dict[str, Any] | None = None,
+        served_model: str | None = None,
+        repairs: tuple[str, ...] = (),
     ) -> None:
         """Commit the call's outcome with its tokens and what they cost."""
         usage = usage or {}
@@ -345,6 +363,8 @@ class ReplyRecorder:
             completion_tokens=completion_tokens,
             cost_usd=self.cost(call.model, prompt_tokens, completion_tokens),
             latency_ms=latency_ms,
+            served_model=served_model,
+            repairs=repairs,
         )
 
     def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
@@ -376,6 +396,55 @@ def _cached(call: CallRow) -> CallResult:
 
 
 def _describe(e: BaseException) -> str:
+    """One line saying what went wrong, for the call's ``error`` and the run's stop
+    reason. A connection that failed says why and names the URL: the HTTP layer
+    reports a refused connection as a connect timeout, with the refusal in its
+    cause."""
+    if isinstance(e, openai.NotFoundError):
+        # Which endpoint is missing is the whole story of a 404.
+        request = e.response.request
+        return f"HTTP 404 from {request.method} {request.url}: {_server_message(e)}"
     if isinstance(e, openai.APIStatusError):
         return f"HTTP {e.status_code}: {e.message}"
+    if isinstance(e, openai.APIConnectionError):
+        url = str(e.request.url) if getattr(e, "request", None) is not None else "?"
+        cause = _os_error(e)
+        if isinstance(cause, ConnectionRefusedError):
+            return f"connection refused: {url}"
+        if isinstance(cause, socket.gaierror):
+            return f"host not found: {url} ({cause.strerror or cause})"
+        if cause is not None:
+            return f"cannot connect: {url} ({cause.strerror or cause})"
+        if isinstance(e, openai.APITimeoutError):
+            return f"timed out: {url}"
+        return f"connection failed: {url} ({e.__cause__ or e})"
     return f"{type(e).__name__}: {e}"
+
+
+def _server_message(e: openai.APIStatusError) -> str:
+    """What the server said, without the openai package's "Error code: N - " prefix."""
+    body = e.body
+    if isinstance(body, dict):
+        inner = body.get("error")
+        message = inner.get("message") if isinstance(inner, dict) else body.get("message")
+        if isinstance(message, str) and message:
+            return message
+    text = e.response.text.strip()
+    return text[:200] if text else e.message
+
+
+def _os_error(e: BaseException) -> OSError | None:
+    """The operating system's error behind a connection failure, if any: the first
+    ``OSError`` down the chain of causes (aiohttp's connector errors are OSErrors
+    too; what they wrap says more)."""
+    found: OSError | None = None
+    seen: set[int] = set()
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError):
+            found = cause
+            if type(cause).__module__ in ("builtins", "socket", "ssl"):
+                return cause  # ConnectionRefusedError, socket.gaierror ...
+        cause = cause.__cause__ or cause.__context__
+    return found

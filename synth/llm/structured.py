@@ -10,7 +10,11 @@ pieces. The schemas are part of each request's hash: they must not change shape.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
@@ -44,22 +48,67 @@ def response_format(mode: Mode, name: str, schema: dict[str, Any]) -> dict[str, 
     return {"type": "json_schema", "json_schema": {"name": name, "strict": True, "schema": schema}}
 
 
-def examples_format(config: Config, label: str, n: int) -> dict[str, Any] | None:
-    """A generation reply's format: n examples, each with the schema's fields and the
-    label pinned to the cell's. Structured outputs make the model keep to it."""
+def with_lengths(config: Config) -> bool:
+    """Whether schemas sent carry string lengths (``llm.schema_lengths``)."""
+    setting = config.llm.schema_lengths
+    if setting != "auto":
+        return setting == "always"
+    return urlsplit(config.endpoint()).hostname != "api.openai.com"
+
+
+def text_schema(
+    config: Config, *, min_length: int | None = None, max_length: int | None = None
+) -> dict[str, Any]:
+    """A string, with its lengths where the endpoint takes them."""
+    prop: dict[str, Any] = {"type": "string"}
+    if with_lengths(config):
+        if min_length is not None:
+            prop["minLength"] = min_length
+        if max_length is not None:
+            prop["maxLength"] = max_length
+    return prop
+
+
+def item_schema(config: Config, label: str) -> dict[str, Any]:
+    """One example: every field of ``[schema]`` with its type, description and
+    lengths, and the label pinned to the cell's. What the schema filter holds each
+    example to, the server is asked to keep to while it writes."""
     schema = config.data_schema
     props: dict[str, Any] = {}
     for name, spec in schema.fields.items():
+        if name == schema.label:
+            props[name] = {"type": "string", "enum": [label]}
+            continue
         prop: dict[str, Any] = {"type": spec.type}
+        if spec.type == "string":
+            prop = text_schema(config, min_length=spec.min_length, max_length=spec.max_length)
         if spec.description:
             prop["description"] = spec.description
-        if name == schema.label:
-            prop = {"type": "string", "enum": [label]}
         props[name] = prop
-    examples = {"type": "array", "minItems": n, "maxItems": n, "items": strict_object(props)}
+    return strict_object(props)
+
+
+def examples_format(config: Config, label: str, n: int) -> dict[str, Any] | None:
+    """A generation reply's format: n examples (``item_schema``). Structured outputs
+    make the model keep to it."""
+    items = item_schema(config, label)
+    examples = {"type": "array", "minItems": n, "maxItems": n, "items": items}
     return response_format(
         config.llm.response_format, "examples", strict_object({"examples": examples})
     )
+
+
+def answer_shape(config: Config, label: str) -> str:
+    """The exact shape of the answer, for the prompt to show: the object
+    ``read_examples`` reads without a repair, with the label filled in and "..." for
+    the other fields. Models without a schema to keep to copy a shape they are
+    shown far more reliably than one they are told about."""
+    schema = config.data_schema
+    one = json.dumps(
+        {name: label if name == schema.label else "..." for name in schema.fields},
+        ensure_ascii=False,
+    )
+    return '{"examples": [' + one + ", " + one + ", ...]}"
 
 
 class Reply(BaseModel):
@@ -68,31 +117,300 @@ class Reply(BaseModel):
     examples: list[dict[str, Any]]
 
 
-def parse_reply(content: str | None) -> list[dict[str, Any]]:
-    """A generation reply's examples; ReplyError says why a reply is unusable."""
-    if not content:
+@dataclass(frozen=True)
+class Examples:
+    """A generation reply's examples, and how its shape was mended to find them."""
+
+    items: list[dict[str, Any]]
+    repairs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FoundObject:
+    """A judge reply's JSON object, and how its shape was mended to find it."""
+
+    value: dict[str, Any]
+    repairs: tuple[str, ...] = ()
+
+
+# Repairs, as recorded on the call (``llm_calls.repairs_json``), each a stable slug:
+#   code_fence         the JSON inside a ``` fence
+#   text_around_json   prose before or after the JSON
+#   broken_json        JSON that does not parse (a missing brace, a trailing comma,
+#                      a cut): the complete objects inside it are read
+#   json_lines         one example object per line, not {"examples": [...]}
+#   several_values     more than one JSON value, each read (repeats, afterthoughts)
+#   bare_list          a list of examples, not {"examples": [...]}
+#   single_example     one example object, not a list of them
+#   extra_keys         the examples beside other keys, which are ignored
+#   wrapper:KEY        the expected object under a wrapper key ({"data": {...}})
+#   non_objects        entries of the list that are not objects, left out
+#   cut_off            the reply ended at max_tokens; the examples before the cut
+
+
+def read_examples(content: str | None) -> Examples:
+    """A generation reply's examples, from whatever shape the model wrote them in.
+
+    Endpoints with structured outputs return exactly ``{"examples": [...]}``; models
+    asked for JSON without a schema (``json_object``, ``none``) also write a bare
+    list, a single example, a wrapper object (``{"data": {"examples": [...]}}``),
+    one object per line (the format the prompt shows its examples in), a fenced
+    code block, prose around any of those, or JSON with a slip in it. Each is read,
+    the same content always giving the same examples, and what was mended is named
+    in ``repairs``. An example is a flat object (the schema's fields are scalars);
+    the schema filter judges each one. ReplyError says why a reply holds none."""
+    if not content or not content.strip():
         raise ReplyError("empty reply")
-    value = _loads(content)
-    if isinstance(value, list):  # some endpoints without structured output do this
-        value = {"examples": value}
+    values, repairs = _json_values(content)
+    items: list[dict[str, Any]] = []
+    if len(values) > 1 and all(_is_example(v) for v in values):
+        # Objects side by side: one per line, or the items of a list that broke.
+        if "broken_json" not in repairs:
+            repairs.append("json_lines")
+        items = list(values)
+    else:
+        if len(values) > 1:
+            repairs.append("several_values")
+        # A list found inside JSON that broke was no bare list of the model's.
+        top = "broken_json" not in repairs
+        for value in values:
+            items += _examples_in(value, repairs, top=top)
+    if not items:
+        raise ReplyError(_no_examples(values))
     try:
-        return Reply.model_validate(value).examples
-    except ValidationError as e:
+        reply = Reply.model_validate({"examples": items})
+    except ValidationError as e:  # pragma: no cover - items are objects by construction
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "reply"
         raise ReplyError(f"{where}: {first['msg']}") from None
+    return Examples(reply.examples, tuple(dict.fromkeys(repairs)))
+
+
+def parse_reply(content: str | None) -> list[dict[str, Any]]:
+    """A generation reply's examples (``read_examples`` without the repairs)."""
+    return read_examples(content).items
+
+
+def read_object(content: str | None, keys: Collection[str] = ()) -> FoundObject:
+    """A judge reply's JSON object; what its fields must be is the judge's to check.
+
+    Found as ``read_examples`` finds examples: in prose, in a fence, among several
+    values. With ``keys`` (the fields the judge asked for) the object that holds the
+    most of them is taken, and a wrapper around it (``{"grades": {...}}``) is
+    looked through."""
+    if not content or not content.strip():
+        raise ReplyError("empty reply")
+    values, repairs = _json_values(content)
+    objects = [v for v in values if isinstance(v, dict)]
+    if not objects:
+        raise ReplyError(_no_examples(values, what="JSON object"))
+    wanted = set(keys)
+    best: tuple[int, int, dict[str, Any], list[str]] | None = None
+    for i, obj in enumerate(objects):
+        found, path = _unwrap(obj, wanted)
+        score = len(wanted & set(found))
+        if best is None or score > best[0]:
+            best = (score, i, found, path)
+    assert best is not None
+    _, _, value, path = best
+    if len(values) > 1:
+        repairs.append("several_values")
+    repairs += [f"wrapper:{k}" for k in path]
+    return FoundObject(value, tuple(dict.fromkeys(repairs)))
 
 
 def json_object(content: str | None) -> dict[str, Any]:
-    """A judge reply's JSON object; what its fields must be is the judge's to check."""
-    value = _loads(content or "")
-    if not isinstance(value, dict):
-        raise ReplyError("the reply is not a JSON object")
-    return value
+    """A judge reply's JSON object (``read_object`` without the repairs)."""
+    return read_object(content).value
 
 
-def _loads(content: str) -> Any:
+_DECODER = json.JSONDecoder()
+_FENCE = re.compile(r"^[ \t]*```[\w+-]*[ \t]*$", re.MULTILINE)
+_OPENERS = re.compile(r"[{\[]")
+
+
+def _json_values(content: str) -> tuple[list[Any], list[str]]:
+    """Every JSON value in the reply, and what surrounded them: the whole reply when
+    it is JSON, else each object or list found in it, left to right, never one
+    inside another. Where an opening brace starts JSON that does not parse, the
+    values inside it are found instead."""
+    text = content.strip()
     try:
-        return json.loads(content)
-    except json.JSONDecodeError as e:
-        raise ReplyError(f"invalid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+        return [json.loads(text)], []
+    except json.JSONDecodeError:
+        pass
+    mended = _mended(text)
+    if mended is not None:
+        try:
+            return [json.loads(mended)], ["broken_json"]
+        except json.JSONDecodeError:
+            pass
+    values: list[Any] = []
+    outside: list[str] = []  # text outside every value and every broken fragment
+    broken = False
+    in_fragment = False  # after an opening brace that did not parse
+    i = 0
+    while True:
+        m = _OPENERS.search(text, i)
+        if m is None:
+            if not in_fragment:
+                outside.append(text[i:])
+            break
+        if not in_fragment:
+            outside.append(text[i : m.start()])
+        try:
+            value, end = _DECODER.raw_decode(text, m.start())
+        except json.JSONDecodeError:
+            broken = in_fragment = True
+            i = m.start() + 1
+            continue
+        in_fragment = False
+        if isinstance(value, dict) and value or isinstance(value, list) and value:
+            values.append(value)
+        i = end
+    if not values:
+        start = " ".join(text.split())
+        start = start if len(start) <= 60 else start[:57] + "..."
+        raise ReplyError(f"no JSON in the reply, which begins {start!r}")
+    repairs = []
+    rest = "".join(outside)
+    if _FENCE.search(rest):
+        repairs.append("code_fence")
+        rest = _FENCE.sub("", rest)
+    if any(ch.isalnum() for ch in rest):
+        repairs.append("text_around_json")
+    if broken:
+        repairs.append("broken_json")
+    return values, repairs
+
+
+_CLOSERS = {"{": "}", "[": "]"}
+_BARE_KEY = re.compile(r"([{,]\s*)([A-Za-z_][\w-]*)(\s*:)")
+
+
+def _mended(text: str) -> str | None:
+    """The reply with the slips models make in otherwise whole JSON mended: object
+    keys left unquoted (as in JavaScript), closing brackets left off (a brace
+    forgotten, a cut between two values). None when it needs other mending."""
+    if not text or text[0] not in _CLOSERS:
+        return None
+    quoted = _outside_strings(text, lambda part: _BARE_KEY.sub(r'\1"\2"\3', part))
+    return _closed(quoted)
+
+
+def _outside_strings(text: str, change: Callable[[str], str]) -> str:
+    """``change`` applied to the parts of ``text`` outside JSON strings."""
+    out: list[str] = []
+    start = 0
+    in_string = escaped = False
+    for i, ch in enumerate(text):
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+                out.append(text[start : i + 1])
+                start = i + 1
+        elif ch == '"':
+            out.append(change(text[start:i]))
+            start = i
+            in_string = True
+    out.append(text[start:] if in_string else change(text[start:]))
+    return "".join(out)
+
+
+def _closed(text: str) -> str:
+    """JSON that stops short of its closing brackets closed; the text as it is when
+    it does not stop so (a cut inside a string, brackets that do not match, text
+    after the end), for the parse to refuse."""
+    stack: list[str] = []
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in _CLOSERS:
+            stack.append(_CLOSERS[ch])
+        elif ch in "}]":
+            if not stack or stack.pop() != ch or not stack:
+                return text  # mismatched, or closed before the end with more after it
+    if in_string or not stack:
+        return text
+    return text.rstrip().rstrip(",") + "".join(reversed(stack))
+
+
+def _is_example(value: Any) -> bool:
+    """A flat, non-empty object: every field of an example is a scalar."""
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(v is None or isinstance(v, (str, int, float, bool)) for v in value.values())
+    )
+
+
+def _examples_in(value: Any, repairs: list[str], *, top: bool = False) -> list[dict[str, Any]]:
+    """The examples a JSON value holds, noting every departure from
+    ``{"examples": [...]}`` (``top``: the value is the reply's own, not inside one)."""
+    if isinstance(value, list):
+        if top:
+            repairs.append("bare_list")
+        out: list[dict[str, Any]] = []
+        for entry in value:
+            if _is_example(entry):
+                out.append(entry)
+            elif isinstance(entry, dict):
+                out += _examples_in(entry, repairs)
+            else:
+                repairs.append("non_objects")
+        return out
+    if not isinstance(value, dict) or not value:
+        return []
+    if _is_example(value):
+        repairs.append("single_example")
+        return [value]
+    key = "examples"
+    if key not in value:
+        # A wrapper: the one field that holds a list or an object ({"data": ...}).
+        containers = [k for k, v in value.items() if isinstance(v, (dict, list))]
+        if len(containers) != 1:
+            return []
+        key = containers[0]
+        repairs.append(f"wrapper:{key}")
+    if len(value) > 1:
+        repairs.append("extra_keys")
+    return _examples_in(value[key], repairs)
+
+
+def _unwrap(obj: dict[str, Any], wanted: set[str]) -> tuple[dict[str, Any], list[str]]:
+    """The object, or the one a chain of single-key wrappers holds when the object
+    itself has none of the wanted keys; with the wrapper keys passed through."""
+    path: list[str] = []
+    while wanted and not wanted & set(obj) and len(obj) == 1:
+        key, inner = next(iter(obj.items()))
+        if not isinstance(inner, dict):
+            break
+        path.append(key)
+        obj = inner
+    return obj, path
+
+
+def _no_examples(values: list[Any], what: str = "examples") -> str:
+    """Why the JSON found holds nothing usable, in one line."""
+    first = values[0] if values else None
+    if isinstance(first, dict):
+        if first.get("examples") == []:
+            return "the reply's examples list is empty"
+        keys = ", ".join(list(first)[:6])
+        return f"no {what} in the reply: a JSON object with keys {keys}"
+    if isinstance(first, list):
+        return f"no {what} in the reply: a JSON list of {len(first)} non-objects"
+    kind = {str: "string", int: "number", float: "number", bool: "boolean"}.get(type(first), "null")
+    return f"no {what} in the reply: a JSON {kind}"

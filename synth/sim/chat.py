@@ -2,7 +2,7 @@
 
 The client's retries, pacing and reply validation are only tested if the faults they
 handle arrive, so every request draws one outcome (ok, 429 with ``Retry-After``, 500,
-hang, truncate or malformed) from the configured shares, unless a script forces it.
+hang, truncate, malformed or garbled) from the configured shares, unless a script forces it.
 The draw depends on (seed, body, how many times that body has arrived), so a retried
 request is not doomed to the same fault; the content depends on (seed, body) only, so
 a retry, or a batch line with the same body (``files.py`` answers lines through
@@ -87,6 +87,14 @@ def _tokens(chars: int) -> int:
     return max(1, (chars + 3) // 4)
 
 
+# Replies with no JSON in them, as models that ignore the format write them.
+_GARBLED = (
+    "I'm sorry, but I can't help with writing those examples.",
+    "Sure! Here are some ideas: ask about the card, the fee, and the exchange rate.",
+    "What's the question?",
+)
+
+
 def _malform(content: str, rng: Random) -> str:
     """Content that is not valid JSON, the ways models get it wrong."""
     r = rng.randrange(6)
@@ -143,6 +151,8 @@ def _completion(
         finish = "length"
     elif outcome == "malformed":
         content = _malform(content, fault_rng)
+    elif outcome == "garbled":
+        content = fault_rng.choice(_GARBLED)
     prompt_tokens = _tokens(task.prompt_chars)
     completion_tokens = _tokens(len(content))
     reply = {
@@ -175,6 +185,7 @@ def _draw(config: SimConfig, u: float) -> str:
         ("hang", config.p_hang),
         ("truncate", config.p_truncate),
         ("malformed", config.p_malformed),
+        ("garbled", config.p_garbled),
     ):
         if u < share:
             return outcome

@@ -17,14 +17,14 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
-OUTCOMES = ("ok", "429", "500", "hang", "truncate", "malformed")
+OUTCOMES = ("ok", "429", "500", "hang", "truncate", "malformed", "garbled")
 MODEL_ID = "sim-1"
 
 
 class SimConfig(BaseModel):
     """How the simulator behaves. Shares are probabilities in [0, 1].
 
-    Whole-request faults (``p_429`` ... ``p_malformed``) are drawn once per request
+    Whole-request faults (``p_429`` ... ``p_garbled``) are drawn once per request
     and must sum to at most 1; item faults (``p_exact_dup`` ... ``p_bad_item``) are
     drawn per item of a good reply and must also sum to at most 1.
 
@@ -36,7 +36,11 @@ class SimConfig(BaseModel):
     - ``p_hang``: the request is never answered (for ``hang_s``) unless the client
       goes away.
     - ``p_truncate``: content cut mid-JSON, ``finish_reason`` "length".
-    - ``p_malformed``: content that is not valid JSON, ``finish_reason`` "stop".
+    - ``p_malformed``: content that is not valid JSON, ``finish_reason`` "stop", the
+      slips models make (prose around it, a fence, a missing brace): synth reads
+      the examples in it.
+    - ``p_garbled``: prose with no JSON in it at all, ``finish_reason`` "stop": a
+      model that ignored the format, whose reply nothing can be read from.
     - ``retry_after_s``: sent with 429s as ``retry-after`` (whole seconds, rounded
       up) and ``retry-after-ms``.
     - ``batch_delay_s``: how long a batch takes from creation to completed (a
@@ -44,7 +48,8 @@ class SimConfig(BaseModel):
     - ``p_batch_line_fail``: share of batch lines that fail with a 500, drawn per
       line before the whole-request shares, which apply to batch lines as the batch
       worker would meet them: a 429 or 500 fails the line, a hang leaves it
-      unanswered (the batch ends ``expired``), truncate and malformed are replies.
+      unanswered (the batch ends ``expired``), truncate, malformed and garbled are
+      replies.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -58,6 +63,7 @@ class SimConfig(BaseModel):
     p_hang: Share = 0.0
     p_truncate: Share = 0.0
     p_malformed: Share = 0.0
+    p_garbled: Share = 0.0
     retry_after_s: float = Field(1.0, ge=0.0)
     hang_s: float = Field(600.0, ge=0.0)
     p_exact_dup: Share = 0.0
@@ -70,7 +76,14 @@ class SimConfig(BaseModel):
 
     @pydantic.model_validator(mode="after")
     def _shares_fit(self) -> SimConfig:
-        request = self.p_429 + self.p_500 + self.p_hang + self.p_truncate + self.p_malformed
+        request = (
+            self.p_429
+            + self.p_500
+            + self.p_hang
+            + self.p_truncate
+            + self.p_malformed
+            + self.p_garbled
+        )
         item = self.p_exact_dup + self.p_near_dup + self.p_off_label + self.p_pii + self.p_bad_item
         if request > 1 + 1e-9:
             raise ValueError(f"whole-request fault shares sum to {request:g}, more than 1")
@@ -99,7 +112,7 @@ class Scripted:
 
 def parse_outcome(word: str) -> Scripted:
     """Parse a scripted outcome: ``ok``, ``429``, ``429:retry-after=2`` (seconds, may
-    be fractional), ``500``, ``hang``, ``truncate`` or ``malformed``."""
+    be fractional), ``500``, ``hang``, ``truncate``, ``malformed`` or ``garbled``."""
     if not isinstance(word, str):
         raise ValueError(f"outcome must be a string, not {type(word).__name__}")
     head, _, arg = word.strip().partition(":")

@@ -150,15 +150,21 @@ class Calls(Part):
         completion_tokens: int,
         cost_usd: float,
         latency_ms: float | None,
+        served_model: str | None = None,
+        repairs: Sequence[str] = (),
     ) -> None:
-        """A reply (or the failure that ended the call), committed as it arrives."""
+        """A reply (or the failure that ended the call), committed as it arrives, with
+        the model the server says served it and how its shape was mended, if it was."""
         self.conn.execute(
             "UPDATE llm_calls SET status = :status, response_json = :response_json,"
             " error = :error, prompt_tokens = :prompt_tokens,"
             " completion_tokens = :completion_tokens, cost_usd = :cost_usd,"
             " latency_ms = :latency_ms, answered_at = :answered_at,"
+            " served_model = :served_model, repairs_json = :repairs_json,"
             " processed = CASE WHEN :status = 'ok' THEN processed ELSE 1 END WHERE id = :id",
             {
+                "served_model": served_model,
+                "repairs_json": json.dumps(list(repairs)) if repairs else None,
                 "status": status,
                 "response_json": response_json,
                 "error": error,
@@ -171,6 +177,15 @@ class Calls(Part):
             },
         )
         self.conn.commit()
+
+    def record_repairs(self, call_id: str, repairs: Sequence[str]) -> None:
+        """How a reply's shape was mended, found by a reader that knows more of the
+        shape than the client did (the judge, which knows its criteria)."""
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE llm_calls SET repairs_json = ? WHERE id = ?",
+                (json.dumps(list(repairs)) if repairs else None, call_id),
+            )
 
     def mark_invalid(self, call_id: str, error: str) -> None:
         """A reply that arrived well-formed but is not what was asked for (a judge

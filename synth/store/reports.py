@@ -195,9 +195,10 @@ class Reports(Part):
     def example(self, example_id: str) -> ExampleDetail | None:
         """One row with its provenance, decisions, judge scores and reviews."""
         rows = self._rows(
-            "SELECT id, source, slice, label, data_json, status, outcome, rejected_by, run_id,"
-            " llm_call_id, template, template_sha, model, origin, created_at"
-            " FROM examples WHERE id = ?",
+            "SELECT e.id, e.source, e.slice, e.label, e.data_json, e.status, e.outcome,"
+            " e.rejected_by, e.run_id, e.llm_call_id, e.template, e.template_sha, e.model,"
+            " c.served_model, e.origin, e.created_at"
+            " FROM examples e LEFT JOIN llm_calls c ON c.id = e.llm_call_id WHERE e.id = ?",
             (example_id,),
         )
         if not rows:

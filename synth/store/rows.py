@@ -214,7 +214,8 @@ class ExampleDetail(TypedDict):
     llm_call_id: str | None
     template: str | None
     template_sha: str | None
-    model: str | None
+    model: str | None  # the model asked for
+    served_model: str | None  # the model the server said it served, when it said
     origin: str | None
     created_at: str
     decisions: list[DecisionRow]

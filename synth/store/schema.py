@@ -273,3 +273,17 @@ def m006_filter_runs(db: sqlite_utils.Database) -> None:
             WHERE source = 'real' AND {LIVE};
         """
     )
+
+
+@migrations()
+def m007_served_model_and_repairs(db: sqlite_utils.Database) -> None:
+    # What a real server says it served can differ from the model asked for (a
+    # local server answers with the file it loaded; an alias resolves to a dated
+    # snapshot), and a reply read from another shape than the one asked for says
+    # how it was mended: both belong beside the call they describe.
+    db.executescript(
+        """
+        ALTER TABLE llm_calls ADD COLUMN served_model TEXT;  -- the reply's "model"
+        ALTER TABLE llm_calls ADD COLUMN repairs_json TEXT;  -- e.g. ["code_fence"]; NULL: none
+        """
+    )
