@@ -101,14 +101,7 @@ def test_generation_replies_are_read_in_every_response_format(tmp_path, llama, m
         assert repairs["broken_json"] <= repairs["cut_off"]
 
 
-@pytest.mark.parametrize(
-    "mode",
-    [
-        pytest.param("json_schema", marks=pytest.mark.long),
-        "json_object",
-        pytest.param("none", marks=pytest.mark.long),
-    ],
-)
+@pytest.mark.parametrize("mode", ["json_schema", "json_object", "none"])
 def test_a_small_run_through_the_whole_chain_ends_at_quota_or_says_why(tmp_path, llama, mode):
     """``synth run`` with the bundled chain, the judge included (SmolLM2 judging
     SmolLM2: it rejects most of what it sees): the run meets its quota, or stops
