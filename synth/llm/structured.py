@@ -142,6 +142,7 @@ class FoundObject:
 #   several_values     more than one JSON value, each read (repeats, afterthoughts)
 #   bare_list          a list of examples, not {"examples": [...]}
 #   single_example     one example object, not a list of them
+#   keyed_examples     examples as the values of an object ({"example1": {...}, ...})
 #   extra_keys         the examples beside other keys, which are ignored
 #   wrapper:KEY        the expected object under a wrapper key ({"data": {...}})
 #   non_objects        entries of the list that are not objects, left out
@@ -163,18 +164,18 @@ def read_examples(content: str | None) -> Examples:
         raise ReplyError("empty reply")
     values, repairs = _json_values(content)
     items: list[dict[str, Any]] = []
-    if len(values) > 1 and all(_is_example(v) for v in values):
+    broken = "broken_json" in repairs
+    if all(_is_example(v) for v in values) and (len(values) > 1 or broken):
         # Objects side by side: one per line, or the items of a list that broke.
-        if "broken_json" not in repairs:
+        if not broken:
             repairs.append("json_lines")
         items = list(values)
     else:
         if len(values) > 1:
             repairs.append("several_values")
         # A list found inside JSON that broke was no bare list of the model's.
-        top = "broken_json" not in repairs
         for value in values:
-            items += _examples_in(value, repairs, top=top)
+            items += _examples_in(value, repairs, top=not broken)
     if not items:
         raise ReplyError(_no_examples(values))
     try:
@@ -377,6 +378,10 @@ def _examples_in(value: Any, repairs: list[str], *, top: bool = False) -> list[d
         repairs.append("single_example")
         return [value]
     key = "examples"
+    if key not in value and all(_is_example(v) for v in value.values()):
+        # Examples under keys of their own: {"example1": {...}, "example2": {...}}.
+        repairs.append("keyed_examples")
+        return list(value.values())
     if key not in value:
         # A wrapper: the one field that holds a list or an object ({"data": ...}).
         containers = [k for k, v in value.items() if isinstance(v, (dict, list))]
