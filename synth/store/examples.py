@@ -137,12 +137,7 @@ class Examples(Part):
         its decisions or scores."""
         ts = now()
         with self._tx() as conn:
-            stored: set[str] = set()
-            if scores:
-                ids = [o.candidate.id for o in outcomes]
-                for chunk, marks in in_chunks(ids):
-                    found = conn.execute(f"SELECT id FROM examples WHERE id IN ({marks})", chunk)
-                    stored.update(r[0] for r in found)
+            stored = self.stored_ids([o.candidate.id for o in outcomes]) if scores else set()
             for outcome, status in zip(outcomes, statuses, strict=True):
                 self._add_outcome(conn, run_id, outcome, status, ts)
             conn.executemany(
@@ -175,7 +170,6 @@ class Examples(Part):
         self, conn: sqlite3.Connection, run_id: str, outcome: Outcome, status: Status, ts: str
     ) -> None:
         c = outcome.candidate
-        data_json = canonical_json(c.row)
         cur = conn.execute(
             "INSERT OR IGNORE INTO examples (id, source, slice, label, data_json, text,"
             " content_sha, status, outcome, rejected_by, run_id, llm_call_id, call_index,"
@@ -184,24 +178,14 @@ class Examples(Part):
             " :outcome, :rejected_by, :run_id, :llm_call_id, :call_index, :template,"
             " :template_sha, :model, :parent_ids_json, :ts, :ts)",
             {
-                "id": c.id,
+                **_row_columns(outcome, status, run_id, ts),
                 "source": Source.EDITED.value if outcome.edits else Source.SYNTHETIC.value,
-                "slice": c.cell.slice,
-                "label": c.cell.label,
-                "data_json": data_json,
-                "text": c.text,
-                "content_sha": sha256_text(data_json),
-                "status": status.value,
-                "outcome": outcome.verdict.value,
-                "rejected_by": outcome.rejected_by,
-                "run_id": run_id,
                 "llm_call_id": c.llm_call_id,
                 "call_index": c.index,
                 "template": c.template,
                 "template_sha": c.template_sha,
                 "model": c.model,
                 "parent_ids_json": json.dumps(list(c.parent_ids)),
-                "ts": ts,
             },
         )
         if not cur.rowcount:
@@ -284,7 +268,6 @@ class Examples(Part):
         with self._tx() as conn:
             for outcome, status, origin in zip(outcomes, statuses, origins, strict=True):
                 c = outcome.candidate
-                data_json = canonical_json(c.row)
                 kind = source
                 if outcome.edits and source is Source.SYNTHETIC:
                     kind = Source.EDITED
@@ -296,19 +279,9 @@ class Examples(Part):
                         " :data_json, :text, :content_sha, :status, :outcome, :rejected_by,"
                         " :run_id, :origin, :ts, :ts)",
                         {
-                            "id": c.id,
+                            **_row_columns(outcome, status, run_id, ts),
                             "source": kind.value,
-                            "slice": c.cell.slice,
-                            "label": c.cell.label,
-                            "data_json": data_json,
-                            "text": c.text,
-                            "content_sha": sha256_text(data_json),
-                            "status": status.value,
-                            "outcome": outcome.verdict.value,
-                            "rejected_by": outcome.rejected_by,
-                            "run_id": run_id,
                             "origin": origin,
-                            "ts": ts,
                         },
                     )
                 except sqlite3.IntegrityError as e:
@@ -459,3 +432,22 @@ class Examples(Part):
                 (example_id,),
             )
         ]
+
+
+def _row_columns(outcome: Outcome, status: Status, run_id: str, ts: str) -> dict[str, Any]:
+    """The columns every stored candidate has, generated or read from a file."""
+    c = outcome.candidate
+    data_json = canonical_json(c.row)
+    return {
+        "id": c.id,
+        "slice": c.cell.slice,
+        "label": c.cell.label,
+        "data_json": data_json,
+        "text": c.text,
+        "content_sha": sha256_text(data_json),
+        "status": status.value,
+        "outcome": outcome.verdict.value,
+        "rejected_by": outcome.rejected_by,
+        "run_id": run_id,
+        "ts": ts,
+    }
