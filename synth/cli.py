@@ -434,25 +434,14 @@ def versions(ctx: click.Context, as_json: bool) -> None:
 @click.argument("b")
 @click.pass_context
 def diff(ctx: click.Context, a: str, b: str) -> None:
-    """What changed from version A to version B: rows added, removed, changed, moved."""
+    """What changed from version A to version B: rows added, removed, changed (old and
+    new text), moved split; each with its cell and text."""
     from synth.store import Store
-    from synth.versions import diff_versions
+    from synth.versions import diff_versions, render_diff
 
     config = _config(ctx)
     with Store(config.db_path) as store:
-        d = diff_versions(store, a, b)
-    for i in d.added:
-        click.echo(f"+ {i}")
-    for i in d.removed:
-        click.echo(f"- {i}")
-    for i in d.changed:
-        click.echo(f"~ {i}")
-    for i, old, new in d.moved:
-        click.echo(f"> {i} {old} -> {new}")
-    click.echo(
-        f"{a} -> {b}: {len(d.added)} added, {len(d.removed)} removed, {len(d.changed)} changed,"
-        f" {len(d.moved)} moved split, {d.unchanged} unchanged"
-    )
+        click.echo(render_diff(diff_versions(store, a, b)))
 
 
 @cli.command()
@@ -692,6 +681,59 @@ def calibrate_cmd(ctx: click.Context, seeds_file: Path | None, as_json: bool) ->
     click.echo(json.dumps(report, indent=2) if as_json else render_calibration(report))
     if report["error"]:
         sys.exit(2)
+
+
+@cli.command("rows")
+@click.option("--cell", help="SLICE/LABEL, e.g. default/card_arrival.")
+@click.option("--slice", "slice_", help="Rows of this slice.")
+@click.option("--label", help="Rows of this label.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    help="accepted, rejected, review_pending, approved, review_rejected or surplus"
+    " (repeat for several).",
+)
+@click.option("--source", help="real, synthetic or edited.")
+@click.option("--filter", "filter_name", help="Rows this filter rejected or held for review.")
+@click.option("--reason", help="Rows with a reject or review reason containing this text.")
+@click.option("--limit", type=int, default=50, show_default=True, help="At most this many rows.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def rows_cmd(
+    ctx: click.Context,
+    cell: str | None,
+    slice_: str | None,
+    label: str | None,
+    statuses: tuple[str, ...],
+    source: str | None,
+    filter_name: str | None,
+    reason: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List stored rows, oldest first: id, source, status, cell, text (and why a filter
+    did not keep it); `synth show ID` tells the rest."""
+    from synth.rows import list_rows, render_rows, row_query
+    from synth.store import Store
+
+    query = row_query(
+        cell=cell,
+        slice_=slice_,
+        label=label,
+        statuses=statuses,
+        source=source,
+        filter_name=filter_name,
+        reason=reason,
+        limit=limit,
+    )
+    config = _config(ctx)
+    with Store(config.db_path) as store:
+        found = list_rows(store, query)
+    if as_json:
+        click.echo(json.dumps({"rows": found.rows, "total": found.total}, ensure_ascii=False))
+    else:
+        click.echo(render_rows(found))
 
 
 def main() -> None:
