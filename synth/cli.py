@@ -581,7 +581,7 @@ def review_serve(
 @click.pass_context
 def review_next(ctx: click.Context, reviewer: str, limit: int | None) -> None:
     """Review in the terminal: approve, reject with a reason, edit, skip."""
-    from synth.review.terminal import review_in_terminal
+    from synth.review.terminal import ask_prefilled, review_in_terminal
     from synth.store import Store
 
     config = _config(ctx)
@@ -593,6 +593,7 @@ def review_next(ctx: click.Context, reviewer: str, limit: int | None) -> None:
             ask=lambda text, default: click.prompt(text, default=default, show_default=False),
             say=click.echo,
             limit=limit,
+            edit=ask_prefilled if sys.stdin.isatty() else None,
         )
     click.echo(f"{made} decisions recorded")
 

@@ -72,6 +72,14 @@ def test_review_page_approve_reject_edit_in_a_real_browser(queued, sim_project, 
 
         third = page.get_attribute("#item", "data-id")
         page.keyboard.press("e")
+        # Too short for the schema: refused, the typed text kept and the reason shown.
+        page.fill("#edit-text", "stolen")
+        page.keyboard.press("Control+Enter")
+        page.wait_for_selector("#error")
+        assert "fails the schema filter" in page.inner_text("#error")
+        assert page.get_attribute("#item", "data-id") == third
+        assert page.input_value("#edit-text") == "stolen"
+        assert page.is_visible("#edit-text")
         page.fill("#edit-text", "my card was stolen this morning, please block it now")
         page.screenshot(path=str(tmp_path / "review-page.png"), full_page=True)
         page.keyboard.press("Control+Enter")
@@ -238,5 +246,9 @@ def test_a_bad_post_gets_400_with_the_reason_and_stores_nothing(queued, sim_proj
         assert r.status_code == 400 and "ex_nope" in r.text
         r = httpx.post(f"{base}/decide", data=unknown, cookies=cookies)
         assert r.status_code == 403
+        short = {"example_id": example_id, "action": "edit", "text": "refund"}
+        r = httpx.post(f"{base}/decide", params=params, data=short, cookies=cookies)
+        assert r.status_code == 400 and "fails the schema filter: too_short" in r.text
+        assert '<textarea name="text" id="edit-text">refund</textarea>' in r.text
     with sim_project.store() as store:
         assert store.count("reviews") == 0
