@@ -617,13 +617,14 @@ def _frozen(item: Mapping[str, Any], match: str, similarity: float) -> dict[str,
 
 
 def render_file_audit(report: dict[str, Any]) -> str:
-    """One line per row (line, tag, how it matched, id), then the sums per cell."""
+    """One line per row (line, tag, how it matched, id, the stored row's status), then
+    the sums per cell."""
     lines = []
     for e in report["items"]:
         how = "" if e["match"] is None else f"{e['match']}"
         if e["match"] == "near":
             how += f" j={e['similarity']:.2f}"
-        lines.append(f"{e['line']}\t{e['tag']}\t{how}\t{e.get('id', '')}")
+        lines.append(f"{e['line']}\t{e['tag']}\t{how}\t{e.get('id', '')}\t{e.get('status', '')}")
     lines.append("")
     lines += _table(
         ["cell", *TAGS],

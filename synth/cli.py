@@ -470,24 +470,52 @@ def leakage(ctx: click.Context, name: str) -> None:
 
 @cli.command()
 @click.option("--port", default=0, show_default=True, help="0 picks a free port.")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--seed", default=0, show_default=True)
-@click.option("--latency-ms", default=0.0, show_default=True)
-@click.option("--latency-jitter-ms", default=0.0, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
+@click.option("--seed", default=0, show_default=True, help="The same seed, the same replies.")
+@click.option("--latency-ms", default=0.0, show_default=True, help="Delay added to every reply.")
+@click.option(
+    "--latency-jitter-ms", default=0.0, show_default=True, help="Delay varies by up to +- this."
+)
 @click.option("--max-in-flight", type=int, default=None, help="Server-side slots; more wait.")
-@click.option("--p-429", default=0.0, show_default=True)
-@click.option("--p-500", default=0.0, show_default=True)
-@click.option("--p-hang", default=0.0, show_default=True)
-@click.option("--p-truncate", default=0.0, show_default=True)
-@click.option("--p-malformed", default=0.0, show_default=True)
-@click.option("--retry-after-s", default=1.0, show_default=True)
-@click.option("--p-exact-dup", default=0.0, show_default=True)
-@click.option("--p-near-dup", default=0.0, show_default=True)
-@click.option("--p-off-label", default=0.0, show_default=True)
-@click.option("--p-pii", default=0.0, show_default=True)
-@click.option("--p-bad-item", default=0.0, show_default=True)
-@click.option("--p-batch-line-fail", default=0.0, show_default=True)
-@click.option("--batch-delay-s", default=0.2, show_default=True)
+@click.option("--p-429", default=0.0, show_default=True, help="Share of requests answered 429.")
+@click.option("--p-500", default=0.0, show_default=True, help="Share of requests answered 500.")
+@click.option("--p-hang", default=0.0, show_default=True, help="Share of requests never answered.")
+@click.option(
+    "--p-truncate", default=0.0, show_default=True, help="Share of replies cut mid-JSON (length)."
+)
+@click.option(
+    "--p-malformed",
+    default=0.0,
+    show_default=True,
+    help="Share of replies with broken JSON that can be mended.",
+)
+@click.option(
+    "--p-garbled", default=0.0, show_default=True, help="Share of replies with prose, no JSON."
+)
+@click.option(
+    "--retry-after-s", default=1.0, show_default=True, help="Retry-After sent with each 429."
+)
+@click.option(
+    "--p-exact-dup", default=0.0, show_default=True, help="Share of examples copying a seed."
+)
+@click.option(
+    "--p-near-dup", default=0.0, show_default=True, help="Share of examples near-copying a seed."
+)
+@click.option(
+    "--p-off-label", default=0.0, show_default=True, help="Share of examples of another label."
+)
+@click.option(
+    "--p-pii", default=0.0, show_default=True, help="Share of examples carrying an email etc."
+)
+@click.option(
+    "--p-bad-item", default=0.0, show_default=True, help="Share of examples failing the schema."
+)
+@click.option(
+    "--p-batch-line-fail", default=0.0, show_default=True, help="Share of batch lines that fail."
+)
+@click.option(
+    "--batch-delay-s", default=0.2, show_default=True, help="Time a batch takes to complete."
+)
 def simulate(host: str, port: int, **settings: Any) -> None:
     """Serve synth's OpenAI-compatible simulator (for tests, demos and benchmarks)."""
     from synth.sim import SimConfig, serve

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -123,6 +124,7 @@ def test_synth_review_serve_prints_a_token_url_and_refuses_requests_without_it(p
     proc = subprocess.Popen(
         [sys.executable, "-m", "synth", "--config", str(project.config_path), "review", "serve"],
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
@@ -143,10 +145,16 @@ def test_synth_review_serve_prints_a_token_url_and_refuses_requests_without_it(p
         assert status == 200
         assert _get(f"{base}/") == 403
         assert _get(f"{base}/?token={token[:-1]}") == 403
+        # Ctrl-C is the way to stop it: exit 0 and one line, no "Aborted!".
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err
+        assert out.strip().splitlines()[-1] == "review page stopped; every decision made is stored"
+        assert "Aborted" not in err and "Traceback" not in err
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        proc.stdout.close()
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 def test_synth_review_serve_on_another_host_needs_the_flag(project):

@@ -306,4 +306,9 @@ def serve(
     )
     say(f"synth review page: {server.url}")
     say("(Ctrl-C stops it; the token in the URL is the only key to the page)")
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        # Ctrl-C is how this page is meant to stop, not a failure: each decision was
+        # committed as it was made.
+        say("review page stopped; every decision made is stored")
