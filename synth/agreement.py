@@ -18,6 +18,9 @@ from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 KAPPA_WARN_BELOW = 0.7
+# Below this many items one disagreement moves kappa by a tenth or more: the figure is
+# printed with a caveat rather than read as a measurement.
+SMALL_SAMPLE = 30
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,16 @@ class Agreement:
     @property
     def low(self) -> bool:
         return self.kappa is not None and self.kappa < KAPPA_WARN_BELOW
+
+    @property
+    def small(self) -> bool:
+        return 0 < self.n < SMALL_SAMPLE
+
+    def caveat(self) -> str:
+        """A note to print beside the kappa of a small sample; empty otherwise."""
+        if not self.small:
+            return ""
+        return f" (only {self.n} rows: a rough figure, {SMALL_SAMPLE}+ make it a measure)"
 
 
 def cohen_kappa(pairs: Sequence[tuple[Hashable, Hashable]]) -> Agreement:

@@ -15,10 +15,12 @@ near-duplicate search over every stored row, and tagged ``real``, ``synthetic``,
 ``edited`` or ``unknown`` with its provenance.
 
 Judge-human agreement pairs the decision of the ``rubric`` filter with the latest
-human verdict on the same row: the judge's ``keep`` counts as approve, ``review`` and
-``reject`` as reject (a borderline grade is not a pass). Cohen's kappa is computed
-over every such pair and per cell, and is None when undefined (no pairs, or both
-raters used one verdict throughout).
+human verdict on the same row, as ``synth judge agreement`` does (one function,
+``judge_human_pairs``, decides which rows count): the judge's ``keep`` counts as
+approve, ``review`` and ``reject`` as reject (a borderline grade is not a pass), and a
+row whose judge call failed is left out and counted. Cohen's kappa is computed over
+every such pair and per cell, and is None when undefined (no pairs, or both raters
+used one verdict throughout).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from synth.errors import SynthError
 from synth.filters import build_chain
 from synth.filters.diversity import diversity_figures
 from synth.filters.rubric import decision_filters, split_judge
+from synth.judge.calibration import JudgePairs, excluded_note, judge_human_pairs
 from synth.plan import plan_cells
 from synth.records import CellKey, SeenItem, Source, canonical_json, sha256_text
 from synth.store import Store, empty_funnel_row
@@ -44,7 +47,6 @@ from synth.text import normalize_text
 
 TAGS = ("real", "synthetic", "edited", "unknown")
 CONTAMINATION = "contamination"
-JUDGE = "rubric"
 
 
 class AuditFileError(SynthError):
@@ -77,16 +79,10 @@ def audit_store(config: Config, store: Store) -> dict[str, Any]:
     for slice_, label, filter_name, slug, n in store.reports.rejection_reasons():
         reasons[(slice_, label)][filter_name][slug or "?"] += n
     reviews = store.reviews.reviewed_rows()
-    verdicts = {r["example_id"]: r["verdict"] for r in reviews if r["verdict"]}
-    judge = {
-        d["example_id"]: (d["slice"], d["label"], d["verdict"])
-        for d in store.reports.filter_decisions(JUDGE)
-    }
+    judged = judge_human_pairs(store)
     pairs: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
-    for example_id, (slice_, label, verdict) in judge.items():
-        if example_id in verdicts:
-            judged = "approve" if verdict == "keep" else "reject"
-            pairs[(slice_, label)].append((judged, verdicts[example_id]))
+    for row, human in judged.pairs:
+        pairs[(row["slice"], row["label"])].append((JudgePairs.judge(row), human))
     hits = [d for d in store.reports.filter_decisions(CONTAMINATION) if d["verdict"] == "reject"]
     texts = store.examples.texts_by_cell()
 
@@ -141,7 +137,10 @@ def audit_store(config: Config, store: Store) -> dict[str, Any]:
     return {
         "project": config.project.name,
         "filters": _filter_order(config, cells),
-        "totals": _totals(store, cells, reviews, pairs, hits),
+        "totals": {
+            **_totals(store, cells, reviews, pairs, hits),
+            "judge_failed_excluded": judged.failed,
+        },
         "slices": _slices(cells),
         "funnel": _funnel(config, cells),
         "reasons": [
@@ -179,7 +178,13 @@ def _agreement(pairs: list[tuple[str, str]]) -> dict[str, Any] | None:
     if not pairs:
         return None
     a = cohen_kappa(pairs)
-    return {"n": a.n, "observed": a.observed, "kappa": a.kappa, "low": a.low}
+    return {
+        "n": a.n,
+        "observed": a.observed,
+        "kappa": a.kappa,
+        "low": a.low,
+        "caveat": a.caveat().strip(" ()"),
+    }
 
 
 def _filter_order(config: Config, cells: list[dict[str, Any]]) -> list[str]:
@@ -330,13 +335,15 @@ def render_audit(report: dict[str, Any]) -> str:
         f" {rv['edited']} edited, {rv['pending']} pending",
     ]
     ag = t["agreement"]
+    excluded = excluded_note(t.get("judge_failed_excluded", 0))
     if ag is None:
-        out.append("judge-human agreement: no row was graded by the judge and reviewed")
+        out.append("judge-human agreement: no row was graded by the judge and reviewed" + excluded)
     else:
         warn = f"  (below {KAPPA_WARN_BELOW})" if ag["low"] else ""
+        caveat = f"; {ag['caveat']}" if ag.get("caveat") else ""
         out.append(
             f"judge-human agreement: kappa {num(ag['kappa'])}, observed {pct(ag['observed'])}"
-            f" over {ag['n']} rows{warn}"
+            f" over {ag['n']} rows{warn}{excluded}{caveat}"
         )
     out.append(f"contamination hits: {t['contamination_hits']}")
     out += [""]
@@ -610,13 +617,14 @@ def _frozen(item: Mapping[str, Any], match: str, similarity: float) -> dict[str,
 
 
 def render_file_audit(report: dict[str, Any]) -> str:
-    """One line per row (line, tag, how it matched, id), then the sums per cell."""
+    """One line per row (line, tag, how it matched, id, the stored row's status), then
+    the sums per cell."""
     lines = []
     for e in report["items"]:
         how = "" if e["match"] is None else f"{e['match']}"
         if e["match"] == "near":
             how += f" j={e['similarity']:.2f}"
-        lines.append(f"{e['line']}\t{e['tag']}\t{how}\t{e.get('id', '')}")
+        lines.append(f"{e['line']}\t{e['tag']}\t{how}\t{e.get('id', '')}\t{e.get('status', '')}")
     lines.append("")
     lines += _table(
         ["cell", *TAGS],

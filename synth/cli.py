@@ -434,25 +434,14 @@ def versions(ctx: click.Context, as_json: bool) -> None:
 @click.argument("b")
 @click.pass_context
 def diff(ctx: click.Context, a: str, b: str) -> None:
-    """What changed from version A to version B: rows added, removed, changed, moved."""
+    """What changed from version A to version B: rows added, removed, changed (old and
+    new text), moved split; each with its cell and text."""
     from synth.store import Store
-    from synth.versions import diff_versions
+    from synth.versions import diff_versions, render_diff
 
     config = _config(ctx)
     with Store(config.db_path) as store:
-        d = diff_versions(store, a, b)
-    for i in d.added:
-        click.echo(f"+ {i}")
-    for i in d.removed:
-        click.echo(f"- {i}")
-    for i in d.changed:
-        click.echo(f"~ {i}")
-    for i, old, new in d.moved:
-        click.echo(f"> {i} {old} -> {new}")
-    click.echo(
-        f"{a} -> {b}: {len(d.added)} added, {len(d.removed)} removed, {len(d.changed)} changed,"
-        f" {len(d.moved)} moved split, {d.unchanged} unchanged"
-    )
+        click.echo(render_diff(diff_versions(store, a, b)))
 
 
 @cli.command()
@@ -481,24 +470,52 @@ def leakage(ctx: click.Context, name: str) -> None:
 
 @cli.command()
 @click.option("--port", default=0, show_default=True, help="0 picks a free port.")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--seed", default=0, show_default=True)
-@click.option("--latency-ms", default=0.0, show_default=True)
-@click.option("--latency-jitter-ms", default=0.0, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
+@click.option("--seed", default=0, show_default=True, help="The same seed, the same replies.")
+@click.option("--latency-ms", default=0.0, show_default=True, help="Delay added to every reply.")
+@click.option(
+    "--latency-jitter-ms", default=0.0, show_default=True, help="Delay varies by up to +- this."
+)
 @click.option("--max-in-flight", type=int, default=None, help="Server-side slots; more wait.")
-@click.option("--p-429", default=0.0, show_default=True)
-@click.option("--p-500", default=0.0, show_default=True)
-@click.option("--p-hang", default=0.0, show_default=True)
-@click.option("--p-truncate", default=0.0, show_default=True)
-@click.option("--p-malformed", default=0.0, show_default=True)
-@click.option("--retry-after-s", default=1.0, show_default=True)
-@click.option("--p-exact-dup", default=0.0, show_default=True)
-@click.option("--p-near-dup", default=0.0, show_default=True)
-@click.option("--p-off-label", default=0.0, show_default=True)
-@click.option("--p-pii", default=0.0, show_default=True)
-@click.option("--p-bad-item", default=0.0, show_default=True)
-@click.option("--p-batch-line-fail", default=0.0, show_default=True)
-@click.option("--batch-delay-s", default=0.2, show_default=True)
+@click.option("--p-429", default=0.0, show_default=True, help="Share of requests answered 429.")
+@click.option("--p-500", default=0.0, show_default=True, help="Share of requests answered 500.")
+@click.option("--p-hang", default=0.0, show_default=True, help="Share of requests never answered.")
+@click.option(
+    "--p-truncate", default=0.0, show_default=True, help="Share of replies cut mid-JSON (length)."
+)
+@click.option(
+    "--p-malformed",
+    default=0.0,
+    show_default=True,
+    help="Share of replies with broken JSON that can be mended.",
+)
+@click.option(
+    "--p-garbled", default=0.0, show_default=True, help="Share of replies with prose, no JSON."
+)
+@click.option(
+    "--retry-after-s", default=1.0, show_default=True, help="Retry-After sent with each 429."
+)
+@click.option(
+    "--p-exact-dup", default=0.0, show_default=True, help="Share of examples copying a seed."
+)
+@click.option(
+    "--p-near-dup", default=0.0, show_default=True, help="Share of examples near-copying a seed."
+)
+@click.option(
+    "--p-off-label", default=0.0, show_default=True, help="Share of examples of another label."
+)
+@click.option(
+    "--p-pii", default=0.0, show_default=True, help="Share of examples carrying an email etc."
+)
+@click.option(
+    "--p-bad-item", default=0.0, show_default=True, help="Share of examples failing the schema."
+)
+@click.option(
+    "--p-batch-line-fail", default=0.0, show_default=True, help="Share of batch lines that fail."
+)
+@click.option(
+    "--batch-delay-s", default=0.2, show_default=True, help="Time a batch takes to complete."
+)
 def simulate(host: str, port: int, **settings: Any) -> None:
     """Serve synth's OpenAI-compatible simulator (for tests, demos and benchmarks)."""
     from synth.sim import SimConfig, serve
@@ -592,7 +609,7 @@ def review_serve(
 @click.pass_context
 def review_next(ctx: click.Context, reviewer: str, limit: int | None) -> None:
     """Review in the terminal: approve, reject with a reason, edit, skip."""
-    from synth.review.terminal import review_in_terminal
+    from synth.review.terminal import ask_prefilled, review_in_terminal
     from synth.store import Store
 
     config = _config(ctx)
@@ -604,6 +621,7 @@ def review_next(ctx: click.Context, reviewer: str, limit: int | None) -> None:
             ask=lambda text, default: click.prompt(text, default=default, show_default=False),
             say=click.echo,
             limit=limit,
+            edit=ask_prefilled if sys.stdin.isatty() else None,
         )
     click.echo(f"{made} decisions recorded")
 
@@ -692,6 +710,59 @@ def calibrate_cmd(ctx: click.Context, seeds_file: Path | None, as_json: bool) ->
     click.echo(json.dumps(report, indent=2) if as_json else render_calibration(report))
     if report["error"]:
         sys.exit(2)
+
+
+@cli.command("rows")
+@click.option("--cell", help="SLICE/LABEL, e.g. default/card_arrival.")
+@click.option("--slice", "slice_", help="Rows of this slice.")
+@click.option("--label", help="Rows of this label.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    help="accepted, rejected, review_pending, approved, review_rejected or surplus"
+    " (repeat for several).",
+)
+@click.option("--source", help="real, synthetic or edited.")
+@click.option("--filter", "filter_name", help="Rows this filter rejected or held for review.")
+@click.option("--reason", help="Rows with a reject or review reason containing this text.")
+@click.option("--limit", type=int, default=50, show_default=True, help="At most this many rows.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def rows_cmd(
+    ctx: click.Context,
+    cell: str | None,
+    slice_: str | None,
+    label: str | None,
+    statuses: tuple[str, ...],
+    source: str | None,
+    filter_name: str | None,
+    reason: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List stored rows, oldest first: id, source, status, cell, text (and why a filter
+    did not keep it); `synth show ID` tells the rest."""
+    from synth.rows import list_rows, render_rows, row_query
+    from synth.store import Store
+
+    query = row_query(
+        cell=cell,
+        slice_=slice_,
+        label=label,
+        statuses=statuses,
+        source=source,
+        filter_name=filter_name,
+        reason=reason,
+        limit=limit,
+    )
+    config = _config(ctx)
+    with Store(config.db_path) as store:
+        found = list_rows(store, query)
+    if as_json:
+        click.echo(json.dumps({"rows": found.rows, "total": found.total}, ensure_ascii=False))
+    else:
+        click.echo(render_rows(found))
 
 
 def main() -> None:

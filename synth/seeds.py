@@ -35,6 +35,10 @@ def read_seeds(path: str | Path, config: Config, *, skip_invalid: bool = False) 
             raise SeedError(where, item)
         else:
             result.problems.append(f"{where}: {item}")
+    if not result.seeds and not result.problems:
+        # Almost always the wrong file or a failed export: an import of nothing that
+        # exits 0 would hide it. (A file imported before still has rows: "0 added".)
+        raise SeedError(str(path), "the file has no rows: there is nothing to import")
     return result
 
 
@@ -50,14 +54,31 @@ def iter_seeds(path: str | Path, config: Config) -> Iterator[tuple[str, Seed | s
         origin = path.resolve().relative_to(config.root.resolve())
     except ValueError:
         origin = path
+    header_checked = path.suffix.lower() not in (".csv", ".tsv")
     for line, row in read_rows(path, SeedError, "seed"):
         where = f"{path}:{line}"
+        if not header_checked and isinstance(row, dict):
+            _check_header(path, list(row), config)
+            header_checked = True
         try:
             if isinstance(row, str):
                 raise ValueError(row)
             yield where, _seed(row, f"{origin}:{line}", config)
         except ValueError as e:
             yield where, str(e)
+
+
+def _check_header(path: Path, columns: list[str], config: Config) -> None:
+    """A CSV without a schema field's column fails every row alike: one error for the
+    header, not one per row, whatever ``skip_invalid`` says."""
+    missing = [name for name in config.data_schema.fields if name not in columns]
+    if missing:
+        names = ", ".join(repr(m) for m in missing)
+        raise SeedError(
+            f"{path}:1",
+            f"the header has no column {names} (it has {', '.join(columns)});"
+            f" [schema] fields need one each",
+        )
 
 
 def _seed(row: dict[str, Any], origin: str, config: Config) -> Seed:
@@ -67,6 +88,7 @@ def _seed(row: dict[str, Any], origin: str, config: Config) -> Seed:
         if name not in data or data[name] in (None, ""):
             raise ValueError(f"missing field {name!r}")
         data[name] = _coerce(data[name], spec, name)
+        _check_length(data[name], spec, name)
     label = str(data[schema.label])
     if schema.labels and label not in schema.labels:
         raise ValueError(f"label {label!r} is not one of schema.labels")
@@ -80,6 +102,24 @@ def _seed(row: dict[str, Any], origin: str, config: Config) -> Seed:
         data=data,
         origin=origin,
     )
+
+
+def _check_length(value: Any, spec: FieldSpec, name: str) -> None:
+    """The schema's string lengths hold for seeds as for generated rows: a seed
+    outside them is a few-shot example of what the schema filter would reject."""
+    if not isinstance(value, str):
+        return
+    n = len(value)
+    if spec.min_length is not None and n < spec.min_length:
+        raise ValueError(
+            f"field {name!r} has {n} characters, fewer than schema.fields.{name}.min_length"
+            f" = {spec.min_length}"
+        )
+    if spec.max_length is not None and n > spec.max_length:
+        raise ValueError(
+            f"field {name!r} has {n} characters, more than schema.fields.{name}.max_length"
+            f" = {spec.max_length}"
+        )
 
 
 def _coerce(value: Any, spec: FieldSpec, name: str) -> Any:

@@ -33,6 +33,16 @@ def render_example(row: Mapping[str, Any]) -> str:
         prov.insert(1, f"served as {served}")
     if prov:
         out.append("provenance: " + ", ".join(prov))
+    parents = {p["id"]: p for p in row.get("parents") or ()}
+    if row.get("parent_ids"):
+        out.append("made from:")
+        for pid in row["parent_ids"]:
+            p = parents.get(pid)
+            if p is None:
+                out.append(f"  {pid}  (not in the store)")
+                continue
+            where = f", {p['origin']}" if p["origin"] else ""
+            out.append(f"  {pid}  {p['slice']}/{p['label']}{where}: {p['text']}")
     if row["decisions"]:
         out.append("decisions:")
         for d in row["decisions"]:

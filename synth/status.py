@@ -3,6 +3,7 @@ accepted / pending review / surplus, with calls, tokens and cost."""
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -71,6 +72,13 @@ def status(config: Config, store: Store) -> StatusReport:
     )
 
 
+LEGEND = (
+    "accepted: counts toward the target (sampled: of those, awaiting a reviewer);"
+    " held: sent to review by a filter, counted once approved; surplus: kept beyond the"
+    " target; calls and tokens per cell: generation only (the judge's are in the line below)"
+)
+
+
 def render_status(report: StatusReport) -> str:
     """A plain-text table: one line per cell, then the totals."""
     reject_cols = [f"-{f}" for f in report.filters]
@@ -117,6 +125,7 @@ def render_status(report: StatusReport) -> str:
 
     rule = "-" * len(fmt(header))
     out = [fmt(header), rule, *(fmt(r) for r in lines), rule, fmt(total_row)]
+    out += textwrap.wrap(LEGEND, 100)
     s = report.spend
     accepted = totals.get("accepted", 0)
     per = f", ${s.cost_usd / accepted:.5f} per accepted row" if accepted and s.cost_usd else ""

@@ -397,6 +397,10 @@ class VersionDiff:
     changed: list[str]
     moved: list[tuple[str, str, str]]
     unchanged: int
+    # id -> (cell, text) as in b, or as in a for a removed row; the text in a of a
+    # changed row is in ``before``.
+    rows: dict[str, tuple[str, str]] = field(default_factory=dict)
+    before: dict[str, str] = field(default_factory=dict)
 
     @property
     def same(self) -> bool:
@@ -428,4 +432,34 @@ def diff_versions(store: Store, a: str, b: str) -> VersionDiff:
         changed=changed,
         moved=moved,
         unchanged=same,
+        rows={
+            i: (f"{it['slice']}/{it['label']}", it["text"])
+            for i, it in (*old.items(), *new.items())
+        },
+        before={i: old[i]["text"] for i in changed},
     )
+
+
+def render_diff(d: VersionDiff) -> str:
+    """One line per row that changed, with its cell and text, then the counts."""
+
+    def one_line(text: str) -> str:
+        return " ".join(text.split())
+
+    out = []
+    for mark, ids in (("+", d.added), ("-", d.removed)):
+        out += [f"{mark} {i}  {d.rows[i][0]}  {one_line(d.rows[i][1])}" for i in ids]
+    for i in d.changed:
+        out += [
+            f"~ {i}  {d.rows[i][0]}",
+            f"    {d.a}: {one_line(d.before[i])}",
+            f"    {d.b}: {one_line(d.rows[i][1])}",
+        ]
+    out += [
+        f"> {i} {old} -> {new}  {d.rows[i][0]}  {one_line(d.rows[i][1])}" for i, old, new in d.moved
+    ]
+    out.append(
+        f"{d.a} -> {d.b}: {len(d.added)} added, {len(d.removed)} removed,"
+        f" {len(d.changed)} changed, {len(d.moved)} moved split, {d.unchanged} unchanged"
+    )
+    return "\n".join(out)

@@ -86,6 +86,12 @@ def test_freeze_versions_diff_export_and_audit_through_the_cli(sim_project, sim,
     assert printed.exit_code == 0
     # real, synthetic, edited, unknown: every row of the export is found in the store.
     assert printed.output.strip().splitlines()[-1].split() == ["total", "7", "13", "0", "0"]
+    # Each row's line says where its stored row stands, as --json does.
+    by_line = {line.split("\t")[0]: line.split("\t") for line in printed.output.splitlines()}
+    as_json = json.loads(invoke(sim_project, "audit", str(csv_out), "--json").output)
+    for e in as_json["items"]:
+        assert by_line[str(e["line"])][3:5] == [e["id"], e["status"]]
+    assert {e["status"] for e in as_json["items"]} >= {"accepted"}
 
 
 def test_a_bad_chat_template_names_the_key(sim_project, sim, tmp_path):

@@ -25,6 +25,10 @@ def test_plan_status_run_export_through_the_cli(sim_project, sim, tmp_path):
     status = invoke(sim_project, "status")
     assert status.exit_code == 0
     assert "-exact_dedup" in status.output and "urgent/lost_or_stolen_card" in status.output
+    # What the columns mean, held above all: said under the table.
+    words = " ".join(status.output.split())
+    assert "held: sent to review by a filter, counted once approved" in words
+    assert "calls and tokens per cell: generation only" in words
 
     as_json = json.loads(invoke(sim_project, "status", "--json").output)
     assert sum(c["accepted"] for c in as_json["cells"]) == 13

@@ -30,3 +30,9 @@ def test_readme_two_commands_are_the_makefile_targets():
     assert "$ make demo" in readme and "$ make test" in readme
     assert "\ndemo:" in makefile and "\ntest:" in makefile
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_simulate_option_says_what_it_does():
+    simulate = cli.commands["simulate"]
+    bare = [p.name for p in simulate.params if isinstance(p, click.Option) and not p.help]
+    assert not bare, f"synth simulate options without help: {bare}"

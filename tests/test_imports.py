@@ -41,6 +41,7 @@ LAYERS: list[tuple[str, ...]] = [
         "synth.audit",
         "synth.status",
         "synth.show",
+        "synth.rows",
         "synth.report",
         "synth.demo",
     ),

@@ -464,8 +464,9 @@ HAND_MADE = [
 ]
 
 
-def _store_hand_made(project) -> list[str]:
-    """Ten judged rows in two cells, stored as a run would store them."""
+def _store_hand_made(project, rows=HAND_MADE) -> list[str]:
+    """Ten judged rows in two cells, stored as a run would store them; a score of None
+    is a row whose judge call failed."""
     from synth.records import Decision, Status
 
     store = project.store()
@@ -484,7 +485,7 @@ def _store_hand_made(project) -> list[str]:
     }
     (row,) = store.calls.plan(run_row.id, [call])
     outcomes, statuses, scores = [], [], []
-    for i, (score, verdict, realism, fidelity, _) in enumerate(HAND_MADE):
+    for i, (score, verdict, realism, fidelity, _) in enumerate(rows):
         label = "card_arrival" if i % 2 else "exchange_rate"
         c = _candidate(f"hand made row number {i}", label, i).model_copy(
             update={"llm_call_id": row.id}
@@ -495,13 +496,15 @@ def _store_hand_made(project) -> list[str]:
             filter_version="1",
             verdict=Verdict(verdict),
             score=score,
-            reason=verdict,
+            reason=verdict if score is not None else "judge_failed: no JSON in the reply",
         )
         outcomes.append(Outcome(c, [d]))
         statuses.append(
             {"keep": Status.ACCEPTED, "review": Status.REVIEW_PENDING}.get(verdict, Status.REJECTED)
         )
-        for name, value in (("realism", realism), ("label_fidelity", fidelity)):
+        for name, value in (("realism", realism), ("label_fidelity", fidelity)) * (
+            score is not None
+        ):
             scores.append(
                 {
                     "example_id": c.id,
@@ -560,6 +563,46 @@ def test_kappa_against_hand_made_human_verdicts(project):
     text = render_calibration(report)
     assert "3.90 maximises agreement (kappa 0.800)" in text
     assert "warning: judge vs humans: kappa 0.58" in text
+
+
+def test_audit_and_judge_agreement_report_one_kappa_without_failed_judge_calls(project):
+    from click.testing import CliRunner
+
+    from synth.audit import audit_store
+    from synth.cli import cli
+    from synth.judge.calibration import judge_agreement
+    from synth.store import NewReview
+
+    config = judge_project(project)
+    # A row whose judge call failed, reviewed and rejected: no judge verdict to compare.
+    rows = [*HAND_MADE, (None, "review", 0, 0, "reject")]
+    ids = _store_hand_made(project, rows)
+    with project.store() as store:
+        store.reviews.enqueue([(i, "sampled", 1) for i in ids])
+        store.reviews.add(
+            [NewReview(i, "ann", r[-1], "terminal") for i, r in zip(ids, rows, strict=True)]
+        )
+        audit = audit_store(config, store)["totals"]
+    calibration = judge_agreement(config)
+    assert calibration.overall.n == audit["agreement"]["n"] == 10
+    assert calibration.overall.kappa == pytest.approx(7 / 12)
+    assert audit["agreement"]["kappa"] == pytest.approx(calibration.overall.kappa)
+    assert calibration.failed == audit["judge_failed_excluded"] == 1
+
+    def run_cli(*args):
+        out = CliRunner().invoke(
+            cli, ["--config", str(project.config_path), *args], catch_exceptions=False
+        )
+        assert out.exit_code == 0, out.output
+        return out.output
+
+    agreement, audit_text = run_cli("judge", "agreement"), run_cli("audit")
+    left_out = "1 reviewed row left out: the judge call failed"
+    assert left_out in agreement and left_out in audit_text
+    assert "kappa 0.583" in audit_text and "0.583" in agreement
+    # Ten pairs is a small sample: both say so beside the figure.
+    assert "only 10 rows: a rough figure" in agreement
+    assert "only 10 rows: a rough figure" in audit_text
 
 
 def test_agreement_through_the_cli_and_a_bad_humans_file(project):

@@ -337,3 +337,51 @@ def test_an_edit_that_adds_pii_is_refused_with_the_filters_reason(sim_project, s
         assert store.count("reviews") == 0 and store.count("edits") == 0
         assert decide(store, config, example_id, "ana", "edit", text="my card never came at all")
         assert store.examples.by_id([example_id])[0]["source"] == "edited"
+
+
+def test_approving_held_rows_never_pushes_a_cell_over_its_target(sim_project, sim):
+    sim.configure(p_pii=0.4)
+    _project(sim_project, sim, "double_review = 0\n")
+    text = sim_project.config_path.read_text().replace(
+        '[[filters]]\nkind = "exact_dedup"',
+        '[[filters]]\nkind = "pii"\naction = "review"\n\n[[filters]]\nkind = "exact_dedup"',
+    )
+    sim_project.config_path.write_text(text)
+    config = sim_project.config()
+    assert run(config).status == "finished"
+
+    def cells(store):
+        return {p.cell: p for p in plan_cells(config, store.examples.cell_counts())}
+
+    with sim_project.store() as store:
+        enroll(store, config.review)
+        queue = store.reviews.queue()
+        held = [q for q in queue if q["reason"] == "filter"]
+        sampled = [q for q in queue if q["reason"] == "sampled"]
+        held_in: dict[CellKey, int] = {}
+        for q in held:
+            cell = CellKey(slice=q["slice"], label=q["label"])
+            held_in[cell] = held_in.get(cell, 0) + 1
+        key = max(held_in, key=lambda c: (held_in[c], str(c)))
+        assert cells(store)[key].deficit == 0
+        # Room made in the cell by a reviewer's reject: one held row may fill it.
+        room = next(q for q in sampled if CellKey(slice=q["slice"], label=q["label"]) == key)
+        decide(store, config, room["example_id"], "ana", "reject", reason="unnatural")
+        assert cells(store)[key].deficit == 1
+        in_cell = [q for q in held if CellKey(slice=q["slice"], label=q["label"]) == key]
+        assert len(in_cell) >= 2, "the simulator planted PII in several rows of the cell"
+        for q in held:
+            decide(store, config, q["example_id"], "ana", "approve")
+        statuses = {
+            r["id"]: r["status"] for r in store.examples.by_id([q["example_id"] for q in held])
+        }
+        plans = cells(store)
+        funnel = {(r["slice"], r["label"]): r for r in store.reports.funnel()}
+    assert [statuses[q["example_id"]] for q in in_cell] == ["approved"] + ["surplus"] * (
+        len(in_cell) - 1
+    )
+    assert set(statuses.values()) == {"approved", "surplus"}
+    for plan in plans.values():
+        assert plan.real + plan.synthetic == plan.target and plan.deficit == 0
+    f = funnel[(key.slice, key.label)]
+    assert f["held"] == 0 and f["surplus"] >= len(in_cell) - 1

@@ -318,3 +318,35 @@ def test_terminal_review_approves_rejects_and_edits(queued, sim_project):
     ]
     assert reviews[1]["note"] == "wrong slice for it"
     assert reviews[2]["edited_data"]["text"] == "the card I ordered never came"
+
+
+def test_a_refused_terminal_edit_says_why_and_asks_again_with_the_typed_text(queued, sim_project):
+    from synth.review.terminal import KEYS, review_in_terminal
+
+    answers = iter(["e", "refund", "q", "e", "refund", "the card I ordered never came", "q"])
+    asked, said = [], []
+
+    def ask(prompt, default):
+        asked.append((prompt, default))
+        return next(answers)
+
+    with sim_project.store() as store:
+        made = review_in_terminal(store, queued, "tom", ask=ask, say=said.append)
+        current = store.reviews.queue()[0]
+    assert made == 1
+    refusal = "  refused: the edited text fails the schema filter: too_short"
+    assert said.count(next(s for s in said if s.startswith(refusal))) == 2
+    # Re-asked with what was typed, not a blank line; q leaves the edit, not the session.
+    assert asked[2] == ("new text (q: back to the choices)", "refund")
+    assert asked[3] == asked[6] == (KEYS, "a")
+    assert current["reviewers"] == ["tom"]
+
+    via_cli = CliRunner().invoke(
+        cli,
+        ["--config", str(sim_project.config_path), "review", "next", "--reviewer", "ivy"],
+        input="e\nrefund\nmy new card has still not come\nq\n",
+        catch_exceptions=False,
+    )
+    assert via_cli.exit_code == 0, via_cli.output
+    assert "refused: the edited text fails the schema filter" in via_cli.output
+    assert "1 decisions recorded" in via_cli.output

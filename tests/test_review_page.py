@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -72,6 +73,14 @@ def test_review_page_approve_reject_edit_in_a_real_browser(queued, sim_project, 
 
         third = page.get_attribute("#item", "data-id")
         page.keyboard.press("e")
+        # Too short for the schema: refused, the typed text kept and the reason shown.
+        page.fill("#edit-text", "stolen")
+        page.keyboard.press("Control+Enter")
+        page.wait_for_selector("#error")
+        assert "fails the schema filter" in page.inner_text("#error")
+        assert page.get_attribute("#item", "data-id") == third
+        assert page.input_value("#edit-text") == "stolen"
+        assert page.is_visible("#edit-text")
         page.fill("#edit-text", "my card was stolen this morning, please block it now")
         page.screenshot(path=str(tmp_path / "review-page.png"), full_page=True)
         page.keyboard.press("Control+Enter")
@@ -115,6 +124,7 @@ def test_synth_review_serve_prints_a_token_url_and_refuses_requests_without_it(p
     proc = subprocess.Popen(
         [sys.executable, "-m", "synth", "--config", str(project.config_path), "review", "serve"],
         stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
@@ -135,10 +145,16 @@ def test_synth_review_serve_prints_a_token_url_and_refuses_requests_without_it(p
         assert status == 200
         assert _get(f"{base}/") == 403
         assert _get(f"{base}/?token={token[:-1]}") == 403
+        # Ctrl-C is the way to stop it: exit 0 and one line, no "Aborted!".
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err
+        assert out.strip().splitlines()[-1] == "review page stopped; every decision made is stored"
+        assert "Aborted" not in err and "Traceback" not in err
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        proc.stdout.close()
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 def test_synth_review_serve_on_another_host_needs_the_flag(project):
@@ -238,5 +254,9 @@ def test_a_bad_post_gets_400_with_the_reason_and_stores_nothing(queued, sim_proj
         assert r.status_code == 400 and "ex_nope" in r.text
         r = httpx.post(f"{base}/decide", data=unknown, cookies=cookies)
         assert r.status_code == 403
+        short = {"example_id": example_id, "action": "edit", "text": "refund"}
+        r = httpx.post(f"{base}/decide", params=params, data=short, cookies=cookies)
+        assert r.status_code == 400 and "fails the schema filter: too_short" in r.text
+        assert '<textarea name="text" id="edit-text">refund</textarea>' in r.text
     with sim_project.store() as store:
         assert store.count("reviews") == 0

@@ -127,3 +127,56 @@ def test_origin_is_relative_to_the_project_when_the_file_is_inside_it(project, t
         write_jsonl(elsewhere, [{"text": "no label here"}])
         read_seeds(elsewhere, config)
     assert e.value.where == f"{elsewhere}:1"  # errors name the file as it was given
+
+
+def test_seed_lengths_are_held_to_the_schema_row_by_row(project):
+    text = project.config_path.read_text().replace(
+        'fields.text = { type = "string", min_length = 3 }',
+        'fields.text = { type = "string", min_length = 12, max_length = 60 }',
+    )
+    project.config_path.write_text(text)
+    rows = [
+        SEEDS[0],
+        {"text": "lost card", "label": "lost_or_stolen_card"},
+        {"text": "x" * 61, "label": "card_arrival"},
+    ]
+    write_jsonl(project.seeds, rows)
+    result = _import(project, project.seeds)
+    assert result.exit_code == 1
+    assert (
+        f"{project.seeds}:2: field 'text' has 9 characters, fewer than"
+        " schema.fields.text.min_length = 12"
+    ) in result.output
+    skipped = _import(project, project.seeds, "--skip-invalid")
+    assert skipped.exit_code == 0
+    assert (
+        f"{project.seeds}:3: field 'text' has 61 characters, more than"
+        " schema.fields.text.max_length = 60"
+    ) in skipped.output
+    assert "1 added" in skipped.output and "2 skipped" in skipped.output
+
+
+@pytest.mark.parametrize("name", ["empty.jsonl", "empty.csv", "header-only.csv"])
+def test_an_empty_seed_file_is_an_error(project, tmp_path, name):
+    path = tmp_path / name
+    path.write_text({"empty.jsonl": "\n", "empty.csv": ""}.get(name, "text,label\n"))
+    result = _import(project, path)
+    assert result.exit_code == 1
+    assert result.output == f"Error: {path}: the file has no rows: there is nothing to import\n"
+
+
+@pytest.mark.parametrize("flag", [(), ("--skip-invalid",)])
+def test_a_csv_without_the_label_column_is_one_header_error(project, tmp_path, flag):
+    path = tmp_path / "seeds.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "intent"])
+        w.writerows([[r["text"], r["label"]] for r in SEEDS])
+    result = _import(project, path, *flag)
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: {path}:1: the header has no column 'label' (it has text, intent);"
+        " [schema] fields need one each\n"
+    )
+    with project.store() as store:
+        assert store.count("examples") == 0

@@ -19,6 +19,7 @@ from synth.versions import (
     freeze,
     leakage,
     list_versions,
+    render_diff,
     version_leakage,
 )
 
@@ -145,6 +146,10 @@ def test_freeze_keeps_content_and_splits_whatever_happens_later(sim_project, sim
         d = diff_versions(store, "v1", "v2")
         assert d.changed == [synthetic["example_id"]]
         assert not d.added and not d.removed
+        shown = render_diff(d)  # what `synth diff` prints: the texts, not only the id
+        assert f"~ {synthetic['example_id']}  {synthetic['slice']}/{synthetic['label']}" in shown
+        assert f"    v1: {synthetic['text']}" in shown
+        assert "    v2: an edited text after the freeze" in shown
         assert d.unchanged + len(d.moved) + len(d.changed) >= v1.rows - 1
         assert diff_versions(store, "v1", "v1").same
         assert [v.name for v in list_versions(store)] == ["v1", "v2"]

@@ -1,7 +1,10 @@
 """Calibration: how often the judge agrees with humans, beyond chance.
 
 Judge verdicts are the rubric filter's decisions: ``keep`` counts as approve,
-``reject`` and ``review`` (borderline) as reject; a judge failure is left out. Human
+``reject`` and ``review`` (borderline) as reject. A row whose judge call failed
+(``judge_failed``) has no judge verdict, only a route to a human: it is left out, and
+counted as excluded. ``judge_human_pairs`` makes the pairs, for this module and for
+``synth audit`` alike, so both report the same kappa on the same store. Human
 verdicts (approve | reject) come from the ``reviews`` table (the last one per row), or
 from a JSONL file of ``{"example_id": ..., "verdict": ...}`` lines, which take
 precedence. Cohen's kappa (``synth.agreement``) is computed
@@ -38,6 +41,57 @@ class HumanVerdictError(SynthError):
 
 
 @dataclass(frozen=True)
+class JudgePairs:
+    """Judged rows paired with a human verdict; ``failed``: rows a human reviewed whose
+    judge call failed, left out; ``without_human``: judge verdicts no human covers."""
+
+    pairs: list[tuple[JudgedRow, str]]
+    judged: int  # rows with a judge verdict
+    failed: int
+    without_human: int
+
+    @staticmethod
+    def judge(row: JudgedRow) -> str:
+        """The judge's verdict as a reviewer's: a borderline grade is not a pass."""
+        return "approve" if row["verdict"] == "keep" else "reject"
+
+    def agreement(self) -> Agreement:
+        return cohen_kappa([(self.judge(r), h) for r, h in self.pairs])
+
+    def by_cell(self) -> dict[str, Agreement]:
+        return {
+            str(k): v
+            for k, v in kappa_by_group(
+                (f"{r['slice']}/{r['label']}", self.judge(r), h) for r, h in self.pairs
+            ).items()
+        }
+
+
+def judge_failed(row: JudgedRow) -> bool:
+    return row["reason"].startswith("judge_failed")
+
+
+def judge_human_pairs(store: Store, humans: dict[str, str] | None = None) -> JudgePairs:
+    """Every row with a judge verdict paired with its human verdict (``humans`` first,
+    then the last review). The one definition of which rows count for judge-human
+    agreement."""
+    humans = humans or {}
+    judged: list[JudgedRow] = []
+    failed = 0
+    for r in store.reports.judged_examples():
+        if not judge_failed(r):
+            judged.append(r)
+        elif humans.get(r["id"], r["human"]) in VERDICTS:
+            failed += 1
+    paired = []
+    for r in judged:
+        human = humans.get(r["id"], r["human"])
+        if human in VERDICTS:
+            paired.append((r, human))
+    return JudgePairs(paired, len(judged), failed, len(judged) - len(paired))
+
+
+@dataclass(frozen=True)
 class Calibration:
     overall: Agreement
     by_criterion: dict[str, Agreement]
@@ -47,6 +101,7 @@ class Calibration:
     suggested_agreement: Agreement | None
     judged: int  # rows the judge decided
     without_human: int  # of those, rows no human verdict covers
+    failed: int = 0  # reviewed rows whose judge call failed: no verdict to compare
     warnings: list[str] = field(default_factory=list)
 
 
@@ -78,18 +133,9 @@ def rubric_of(config: Config) -> Rubric:
 
 def calibrate(store: Store, rubric: Rubric, humans: dict[str, str] | None = None) -> Calibration:
     """Judge vs human agreement over every judged row a human verdict covers."""
-    rows = [r for r in store.reports.judged_examples() if r["score"] is not None]
-    humans = humans or {}
-    paired: list[tuple[JudgedRow, str]] = []
-    for r in rows:
-        human = humans.get(r["id"], r["human"])
-        if human in VERDICTS:
-            paired.append((r, human))
-
-    def judge(r: JudgedRow) -> str:
-        return "approve" if r["verdict"] == "keep" else "reject"
-
-    overall = cohen_kappa([(judge(r), h) for r, h in paired])
+    found = judge_human_pairs(store, humans)
+    paired = found.pairs
+    overall = found.agreement()
     by_criterion = {
         c.name: cohen_kappa(
             [
@@ -100,27 +146,22 @@ def calibrate(store: Store, rubric: Rubric, humans: dict[str, str] | None = None
         )
         for c in rubric.criteria
     }
-    by_cell = {
-        str(k): v
-        for k, v in kappa_by_group(
-            (f"{r['slice']}/{r['label']}", judge(r), h) for r, h in paired
-        ).items()
-    }
+    by_cell = found.by_cell()
     threshold = rubric.spec.pass_threshold
     suggested, best = _suggest(paired, threshold)
     warnings = []
     if overall.low:
         warnings.append(
             f"judge vs humans: kappa {overall.kappa:.2f} is below {KAPPA_WARN_BELOW}:"
-            " do not trust the judge's verdicts unreviewed"
+            f" do not trust the judge's verdicts unreviewed{overall.caveat()}"
         )
     warnings += [
-        f"criterion {name}: kappa {a.kappa:.2f} is below {KAPPA_WARN_BELOW}"
+        f"criterion {name}: kappa {a.kappa:.2f} is below {KAPPA_WARN_BELOW}{a.caveat()}"
         for name, a in by_criterion.items()
         if a.low
     ]
     warnings += [
-        f"cell {name}: kappa {a.kappa:.2f} is below {KAPPA_WARN_BELOW}"
+        f"cell {name}: kappa {a.kappa:.2f} is below {KAPPA_WARN_BELOW}{a.caveat()}"
         for name, a in by_cell.items()
         if a.low
     ]
@@ -131,8 +172,9 @@ def calibrate(store: Store, rubric: Rubric, humans: dict[str, str] | None = None
         threshold=threshold,
         suggested=suggested,
         suggested_agreement=best,
-        judged=len(rows),
-        without_human=len(rows) - len(paired),
+        judged=found.judged,
+        without_human=found.without_human,
+        failed=found.failed,
         warnings=warnings,
     )
 
@@ -165,6 +207,14 @@ def judge_agreement(config: Config, humans_file: Path | None = None) -> Calibrat
         return calibrate(store, rubric, humans)
 
 
+def excluded_note(failed: int) -> str:
+    """What a kappa line says about the reviewed rows it leaves out."""
+    if not failed:
+        return ""
+    rows = "row" if failed == 1 else "rows"
+    return f"; {failed} reviewed {rows} left out: the judge call failed, so no verdict"
+
+
 def render_calibration(c: Calibration) -> str:
     """The agreement report as plain text."""
 
@@ -177,9 +227,10 @@ def render_calibration(c: Calibration) -> str:
     width = max(len(n) for n in names)
     head = f"  {'':{width}}  {'n':>5}  {'observed':>8}  {'kappa':>6}"
     out = [
-        f"judged rows {c.judged}, with a human verdict {c.judged - c.without_human}",
+        f"judged rows {c.judged}, with a human verdict {c.judged - c.without_human}"
+        + excluded_note(c.failed),
         head,
-        line("overall", c.overall, width),
+        line("overall", c.overall, width) + c.overall.caveat(),
         "per criterion (score >= its pass level):",
         *(line(n, a, width) for n, a in c.by_criterion.items()),
         "per cell:",

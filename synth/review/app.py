@@ -112,7 +112,12 @@ def create_app(config: Config, token: str, reviewer: str | None = None) -> ASGIA
             project=config.project.name, reasons=config.review.reasons, **context
         )
 
-    def render_item(request: Request, example_id: str | None, error: str | None = None) -> str:
+    def render_item(
+        request: Request,
+        example_id: str | None,
+        error: str | None = None,
+        typed: str | None = None,
+    ) -> str:
         store = state["store"]
         name = who(request)
         queue = store.reviews.queue()
@@ -128,6 +133,7 @@ def create_app(config: Config, token: str, reviewer: str | None = None) -> ASGIA
             text_field=config.data_schema.text,
             error=error,
             skip=request.query_params.get("skip", ""),
+            typed=typed,
         )
 
     async def home(request: Request) -> Response:
@@ -174,8 +180,10 @@ def create_app(config: Config, token: str, reviewer: str | None = None) -> ASGIA
                 origin="web",
             )
         except SynthError as e:  # a bad decision, or a row that is not queued
+            # A refused edit comes back with the text as typed, to correct, not retype.
+            typed = form.get("text") if form.get("action") == "edit" else None
             try:
-                body = render_item(request, example_id, error=str(e))
+                body = render_item(request, example_id, error=str(e), typed=typed)
             except ReviewError:
                 return PlainTextResponse(str(e), status_code=400)
             return HTMLResponse(body, status_code=400)
@@ -298,4 +306,9 @@ def serve(
     )
     say(f"synth review page: {server.url}")
     say("(Ctrl-C stops it; the token in the URL is the only key to the page)")
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        # Ctrl-C is how this page is meant to stop, not a failure: each decision was
+        # committed as it was made.
+        say("review page stopped; every decision made is stored")

@@ -41,7 +41,7 @@ from xml.sax.saxutils import quoteattr
 from synth.config import Config
 from synth.datafiles import read_json_list
 from synth.review import ReviewError
-from synth.review.queue import build_review, enroll, item_view
+from synth.review.queue import build_review, enroll, item_view, quota_targets
 from synth.store import NewReview, Store
 
 
@@ -241,7 +241,7 @@ def import_label_studio(store: Store, config: Config, path: Path) -> ImportResul
             reviews.append(
                 _decision(config, store, at, example_id, reviewer, answers, "label-studio")
             )
-    added, duplicates = store.reviews.add(reviews)
+    added, duplicates = store.reviews.add(reviews, quota_targets(config, store))
     return ImportResult(path, added, duplicates)
 
 
@@ -274,5 +274,5 @@ def import_argilla(store: Store, config: Config, path: Path) -> ImportResult:
                     config, store, f"{where}: {reviewer}", example_id, reviewer, answers, "argilla"
                 )
             )
-    added, duplicates = store.reviews.add(reviews)
+    added, duplicates = store.reviews.add(reviews, quota_targets(config, store))
     return ImportResult(path, added, duplicates)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from synth.config import Config, ReviewSettings
+from synth.plan import plan_cells
 from synth.review import ReviewError
 from synth.review.sample import rank_key, round_half_up
 from synth.store import NewReview, Store
@@ -142,11 +143,21 @@ def decide(
 
     ``approve`` keeps the row; ``reject`` needs a ``reason`` from ``review.reasons``;
     ``edit`` replaces the row's text field with ``text`` and approves it (the row
-    becomes ``source = edited``, the original kept in ``edits``).
+    becomes ``source = edited``, the original kept in ``edits``). A held row approved
+    into a cell already at its target is stored as ``surplus`` (see
+    ``store.reviews.add``).
     """
     review = build_review(config, store, example_id, reviewer, action, reason, note, text, origin)
-    added, _ = store.reviews.add([review])
+    added, _ = store.reviews.add([review], quota_targets(config, store))
     return added == 1
+
+
+def quota_targets(config: Config, store: Store) -> dict[tuple[str, str], int]:
+    """(slice, label) -> target: what an approval may fill a cell up to, no further."""
+    return {
+        (p.cell.slice, p.cell.label): p.target
+        for p in plan_cells(config, store.examples.cell_counts())
+    }
 
 
 def build_review(

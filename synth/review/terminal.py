@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from synth.config import Config
+from synth.review import ReviewError
 from synth.review.queue import decide, item_view, next_item, progress
 from synth.store import Store
 
@@ -14,6 +15,19 @@ Ask = Callable[[str, str], str]  # (prompt, default) -> answer
 Say = Callable[[str], None]
 
 KEYS = "[a]pprove  [r]eject  [e]dit  [s]kip  [q]uit"
+BACK = "q"  # typed as the new text: leave the edit, back to the choices
+
+
+def ask_prefilled(prompt: str, default: str) -> str:
+    """A line read with ``default`` already typed in, to edit in place (readline), so
+    a refused edit is corrected rather than typed again."""
+    import readline
+
+    readline.set_startup_hook(lambda: readline.insert_text(default))
+    try:
+        return input(f"{prompt}: ")
+    finally:
+        readline.set_startup_hook()
 
 
 def render_item(view: dict[str, Any], config: Config, cells: list[Any]) -> str:
@@ -58,14 +72,19 @@ def review_in_terminal(
     ask: Ask,
     say: Say,
     limit: int | None = None,
+    edit: Ask | None = None,
 ) -> int:
     """Review rows until the queue is empty for ``reviewer``, they quit, or
     ``limit`` decisions are made; returns how many were recorded.
 
     At each row: ``a`` approves; ``r`` rejects, then asks for a reason by number
-    (from ``review.reasons``) and an optional note; ``e`` asks for the new text and
-    approves the edited row; ``s`` skips it until the command ends; ``q`` stops.
+    (from ``review.reasons``) and an optional note; ``e`` asks for the new text (with
+    ``edit``, default ``ask``, the current text its default) and approves the edited
+    row; ``s`` skips it until the command ends; ``q`` stops. An edit the chain's
+    checks refuse is not the end of anything: the reason is said and the text asked
+    for again, what was typed its default, until it passes or ``q`` leaves the edit.
     """
+    edit = edit or ask
     reasons = config.review.reasons
     skipped: list[str] = []
     made = 0
@@ -100,11 +119,28 @@ def review_in_terminal(
                 origin="terminal",
             )
         elif choice == "e":
-            current = item_view(store, example_id)["example"]["text"]
-            text = ask("new text", current)
-            decide(store, config, example_id, reviewer, "edit", text=text, origin="terminal")
+            if not _edit(store, config, example_id, reviewer, edit, say):
+                continue
         else:
             say(f"  {KEYS}")
             continue
         made += 1
     return made
+
+
+def _edit(
+    store: Store, config: Config, example_id: str, reviewer: str, edit: Ask, say: Say
+) -> bool:
+    """Ask for the new text until the edit is recorded (True) or left (False)."""
+    text = item_view(store, example_id)["example"]["text"]
+    prompt = "new text"
+    while True:
+        text = edit(prompt, text)
+        if text.strip() == BACK:
+            return False
+        try:
+            decide(store, config, example_id, reviewer, "edit", text=text, origin="terminal")
+            return True
+        except ReviewError as e:
+            say(f"  refused: {e.message}")
+            prompt = f"new text ({BACK}: back to the choices)"

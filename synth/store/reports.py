@@ -5,9 +5,10 @@ here, from the store alone."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from typing import Any
 
 from synth.records import Source, Status, Verdict
-from synth.store._part import Part, decode
+from synth.store._part import Part, decode, in_chunks
 from synth.store.rows import (
     DecisionRow,
     ExampleDetail,
@@ -16,6 +17,9 @@ from synth.store.rows import (
     JudgedRow,
     JudgeScoreRow,
     JudgeSummary,
+    ListedRow,
+    ParentRow,
+    RowQuery,
     TemplateUse,
     empty_funnel_row,
 )
@@ -192,18 +196,65 @@ class Reports(Part):
             "invalid_calls": calls[2],
         }
 
+    def rows(self, q: RowQuery) -> tuple[list[ListedRow], int]:
+        """The rows ``q`` matches, oldest first, at most ``q.limit`` of them; and how
+        many match in all."""
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (("slice", q.slice), ("label", q.label), ("source", q.source)):
+            if value is not None:
+                where.append(f"e.{column} = ?")
+                params.append(value)
+        if q.statuses:
+            where.append(f"e.status IN ({','.join('?' * len(q.statuses))})")
+            params += q.statuses
+        if q.filter is not None or q.reason is not None:
+            cond = ["d.example_id = e.id", "d.verdict != 'keep'"]
+            if q.filter is not None:
+                cond.append("d.filter = ?")
+                params.append(q.filter)
+            if q.reason is not None:
+                cond.append("instr(lower(d.reason), lower(?)) > 0")
+                params.append(q.reason)
+            where.append(f"EXISTS (SELECT 1 FROM decisions d WHERE {' AND '.join(cond)})")
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        total = self._one(f"SELECT count(*) FROM examples e{clause}", params)
+        limit = "" if q.limit is None else f" LIMIT {int(q.limit)}"
+        rows: list[ListedRow] = self._rows(
+            "SELECT e.id, e.source, e.slice, e.label, e.status, e.text,"
+            " (SELECT d.filter || ': ' || d.reason FROM decisions d WHERE d.example_id = e.id"
+            "  AND d.verdict != 'keep' ORDER BY d.id LIMIT 1) AS why"
+            f" FROM examples e{clause} ORDER BY e.rowid{limit}",
+            params,
+        )
+        return rows, int(total)
+
+    def parents(self, ids: list[str]) -> list[ParentRow]:
+        """The stored rows of ``ids``, in that order (an id not stored is left out)."""
+        found: dict[str, ParentRow] = {}
+        for chunk, marks in in_chunks(ids):
+            for r in self._rows(
+                "SELECT id, source, slice, label, text, origin FROM examples"
+                f" WHERE id IN ({marks})",
+                chunk,
+            ):
+                found[r["id"]] = r
+        return [found[i] for i in ids if i in found]
+
     def example(self, example_id: str) -> ExampleDetail | None:
         """One row with its provenance, decisions, judge scores and reviews."""
         rows = self._rows(
             "SELECT e.id, e.source, e.slice, e.label, e.data_json, e.status, e.outcome,"
             " e.rejected_by, e.run_id, e.llm_call_id, e.template, e.template_sha, e.model,"
-            " c.served_model, e.origin, e.created_at"
+            " c.served_model, e.origin, e.created_at, e.parent_ids_json"
             " FROM examples e LEFT JOIN llm_calls c ON c.id = e.llm_call_id WHERE e.id = ?",
             (example_id,),
         )
         if not rows:
             return None
-        row = decode(rows[0], "data_json")
+        row = decode(rows[0], "data_json", "parent_ids_json")
+        row["parent_ids"] = row["parent_ids"] or []
+        row["parents"] = self.parents(row["parent_ids"])
         row["decisions"] = self.decisions_for(example_id)
         row["judge_scores"] = self.judge_scores_for(example_id)
         row["reviews"] = self._rows(

@@ -7,12 +7,14 @@ with the row's new status.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Mapping, Sequence
 
 from synth.errors import StoreError
 from synth.records import canonical_json, sha256_text
 from synth.store._part import Part, decode, now
 from synth.store.rows import NewReview, QueueItem, ReviewedRow, ReviewRow, UnqueuedRow
+from synth.store.schema import COUNTED
 
 
 class Reviews(Part):
@@ -85,14 +87,21 @@ class Reviews(Part):
             " 'review_rejected') OR r.id IS NOT NULL ORDER BY e.rowid"
         )
 
-    def add(self, reviews: Sequence[NewReview]) -> tuple[int, int]:
+    def add(
+        self,
+        reviews: Sequence[NewReview],
+        targets: Mapping[tuple[str, str], int] | None = None,
+    ) -> tuple[int, int]:
         """Store reviews in one transaction: all of them or, on an error, none.
 
         A reviewer reviews a row once: a second review by the same name is skipped
         (counted as a duplicate, so importing a file twice adds nothing). An edit
         rewrites the row's data (``source = edited``), the data before it kept in
         ``edits`` under ``reviewer:<name>``. Once a row has the reviews it needs it
-        is ``approved`` if every reviewer approved, else ``review_rejected``.
+        is ``approved`` if every reviewer approved, else ``review_rejected``; but a
+        generated row held by a filter (not counted yet) whose cell already has its
+        ``targets`` quota (slice, label) becomes ``surplus``, as a row the chain kept
+        beyond the target does in a run: approval never pushes a cell over its target.
         Returns (added, duplicates).
         """
         added = duplicates = 0
@@ -150,11 +159,30 @@ class Reviews(Part):
                 ]
                 if len(verdicts) >= needed:
                     status = "approved" if set(verdicts) == {"approve"} else "review_rejected"
+                    if status == "approved" and targets is not None:
+                        status = self._approved_or_surplus(conn, rv.example_id, targets)
                     conn.execute(
                         "UPDATE examples SET status = ?, updated_at = ? WHERE id = ?",
                         (status, ts, rv.example_id),
                     )
         return added, duplicates
+
+    @staticmethod
+    def _approved_or_surplus(
+        conn: sqlite3.Connection, example_id: str, targets: Mapping[tuple[str, str], int]
+    ) -> str:
+        slice_, label, counted = conn.execute(
+            f"SELECT slice, label, source != 'real' AND NOT {COUNTED} FROM examples WHERE id = ?",
+            (example_id,),
+        ).fetchone()
+        target = targets.get((slice_, label))
+        if not counted or target is None:
+            return "approved"  # already counted (sampled), a real row, or no quota
+        have = conn.execute(
+            f"SELECT count(*) FROM examples WHERE slice = ? AND label = ? AND {COUNTED}",
+            (slice_, label),
+        ).fetchone()[0]
+        return "approved" if have < target else "surplus"
 
     def ack_cell(self, slice_: str, label: str, note: str | None = None) -> int:
         """Acknowledge a cell's reviews so far; returns how many were set aside."""

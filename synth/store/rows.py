@@ -199,6 +199,43 @@ class ReviewNote(TypedDict):
     created_at: str
 
 
+class ListedRow(TypedDict):
+    """A row as ``synth rows`` lists it: where it stands and, when the chain did not
+    keep it, the first filter that said why."""
+
+    id: str
+    source: str
+    slice: str
+    label: str
+    status: str
+    text: str
+    why: str | None  # "filter: reason" of the first reject or review decision
+
+
+@dataclass(frozen=True)
+class RowQuery:
+    """Which rows ``store.reports.rows`` returns; None or empty matches any."""
+
+    slice: str | None = None
+    label: str | None = None
+    statuses: tuple[str, ...] = ()
+    source: str | None = None
+    filter: str | None = None  # a filter that rejected the row or held it for review
+    reason: str | None = None  # text in the reason of a reject or review decision
+    limit: int | None = None
+
+
+class ParentRow(TypedDict):
+    """A seed a row was made from."""
+
+    id: str
+    source: str
+    slice: str
+    label: str
+    text: str
+    origin: str | None
+
+
 class ExampleDetail(TypedDict):
     """One row with everything the store knows about it: ``synth show``."""
 
@@ -218,6 +255,8 @@ class ExampleDetail(TypedDict):
     served_model: str | None  # the model the server said it served, when it said
     origin: str | None
     created_at: str
+    parent_ids: list[str]  # the seeds shown to the model when it wrote the row
+    parents: list[ParentRow]  # those of them stored, in the same order
     decisions: list[DecisionRow]
     judge_scores: list[JudgeScoreRow]
     reviews: list[ReviewNote]
