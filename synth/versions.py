@@ -15,7 +15,8 @@ Splits are assigned to groups, not rows:
   exactly; clusters are the connected components of the near pairs) never cross
   splits;
 - each cell's clusters of seeds are laid out in an order fixed by ``splits.seed``
-  and a hash of their content (not their ids), and cut at the configured fractions, so every cell is split alike;
+  and a hash of their content (not their ids), and cut at the configured
+  fractions, so every cell is split alike and the same data alike in any store;
 - a synthetic row goes to the split of the seeds it was made from
   (``parent_ids``); when those fall in several splits, to the most held-out of them
   (test, then validation), so no row derived from a held-out seed is trained on. A
