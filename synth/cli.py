@@ -26,6 +26,10 @@ class SynthGroup(click.Group):
             raise click.ClickException(str(e)) from None
         except SynthError as e:
             raise click.ClickException(str(e)) from None
+        except KeyboardInterrupt as e:
+            # Ctrl-C: one line (a run says what it kept), the shell's status for it.
+            click.echo(str(e) or "interrupted", err=True)
+            sys.exit(130)
 
 
 @click.group(cls=SynthGroup)
