@@ -483,7 +483,10 @@ class Runner:
     def _step_done(self, step: _Step) -> None:
         if step.failed == step.end - step.start:
             # Nothing got through (a bad model name, an unsupported response_format):
-            # say so now rather than spend the remaining steps finding out again.
+            # say so now rather than spend the remaining steps finding out again; an
+            # error the client stopped on says what to do about it.
+            if self.client.fatal is not None:
+                raise self.client.fatal
             raise SynthError("llm", f"every call of a batch failed; the first: {step.first_error}")
         self.cells.record_step(step.cells, step.before, self.counts)
         self.summary.accepted += step.accepted
