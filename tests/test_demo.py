@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -51,7 +52,20 @@ def test_demo_command_in_an_empty_folder_never_replaces_a_store_it_did_not_make(
     assert (tmp_path / "d" / "export.jsonl").exists()
     assert "exact_dedup" in out.stdout
     # The demo's folder is a project: its config.toml names the demo's store.
-    assert synth("freeze", "v1", cwd=tmp_path / "d").returncode == 0
+    frozen = synth("freeze", "v1", cwd=tmp_path / "d")
+    assert frozen.returncode == 0
+    # The README's figures of the demo are these commands' output, word for word.
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    ran = re.search(
+        r"finished, (\d+ calls, \d+ candidates, \d+ accepted, \d+ sampled for review)", out.stdout
+    )
+    assert ran and f"prints `finished, {ran.group(1)}`" in readme
+    judged = re.search(r"^judge: (\d+) calls", out.stdout, re.MULTILINE)
+    assert judged and f"(with {judged.group(1)} judge calls beside the " in readme
+    version = frozen.stdout.split(", sha ")[0]
+    assert f"prints `{version}`" in readme
+    test_rows = re.search(r"test (\d+)", version)
+    assert test_rows and f"`v1` has {test_rows.group(1)} of its" in readme
     again = synth("demo", "--workdir", "d")
     assert again.returncode == 1 and again.stdout == ""
     assert again.stderr == (
