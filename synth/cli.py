@@ -11,6 +11,7 @@ import click
 
 from synth.config import Config, load_config
 from synth.errors import SeedError, SynthError
+from synth.scaffold import TASKS
 
 
 class SynthGroup(click.Group):
@@ -25,6 +26,10 @@ class SynthGroup(click.Group):
             raise click.ClickException(str(e)) from None
         except SynthError as e:
             raise click.ClickException(str(e)) from None
+        except KeyboardInterrupt as e:
+            # Ctrl-C: one line (a run says what it kept), the shell's status for it.
+            click.echo(str(e) or "interrupted", err=True)
+            sys.exit(130)
 
 
 @click.group(cls=SynthGroup)
@@ -530,11 +535,43 @@ def simulate(host: str, port: int, **settings: Any) -> None:
     show_default=True,
     type=click.Path(file_okay=False, path_type=Path),
 )
-def demo(workdir: Path) -> None:
-    """The offline demo: bundled seeds, the simulator, plan, run, funnel, export."""
+@click.option("--force", is_flag=True, help="Replace a store (and files) already in WORKDIR.")
+def demo(workdir: Path, force: bool) -> None:
+    """The offline demo: bundled seeds, the simulator, plan, run, funnel, export.
+
+    It writes the bundled project into WORKDIR and never replaces a store already
+    there unless --force.
+    """
     from synth.demo import run_demo
 
-    run_demo(workdir, say=click.echo)
+    run_demo(workdir, say=click.echo, force=force)
+
+
+@cli.command()
+@click.argument("folder", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--task",
+    type=click.Choice(sorted(TASKS)),
+    default="classification",
+    show_default=True,
+    help="The shape of one example (classification: a text and its label).",
+)
+@click.option("--force", is_flag=True, help="Replace files that exist already.")
+def init(folder: Path, task: str, force: bool) -> None:
+    """Start a project in FOLDER: a commented config.toml, templates, a rubric, seeds.
+
+    Existing files are never replaced unless --force.
+    """
+    from synth.scaffold import init_project
+
+    made = init_project(folder, task, force=force)
+    for path in made.written:
+        click.echo(f"wrote {path}")
+    where = "" if folder == Path(".") else f"cd {folder} && "
+    click.echo(
+        f"next: {where}synth seeds import {made.task.seeds} && synth plan;"
+        " set [llm] in config.toml (or run `synth simulate` and OPENAI_BASE_URL), then synth run"
+    )
 
 
 @cli.command()

@@ -1,4 +1,4 @@
-"""The offline demo: the bundled seeds and config.toml against the built-in simulator.
+"""The offline demo: the bundled project (`synth init`'s) against the built-in simulator.
 
 No API key and no network: the simulator listens on a free loopback port, with a
 realistic share of faults (rate limits, server errors, malformed replies, duplicates,
@@ -18,12 +18,11 @@ from synth.export import ExportResult, export
 from synth.plan import plan_cells
 from synth.report import render_html
 from synth.runner import RunSummary, run
+from synth.scaffold import TASKS, init_project
 from synth.seeds import read_seeds
 from synth.sim import SimConfig, Simulator
 from synth.status import StatusReport, render_status, status
 from synth.store import Store
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 DEMO_SIMULATOR = SimConfig(
     seed=1,
@@ -50,31 +49,39 @@ class DemoResult:
     audit_html: Path
 
 
-def demo_config(workdir: Path, base_url: str) -> Config:
-    config = load_config(PROJECT_ROOT / "config.toml")
-    project = config.project.model_copy(update={"db": str((workdir / "synth.db").resolve())})
-    return config.model_copy(update={"project": project}).with_llm(base_url=base_url)
+STORE_FILES = ("synth.db", "synth.db-wal", "synth.db-shm")
 
 
-def run_demo(workdir: str | Path, say: Callable[[str], None] = print) -> DemoResult:
-    """Import seeds/, plan, run against the simulator, export; a fresh store each time."""
+def run_demo(
+    workdir: str | Path, say: Callable[[str], None] = print, *, force: bool = False
+) -> DemoResult:
+    """Write the bundled project into ``workdir`` (as `synth init` does), import its
+    seeds, plan, run against the simulator, export.
+
+    A store already in ``workdir`` may hold frozen versions and reviews: it is
+    replaced only with ``force``, and otherwise nothing is touched."""
     workdir = Path(workdir)
-    seeds_dir = PROJECT_ROOT / "seeds"
-    if not seeds_dir.is_dir():
-        raise SynthError(str(seeds_dir), "the demo runs from a source checkout with seeds/")
-    if workdir.exists():
-        for name in ("synth.db", "synth.db-wal", "synth.db-shm"):
+    db = workdir / STORE_FILES[0]
+    if db.exists() and not force:
+        raise SynthError(
+            str(db),
+            "a store is already there, and the demo never replaces one it did not make:"
+            " pass --force to replace it, or --workdir for another folder",
+        )
+    if force:
+        for name in STORE_FILES:
             (workdir / name).unlink(missing_ok=True)
-    workdir.mkdir(parents=True, exist_ok=True)
+    task = TASKS["classification"]
+    init_project(workdir, task.name, force=force, name="banking-support")
     with Simulator(DEMO_SIMULATOR) as sim:
-        config = demo_config(workdir, sim.base_url)
+        config = load_config(workdir / task.config).with_llm(base_url=sim.base_url)
         say(f"simulator on {sim.base_url}; store {config.db_path}")
         with Store(config.db_path) as store:
             # seeds/eval.jsonl is the held-out set the contamination filter checks
             # against: it must never be imported as seeds.
-            path = seeds_dir / "banking.jsonl"
+            path = workdir / task.seeds
             result = store.examples.add_seeds(read_seeds(path, config).seeds)
-            say(f"imported {result.added} seeds from {path.relative_to(PROJECT_ROOT)}")
+            say(f"imported {result.added} seeds from {path}")
             say("\nplan (deficit per cell):")
             for p in plan_cells(config, store.examples.cell_counts()):
                 say(f"  {p.cell!s:40} target {p.target:3}  real {p.real:3}  deficit {p.deficit}")
@@ -96,10 +103,10 @@ def run_demo(workdir: str | Path, say: Callable[[str], None] = print) -> DemoRes
         )
         stats = sim.stats()
         say(f"simulator served {stats['requests']} requests: {stats['by_outcome']}")
-        if config.db_path.resolve() == (PROJECT_ROOT / "demo" / "synth.db").resolve():
-            say(
-                "\nthe store is config.toml's, so every command works on it now:\n"
-                "  synth status | synth show ID | synth review serve | synth audit\n"
-                "  synth freeze v1 && synth export --version v1 --out data.jsonl"
-            )
+        say(
+            f"\n{workdir / task.config} names this store, so every command works on it"
+            f" from {workdir}:\n"
+            "  synth status | synth show ID | synth review serve | synth audit\n"
+            "  synth freeze v1 && synth export --version v1 --out data.jsonl"
+        )
     return DemoResult(config, summary, report, exported, audit_html)

@@ -103,10 +103,40 @@ class RunSummary:
 Progress = Callable[[Snapshot], None]
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run, with what the store kept: every answered call and the
+    rows made from them are committed as they come, so the next run resumes."""
+
+    def __init__(self, run_id: str | None, accepted: int, answered: int) -> None:
+        self.run_id, self.accepted, self.answered = run_id, accepted, answered
+        if run_id is None:
+            line = "interrupted before the run began; nothing was sent"
+        else:
+            line = (
+                f"interrupted: run {run_id} keeps its {accepted} accepted rows and"
+                f" {answered} answered calls; `synth run` resumes it"
+            )
+        super().__init__(line)
+
+
 def run(config: Config, *, progress: Progress | None = None) -> RunSummary:
-    """Run generation to quota; the store is ``config.project.db``."""
+    """Run generation to quota; the store is ``config.project.db``. Ctrl-C raises
+    ``Interrupted`` (a KeyboardInterrupt) once everything in flight is put down."""
     with Store(config.db_path) as store:
-        return asyncio.run(run_async(config, store, progress=progress))
+        try:
+            return asyncio.run(run_async(config, store, progress=progress))
+        except KeyboardInterrupt:
+            raise _interrupted(store) from None
+
+
+def _interrupted(store: Store) -> Interrupted:
+    going = [r for r in store.runs.all() if r.kind == "generate" and r.status == "running"]
+    if not going:
+        return Interrupted(None, 0, 0)
+    run_id = going[-1].id
+    pending = sum(1 for c in store.calls.unfinished() if c.run_id == run_id)
+    answered = store.calls.spend(run_id).calls - pending
+    return Interrupted(run_id, len(store.examples.accepted_ids(run_id)), answered)
 
 
 async def run_async(
@@ -262,6 +292,10 @@ class Runner:
             for task in self.sending:
                 task.cancel()
             await asyncio.gather(*self.sending, return_exceptions=True)
+            if self.judge is not None:
+                # Before the clients close: a judge call left running would fail on a
+                # closed client, in a task nobody reads.
+                await self.judge.cancel()
         review_ids = sample_for_review(
             store.examples.accepted_ids(run.id),
             config.review.fraction,
@@ -449,7 +483,10 @@ class Runner:
     def _step_done(self, step: _Step) -> None:
         if step.failed == step.end - step.start:
             # Nothing got through (a bad model name, an unsupported response_format):
-            # say so now rather than spend the remaining steps finding out again.
+            # say so now rather than spend the remaining steps finding out again; an
+            # error the client stopped on says what to do about it.
+            if self.client.fatal is not None:
+                raise self.client.fatal
             raise SynthError("llm", f"every call of a batch failed; the first: {step.first_error}")
         self.cells.record_step(step.cells, step.before, self.counts)
         self.summary.accepted += step.accepted

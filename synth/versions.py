@@ -14,8 +14,9 @@ Splits are assigned to groups, not rows:
 - near-duplicate clusters (word n-gram Jaccard >= ``splits.threshold``, verified
   exactly; clusters are the connected components of the near pairs) never cross
   splits;
-- each cell's clusters of seeds are laid out in a hash order fixed by
-  ``splits.seed`` and cut at the configured fractions, so every cell is split alike;
+- each cell's clusters of seeds are laid out in an order fixed by ``splits.seed``
+  and a hash of their content (not their ids), and cut at the configured
+  fractions, so every cell is split alike and the same data alike in any store;
 - a synthetic row goes to the split of the seeds it was made from
   (``parent_ids``); when those fall in several splits, to the most held-out of them
   (test, then validation), so no row derived from a held-out seed is trained on. A
@@ -75,8 +76,16 @@ class _Groups:
             self.parent[max(ra, rb)] = min(ra, rb)
 
 
+def _order_key(row: Mapping[str, Any], seed: int) -> tuple[str, str]:
+    # The content, not the id: a store whose seeds got random ids (before ids were
+    # derived from content) splits the same data as any other store.
+    content = row.get("content_sha") or row["id"]
+    return hashlib.sha256(f"{seed}:{content}".encode()).hexdigest(), row["id"]
+
+
 def assign_splits(rows: Sequence[Mapping[str, Any]], settings: SplitSettings) -> list[str]:
-    """The split of each row (``id``, ``slice``, ``label``, ``text``, ``parent_ids``),
+    """The split of each row (``id``, ``slice``, ``label``, ``text``, ``parent_ids``,
+    ``content_sha``),
     by the rules in the module docstring; deterministic for the same rows and seed."""
     n = len(rows)
     if not n:
@@ -102,10 +111,7 @@ def assign_splits(rows: Sequence[Mapping[str, Any]], settings: SplitSettings) ->
     bands = (settings.train, settings.train + settings.validation)
     rank: dict[int, int] = {}
     for cell in sorted(by_cell):
-        roots = sorted(
-            by_cell[cell],
-            key=lambda r: hashlib.sha256(f"{settings.seed}:{rows[r]['id']}".encode()).hexdigest(),
-        )
+        roots = sorted(by_cell[cell], key=lambda r: _order_key(rows[r], settings.seed))
         total = sum(len(anchors[r]) for r in roots)
         at = 0
         for root in roots:

@@ -1,7 +1,13 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 
+import pytest
 from click.testing import CliRunner
 
 from synth.cli import cli
@@ -57,3 +63,37 @@ def test_errors_are_one_line_with_where(project):
     result = invoke(project, "plan")
     assert result.exit_code == 1
     assert result.output.strip() == "Error: config.toml: llm.modle: Extra inputs are not permitted"
+
+
+@pytest.mark.parametrize(
+    ("base_url", "what", "advice"),
+    [
+        ("http://127.0.0.1:{port}/v1", "connection refused: ", "is the server running"),
+        ("http://no-such-host.invalid/v1", "host not found: ", "check the host name"),
+    ],
+)
+def test_an_endpoint_that_cannot_be_reached_stops_the_run_at_once_in_one_line(
+    project, base_url, what, advice
+):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        url = base_url.format(port=s.getsockname()[1])
+    project.write_config(base_url=url)
+    assert invoke(project, "seeds", "import", str(project.seeds)).exit_code == 0
+    started = time.monotonic()
+    ran = subprocess.run(
+        [sys.executable, "-m", "synth", "--config", str(project.config_path), "run"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OPENAI_API_KEY": "sk-test"},
+        timeout=120,
+    )
+    elapsed = time.monotonic() - started
+    assert ran.returncode == 1 and ran.stdout == ""
+    [line] = ran.stderr.splitlines()
+    assert line.startswith(f"Error: llm: {what}{url}/chat/completions") and advice in line
+    # One attempt per call: retries (5, backing off) cannot mend a wrong address.
+    with project.store() as store:
+        attempts = [a for (a,) in store.conn.execute("SELECT attempts FROM llm_calls")]
+    assert attempts and set(attempts) == {1}
+    assert elapsed < 20, elapsed

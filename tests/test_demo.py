@@ -1,12 +1,17 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 from synth.demo import run_demo
+from synth.errors import SynthError
+from synth.records import Seed
+from synth.store import Store
 
 
 def test_demo_runs_offline_and_both_filters_reject_something(tmp_path, monkeypatch):
@@ -29,9 +34,63 @@ def test_demo_runs_offline_and_both_filters_reject_something(tmp_path, monkeypat
     assert html.startswith("<!doctype html>") and "class balance" in html
 
 
-def test_demo_funnel_shows_the_judge_rejecting_off_label_and_holding_borderline_rows(tmp_path):
-    result = run_demo(tmp_path / "demo", say=lambda _: None)
+def test_demo_command_in_an_empty_folder_never_replaces_a_store_it_did_not_make(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+
+    def synth(*args: str, cwd=tmp_path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "synth", *args],
+            capture_output=True,
+            text=True,
+            cwd=cwd,
+            timeout=300,
+            env=env,
+        )
+
+    out = synth("demo", "--workdir", "d")
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "d" / "export.jsonl").exists()
+    assert "exact_dedup" in out.stdout
+    # The demo's folder is a project: its config.toml names the demo's store.
+    frozen = synth("freeze", "v1", cwd=tmp_path / "d")
+    assert frozen.returncode == 0
+    # The README's figures of the demo are these commands' output, word for word.
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    ran = re.search(
+        r"finished, (\d+ calls, \d+ candidates, \d+ accepted, \d+ sampled for review)", out.stdout
+    )
+    assert ran and f"prints `finished, {ran.group(1)}`" in readme
+    judged = re.search(r"^judge: (\d+) calls", out.stdout, re.MULTILINE)
+    assert judged and f"(with {judged.group(1)} judge calls beside the " in readme
+    version = frozen.stdout.split(", sha ")[0]
+    assert f"prints `{version}`" in readme
+    test_rows = re.search(r"test (\d+)", version)
+    assert test_rows and f"`v1` has {test_rows.group(1)} of its" in readme
+    again = synth("demo", "--workdir", "d")
+    assert again.returncode == 1 and again.stdout == ""
+    assert again.stderr == (
+        "Error: d/synth.db: a store is already there, and the demo never replaces one it"
+        " did not make: pass --force to replace it, or --workdir for another folder\n"
+    )
+    assert synth("versions", cwd=tmp_path / "d").stdout.startswith("v1\t")
+
+
+def test_demo_with_force_replaces_the_store_and_shows_the_judge_at_work(tmp_path):
+    workdir = tmp_path / "demo"
+    workdir.mkdir()
+    (workdir / "config.toml").write_text("edited")
+    with Store(workdir / "synth.db") as store:
+        store.examples.add_seeds(
+            [Seed(text="an old row", label="old", slice="default", data={}, origin="x:1")]
+        )
+    with pytest.raises(SynthError, match="a store is already there"):
+        run_demo(workdir, say=lambda _: None)
+    assert (workdir / "config.toml").read_text() == "edited"
+    result = run_demo(workdir, say=lambda _: None, force=True)
     assert result.summary.status == "finished"
+    assert "old" not in {c["label"] for c in result.status.cells}
+    assert (workdir / "config.toml").read_text().startswith("# synth project configuration")
+    # The funnel shows the judge rejecting off-label rows and holding borderline ones.
     cells = result.status.cells
     assert sum(c["rejected"].get("rubric", 0) for c in cells) > 0
     assert sum(c["rejected"].get("label_check", 0) for c in cells) > 0
@@ -42,17 +101,3 @@ def test_demo_funnel_shows_the_judge_rejecting_off_label_and_holding_borderline_
     assert set(judge["criteria"]) == {"realism", "label_fidelity", "specificity", "slice_fit"}
     # Columns in the order the chain decides: the label check before the grade.
     assert result.status.filters[-2:] == ["label_check", "rubric"]
-
-
-def test_demo_command_through_python_m(tmp_path):
-    out = subprocess.run(
-        [sys.executable, "-m", "synth", "demo", "--workdir", str(tmp_path / "d")],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-    )
-    assert out.returncode == 0, out.stderr
-    assert (tmp_path / "d" / "export.jsonl").exists()
-    assert "exact_dedup" in out.stdout

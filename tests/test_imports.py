@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
         "synth.agreement",
     ),
     ("synth.filters", "synth.prompts", "synth.judge.rubric", "synth.neighbours"),
-    ("synth.config", "synth.sim"),
+    ("synth.config", "synth.sim", "synth.scaffold"),
     ("synth.store",),
     ("synth.llm",),
     ("synth.generate", "synth.plan", "synth.quota", "synth.seeds", "synth.judge"),

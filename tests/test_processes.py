@@ -185,3 +185,49 @@ def test_sigkill_at_random_points_then_resume_pays_nothing_twice(project, simula
     assert all(p.deficit == 0 and p.real + p.synthetic == p.target for p in plans)
     assert sum(p.synthetic for p in plans) == 3 * (128 - 30) + 2
     assert run.status == "finished" and run.resumes == kills
+
+
+@pytest.mark.parametrize("point", [5, 120])
+def test_ctrl_c_prints_what_was_kept_and_exits_130_and_the_next_run_resumes(
+    project, simulate, point
+):
+    """SIGINT to a real `synth run` with generation and judge calls in flight."""
+    base_url = simulate("--latency-ms", "20", "--p-429", "0.03", "--retry-after-s", "0.05")
+    shutil.copytree(ROOT / "prompts" / "judge", project.root / "prompts" / "judge")
+    shutil.copytree(ROOT / "prompts" / "rubrics", project.root / "prompts" / "rubrics")
+    project.write_config(base_url=base_url, extra=JUDGE)
+    _banking_seeds(project, per_label=30)
+    text = project.config_path.read_text().replace("per_label = 6", "per_label = 90")
+    text = text.replace("per_call = 3", "per_call = 1")
+    project.config_path.write_text(text.replace("max_calls = 200", "max_calls = 2000"))
+    assert synth(project, "seeds", "import", str(project.seeds)).returncode == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "synth", "--config", str(project.config_path), "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    with project.store() as store:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            answered = store.conn.execute(
+                "SELECT count(*) FROM llm_calls WHERE status != 'pending'"
+            ).fetchone()[0]
+            if answered >= point:
+                proc.send_signal(signal.SIGINT)
+                break
+            time.sleep(0.005)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert out == ""
+    *progress, last = err.splitlines()
+    assert all(line.startswith("batch ") for line in progress), err
+    assert re.fullmatch(
+        r"interrupted: run run_\w+ keeps its \d+ accepted rows and \d+ answered calls;"
+        r" `synth run` resumes it",
+        last,
+    ), err
+    again = synth(project, "run", "--quiet")
+    assert again.returncode == 0, again.stderr
+    assert "(resumed): finished" in again.stdout

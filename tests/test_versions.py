@@ -188,3 +188,44 @@ def test_a_taken_or_invalid_name_is_refused_and_nothing_is_stored(project, name,
 def test_diff_of_an_unknown_version_names_it(project):
     with project.store() as store, pytest.raises(VersionError, match="'nope': no such version"):
         diff_versions(store, "nope", "nope")
+
+
+def test_the_same_seeds_and_config_give_the_same_version_in_any_store(tmp_path, sim):
+    from conftest import Project
+
+    versions = []
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        project = Project(tmp_path / name, base_url=sim.base_url)
+        config = _ran(project)
+        with project.store() as store:
+            versions.append(freeze(store, config, "v1"))
+    # Equal shas: the same ids, content and splits, the synthetic rows' included.
+    assert versions[0].sha == versions[1].sha
+    assert versions[0].splits == versions[1].splits
+
+
+def test_a_store_whose_seeds_have_random_ids_splits_them_as_a_new_store_does(project):
+    from conftest import ROOT
+
+    from synth.config import load_config
+
+    config = load_config(ROOT / "config.toml")
+    seeds = read_seeds(ROOT / "seeds" / "banking.jsonl", config).seeds
+    by_content = []
+    for fresh in (True, False):
+        with project.store() as store:
+            store.conn.execute("DELETE FROM examples")
+            store.examples.add_seeds(seeds)
+            if not fresh:  # as stores made before ids came from content have them
+                rng = random.Random(5)
+                for (old,) in store.conn.execute("SELECT id FROM examples").fetchall():
+                    new = f"seed_{rng.getrandbits(64):016x}"
+                    store.conn.execute("UPDATE examples SET id = ? WHERE id = ?", (new, old))
+            rows = store.examples.dataset()
+        for r in rows:
+            r["text"] = r["data"]["text"]
+        splits = assign_splits(rows, config.splits)
+        by_content.append({r["content_sha"]: s for r, s in zip(rows, splits, strict=True)})
+    assert by_content[0] == by_content[1]
+    assert set(by_content[0].values()) == set(SPLITS)

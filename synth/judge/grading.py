@@ -139,6 +139,13 @@ class JudgeStage:
         judged = await asyncio.gather(*tasks, return_exceptions=True)
         return _in_order(judged)
 
+    async def cancel(self) -> None:
+        """Stop judging what was submitted and not drained (a run ending early)."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     # -- judging ---------------------------------------------------------------------
 
     async def judge(self, client: Completer, run_id: str, outcomes: list[Outcome]) -> JudgedChunk:

@@ -95,6 +95,8 @@ class Completer(Protocol):
     """What a run needs of a client: the online one (``LLMClient``) or the Batch API's
     (``synth.llm.batch.BatchClient``)."""
 
+    fatal: SynthError | None  # the error that stopped it: every later call is refused
+
     async def complete_all(
         self,
         calls: Sequence[CallRow],
@@ -141,6 +143,8 @@ class LLMClient:
         self._timeout = httpx2.Timeout(settings.timeout).as_dict()
 
         self.fatal: SynthError | None = None
+        # Whether the endpoint has answered anything yet (an error status counts).
+        self.answered = False
 
     async def _pace_request(self, request: Any) -> None:
         await self.requests.acquire()
@@ -182,11 +186,9 @@ class LLMClient:
         started = time.perf_counter()
         try:
             body = await self._send(call)
-        except FATAL as e:
-            self.fatal = SynthError("llm", f"{type(e).__name__}: {_describe(e)}")
-            self._record(call, "failed", None, _describe(e), started)
-            return CallResult(call, "failed", None, _describe(e))
         except (openai.APIError, openai.OpenAIError) as e:
+            if isinstance(e, FATAL) or (not self.answered and unreachable(e)):
+                self.fatal = SynthError("llm", f"{_describe(e)}; {advice(e)}")
             self._record(call, "failed", None, _describe(e), started)
             return CallResult(call, "failed", None, _describe(e))
         return self._accept(call, body, started)
@@ -195,7 +197,7 @@ class LLMClient:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.settings.retries + 1),
             wait=_Wait(cap=60.0),
-            retry=retry_if_exception(retryable),
+            retry=retry_if_exception(self._retryable),
             reraise=True,
         )
         estimate = (
@@ -226,6 +228,7 @@ class LLMClient:
                     except openai.RateLimitError:
                         self.slots.rate_limited()
                         raise
+                    self.answered = True
                     self.slots.succeeded()
                     # JSON is UTF-8 (RFC 8259): no charset sniffing.
                     body = raw.decode("utf-8", errors="replace")
@@ -235,6 +238,13 @@ class LLMClient:
                 finally:
                     self.slots.release()
         raise AssertionError("unreachable: tenacity reraises")
+
+    def _retryable(self, exc: BaseException) -> bool:
+        if isinstance(exc, openai.APIStatusError):
+            self.answered = True
+        # An endpoint that never answered is more likely misnamed than restarting:
+        # waiting out every retry would only delay saying so.
+        return retryable(exc) and (self.answered or not unreachable(exc))
 
     async def _post(self, call: CallRow, idempotency_key: str) -> bytes:
         """POST the call's request, already plain JSON, through the openai client's
@@ -400,12 +410,10 @@ def _describe(e: BaseException) -> str:
     reason. A connection that failed says why and names the URL: the HTTP layer
     reports a refused connection as a connect timeout, with the refusal in its
     cause."""
-    if isinstance(e, openai.NotFoundError):
-        # Which endpoint is missing is the whole story of a 404.
-        request = e.response.request
-        return f"HTTP 404 from {request.method} {request.url}: {_server_message(e)}"
     if isinstance(e, openai.APIStatusError):
-        return f"HTTP {e.status_code}: {e.message}"
+        # Which URL answered is half the story (a 404 is mostly the whole of it).
+        request = e.response.request
+        return f"HTTP {e.status_code} from {request.method} {request.url}: {_server_message(e)}"
     if isinstance(e, openai.APIConnectionError):
         url = str(e.request.url) if getattr(e, "request", None) is not None else "?"
         cause = _os_error(e)
@@ -419,6 +427,30 @@ def _describe(e: BaseException) -> str:
             return f"timed out: {url}"
         return f"connection failed: {url} ({e.__cause__ or e})"
     return f"{type(e).__name__}: {e}"
+
+
+def unreachable(e: BaseException) -> bool:
+    """A refused connection or a host name that does not resolve."""
+    if not isinstance(e, openai.APIConnectionError):
+        return False
+    return isinstance(_os_error(e), ConnectionRefusedError | socket.gaierror)
+
+
+def advice(e: BaseException) -> str:
+    """What to do about an error that stops a run, after ``_describe``'s account."""
+    if isinstance(e, openai.APIConnectionError):
+        if isinstance(_os_error(e), socket.gaierror):
+            return "check the host name in llm.base_url (or OPENAI_BASE_URL)"
+        return (
+            "is the server running, and are llm.base_url (or OPENAI_BASE_URL) and its port right?"
+        )
+    if isinstance(e, openai.AuthenticationError):
+        return "the endpoint refused the key: set the variable llm.api_key_env names"
+    if isinstance(e, openai.PermissionDeniedError):
+        return "the key may not use this model or endpoint: check its project and permissions"
+    if isinstance(e, openai.NotFoundError) and "model" in _server_message(e).lower():
+        return "the server does not serve llm.model: set one it lists at GET /v1/models"
+    return "check llm.base_url (it usually ends in /v1) and llm.model"
 
 
 def _server_message(e: openai.APIStatusError) -> str:

@@ -27,7 +27,7 @@ from synth.records import (
     canonical_json,
     sha256_text,
 )
-from synth.store._part import Part, decode, in_chunks, new_id, now
+from synth.store._part import Part, decode, in_chunks, now
 from synth.store.rows import (
     DatasetRow,
     EditRow,
@@ -43,6 +43,13 @@ _EXAMPLE_COLUMNS = (
     "id, source, slice, label, data_json, text, content_sha, status, outcome, run_id,"
     " llm_call_id, template, template_sha, model, parent_ids_json, origin, created_at"
 )
+
+
+def seed_id(content_sha: str) -> str:
+    """A seed's id, from its content: the same seed file gives the same ids, and so the
+    same few-shot lineage and splits, in any store. The dataset holds one live real row
+    per content, so the content names it; stores made before keep their random ids."""
+    return "seed_" + sha256_text(f"real:{content_sha}")[:16]
 
 
 class Examples(Part):
@@ -61,7 +68,7 @@ class Examples(Part):
                     " VALUES (:id, 'real', :slice, :label, :data_json, :text, :content_sha,"
                     " 'accepted', :origin, :ts, :ts)",
                     {
-                        "id": new_id("seed"),
+                        "id": seed_id(seed.content_sha),
                         "slice": seed.slice,
                         "label": seed.label,
                         "data_json": canonical_json(seed.data),
