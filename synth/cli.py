@@ -499,6 +499,7 @@ def leakage(ctx: click.Context, name: str) -> None:
 @click.option("--p-bad-item", default=0.0, show_default=True)
 @click.option("--p-batch-line-fail", default=0.0, show_default=True)
 @click.option("--batch-delay-s", default=0.2, show_default=True)
+@click.option("--n-ctx", type=int, default=None, help="Context size in tokens, said at /props.")
 def simulate(host: str, port: int, **settings: Any) -> None:
     """Serve synth's OpenAI-compatible simulator (for tests, demos and benchmarks)."""
     from synth.sim import SimConfig, serve

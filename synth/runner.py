@@ -45,6 +45,7 @@ from synth.generate import SeedPool, build_call, candidates_from
 from synth.judge.grading import JudgeStage
 from synth.llm.batch import BatchClient
 from synth.llm.client import CallResult, Completer, LLMClient
+from synth.llm.context import probe_context
 from synth.llm.structured import parse_reply
 from synth.plan import all_labels, plan_cells
 from synth.prompts import Template, load_template
@@ -138,6 +139,15 @@ async def _run_async(config: Config, store: Store, progress: Progress | None) ->
     template = load_template(config.resolve(config.generate.template), config.generate.template)
     runner = Runner(config, store, template, progress)
     judge_config = config.with_llm(**judge_llm_changes(runner.judge_spec))
+    # What each endpoint's context holds goes to its client (to tell a full context
+    # from max_tokens) and to the judge (to fit its prompts), not into the stored
+    # config: a run resumes under the config it was started with.
+    context = await _probe(config)
+    judge_context = context
+    if judge_config.llm.base_url != config.llm.base_url:
+        judge_context = await _probe(judge_config.with_llm(context_tokens=None))
+    if runner.judge is not None:
+        runner.judge.context_tokens = judge_context
     async with AsyncExitStack() as stack:
 
         def make_client(config: Config) -> LLMClient | BatchClient:
@@ -147,14 +157,21 @@ async def _run_async(config: Config, store: Store, progress: Progress | None) ->
                 )
             return LLMClient(config.llm, store.calls, api_key=config.api_key())
 
-        client = make_client(config)
+        client = make_client(config.with_llm(context_tokens=context))
         await stack.enter_async_context(client)
         judge_client = client
         if judge_config.llm != config.llm:
             # The judge is served elsewhere: its own client, same store and limits.
-            judge_client = make_client(judge_config)
+            judge_client = make_client(judge_config.with_llm(context_tokens=judge_context))
             await stack.enter_async_context(judge_client)
         return await runner.execute(client, judge_client)
+
+
+async def _probe(config: Config) -> int | None:
+    """The context size the endpoint reports (``synth.llm.context``), None if unsaid."""
+    if config.llm.context_tokens:
+        return config.llm.context_tokens
+    return await probe_context(config.endpoint(), config.api_key(), config.llm.model)
 
 
 @dataclass
