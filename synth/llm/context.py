@@ -14,8 +14,17 @@ from typing import Any
 
 import httpx2
 
+from synth.config import Config
+
 # Seconds for each of the two requests.
 PROBE_TIMEOUT = 5.0
+
+
+async def context_size(config: Config) -> int | None:
+    """``llm.context_tokens`` when set, else what the endpoint says, else None."""
+    if config.llm.context_tokens:
+        return config.llm.context_tokens
+    return await probe_context(config.endpoint(), config.api_key(), config.llm.model)
 
 
 async def probe_context(base_url: str, api_key: str, model: str) -> int | None:
