@@ -4,10 +4,11 @@
 are real, synthetic and edited (and their shares); the filter funnel with the reasons
 rows were rejected, and the generation calls whose replies were unusable, by why
 (unparseable, cut off, context full ...); review coverage and outcomes; judge-human
-agreement; eval-set contamination hits; diversity figures; tokens and cost per accepted row; and the class
-balance before (real rows only) and after (real + accepted synthetic), against the
-target. All of it is read from the store; the result is plain JSON-ready data, which
-``render_audit`` prints as tables and ``synth.report`` turns into an HTML page.
+agreement; eval-set contamination hits; diversity figures; tokens and cost per
+accepted row; and the class balance before (real rows only) and after (real +
+accepted synthetic), against the target. All of it is read from the store; the
+result is plain JSON-ready data, which ``render_audit`` prints as tables and
+``synth.report`` turns into an HTML page.
 
 ``audit_file(config, store, path)`` audits a dataset assembled elsewhere (JSONL or
 CSV): each row is matched to the store, first by content hash (the whole row, then
