@@ -2,11 +2,13 @@
 
 ``audit_store(config, store)`` answers, per slice x label and in total: how many rows
 are real, synthetic and edited (and their shares); the filter funnel with the reasons
-rows were rejected; review coverage and outcomes; judge-human agreement; eval-set
-contamination hits; diversity figures; tokens and cost per accepted row; and the class
-balance before (real rows only) and after (real + accepted synthetic), against the
-target. All of it is read from the store; the result is plain JSON-ready data, which
-``render_audit`` prints as tables and ``synth.report`` turns into an HTML page.
+rows were rejected, and the generation calls whose replies were unusable, by why
+(unparseable, cut off, context full ...); review coverage and outcomes; judge-human
+agreement; eval-set contamination hits; diversity figures; tokens and cost per
+accepted row; and the class balance before (real rows only) and after (real +
+accepted synthetic), against the target. All of it is read from the store; the
+result is plain JSON-ready data, which ``render_audit`` prints as tables and
+``synth.report`` turns into an HTML page.
 
 ``audit_file(config, store, path)`` audits a dataset assembled elsewhere (JSONL or
 CSV): each row is matched to the store, first by content hash (the whole row, then
@@ -40,6 +42,7 @@ from synth.filters.diversity import diversity_figures
 from synth.filters.rubric import decision_filters, split_judge
 from synth.judge.calibration import JudgePairs, excluded_note, judge_human_pairs
 from synth.plan import plan_cells
+from synth.quota import by_reason
 from synth.records import CellKey, SeenItem, Source, canonical_json, sha256_text
 from synth.store import Store, empty_funnel_row
 from synth.store.rows import ExampleRow, FrozenItem
@@ -128,6 +131,8 @@ def audit_store(config: Config, store: Store) -> dict[str, Any]:
                     for source, t in cell_texts.items()
                 },
                 "calls": f["calls"],
+                # generation calls that brought nothing usable, by why
+                "unusable": dict(sorted(f["unusable"].items())),
                 "tokens": tokens,
                 "cost_usd": f["cost_usd"],
                 "tokens_per_accepted": _per(tokens, f["accepted"]),
@@ -327,6 +332,10 @@ def render_audit(report: dict[str, Any]) -> str:
     if report["reasons"]:
         out += ["rejected because:"]
         out += [f"  {r['filter']}: {r['reason']}  {r['count']}" for r in report["reasons"]]
+    unusable = [c for c in cells if c.get("unusable")]
+    if unusable:
+        out += ["unusable replies, by why:"]
+        out += [f"  {c['slice']}/{c['label']}: {by_reason(c['unusable'])}" for c in unusable]
     rv = t["review"]
     out += [
         "",

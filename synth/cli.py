@@ -521,6 +521,7 @@ def leakage(ctx: click.Context, name: str) -> None:
 @click.option(
     "--batch-delay-s", default=0.2, show_default=True, help="Time a batch takes to complete."
 )
+@click.option("--n-ctx", type=int, default=None, help="Context size in tokens, said at /props.")
 def simulate(host: str, port: int, **settings: Any) -> None:
     """Serve synth's OpenAI-compatible simulator (for tests, demos and benchmarks)."""
     from synth.sim import SimConfig, serve

@@ -52,6 +52,9 @@ class LLMSettings(Section):
     rpm: int = Field(default=0, ge=0)  # requests per minute; 0 = no limit
     tpm: int = Field(default=0, ge=0)  # tokens per minute; 0 = no limit
     timeout: float = Field(default=60.0, gt=0)  # seconds per attempt
+    # Tokens a prompt and its reply share on the server; None: what the server says
+    # (llama.cpp's /props, vLLM's /v1/models), else unknown.
+    context_tokens: int | None = Field(default=None, gt=0)
     retries: int = Field(default=5, ge=0)  # attempts after the first
     # json_schema: OpenAI structured outputs; json_object: JSON mode; none: prompt only.
     response_format: Literal["json_schema", "json_object", "none"] = "json_schema"

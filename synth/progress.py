@@ -3,6 +3,7 @@ progress bar on a terminal, a line now and then otherwise, nothing with --quiet.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from types import TracebackType
 
@@ -21,6 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from synth.filtering import FilterProgress
+from synth.quota import by_reason
 from synth.runner import Snapshot
 
 # The live panel lists the open cells with the largest deficits, at most this many.
@@ -70,7 +72,21 @@ def render(snap: Snapshot, first: dict[str, int]) -> Group:
     if len(open_cells) > SHOWN_CELLS:
         table.add_row(f"... {len(open_cells) - SHOWN_CELLS} more open cells", "", "")
     bar = ProgressBar(total=max(1, needed), completed=have)
-    return Group(head, bar, table)
+    return Group(head, bar, table, *_unusable(snap))
+
+
+def _unusable(snap: Snapshot) -> list[Text]:
+    """Replies that brought nothing usable, per cell, by why: what "0 candidates"
+    would otherwise leave unexplained."""
+    cells = sorted(snap.unusable.items(), key=lambda kv: -sum(kv[1].values()))
+    if not cells:
+        return []
+    lines = [Text("unusable replies", style="bold")]
+    for cell, counts in cells[:SHOWN_CELLS]:
+        lines.append(Text(f"  {cell}  {by_reason(counts)}"))
+    if len(cells) > SHOWN_CELLS:
+        lines.append(Text(f"  ... {len(cells) - SHOWN_CELLS} more cells"))
+    return lines
 
 
 class LiveProgress:
@@ -111,10 +127,20 @@ def step_lines(echo: Callable[[str], None]) -> Callable[[Snapshot], None]:
         echo(
             f"batch {step.number}: {step.calls} calls, {step.candidates} candidates,"
             f" {step.accepted} accepted; {open_cells} cells open;"
-            f" ${snap.spend.cost_usd:.4f} so far"
+            f" ${snap.spend.cost_usd:.4f} so far{_unusable_so_far(snap)}"
         )
 
     return show
+
+
+def _unusable_so_far(snap: Snapshot) -> str:
+    """ "; 5 replies unusable so far (unparseable 3, cut_off 2)", or nothing."""
+    reasons: Counter[str] = Counter()
+    for counts in snap.unusable.values():
+        reasons.update(counts)
+    if not reasons:
+        return ""
+    return f"; {sum(reasons.values())} replies unusable so far ({by_reason(reasons)})"
 
 
 class FilterBar:

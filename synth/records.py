@@ -40,6 +40,22 @@ class Status(StrEnum):
     SURPLUS = "surplus"
 
 
+class Unusable(StrEnum):
+    """Why a call brought nothing usable: stored on the call (``llm_calls.reason``)
+    beside its free-text ``error``, so reports count failures by a word that does not
+    change when a message is reworded."""
+
+    CUT_OFF = "cut_off"  # finish_reason=length at max_tokens, nothing whole before the cut
+    CONTEXT_FULL = "context_full"  # the prompt, or prompt + reply, filled the context
+    UNPARSEABLE = "unparseable"  # empty, no JSON, not a chat completion
+    SCHEMA_MISMATCH = "schema_mismatch"  # JSON, but not the shape or values asked for
+    CONTENT_FILTER = "content_filter"  # the provider withheld the reply
+    CONNECTION = "connection"  # refused, unreachable, timed out
+    HTTP_ERROR = "http_error"  # any other error status
+    NOT_SENT = "not_sent"  # the run was stopping
+    FAILED = "failed"  # any other failure (a batch line lost or expired ...)
+
+
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

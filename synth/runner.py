@@ -45,11 +45,19 @@ from synth.generate import SeedPool, build_call, candidates_from
 from synth.judge.grading import JudgeStage
 from synth.llm.batch import BatchClient
 from synth.llm.client import CallResult, Completer, LLMClient
+from synth.llm.context import context_size
 from synth.llm.structured import parse_reply
 from synth.plan import all_labels, plan_cells
 from synth.prompts import Template, load_template
-from synth.quota import Budget, CellTracker, call_sizes, examples_needed
-from synth.records import Candidate, CellKey, CellPlan, Status, Verdict
+from synth.quota import (
+    Budget,
+    CellTracker,
+    by_reason,
+    call_sizes,
+    examples_needed,
+    unusable_stop,
+)
+from synth.records import Candidate, CellKey, CellPlan, Status, Unusable, Verdict
 from synth.review.sample import sample_for_review
 from synth.review.stats import flagged_cells
 from synth.store import CallRow, Spend, Store
@@ -84,6 +92,9 @@ class Snapshot:
     cells: list[CellPlan]
     elapsed: float  # seconds since this invocation started
     step: StepReport | None = None  # set when a step has just finished
+    # Replies of this invocation that brought nothing usable, per cell, by why
+    # (synth.records.Unusable words).
+    unusable: dict[CellKey, Counter[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -168,6 +179,15 @@ async def _run_async(config: Config, store: Store, progress: Progress | None) ->
     template = load_template(config.resolve(config.generate.template), config.generate.template)
     runner = Runner(config, store, template, progress)
     judge_config = config.with_llm(**judge_llm_changes(runner.judge_spec))
+    # What each endpoint's context holds goes to its client (to tell a full context
+    # from max_tokens) and to the judge (to fit its prompts), not into the stored
+    # config: a run resumes under the config it was started with.
+    context = await context_size(config)
+    judge_context = context
+    if judge_config.llm.base_url != config.llm.base_url:
+        judge_context = await context_size(judge_config.with_llm(context_tokens=None))
+    if runner.judge is not None:
+        runner.judge.context_tokens = judge_context
     async with AsyncExitStack() as stack:
 
         def make_client(config: Config) -> LLMClient | BatchClient:
@@ -177,12 +197,12 @@ async def _run_async(config: Config, store: Store, progress: Progress | None) ->
                 )
             return LLMClient(config.llm, store.calls, api_key=config.api_key())
 
-        client = make_client(config)
+        client = make_client(config.with_llm(context_tokens=context))
         await stack.enter_async_context(client)
         judge_client = client
         if judge_config.llm != config.llm:
             # The judge is served elsewhere: its own client, same store and limits.
-            judge_client = make_client(judge_config)
+            judge_client = make_client(judge_config.with_llm(context_tokens=judge_context))
             await stack.enter_async_context(judge_client)
         return await runner.execute(client, judge_client)
 
@@ -250,6 +270,8 @@ class Runner:
         self.reported = 0  # steps[:reported] are reported
         self.budget: str | None = None  # the cap that stopped the planning
         self.sending: set[asyncio.Future[list[CallResult]]] = set()
+        self.usable = 0  # replies of this invocation filtered and found readable
+        self.unusable: dict[CellKey, Counter[str]] = {}  # the others, per cell, by why
 
     async def execute(self, client: Completer, judge_client: Completer | None = None) -> RunSummary:
         config, store = self.config, self.store
@@ -314,12 +336,19 @@ class Runner:
             return "finished", None
         if self.budget is not None:
             return "stopped", self.budget
-        names = ", ".join(str(p.cell) for p in stalled if p.cell not in self.flagged)
+        names = ", ".join(
+            str(p.cell) + self._unusable_note(p.cell) for p in stalled if p.cell not in self.flagged
+        )
         limit = self.config.generate.max_idle_batches
         reasons = [f"stalled: nothing accepted in {limit} batches for {names}"] if names else []
         if flagged := ", ".join(str(p.cell) for p in stalled if p.cell in self.flagged):
             reasons.append(f"review: reviewers rejected too many of {flagged} (synth review ack)")
         return "stopped", "; ".join(reasons)
+
+    def _unusable_note(self, cell: CellKey) -> str:
+        """Why a stalled cell's replies were unusable, when some were."""
+        counts = self.unusable.get(cell)
+        return f" ({sum(counts.values())} replies unusable: {by_reason(counts)})" if counts else ""
 
     def _budget_left(self, run_id: str) -> tuple[int, str | None]:
         """How many more calls the window and the budget caps allow, and which cap binds."""
@@ -463,9 +492,14 @@ class Runner:
             step.accepted += accepted
             for r, n in zip(chunk, self.asked_of[self.done : end], strict=True):
                 self.ahead[_cell_of(r.call)] -= n
-                if r.status == "failed":
+                if r.status == "failed" and r.reason != Unusable.CONTEXT_FULL:
                     step.failed += 1
                     step.first_error = step.first_error or r.error
+                if r.status == "ok":
+                    self.usable += 1
+                else:
+                    why = r.reason or Unusable.FAILED
+                    self.unusable.setdefault(_cell_of(r.call), Counter())[why] += 1
             self.results[self.done : end] = [None] * (end - self.done)  # in the store now
             self.done = end
             self._report(self.run_id)
@@ -475,6 +509,9 @@ class Runner:
                     self._step_done(step)
                 except SynthError as e:
                     self._end(e)
+                    return
+                if (reason := unusable_stop(self.usable, self.unusable)) is not None:
+                    self._end(("stopped", reason))
                     return
             if end == point or self.done == self.planned:
                 await self._plan_step()
@@ -512,6 +549,7 @@ class Runner:
                 cells=plan_cells(self.config, self.counts),
                 elapsed=time.monotonic() - self.started,
                 step=step,
+                unusable=self.unusable,
             )
         )
 
@@ -519,14 +557,15 @@ class Runner:
         """Filter a batch's candidates in plan order, fill quotas, store it all.
 
         A cell is charged the examples each answered call asked for, whether its
-        reply could be read or not: a model whose replies are unusable yields
-        nothing per example asked, and a cell of such replies stalls (and the run
-        says so) instead of asking again until a budget cap ends it."""
+        reply could be read or not (or its prompt did not fit the context): a model
+        whose replies are unusable yields nothing per example asked, and a cell of
+        such replies stalls (and the run says so) instead of asking again until a
+        budget cap ends it."""
         matches = {s.name: dict(s.match) for s in self.config.slices}
         candidates: list[Candidate] = []
         processed: list[str] = []
         for r, n in zip(results, asked, strict=True):
-            if r.status == "invalid":
+            if r.status == "invalid" or r.reason == Unusable.CONTEXT_FULL:
                 self.asked[_cell_of(r.call)] += n
             if r.status != "ok":
                 continue

@@ -11,6 +11,7 @@ from synth.config import Config
 from synth.filters.diversity import diversity_figures
 from synth.filters.rubric import decision_filters
 from synth.plan import plan_cells
+from synth.quota import by_reason
 from synth.review.stats import flag_lines, flagged
 from synth.store import Spend, Store, empty_funnel_row
 from synth.store.rows import JudgeSummary
@@ -142,6 +143,7 @@ def render_status(report: StatusReport) -> str:
             " (rejected, held for review, or already in it)"
         )
     out += report.review_flags
+    out += _unusable_lines(report.cells)
     out += ["", *_diversity_lines(report.cells)]
     out += _judge_lines(report.judge)
     return "\n".join(out)
@@ -151,9 +153,10 @@ def _judge_lines(judge: JudgeSummary | None) -> list[str]:
     """What the judge decided and how it scored, under the funnel."""
     if not judge:
         return []
+    why = f": {by_reason(judge['unusable'])}" if judge.get("unusable") else ""
     lines = [
         "",
-        f"judge: {judge['calls']} calls ({judge['invalid_calls']} invalid or failed),"
+        f"judge: {judge['calls']} calls ({judge['invalid_calls']} invalid or failed{why}),"
         f" cost ${judge['cost_usd']:.4f}",
     ]
     for name, reasons in judge["decisions"].items():
@@ -162,6 +165,17 @@ def _judge_lines(judge: JudgeSummary | None) -> list[str]:
     if judge["criteria"]:
         scores = ", ".join(f"{c} {v['mean']:.2f}" for c, v in judge["criteria"].items())
         lines.append(f"  mean score per criterion: {scores}")
+    return lines
+
+
+def _unusable_lines(cells: list[dict[str, Any]]) -> list[str]:
+    """Generation calls that brought nothing usable, per cell, by why."""
+    rows = [(f"{c['slice']}/{c['label']}", c["unusable"]) for c in cells if c.get("unusable")]
+    if not rows:
+        return []
+    width = max(len(name) for name, _ in rows)
+    lines = ["unusable replies, by why:"]
+    lines += [f"  {name:{width}}  {by_reason(counts)}" for name, counts in rows]
     return lines
 
 

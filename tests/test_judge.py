@@ -266,10 +266,27 @@ def test_an_invalid_judge_reply_is_retried_under_a_fresh_sample_index(sim_projec
     judge_project(sim_project)
     c = _candidate("my new card has still not arrived after two weeks", "card_arrival", 1)
     sim.script(["garbled"])
-    outcomes, _, store = _judge(sim_project, [c], label_check=False, retries=1)
+    outcomes, _, store = _judge(sim_project, [c], label_check=False, retries=1, temperature=0.7)
     assert outcomes[0].verdict is Verdict.KEEP
     calls = _judge_calls(store)
     assert [(i, status) for i, status, _, _ in calls] == [(0, "invalid"), (1, "ok")]
+    store.close()
+
+
+def test_at_temperature_0_an_invalid_judge_reply_is_not_asked_again(sim_project, sim):
+    # Greedy decoding ignores the seed a fresh sample index changes: a real model
+    # would write the same reply again.
+    judge_project(sim_project)
+    c = _candidate("my new card has still not arrived after two weeks", "card_arrival", 1)
+    sim.script(["garbled"])
+    outcomes, _, store = _judge(sim_project, [c], label_check=False, retries=2, temperature=0)
+    d = outcomes[0].decisions[-1]
+    assert d.verdict is Verdict.REVIEW
+    assert d.reason.startswith("judge_failed: sim-1 sample 0, 1 tries")
+    assert [(i, status) for i, status, _, _ in _judge_calls(store)] == [(0, "invalid")]
+    reasons = store.conn.execute("SELECT reason FROM llm_calls WHERE purpose = 'judge'")
+    assert reasons.fetchall() == [("unparseable",)]
+    assert sim.stats()["requests"] == 1
     store.close()
 
 
@@ -294,7 +311,9 @@ def test_a_judge_reply_invalid_after_every_retry_is_a_judge_failure_sent_to_revi
     judge_project(sim_project)
     c = _candidate("my new card has still not arrived after two weeks", "card_arrival", 1)
     sim.script(["garbled", "truncate", "garbled"])
-    outcomes, scores, store = _judge(sim_project, [c], label_check=False, retries=2)
+    outcomes, scores, store = _judge(
+        sim_project, [c], label_check=False, retries=2, temperature=0.7
+    )
     d = outcomes[0].decisions[-1]
     assert d.verdict is Verdict.REVIEW and d.reason.startswith(
         "judge_failed: sim-1 sample 0, 3 tries"

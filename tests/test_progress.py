@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import replace
+
 from rich.console import Console
 
 from synth.progress import render, step_lines
@@ -43,3 +46,27 @@ def test_step_lines_only_at_step_ends():
     show(_snap())
     show(_snap(StepReport(number=2, calls=10, candidates=50, accepted=21, open_cells=1)))
     assert lines == ["batch 2: 10 calls, 50 candidates, 21 accepted; 1 cells open; $0.0123 so far"]
+
+
+def test_unusable_replies_are_shown_per_cell_by_why():
+    unusable = {
+        CellKey(slice="default", label="a"): Counter(unparseable=3, cut_off=1),
+        CellKey(slice="urgent", label="a"): Counter(context_full=5),
+    }
+    step = StepReport(number=1, calls=9, candidates=0, accepted=0, open_cells=2)
+    snap = replace(_snap(step), unusable=unusable)
+    console = Console(record=True, width=100)
+    console.print(render(snap, first={}))
+    text = console.export_text()
+    assert "unusable replies" in text
+    assert "urgent/a  context_full 5" in text
+    assert "default/a  unparseable 3, cut_off 1" in text
+    lines: list[str] = []
+    step_lines(lines.append)(snap)
+    assert lines[0].endswith(
+        "; 9 replies unusable so far (context_full 5, unparseable 3, cut_off 1)"
+    )
+    # None unusable: nothing about them.
+    console = Console(record=True, width=100)
+    console.print(render(_snap(), first={}))
+    assert "unusable" not in console.export_text()

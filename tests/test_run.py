@@ -8,11 +8,14 @@ import json
 
 import pytest
 
+from synth.audit import audit_store, render_audit
 from synth.errors import SynthError, TemplateError
 from synth.llm.client import LLMClient
 from synth.plan import plan_cells
+from synth.quota import UNUSABLE_STOP
 from synth.runner import run
 from synth.seeds import read_seeds
+from synth.status import render_status, status
 
 
 def _seeded(project):
@@ -271,19 +274,59 @@ def test_rpm_limit_holds_at_the_simulator_in_every_window(sim_project, sim):
         assert busiest <= limit, (window, busiest)
 
 
-def test_a_model_whose_replies_cannot_be_read_stalls_its_cells_instead_of_spending_on(
-    sim_project, sim
-):
-    """Unusable replies count as examples asked for and none kept: the cells stall
-    after their idle steps and the run says so, long before the call cap."""
+def test_a_model_whose_replies_cannot_be_read_stops_the_run_early(sim_project, sim):
+    """No reply of the run could be read: it stops at the end of the step that
+    brought the UNUSABLE_STOP-th, saying how many and why, before any cell's idle
+    steps run out."""
     sim.configure(p_garbled=1.0)
     config = _seeded(sim_project)
     summary = run(config)
-    assert summary.status == "stopped"
-    assert summary.stop_reason.startswith("stalled: nothing accepted in 4 batches for ")
     with sim_project.store() as store:
         statuses = dict(
-            store.conn.execute("SELECT status, count(*) FROM llm_calls GROUP BY status").fetchall()
+            store.conn.execute(
+                "SELECT status || ':' || reason, count(*) FROM llm_calls GROUP BY 1"
+            ).fetchall()
         )
-    assert set(statuses) == {"invalid"}
-    assert statuses["invalid"] < config.generate.max_calls / 2
+    n = statuses["invalid:unparseable"]
+    assert set(statuses) == {"invalid:unparseable"}
+    assert summary.status == "stopped"
+    assert summary.stop_reason == f"{n} of {n} replies unusable (unparseable {n})"
+    calls = [step.calls for step in summary.steps]
+    assert sum(calls) == n and sum(calls[:-1]) < UNUSABLE_STOP <= n
+    # Status and the audit say per cell why nothing came of the calls.
+    with sim_project.store() as store:
+        shown = render_status(status(config, store))
+        audited = render_audit(audit_store(config, store))
+        (cells,) = store.conn.execute(
+            "SELECT count(DISTINCT slice || '/' || label) FROM llm_calls"
+        ).fetchone()
+    lines = shown[shown.index("unusable replies, by why:") :].splitlines()[1 : 1 + cells]
+    assert [line.split()[1] for line in lines] == ["unparseable"] * cells
+    assert sum(int(line.split()[2]) for line in lines) == n
+    assert audited.count(": unparseable ") == cells
+
+
+def test_a_stalled_cell_says_why_its_replies_were_unusable(sim_project, sim):
+    """Usable replies keep the run going; a cell whose replies were all cut off
+    stalls after its idle steps, and the stop reason names the cut."""
+    text = sim_project.config_path.read_text()
+    long = "short, panicked messages" + ", written in a hurry" * 120  # 2,400 characters
+    text = text.replace("max_calls = 200", "max_calls = 200\nmax_idle_batches = 2")
+    sim_project.config_path.write_text(text.replace("short, panicked messages", long))
+    config = _seeded(sim_project)
+    # The urgent cell's prompts (about 850 tokens) are refused as longer than the
+    # context; the others' (about 250) fit with their replies.
+    sim.configure(n_ctx=600)
+    summary = run(config)
+    assert summary.status == "stopped"
+    assert summary.stop_reason.startswith("stalled: nothing accepted in 2 batches for ")
+    assert "urgent/lost_or_stolen_card (" in summary.stop_reason
+    assert "replies unusable: context_full " in summary.stop_reason
+    with sim_project.store() as store:
+        rows = store.conn.execute(
+            "SELECT status, reason, attempts, error FROM llm_calls WHERE slice = 'urgent'"
+        ).fetchall()
+    # Refused once each: a prompt too long is as long the next time.
+    assert rows and {r[:3] for r in rows} == {("failed", "context_full", 1)}
+    assert rows[0][3].startswith("context full: HTTP 400: request (")
+    assert "exceeds the available context size (600 tokens)" in rows[0][3]

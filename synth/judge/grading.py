@@ -35,6 +35,7 @@ from synth.filters.rubric import (
 )
 from synth.generate import SeedPool, planned_call
 from synth.llm.client import Completer
+from synth.llm.limits import fits
 from synth.llm.structured import (
     ReplyError,
     read_object,
@@ -42,7 +43,7 @@ from synth.llm.structured import (
     strict_object,
     text_schema,
 )
-from synth.records import DEFAULT_SLICE, Candidate, CellKey, Outcome, Verdict
+from synth.records import DEFAULT_SLICE, Candidate, CellKey, Outcome, Unusable, Verdict
 from synth.store import CallRow, Store
 from synth.store.rows import JudgeScore, PlannedCall
 
@@ -95,6 +96,9 @@ class JudgeStage:
                 self._shown(r["data"]) for r in rng.sample(rows, min(want, len(rows)))
             ]
         self._tasks: list[asyncio.Task[JudgedChunk]] = []  # in submission order
+        # The judge endpoint's context, when known (the run sets it): prompts show
+        # fewer real examples rather than overflow it.
+        self.context_tokens: int | None = config.llm.context_tokens
         for t in (self.rubric.template, self.rubric.label_template):
             store.calls.add_template(t.name, t.source, t.sha)
         rubric = self.rubric.rubric
@@ -176,8 +180,13 @@ class JudgeStage:
         self, client: Completer, run_id: str, candidates: list[Candidate], kind: str
     ) -> dict[str, Judged]:
         """Every model x sample of every candidate, concurrently; an invalid reply is
-        asked again under a fresh sample index, ``retries`` times."""
+        asked again under a fresh sample index, ``retries`` times, where that can
+        change the reply: not at temperature 0, and never for a prompt that did not
+        fit the context."""
         samples = self.params.samples
+        # At temperature 0 another sample index changes only the seed, which greedy
+        # decoding ignores: the same prompt gets the same unusable reply again.
+        deterministic = self.params.temperature == 0
         judged = {c.id: Judged() for c in candidates}
         pending = [(c, m, s, 0) for c in candidates for m in self.models for s in range(samples)]
         while pending:
@@ -190,20 +199,26 @@ class JudgeStage:
             retry = []
             for (c, m, s, a), row in zip(pending, rows, strict=True):
                 error = None
+                final = False  # asking again would get the same answer
                 result = results.get(row.id)
                 if result is None:
                     error = f"{row.status} reply (recorded earlier)"
+                    final = row.status == "invalid" and deterministic
                 elif result.status != "ok":
                     error = result.error or result.status
+                    final = result.reason == Unusable.CONTEXT_FULL or (
+                        result.status == "invalid" and deterministic
+                    )
                 else:
                     try:
                         self._add(judged[c.id], kind, m, s, row, result.content)
                     except ReplyError as e:
                         error = str(e)
-                        self.store.calls.mark_invalid(row.id, error)
+                        final = deterministic
+                        self.store.calls.mark_invalid(row.id, error, e.reason)
                 if error is None:
                     continue
-                if a < self.params.retries:
+                if a < self.params.retries and not final:
                     retry.append((c, m, s, a + 1))
                 elif judged[c.id].failure is None:
                     judged[c.id].failure = f"{m} sample {s}, {a + 1} tries: {error}"
@@ -264,47 +279,24 @@ class JudgeStage:
         return {f: data.get(f) for f in fields}
 
     def _call(self, kind: str, c: Candidate, model: str, sample_index: int) -> PlannedCall:
-        """One judge request, as the store records it before it is sent."""
-        label, slice_ = c.cell.label, c.cell.slice
-        descriptions = self.config.data_schema.label_descriptions
-        if kind == GRADE:
-            rubric = self.rubric.rubric
-            template = self.rubric.template
-            prompt = template.render(
-                candidate=self._shown(c.data),
-                label=label,
-                label_description=descriptions.get(label, ""),
-                slice={
-                    "name": slice_,
-                    "description": self.slices.get(slice_, ""),
-                    "is_default": slice_ == DEFAULT_SLICE,
-                },
-                references=self.examples.get(label, [])[: self.params.references],
-                rubric={
-                    "name": rubric.name,
-                    "description": rubric.spec.description,
-                    "criteria": [c.model_dump() for c in rubric.criteria],
-                },
-                text_field=self.ctx.text_field,
-                label_field=self.ctx.label_field,
-            )
-        else:
-            template = self.rubric.label_template
-            prompt = template.render(
-                candidate=self._shown(c.data, without_label=True),
-                labels=[
-                    {
-                        "name": name,
-                        "description": descriptions.get(name, ""),
-                        "examples": self.examples.get(name, [])[: self.params.label_examples],
-                    }
-                    for name in self.labels
-                ],
-                slices=[{"name": n, "description": d} for n, d in self.slices.items()],
-                text_field=self.ctx.text_field,
-                label_field=self.ctx.label_field,
-            )
-        messages = [{"role": "user", "content": prompt}]
+        """One judge request, as the store records it before it is sent: with as many
+        real examples as configured, or as many as fit the context with the reply."""
+        template = self.rubric.template if kind == GRADE else self.rubric.label_template
+        most = self.params.references if kind == GRADE else self.params.label_examples
+        room = self.params.max_tokens, self.context_tokens
+        messages = self._messages(kind, c, most)
+        if not fits(messages, *room):
+            # More examples never make a prompt shorter: the most that fit, by
+            # bisection. Even none may not fit; the server's refusal then is recorded
+            # as context_full.
+            low, high = 0, most - 1
+            while low < high:
+                middle = (low + high + 1) // 2
+                if fits(self._messages(kind, c, middle), *room):
+                    low = middle
+                else:
+                    high = middle - 1
+            messages = self._messages(kind, c, low)
         params: dict[str, Any] = {
             "temperature": self.params.temperature,
             "max_tokens": self.params.max_tokens,
@@ -326,12 +318,54 @@ class JudgeStage:
         }
         return planned_call(
             identity,
-            slice_=slice_,
-            label=label,
+            slice_=c.cell.slice,
+            label=c.cell.label,
             sample_index=sample_index,
             template=template,
             parent_ids=[c.id],
         )
+
+    def _messages(self, kind: str, c: Candidate, examples: int) -> list[dict[str, Any]]:
+        """The judge's prompt for ``c``, showing ``examples`` real examples (of its
+        label to the rubric, of each label to the label check)."""
+        label, slice_ = c.cell.label, c.cell.slice
+        descriptions = self.config.data_schema.label_descriptions
+        if kind == GRADE:
+            rubric = self.rubric.rubric
+            prompt = self.rubric.template.render(
+                candidate=self._shown(c.data),
+                label=label,
+                label_description=descriptions.get(label, ""),
+                slice={
+                    "name": slice_,
+                    "description": self.slices.get(slice_, ""),
+                    "is_default": slice_ == DEFAULT_SLICE,
+                },
+                references=self.examples.get(label, [])[:examples],
+                rubric={
+                    "name": rubric.name,
+                    "description": rubric.spec.description,
+                    "criteria": [c.model_dump() for c in rubric.criteria],
+                },
+                text_field=self.ctx.text_field,
+                label_field=self.ctx.label_field,
+            )
+        else:
+            prompt = self.rubric.label_template.render(
+                candidate=self._shown(c.data, without_label=True),
+                labels=[
+                    {
+                        "name": name,
+                        "description": descriptions.get(name, ""),
+                        "examples": self.examples.get(name, [])[:examples],
+                    }
+                    for name in self.labels
+                ],
+                slices=[{"name": n, "description": d} for n, d in self.slices.items()],
+                text_field=self.ctx.text_field,
+                label_field=self.ctx.label_field,
+            )
+        return [{"role": "user", "content": prompt}]
 
     def _format(self, kind: str) -> dict[str, Any] | None:
         props: dict[str, Any]

@@ -34,6 +34,7 @@ from synth.llm.client import (
     _cached,
     _describe,
     _Wait,
+    failure_reason,
     retryable,
 )
 from synth.store.batch_jobs import BatchJobs
@@ -187,8 +188,9 @@ class BatchClient:
                     self.fatal = SynthError("llm", f"{type(e).__name__}: {_describe(e)}")
                 latency = (time.perf_counter() - started) * 1000
                 for c in chunk:
-                    self.replies.record(c, "failed", None, _describe(e), latency)
-                    failures[c.id] = CallResult(c, "failed", None, _describe(e))
+                    reason = failure_reason(e)
+                    self.replies.record(c, "failed", None, _describe(e), latency, reason=reason)
+                    failures[c.id] = CallResult(c, "failed", None, _describe(e), reason=reason)
                 continue
             self.jobs.add(
                 batch.id,

@@ -36,6 +36,7 @@ from synth.config import LLMSettings
 from synth.errors import SynthError
 from synth.llm.limits import AdaptiveSlots, Pacer, estimate_tokens
 from synth.llm.structured import ReplyError, read_examples, read_object
+from synth.records import Unusable
 from synth.store.calls import Calls
 from synth.store.rows import CallRow
 
@@ -52,12 +53,47 @@ class CallResult:
     error: str | None
     items: list[dict[str, Any]] | None = None  # the reply's examples, once validated
     repairs: tuple[str, ...] = ()  # how the reply's shape was mended (structured.py)
+    reason: str | None = None  # why it is unusable: a synth.records.Unusable word
 
 
 def retryable(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIStatusError):
+        # A prompt longer than the context is as long the next time, whatever the
+        # status a server files it under.
+        if context_exceeded(exc):
+            return False
         return exc.status_code in (408, 409, 429) or exc.status_code >= 500
     return isinstance(exc, openai.APIConnectionError)  # includes timeouts
+
+
+# How servers say a request does not fit the context: llama.cpp's error type and
+# message, OpenAI's error code, vLLM's message.
+_CONTEXT_TYPES = ("exceed_context_size_error", "context_length_exceeded")
+_CONTEXT_WORDS = ("exceeds the available context size", "maximum context length")
+
+
+def context_exceeded(exc: BaseException) -> bool:
+    """Whether the server refused the request as longer than its context."""
+    if not isinstance(exc, openai.APIStatusError):
+        return False
+    body: dict[str, Any] = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error")
+    inner: dict[str, Any] = error if isinstance(error, dict) else body
+    if any(inner.get(k) in _CONTEXT_TYPES for k in ("type", "code")):
+        return True
+    message = str(inner.get("message") or exc.message).lower()
+    return any(w in message for w in _CONTEXT_WORDS)
+
+
+def failure_reason(exc: BaseException) -> Unusable:
+    """The word a call that failed with ``exc`` is counted under."""
+    if context_exceeded(exc):
+        return Unusable.CONTEXT_FULL
+    if isinstance(exc, openai.APIStatusError):
+        return Unusable.HTTP_ERROR
+    if isinstance(exc, openai.APIConnectionError):
+        return Unusable.CONNECTION
+    return Unusable.FAILED
 
 
 def retry_after(exc: BaseException | None) -> float | None:
@@ -182,15 +218,17 @@ class LLMClient:
         if call.status == "ok" and call.response_json is not None:
             return _cached(call)
         if self.fatal is not None:
-            return CallResult(call, "failed", None, "not sent: the run is stopping")
+            not_sent = "not sent: the run is stopping"
+            return CallResult(call, "failed", None, not_sent, reason=Unusable.NOT_SENT)
         started = time.perf_counter()
         try:
             body = await self._send(call)
         except (openai.APIError, openai.OpenAIError) as e:
             if isinstance(e, FATAL) or (not self.answered and unreachable(e)):
                 self.fatal = SynthError("llm", f"{_describe(e)}; {advice(e)}")
-            self._record(call, "failed", None, _describe(e), started)
-            return CallResult(call, "failed", None, _describe(e))
+            why = failure_reason(e)
+            self._record(call, "failed", None, _describe(e), started, reason=why)
+            return CallResult(call, "failed", None, _describe(e), reason=why)
         return self._accept(call, body, started)
 
     async def _send(self, call: CallRow) -> str:
@@ -288,8 +326,9 @@ class LLMClient:
         error: str | None,
         started: float,
         usage: dict[str, Any] | None = None,
+        reason: str | None = None,
     ) -> None:
-        self.replies.record(call, status, body, error, _since(started), usage)
+        self.replies.record(call, status, body, error, _since(started), usage, reason=reason)
 
     def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         return self.replies.cost(model, prompt_tokens, completion_tokens)
@@ -304,30 +343,39 @@ class ReplyRecorder:
         self.settings = settings
         self.calls = calls
         self.price_factor = price_factor
+        # The context a prompt and its reply share: llm.context_tokens, or what the
+        # server said (synth.llm.context); None when neither is known.
+        self.context_tokens = settings.context_tokens
 
     def accept(self, call: CallRow, body: str, latency_ms: float | None) -> CallResult:
-        """Validate the reply's shape and finish reason; record it either way.
+        """Validate the reply's shape and finish reason; record it either way, and why
+        it is unusable if it is (an ``Unusable`` word).
 
         A generation reply cut off at ``max_tokens`` keeps the complete examples
         written before the cut (they were paid for, and each is filtered like any
         other), recorded with the repair ``cut_off``; one with none is invalid. A
-        judge reply must be whole."""
+        judge reply must be whole. A cut is put down to a full context rather than to
+        ``max_tokens`` when prompt and reply together reached the context size
+        (``llm.context_tokens``, else the server's when it said)."""
         try:
             reply = json.loads(body)
             choice = reply["choices"][0]
             content = choice["message"].get("content")
             finish = choice.get("finish_reason")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
-            self.record(call, "invalid", body, f"not a chat completion: {e}", latency_ms)
-            return CallResult(call, "invalid", None, f"not a chat completion: {e}")
+            broken = f"not a chat completion: {e}"
+            self.record(call, "invalid", body, broken, latency_ms, reason=Unusable.UNPARSEABLE)
+            return CallResult(call, "invalid", None, broken, reason=Unusable.UNPARSEABLE)
         usage = reply.get("usage") or {}
         served = reply.get("model") if isinstance(reply.get("model"), str) else None
         error = None
+        reason: Unusable | None = None
         items = None
         repairs: tuple[str, ...] = ()
-        cut = f"finish_reason={finish}: the reply was cut off at max_tokens"
+        cut, cut_reason = self._cut(finish, usage)
         if finish == "content_filter":
             error = "finish_reason=content_filter: the provider withheld the reply"
+            reason = Unusable.CONTENT_FILTER
         elif call.purpose == "generate":
             try:
                 found = read_examples(content)
@@ -335,19 +383,33 @@ class ReplyRecorder:
                 if finish == "length":
                     repairs = ("cut_off", *repairs)
             except ReplyError as e:
-                error = cut if finish == "length" else str(e)
+                error, reason = (cut, cut_reason) if finish == "length" else (str(e), e.reason)
         elif finish == "length":
-            error = cut
+            error, reason = cut, cut_reason
         else:
             try:
                 repairs = read_object(content).repairs  # the judge validates the rest
             except ReplyError as e:
-                error = str(e)
+                error, reason = str(e), e.reason
         status = "invalid" if error else "ok"
-        self.record(call, status, body, error, latency_ms, usage, served, repairs)
+        self.record(call, status, body, error, latency_ms, usage, served, repairs, reason)
         if status != "ok":
-            return CallResult(call, status, None, error, repairs=repairs)
+            return CallResult(call, status, None, error, repairs=repairs, reason=reason)
         return CallResult(call, status, content, None, items, repairs)
+
+    def _cut(self, finish: object, usage: dict[str, Any]) -> tuple[str, Unusable]:
+        """What a reply that ended with ``finish_reason=length`` ran into: the context
+        or ``max_tokens``, and the message that says so."""
+        prompt = int(usage.get("prompt_tokens") or 0)
+        reply = int(usage.get("completion_tokens") or 0)
+        context = self.context_tokens
+        if context and reply and prompt + reply >= context:
+            return (
+                f"finish_reason={finish}: the context is full (prompt {prompt} + reply"
+                f" {reply} tokens of a {context}-token context)",
+                Unusable.CONTEXT_FULL,
+            )
+        return f"finish_reason={finish}: the reply was cut off at max_tokens", Unusable.CUT_OFF
 
     def record(
         self,
@@ -359,11 +421,15 @@ class ReplyRecorder:
         usage: dict[str, Any] | None = None,
         served_model: str | None = None,
         repairs: tuple[str, ...] = (),
+        reason: str | None = None,
     ) -> None:
-        """Commit the call's outcome with its tokens and what they cost."""
+        """Commit the call's outcome with its tokens and what they cost; an unusable
+        one with why (``Unusable.FAILED`` when the caller could not say)."""
         usage = usage or {}
         prompt_tokens = int(usage.get("prompt_tokens") or 0)
         completion_tokens = int(usage.get("completion_tokens") or 0)
+        if status in ("invalid", "failed") and reason is None:
+            reason = Unusable.FAILED
         self.calls.record_reply(
             call.id,
             status=status,
@@ -375,6 +441,7 @@ class ReplyRecorder:
             latency_ms=latency_ms,
             served_model=served_model,
             repairs=repairs,
+            reason=reason,
         )
 
     def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
@@ -410,6 +477,9 @@ def _describe(e: BaseException) -> str:
     reason. A connection that failed says why and names the URL: the HTTP layer
     reports a refused connection as a connect timeout, with the refusal in its
     cause."""
+    if context_exceeded(e):
+        assert isinstance(e, openai.APIStatusError)
+        return f"context full: HTTP {e.status_code}: {_server_message(e)}"
     if isinstance(e, openai.APIStatusError):
         # Which URL answered is half the story (a 404 is mostly the whole of it).
         request = e.response.request

@@ -152,3 +152,21 @@ class AdaptiveSlots:
             self._successes = 0
             self.limit += 1
             self._hand_over()
+
+
+# Characters per token assumed when fitting a prompt into a context: fewer than the
+# ~4 of English prose (JSON, label names and numbers split finer), so an estimate
+# errs long; a prompt that does not fit costs a whole call.
+FIT_CHARS_PER_TOKEN = 3
+# Tokens a chat template adds around the messages: roles, markers, and the default
+# system prompt some models' templates put in.
+TEMPLATE_TOKENS = 64
+
+
+def fits(messages: list[dict[str, Any]], max_tokens: int, context: int | None) -> bool:
+    """Whether the prompt and a reply of ``max_tokens`` fit a ``context``-token window,
+    by a deliberately long estimate of the prompt; any prompt fits an unknown one."""
+    if not context:
+        return True
+    chars = sum(len(str(m.get("content", ""))) for m in messages)
+    return -(-chars // FIT_CHARS_PER_TOKEN) + TEMPLATE_TOKENS + max_tokens <= context

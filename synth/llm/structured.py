@@ -19,12 +19,18 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ValidationError
 
 from synth.config import Config
+from synth.records import Unusable
 
 Mode = Literal["json_schema", "json_object", "none"]  # ``llm.response_format``
 
 
 class ReplyError(ValueError):
-    """A reply that is not what its request asked for."""
+    """A reply that is not what its request asked for. ``reason``: JSON was found but
+    is not the shape asked for (the default), or none could be read at all."""
+
+    def __init__(self, message: str, reason: Unusable = Unusable.SCHEMA_MISMATCH) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def strict_object(properties: dict[str, Any]) -> dict[str, Any]:
@@ -161,7 +167,7 @@ def read_examples(content: str | None) -> Examples:
     in ``repairs``. An example is a flat object (the schema's fields are scalars);
     the schema filter judges each one. ReplyError says why a reply holds none."""
     if not content or not content.strip():
-        raise ReplyError("empty reply")
+        raise ReplyError("empty reply", Unusable.UNPARSEABLE)
     values, repairs = _json_values(content)
     items: list[dict[str, Any]] = []
     broken = "broken_json" in repairs
@@ -200,7 +206,7 @@ def read_object(content: str | None, keys: Collection[str] = ()) -> FoundObject:
     most of them is taken, and a wrapper around it (``{"grades": {...}}``) is
     looked through."""
     if not content or not content.strip():
-        raise ReplyError("empty reply")
+        raise ReplyError("empty reply", Unusable.UNPARSEABLE)
     values, repairs = _json_values(content)
     objects = [v for v in values if isinstance(v, dict)]
     if not objects:
@@ -272,7 +278,7 @@ def _json_values(content: str) -> tuple[list[Any], list[str]]:
     if not values:
         start = " ".join(text.split())
         start = start if len(start) <= 60 else start[:57] + "..."
-        raise ReplyError(f"no JSON in the reply, which begins {start!r}")
+        raise ReplyError(f"no JSON in the reply, which begins {start!r}", Unusable.UNPARSEABLE)
     repairs = []
     rest = "".join(outside)
     if _FENCE.search(rest):

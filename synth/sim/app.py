@@ -3,8 +3,9 @@
 Endpoints: ``POST /v1/chat/completions``, ``GET /v1/models``, ``POST /v1/files``,
 ``GET|DELETE /v1/files/{id}``, ``GET /v1/files/{id}/content``, ``GET|POST
 /v1/batches``, ``GET /v1/batches/{id}``, ``POST /v1/batches/{id}/cancel``, ``GET
-/stats`` and, to steer a simulator running in another process, ``POST
-/control/reset``, ``GET|POST /control/config`` and ``POST /control/script``.
+/props`` (llama.cpp's, when ``n_ctx`` is set), ``GET /stats`` and, to steer a
+simulator running in another process, ``POST /control/reset``, ``GET|POST
+/control/config`` and ``POST /control/script``.
 
 All state (counters, the script, how often each body arrived, files and batches) lives
 on ``SimServer`` and is touched only on the event loop serving it, so no endpoint needs
@@ -62,7 +63,7 @@ class SimServer(ChatEndpoint, FilesAndBatches):
         self.requests = 0
         self.replayed = 0
         self._keys: set[bytes] = set()
-        self.by_outcome = dict.fromkeys((*OUTCOMES, "bad_request"), 0)
+        self.by_outcome = dict.fromkeys((*OUTCOMES, "bad_request", "context_full"), 0)
         self.by_item = dict.fromkeys(ITEM_KINDS, 0)
         self.request_times: list[float] = []
         self.prompt_tokens = 0
@@ -145,6 +146,12 @@ class SimServer(ChatEndpoint, FilesAndBatches):
         self._closing = asyncio.Event()
         self._slots = _Slots(self.config.max_in_flight)
 
+    def _model(self, model_id: str) -> dict[str, Any]:
+        model = {"id": model_id, "object": "model", "created": 0, "owned_by": "synth"}
+        if self.config.n_ctx is not None:
+            model["max_model_len"] = self.config.n_ctx  # as vLLM says it
+        return model
+
     # -- ASGI ------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -158,10 +165,14 @@ class SimServer(ChatEndpoint, FilesAndBatches):
         elif method == "GET" and path == "/stats":
             await _reply(send, 200, json.dumps(self.stats()).encode())
         elif method == "GET" and path == "/v1/models":
-            data = {"object": "list", "data": [_model(MODEL_ID)]}
+            data = {"object": "list", "data": [self._model(MODEL_ID)]}
             await _reply(send, 200, json.dumps(data).encode())
         elif method == "GET" and path.startswith("/v1/models/"):
-            await _reply(send, 200, json.dumps(_model(path[len("/v1/models/") :])).encode())
+            model = self._model(path[len("/v1/models/") :])
+            await _reply(send, 200, json.dumps(model).encode())
+        elif method == "GET" and path == "/props" and self.config.n_ctx is not None:
+            props = {"default_generation_settings": {"n_ctx": self.config.n_ctx}}
+            await _reply(send, 200, json.dumps(props).encode())
         elif path == "/v1/files" or path.startswith("/v1/files/"):
             await self._files_api(method, path, scope, await _read(receive), send)
         elif path == "/v1/batches" or path.startswith("/v1/batches/"):
@@ -209,10 +220,6 @@ class SimServer(ChatEndpoint, FilesAndBatches):
             await _reply(send, 422, json.dumps({"detail": [{"msg": str(e)}]}).encode())
             return
         await _reply(send, 200, json.dumps(result).encode())
-
-
-def _model(model_id: str) -> dict[str, Any]:
-    return {"id": model_id, "object": "model", "created": 0, "owned_by": "synth"}
 
 
 # ---------------------------------------------------------------------------

@@ -155,6 +155,11 @@ def _completion(
         content = fault_rng.choice(_GARBLED)
     prompt_tokens = _tokens(task.prompt_chars)
     completion_tokens = _tokens(len(content))
+    if config.n_ctx is not None and prompt_tokens + completion_tokens > config.n_ctx:
+        # The reply runs into the end of the context, as a slot's does on llama.cpp.
+        completion_tokens = config.n_ctx - prompt_tokens
+        content = content[: completion_tokens * 4]
+        finish = "length"
     reply = {
         "id": "chatcmpl-" + _digest(b"id", config.seed, seen, body_sha).hex()[:29],
         "object": "chat.completion",
@@ -191,6 +196,18 @@ def _draw(config: SimConfig, u: float) -> str:
             return outcome
         u -= share
     return "ok"
+
+
+def _context_error(prompt_tokens: int, n_ctx: int) -> bytes:
+    """llama.cpp's refusal of a prompt longer than the context, word for word."""
+    message = (
+        f"request ({prompt_tokens} tokens) exceeds the available context size"
+        f" ({n_ctx} tokens), try increasing it"
+    )
+    error = {"code": 400, "message": message, "type": "exceed_context_size_error"}
+    return json.dumps(
+        {"error": {**error, "n_prompt_tokens": prompt_tokens, "n_ctx": n_ctx}}
+    ).encode()
 
 
 async def _rate_limited(send: Send, seconds: float) -> None:
@@ -250,6 +267,10 @@ class ChatEndpoint:
             await _reply(send, 400, _error_body(str(e), "invalid_request_error", None))
             return
         config = self.config
+        if config.n_ctx is not None and _tokens(task.prompt_chars) > config.n_ctx:
+            self.by_outcome["context_full"] += 1
+            await _reply(send, 400, _context_error(_tokens(task.prompt_chars), config.n_ctx))
+            return
         body_sha = _body_sha(body)
         seen = self._occurrences.get(body_sha, 0)
         self._occurrences[body_sha] = seen + 1

@@ -43,6 +43,11 @@ class SimConfig(BaseModel):
       model that ignored the format, whose reply nothing can be read from.
     - ``retry_after_s``: sent with 429s as ``retry-after`` (whole seconds, rounded
       up) and ``retry-after-ms``.
+    - ``n_ctx``: the context one request gets, in tokens (about 4 characters each),
+      reported as llama.cpp's server does at ``GET /props`` and as vLLM's does at
+      ``GET /v1/models`` (``max_model_len``). A prompt longer than it is refused with
+      llama.cpp's 400 (``exceed_context_size_error``); a reply that would run past it
+      is cut there, ``finish_reason`` "length". None: no limit, and neither is said.
     - ``batch_delay_s``: how long a batch takes from creation to completed (a
       quarter of it validating, the rest in progress).
     - ``p_batch_line_fail``: share of batch lines that fail with a 500, drawn per
@@ -73,6 +78,7 @@ class SimConfig(BaseModel):
     p_bad_item: Share = 0.0
     batch_delay_s: float = Field(0.2, ge=0.0)
     p_batch_line_fail: Share = 0.0
+    n_ctx: int | None = Field(None, ge=1)
 
     @pydantic.model_validator(mode="after")
     def _shares_fit(self) -> SimConfig:

@@ -152,18 +152,21 @@ class Calls(Part):
         latency_ms: float | None,
         served_model: str | None = None,
         repairs: Sequence[str] = (),
+        reason: str | None = None,
     ) -> None:
         """A reply (or the failure that ended the call), committed as it arrives, with
-        the model the server says served it and how its shape was mended, if it was."""
+        the model the server says served it, how its shape was mended, if it was, and
+        why it is unusable, if it is (a ``synth.records.Unusable`` word)."""
         self.conn.execute(
             "UPDATE llm_calls SET status = :status, response_json = :response_json,"
             " error = :error, prompt_tokens = :prompt_tokens,"
             " completion_tokens = :completion_tokens, cost_usd = :cost_usd,"
             " latency_ms = :latency_ms, answered_at = :answered_at,"
-            " served_model = :served_model, repairs_json = :repairs_json,"
+            " served_model = :served_model, repairs_json = :repairs_json, reason = :reason,"
             " processed = CASE WHEN :status = 'ok' THEN processed ELSE 1 END WHERE id = :id",
             {
                 "served_model": served_model,
+                "reason": reason,
                 "repairs_json": json.dumps(list(repairs)) if repairs else None,
                 "status": status,
                 "response_json": response_json,
@@ -187,13 +190,14 @@ class Calls(Part):
                 (json.dumps(list(repairs)) if repairs else None, call_id),
             )
 
-    def mark_invalid(self, call_id: str, error: str) -> None:
+    def mark_invalid(self, call_id: str, error: str, reason: str) -> None:
         """A reply that arrived well-formed but is not what was asked for (a judge
         reply missing a criterion): recorded as ``invalid`` with why."""
         with self._tx() as conn:
             conn.execute(
-                "UPDATE llm_calls SET status = 'invalid', error = ?, processed = 1 WHERE id = ?",
-                (error, call_id),
+                "UPDATE llm_calls SET status = 'invalid', error = ?, reason = ?, processed = 1"
+                " WHERE id = ?",
+                (error, reason, call_id),
             )
 
     def spend(self, run_id: str | None = None) -> Spend:

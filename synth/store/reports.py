@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-from synth.records import Source, Status, Verdict
+from synth.records import Source, Status, Unusable, Verdict
 from synth.store._part import Part, decode, in_chunks
 from synth.store.rows import (
     DecisionRow,
@@ -68,15 +68,16 @@ class Reports(Part):
                 row["review_rejected"] += n
             else:
                 row["surplus"] += n
-        for slice_, label, status, n, pt, ct, cost in self.conn.execute(
-            "SELECT slice, label, status, count(*), sum(prompt_tokens), sum(completion_tokens),"
-            " sum(cost_usd) FROM llm_calls WHERE purpose = 'generate'"
-            " GROUP BY slice, label, status"
+        for slice_, label, status, reason, n, pt, ct, cost in self.conn.execute(
+            "SELECT slice, label, status, reason, count(*), sum(prompt_tokens),"
+            " sum(completion_tokens), sum(cost_usd) FROM llm_calls WHERE purpose = 'generate'"
+            " GROUP BY slice, label, status, reason"
         ):
             row = cell(slice_, label)
             row["calls"] += n
             if status in ("failed", "invalid"):
                 row["failed_calls"] += n
+                row["unusable"][reason or Unusable.FAILED] += n
             row["prompt_tokens"] += pt or 0
             row["completion_tokens"] += ct or 0
             row["cost_usd"] += cost or 0.0
@@ -188,12 +189,19 @@ class Reports(Part):
             " coalesce(sum(status IN ('invalid', 'failed')), 0)"
             " FROM llm_calls WHERE purpose = 'judge'"
         ).fetchone()
+        unusable = dict(
+            self.conn.execute(
+                "SELECT coalesce(reason, 'failed'), count(*) FROM llm_calls"
+                " WHERE purpose = 'judge' AND status IN ('invalid', 'failed') GROUP BY 1"
+            ).fetchall()
+        )
         return {
             "decisions": {f: dict(c) for f, c in reasons.items()},
             "criteria": criteria,
             "calls": calls[0],
             "cost_usd": calls[1],
             "invalid_calls": calls[2],
+            "unusable": unusable,
         }
 
     def rows(self, q: RowQuery) -> tuple[list[ListedRow], int]:

@@ -276,6 +276,7 @@ class FunnelRow(TypedDict):
     surplus: int
     calls: int
     failed_calls: int
+    unusable: Counter[str]  # failed_calls by why (a synth.records.Unusable word)
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
@@ -296,6 +297,7 @@ def empty_funnel_row(slice_: str, label: str) -> FunnelRow:
         "surplus": 0,
         "calls": 0,
         "failed_calls": 0,
+        "unusable": Counter(),
         "prompt_tokens": 0,
         "completion_tokens": 0,
         "cost_usd": 0.0,
@@ -425,3 +427,4 @@ class JudgeSummary(TypedDict):
     calls: int
     cost_usd: float
     invalid_calls: int
+    unusable: dict[str, int]  # invalid_calls by why (a synth.records.Unusable word)

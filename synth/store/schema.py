@@ -287,3 +287,30 @@ def m007_served_model_and_repairs(db: sqlite_utils.Database) -> None:
         ALTER TABLE llm_calls ADD COLUMN repairs_json TEXT;  -- e.g. ["code_fence"]; NULL: none
         """
     )
+
+
+@migrations()
+def m008_call_reasons(db: sqlite_utils.Database) -> None:
+    # Why a call brought nothing usable, as one word of a small vocabulary
+    # (synth.records.Unusable): reports count replies by it, and a reworded error
+    # message must not split a count. Calls answered before it existed get the word
+    # their message meant then (these texts are frozen here, as this step is).
+    db.executescript(
+        """
+        ALTER TABLE llm_calls ADD COLUMN reason TEXT;  -- NULL while ok or pending
+        UPDATE llm_calls SET reason = CASE
+            WHEN error LIKE 'finish_reason=length%' THEN 'cut_off'
+            WHEN error LIKE 'finish_reason=content_filter%' THEN 'content_filter'
+            WHEN error LIKE 'not a chat completion%' OR error = 'empty reply'
+                OR error LIKE 'no JSON in the reply%' THEN 'unparseable'
+            WHEN error LIKE 'not sent%' THEN 'not_sent'
+            WHEN error LIKE 'connection %' OR error LIKE 'host not found%'
+                OR error LIKE 'cannot connect%' OR error LIKE 'timed out%'
+                OR error LIKE 'APITimeoutError%' OR error LIKE 'APIConnectionError%'
+                THEN 'connection'
+            WHEN error LIKE 'HTTP %' THEN 'http_error'
+            WHEN status = 'invalid' THEN 'schema_mismatch'
+            ELSE 'failed' END
+        WHERE status IN ('invalid', 'failed');
+        """
+    )
