@@ -13,7 +13,10 @@ Formats:
     format allows no other keys, so provenance stays in the other formats.
 ``csv``
     The example's fields (schema order, then any others), then the provenance
-    columns; ``parent_ids`` as a JSON list.
+    columns; ``parent_ids`` as a JSON list; lines end in CRLF (RFC 4180). A text cell
+    starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return gets a leading
+    ``'`` (OWASP's advice on CSV injection): a spreadsheet would run it as a formula.
+    JSONL is written as is.
 
 Parquet is not offered: it would add pyarrow (about 100 MB installed) for files that
 pandas, polars and ``datasets`` read from JSONL or CSV as they are.
@@ -168,7 +171,9 @@ def _csv(rows: Sequence[dict[str, Any]], config: Config) -> str:
     fields = list(config.data_schema.fields)
     extra = sorted({k for r in rows for k in r["data"]} - set(fields))
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    # RFC 4180's CRLF: with a bare "\n" the writer leaves a "\r" inside a text
+    # unquoted, and readers then split the row there.
+    writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow([*fields, *extra, *PROVENANCE_COLUMNS])
     for r in rows:
         p = r["provenance"]
@@ -176,8 +181,21 @@ def _csv(rows: Sequence[dict[str, Any]], config: Config) -> str:
         for col in PROVENANCE_COLUMNS:
             value = p.get(col)
             cells.append(json.dumps(value) if isinstance(value, list | dict) else value)
-        writer.writerow(["" if v is None else v for v in cells])
+        writer.writerow([_cell(v) for v in cells])
     return buf.getvalue()
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: generated and seed text is untrusted,
+    and ``=HYPERLINK(...)`` in a cell is a link the opener's spreadsheet follows."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def _write(out: Path, body: str) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
 from click.testing import CliRunner
+from conftest import write_jsonl
 
 from synth.cli import cli
 from synth.errors import StoreError
@@ -17,7 +19,7 @@ from synth.review.sample import round_half_up, sample_for_review
 from synth.review.stats import acknowledge, flagged_cells, review_stats
 from synth.runner import run
 from synth.seeds import read_seeds
-from synth.store import NewReview
+from synth.store import NewReview, Store
 
 # -- sampling ------------------------------------------------------------------------
 
@@ -385,3 +387,43 @@ def test_approving_held_rows_never_pushes_a_cell_over_its_target(sim_project, si
         assert plan.real + plan.synthetic == plan.target and plan.deficit == 0
     f = funnel[(key.slice, key.label)]
     assert f["held"] == 0 and f["surplus"] >= len(in_cell) - 1
+
+
+@pytest.mark.parametrize("tone_in_schema", [False, True])
+def test_an_edit_of_a_named_slice_row_keeps_its_slice_fields(tmp_path, sim, tone_in_schema):
+    """The bundled config's `urgent` slice stamps `tone = "urgent"` on its rows. An edit
+    is checked against the schema as the row was when generated: the slice's field is
+    not an unknown field, and when the schema declares it too it is not a missing one."""
+    from synth.config import load_config
+    from synth.scaffold import init_project
+
+    init_project(tmp_path)
+    path = tmp_path / "config.toml"
+    text = path.read_text().replace('base_url = ""', f'base_url = "{sim.base_url}"', 1)
+    if tone_in_schema:
+        text = text.replace(
+            "fields.label = {",
+            'fields.tone = { type = "string", max_length = 40 }\nfields.label = {',
+            1,
+        )
+        seeds = tmp_path / "seeds" / "banking.jsonl"
+        rows = [json.loads(line) for line in seeds.read_text().splitlines()]
+        write_jsonl(seeds, [{**r, "tone": "calm"} for r in rows])
+    path.write_text(text)
+    config = load_config(path)
+    with Store(config.db_path) as store:
+        store.examples.add_seeds(read_seeds(tmp_path / "seeds" / "banking.jsonl", config).seeds)
+    assert run(config).status == "finished"
+    with Store(config.db_path) as store:
+        enroll(store, config.review)
+        urgent = [q["example_id"] for q in store.reviews.queue() if q["slice"] == "urgent"]
+        assert len(urgent) >= 2
+        first, second = urgent[:2]
+        with pytest.raises(ReviewError, match="fails the schema filter: too_short"):
+            decide(store, config, first, "ana", "edit", text="help")
+        edited = "HELP my card is gone, block it right now please!!"
+        assert decide(store, config, first, "ana", "edit", text=edited)
+        assert decide(store, config, second, "ana", "approve")
+        [row] = store.examples.by_id([first])
+    assert row["source"] == "edited" and row["status"] == "approved"
+    assert row["data"]["tone"] == "urgent" and row["data"]["text"] == edited

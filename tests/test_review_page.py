@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -44,6 +45,14 @@ def _get(url: str) -> int:
         return e.code
 
 
+def _moved_on(page, previous: str) -> None:
+    """Wait for the page to show another row than ``previous``. A function, not an
+    expression: the page's CSP has no 'unsafe-eval' for playwright to poll with."""
+    page.wait_for_function(
+        "previous => document.querySelector('#item')?.dataset.id !== previous", arg=previous
+    )
+
+
 def test_review_page_approve_reject_edit_in_a_real_browser(queued, sim_project, browser, tmp_path):
     config = queued
     with sim_project.store() as store:
@@ -51,25 +60,29 @@ def test_review_page_approve_reject_edit_in_a_real_browser(queued, sim_project, 
         queue = store.reviews.queue()
     with ReviewServer(config) as server:
         base = f"http://127.0.0.1:{server.port}"
-        assert _get(base + "/") == 403
-        assert _get(base + "/?token=wrong") == 403
-        assert _get(server.url) == 200
+        assert _get(base + "/view") == 403
 
         page = browser.new_page(viewport={"width": 1360, "height": 1000})
+        page.goto(base + "/?token=wrong")
+        page.wait_for_selector("#denied")
+        assert "not the one `synth review serve` printed" in page.inner_text("#denied")
         page.goto(server.url)
         page.fill("#name", "ana")
+        # The token is gone from the address bar, and no cookie holds the session.
+        assert page.url == base + "/"
+        assert page.context.cookies() == []
         page.click("text=Start reviewing")
         assert page.inner_text("#reviewer") == "ana"
 
         first = page.get_attribute("#item", "data-id")
         page.click("#approve")
-        page.wait_for_function(f"document.querySelector('#item')?.dataset.id !== '{first}'")
+        _moved_on(page, first)
 
         second = page.get_attribute("#item", "data-id")
         page.keyboard.press("r")
         page.fill("#reject-panel input[name=note]", "reads like a template")
         page.click("#reject-form button[value=off_label]")
-        page.wait_for_function(f"document.querySelector('#item')?.dataset.id !== '{second}'")
+        _moved_on(page, second)
 
         third = page.get_attribute("#item", "data-id")
         page.keyboard.press("e")
@@ -84,12 +97,20 @@ def test_review_page_approve_reject_edit_in_a_real_browser(queued, sim_project, 
         page.fill("#edit-text", "my card was stolen this morning, please block it now")
         page.screenshot(path=str(tmp_path / "review-page.png"), full_page=True)
         page.keyboard.press("Control+Enter")
-        page.wait_for_function(f"document.querySelector('#item')?.dataset.id !== '{third}'")
+        _moved_on(page, third)
         assert "3 by you" in page.inner_text("#progress")
+        # A reload keeps the tab's session; the data needs it, the shell does not.
+        page.reload()
+        page.wait_for_selector("#item")
+        assert "3 by you" in page.inner_text("#progress")
+        skipped = page.get_attribute("#item", "data-id")
+        page.keyboard.press("s")
+        _moved_on(page, skipped)
+        assert page.url == base + "/?skip=" + skipped
         page.close()
-        # The cookie set by the first visit is what let the posts through: a plain
-        # request without it is still refused.
-        assert _get(base + f"/item/{first}") == 403
+        assert _get(base + f"/view/item/{first}") == 403
+        assert _get(base + f"/item/{first}") == 200  # the shell: no data in it
+        assert first not in urllib.request.urlopen(base + f"/item/{first}").read().decode()
 
     with sim_project.store() as store:
         reviews = {r["example_id"]: r for r in store.reviews.all()}
@@ -143,8 +164,11 @@ def test_synth_review_serve_prints_a_token_url_and_refuses_requests_without_it(p
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
         assert status == 200
-        assert _get(f"{base}/") == 403
-        assert _get(f"{base}/?token={token[:-1]}") == 403
+        assert _get(f"{base}/view") == 403
+        assert (
+            httpx.post(f"{base}/session", headers={"X-Synth-Token": token[:-1]}).status_code == 403
+        )
+        assert httpx.post(f"{base}/session", headers={"X-Synth-Token": token}).status_code == 200
         # Ctrl-C is the way to stop it: exit 0 and one line, no "Aborted!".
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=20)
@@ -236,26 +260,34 @@ def test_the_page_shows_judge_rationales_and_escapes_untrusted_text():
     assert "held by a filter" in html and "double review · 0/2" in html
 
 
-def test_a_bad_post_gets_400_with_the_reason_and_stores_nothing(queued, sim_project):
-    import httpx
+def session_client(server: ReviewServer) -> httpx.Client:
+    """A client holding a session of ``server``, as the page's script does."""
+    reply = httpx.post(
+        f"http://127.0.0.1:{server.port}/session", headers={"X-Synth-Token": server.token}
+    )
+    assert reply.status_code == 200, reply.text
+    return httpx.Client(
+        base_url=f"http://127.0.0.1:{server.port}",
+        headers={"X-Synth-Session": reply.json()["session"]},
+    )
 
+
+def test_a_bad_post_gets_400_with_the_reason_and_stores_nothing(queued, sim_project):
     with sim_project.store() as store:
         enroll(store, queued.review)
         example_id = store.reviews.queue()[0]["example_id"]
-    with ReviewServer(queued) as server:
-        base = f"http://127.0.0.1:{server.port}"
-        cookies = {"synth_reviewer": "ana"}
-        params = {"token": server.token}
+    with ReviewServer(queued) as server, session_client(server) as client:
+        assert client.post("/reviewer", data={"reviewer": "ana"}).status_code == 200
         no_reason = {"example_id": example_id, "action": "reject"}
-        r = httpx.post(f"{base}/decide", params=params, data=no_reason, cookies=cookies)
+        r = client.post("/decide", data=no_reason)
         assert r.status_code == 400 and "reject reason None is not in review.reasons" in r.text
         unknown = {"example_id": "ex_nope", "action": "approve"}
-        r = httpx.post(f"{base}/decide", params=params, data=unknown, cookies=cookies)
+        r = client.post("/decide", data=unknown)
         assert r.status_code == 400 and "ex_nope" in r.text
-        r = httpx.post(f"{base}/decide", data=unknown, cookies=cookies)
+        r = httpx.post(f"http://127.0.0.1:{server.port}/decide", data=unknown)
         assert r.status_code == 403
         short = {"example_id": example_id, "action": "edit", "text": "refund"}
-        r = httpx.post(f"{base}/decide", params=params, data=short, cookies=cookies)
+        r = client.post("/decide", data=short)
         assert r.status_code == 400 and "fails the schema filter: too_short" in r.text
         assert '<textarea name="text" id="edit-text">refund</textarea>' in r.text
     with sim_project.store() as store:

@@ -4,6 +4,7 @@ sample.py       the stratified sample a run sends to review
 queue.py        the queue: who reviews what next, recording decisions
 stats.py        reviewer-vs-reviewer kappa, reject shares, flagged cells
 app.py          the review web page (`synth review serve`)
+gate.py         what guards it: session header, Host and Origin, body limit, headers
 terminal.py     the same decisions in a terminal (`synth review next`)
 interchange.py  Label Studio and Argilla files, out and back in
 """

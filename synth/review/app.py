@@ -1,14 +1,17 @@
 """The review web page: one row at a time, served by Starlette on uvicorn.
 
 ``synth review serve`` binds 127.0.0.1 and prints a URL carrying a random access
-token; a request without the token (in the URL, or the cookie the first visit sets)
-gets 403. Another host is served only with ``--allow-remote``: the page shows seed
-data and records decisions, so it is not for the open network by accident.
+token. The page's script trades it for a session secret that it sends in a header
+with every request; nothing is kept in a cookie (``gate.py`` says why, and what else
+guards the server). Another host is served only with ``--allow-remote``: the page
+shows seed data and records decisions, so it is not for the open network by accident.
 
-    GET  /            the next row for this reviewer (or the name form, or "done")
-    GET  /item/ID     one row
-    POST /reviewer    set the reviewer's name (a cookie)
-    POST /decide      approve, reject (with a reason tag) or edit-then-approve
+    GET  /, /item/ID       the page's shell (no data) and its script, /app.js
+    POST /session          the URL token (X-Synth-Token) -> a session secret
+    GET  /view             the next row for this reviewer (or the name form, or "done")
+    GET  /view/item/ID     one row
+    POST /reviewer         set the session's reviewer name
+    POST /decide           approve, reject (with a reason tag) or edit-then-approve
 
 The store is opened on the server's event loop thread and used only there: every
 handler is a coroutine and a store call is a few milliseconds of SQLite.
@@ -22,28 +25,33 @@ import ipaddress
 import secrets
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote
+from urllib.parse import parse_qs
 
 import uvicorn
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+)
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from synth.config import Config
 from synth.errors import SynthError
 from synth.review import ReviewError
+from synth.review.gate import TOKEN_HEADER, Gate, Sessions, allowed_hosts
 from synth.review.queue import decide, item_view, next_item, progress
 from synth.serving import listening_socket
 from synth.store import Store
 
-TOKEN_COOKIE = "synth_review_token"
-REVIEWER_COOKIE = "synth_reviewer"
 TEMPLATES = Path(__file__).parent / "templates"
 
 _env = Environment(
@@ -56,45 +64,17 @@ _env = Environment(
 )
 
 
-class TokenGate:
-    """403 unless the request carries the token: ``?token=`` or the cookie set on the
-    first visit with it (SameSite=Strict, so other sites cannot post with it)."""
-
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app = app
-        self.token = token.encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        request = Request(scope)
-        in_url = request.query_params.get("token", "")
-        given = in_url or request.cookies.get(TOKEN_COOKIE, "")
-        if not secrets.compare_digest(given.encode(), self.token):
-            response = PlainTextResponse(
-                "403: this page needs the access token in the URL `synth review serve` printed.\n",
-                status_code=403,
-            )
-            await response(scope, receive, send)
-            return
-        if not in_url:
-            await self.app(scope, receive, send)
-            return
-
-        async def with_cookie(message: MutableMapping[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                cookie = f"{TOKEN_COOKIE}={in_url}; Path=/; HttpOnly; SameSite=Strict"
-                message.setdefault("headers", []).append((b"set-cookie", cookie.encode()))
-            await send(message)
-
-        await self.app(scope, receive, with_cookie)
-
-
-def create_app(config: Config, token: str, reviewer: str | None = None) -> ASGIApp:
+def create_app(
+    config: Config,
+    token: str,
+    reviewer: str | None = None,
+    hosts: frozenset[str] | None = None,
+) -> ASGIApp:
     """The review page for ``config``'s store, behind ``token``. ``reviewer``: a
-    default name for visitors who have not given one."""
+    default name for sessions that have not given one. ``hosts``: the ``Host``
+    values served (see ``gate.allowed_hosts``); None serves any."""
     state: dict[str, Store] = {}
+    sessions = Sessions(token, reviewer)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -105,7 +85,7 @@ def create_app(config: Config, token: str, reviewer: str | None = None) -> ASGIA
             state.pop("store").close()
 
     def who(request: Request) -> str | None:
-        return unquote(request.cookies.get(REVIEWER_COOKIE, "")) or reviewer
+        return sessions.reviewer(request.scope["synth.session"])
 
     def page(**context: Any) -> str:
         return _env.get_template("review.html").render(
@@ -117,6 +97,7 @@ def create_app(config: Config, token: str, reviewer: str | None = None) -> ASGIA
         example_id: str | None,
         error: str | None = None,
         typed: str | None = None,
+        skip: str = "",
     ) -> str:
         store = state["store"]
         name = who(request)
@@ -132,36 +113,52 @@ def create_app(config: Config, token: str, reviewer: str | None = None) -> ASGIA
             mine=sum(1 for q in queue if name in q["reviewers"]),
             text_field=config.data_schema.text,
             error=error,
-            skip=request.query_params.get("skip", ""),
+            skip=skip,
             typed=typed,
         )
 
-    async def home(request: Request) -> Response:
+    def next_page(request: Request, skip: str = "") -> Response:
         name = who(request)
         if not name:
             return HTMLResponse(page(reviewer=None, view=None, error=None))
-        skip = [s for s in request.query_params.get("skip", "").split(",") if s]
-        example_id = next_item(state["store"], config.review, name, skip)
-        return HTMLResponse(render_item(request, example_id))
+        skipped = [s for s in skip.split(",") if s]
+        example_id = next_item(state["store"], config.review, name, skipped)
+        return HTMLResponse(render_item(request, example_id, skip=skip))
+
+    async def shell(request: Request) -> Response:
+        return HTMLResponse(_env.get_template("shell.html").render(project=config.project.name))
+
+    async def script(request: Request) -> Response:
+        return FileResponse(TEMPLATES / "app.js", media_type="text/javascript")
+
+    async def open_session(request: Request) -> Response:
+        secret = sessions.open(request.headers.get(TOKEN_HEADER, ""))
+        if secret is None:
+            return PlainTextResponse(
+                "403: the access token is not the one `synth review serve` printed\n",
+                status_code=403,
+            )
+        return JSONResponse({"session": secret})
+
+    async def home(request: Request) -> Response:
+        return next_page(request, request.query_params.get("skip", ""))
 
     async def item(request: Request) -> Response:
         if not who(request):
-            return RedirectResponse("/", status_code=303)
+            return next_page(request)  # the name form first
         example_id = request.path_params["example_id"]
+        skip = request.query_params.get("skip", "")
         try:
-            return HTMLResponse(render_item(request, example_id))
+            return HTMLResponse(render_item(request, example_id, skip=skip))
         except ReviewError as e:
             return PlainTextResponse(str(e), status_code=404)
 
     async def set_reviewer(request: Request) -> Response:
         form = await _form(request)
         name = form.get("reviewer", "").strip()
-        response = RedirectResponse("/", status_code=303)
         if name:
-            response.set_cookie(
-                REVIEWER_COOKIE, quote(name), httponly=True, samesite="strict", max_age=86400 * 365
-            )
-        return response
+            sessions.set_reviewer(request.scope["synth.session"], name)
+        return next_page(request)
 
     async def decide_route(request: Request) -> Response:
         name = who(request)
@@ -187,18 +184,22 @@ def create_app(config: Config, token: str, reviewer: str | None = None) -> ASGIA
             except ReviewError:
                 return PlainTextResponse(str(e), status_code=400)
             return HTMLResponse(body, status_code=400)
-        return RedirectResponse("/", status_code=303)
+        return next_page(request)
 
     app = Starlette(
         routes=[
-            Route("/", home),
-            Route("/item/{example_id}", item),
+            Route("/", shell),
+            Route("/item/{example_id}", shell),
+            Route("/app.js", script),
+            Route("/session", open_session, methods=["POST"]),
+            Route("/view", home),
+            Route("/view/item/{example_id}", item),
             Route("/reviewer", set_reviewer, methods=["POST"]),
             Route("/decide", decide_route, methods=["POST"]),
         ],
         lifespan=lifespan,
     )
-    return TokenGate(app, token)
+    return Gate(app, sessions, hosts)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -241,9 +242,9 @@ class ReviewServer:
             )
         self.host = host
         self.token = token or secrets.token_urlsafe(24)
-        self.app = create_app(config, self.token, reviewer)
         self.sock = listening_socket(host, port)
         self.port: int = self.sock.getsockname()[1]
+        self.app = create_app(config, self.token, reviewer, allowed_hosts(host, self.port))
         self.server = uvicorn.Server(
             uvicorn.Config(
                 self.app,

@@ -221,16 +221,18 @@ def _check_edit(
     specs = [f for f in config.filters if isinstance(f, SchemaParams | PiiParams)]
     if not specs:
         return
-    # A stored row carries its slice's match values beside the fields the model wrote;
-    # the schema checks the model's fields, as it did when the row was generated.
-    match = next((s.match for s in config.slices if s.name == row["slice"]), {})
+    # A stored row carries its slice's match values (and a seed its extra columns)
+    # beside the schema's fields. The schema judges its own fields only, as when the
+    # row was generated or filtered: split by the schema, not by the slice, so a match
+    # field the schema also declares stays a field.
+    fields = config.data_schema.fields
     candidate = Candidate(
         id=row["id"],
         run_id=row["run_id"] or "",
         cell=CellKey(slice=row["slice"], label=row["label"]),
         text=text,
-        data={k: v for k, v in data.items() if k not in match},
-        metadata={k: v for k, v in data.items() if k in match},
+        data={k: v for k, v in data.items() if k in fields},
+        metadata={k: v for k, v in data.items() if k not in fields},
         llm_call_id=row["llm_call_id"] or "",
         index=0,
         template=row["template"] or "",
