@@ -5,7 +5,8 @@
     ├── SeedError              seeds/tickets.jsonl:17: ...
     ├── TemplateError          prompts/generate/x.md.j2:4: ...
     ├── EvalSetError           evals/gsm8k.jsonl:3: ...
-    └── StoreError             the store file is newer than this synth, or similar
+    ├── StoreError             the store file: full disk, damaged, read-only, in use
+    └── OutputError            an export or report could not be written (disk full)
 
 The CLI turns a SynthError into a one-line message and exit code 2; nothing that was
 already stored is changed by the operation that raised it.
@@ -42,4 +43,8 @@ class EvalSetError(SynthError):
 
 
 class StoreError(SynthError):
+    pass
+
+
+class OutputError(SynthError):
     pass
