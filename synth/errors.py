@@ -48,3 +48,10 @@ class StoreError(SynthError):
 
 class OutputError(SynthError):
     pass
+
+
+def not_utf8(error: UnicodeDecodeError) -> tuple[int, str]:
+    """The line of a file's first undecodable byte, and what to say about it."""
+    data = error.object if isinstance(error.object, bytes) else bytes(error.object)
+    line = data[: error.start].count(b"\n") + 1
+    return line, f"not UTF-8 text (byte 0x{data[error.start]:02x}): save it as UTF-8"
