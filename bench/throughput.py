@@ -43,6 +43,7 @@ LATENCY_MS = 200
 CONFIG = """
 [project]
 db = "synth.db"
+outside_templates = true  # the repository's own template, not a copy
 
 [llm]
 model = "sim-1"

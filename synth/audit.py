@@ -396,7 +396,7 @@ def stored_seeds(config: Config) -> list[SeenItem] | None:
     must not create one)."""
     if not config.db_path.exists():
         return None
-    with Store(config.db_path) as store:
+    with Store(config.db_path, readonly=True) as store:
         return real_rows(store)
 
 

@@ -220,7 +220,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     from synth.store import Store
 
     config = _config(ctx)
-    with Store(config.db_path) as store:
+    with Store(config.db_path, readonly=True) as store:
         report = status_report(config, store)
     if as_json:
         click.echo(
@@ -265,7 +265,7 @@ def export_cmd(
     config = _config(ctx)
     if split and not version_name:
         raise click.UsageError("--split needs --version: splits are assigned at the freeze")
-    with Store(config.db_path) as store:
+    with Store(config.db_path, readonly=True) as store:
         if version_name:
             result = export_version(store, config, version_name, out, fmt, split)  # type: ignore[arg-type]
         else:
@@ -378,13 +378,13 @@ def audit(ctx: click.Context, file: Path | None, as_json: bool, html_out: Path |
     config = _config(ctx)
     if file is not None and html_out is not None:
         raise click.UsageError("--html reports on the store; audit FILE prints or --json")
-    with Store(config.db_path) as store:
+    with Store(config.db_path, readonly=True) as store:
         report = audit_file(config, store, file) if file else audit_store(config, store)
     if html_out is not None:
+        from synth.outfiles import write_text
         from synth.report import render_html
 
-        html_out.parent.mkdir(parents=True, exist_ok=True)
-        html_out.write_text(render_html(report), encoding="utf-8")
+        write_text(html_out, render_html(report))
         click.echo(f"{html_out}: audit report of {report['totals']['rows']} rows")
     elif as_json:
         click.echo(json.dumps(report, indent=2, ensure_ascii=False))
@@ -421,7 +421,7 @@ def versions(ctx: click.Context, as_json: bool) -> None:
     from synth.versions import list_versions
 
     config = _config(ctx)
-    with Store(config.db_path) as store:
+    with Store(config.db_path, readonly=True) as store:
         found = list_versions(store)
     if as_json:
         click.echo(json.dumps([asdict(v) for v in found], indent=2))
@@ -445,7 +445,7 @@ def diff(ctx: click.Context, a: str, b: str) -> None:
     from synth.versions import diff_versions, render_diff
 
     config = _config(ctx)
-    with Store(config.db_path) as store:
+    with Store(config.db_path, readonly=True) as store:
         click.echo(render_diff(diff_versions(store, a, b)))
 
 
@@ -459,7 +459,7 @@ def leakage(ctx: click.Context, name: str) -> None:
     from synth.versions import version_leakage
 
     config = _config(ctx)
-    with Store(config.db_path) as store:
+    with Store(config.db_path, readonly=True) as store:
         report = version_leakage(store, config, name)
     for x, y, sx, sy, j in report.near_pairs:
         click.echo(f"near\t{x} ({sx})\t{y} ({sy})\tj={j:.2f}")
@@ -586,7 +586,7 @@ def show(ctx: click.Context, example_id: str, as_json: bool) -> None:
     from synth.store import Store
 
     config = _config(ctx)
-    with Store(config.db_path) as store:
+    with Store(config.db_path, readonly=True) as store:
         row = show_example(store, example_id)
     click.echo(json.dumps(row, indent=2, ensure_ascii=False) if as_json else render_example(row))
 
@@ -795,7 +795,7 @@ def rows_cmd(
         limit=limit,
     )
     config = _config(ctx)
-    with Store(config.db_path) as store:
+    with Store(config.db_path, readonly=True) as store:
         found = list_rows(store, query)
     if as_json:
         click.echo(json.dumps({"rows": found.rows, "total": found.total}, ensure_ascii=False))

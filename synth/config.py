@@ -9,6 +9,7 @@ in the file or the store) and an empty ``llm.base_url`` falls back to
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tomllib
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from synth.errors import ConfigError
+from synth.errors import ConfigError, not_utf8
 from synth.filters import FilterContext, FilterSpec
 from synth.records import canonical_json, sha256_text
 
@@ -26,12 +27,17 @@ OPENAI_URL = "https://api.openai.com/v1"
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # strict: `target = false` is a mistake, not 0; TOML's types are the types meant.
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
 
 class ProjectSettings(Section):
     name: str = "synth"
     db: str = "synth.db"  # relative to the folder config.toml is in
+    # Templates and rubrics go into prompts and the store, so by default they must be
+    # files inside the project folder (config.toml's): a config from elsewhere cannot
+    # send /proc/self/environ or ~/.ssh to an endpoint. True lifts that.
+    outside_templates: bool = False
 
 
 class Price(Section):
@@ -251,12 +257,47 @@ class Config(Section):
             raise ValueError(f"slice names must be unique: {', '.join(dupes)}")
         return self
 
+    @model_validator(mode="after")
+    def _paths_are_paths(self) -> Config:
+        for key, value in self._paths():
+            if "\x00" in value:
+                raise ConfigError(
+                    f"{self.source.name}: {key}", "a path cannot hold a NUL character"
+                )
+        if self.project.outside_templates:
+            return self
+        root = self.root.resolve()
+        for key, value in self._paths():
+            if key == "project.db":
+                continue
+            found = self.resolve(value).resolve()  # symlinks followed: where it really is
+            if not found.is_relative_to(root):
+                raise ConfigError(
+                    f"{self.source.name}: {key}",
+                    f"{value} is outside the project folder {root}; templates and rubrics are"
+                    " read from inside it (set project.outside_templates = true to allow"
+                    " others)",
+                )
+        return self
+
+    def _paths(self) -> list[tuple[str, str]]:
+        """(dotted key, path) of every file the config names that goes into prompts,
+        and of the store."""
+        out = [("project.db", self.project.db), ("generate.template", self.generate.template)]
+        for i, f in enumerate(self.filters):
+            for name in ("rubric", "template", "label_template"):
+                if isinstance(getattr(f, name, None), str):
+                    out.append((f"filters[{i}].{name}", getattr(f, name)))
+        return out
+
     @property
     def root(self) -> Path:
         return self.source.parent
 
     def resolve(self, path: str) -> Path:
-        p = Path(path).expanduser()
+        p = Path(path)
+        with contextlib.suppress(RuntimeError):  # ~user of no such user: taken as written
+            p = p.expanduser()
         return p if p.is_absolute() else self.root / p
 
     def filter_context(self, labels: Sequence[str] | None = None) -> FilterContext:
@@ -313,13 +354,24 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Read and validate config.toml; errors name the file and the dotted key."""
     path = config_path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
             str(path), "no such config file (pass --config or set SYNTH_CONFIG)"
         ) from None
+    except UnicodeDecodeError as e:
+        line, why = not_utf8(e)
+        raise ConfigError(f"{path}:{line}", why) from None
+    except OSError as e:
+        raise ConfigError(str(path), e.strerror or str(e)) from None
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(str(path), f"not valid TOML: {e}") from None
+    except ValueError as e:  # an integer past Python's 4,300 digits
+        raise ConfigError(str(path), f"not valid TOML: {str(e).split(';')[0]}") from None
+    except RecursionError:
+        raise ConfigError(str(path), "not valid TOML: arrays or tables nested too deep") from None
     return parse_config(raw, path)
 
 

@@ -14,6 +14,7 @@ import csv
 import gzip
 import io
 import json
+import re
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,18 @@ class Flaw(StrEnum):
     ITEM_NOT_OBJECT = "item_not_object"  # an item of a JSON document that is not one
     MORE_FIELDS = "more_fields"  # a CSV row with more fields than the header
     FEWER_FIELDS = "fewer_fields"  # a CSV row with fewer fields than the header
+    NOT_UTF8 = "not_utf8"  # bytes that are not UTF-8 text
+
+
+# JSON nested deeper than this is refused: no row of a dataset needs it, and what
+# reads a row later (json.dumps, the store, a filter walking it) recurses.
+MAX_DEPTH = 64
+# Python's csv module refuses fields over 128 KiB by default (a text can be longer);
+# past this, a field is far more likely an unclosed quote swallowing the file.
+FIELD_LIMIT = 16 * 1024 * 1024
+# Undecodable bytes are read as lone surrogates U+DC80..U+DCFF (surrogateescape), so a
+# bad byte spoils its row, not the whole file; no valid text holds a lone surrogate.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -128,9 +141,77 @@ def read_file(path: Path, name: str, fmt: Format, columns: Sequence[str] = ()) -
 
 
 def _open(path: Path) -> IO[str]:
+    # utf-8-sig drops the byte-order mark Excel puts before a CSV's header.
     if path.suffix.lower() == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return path.open(encoding="utf-8", newline="")
+        return io.TextIOWrapper(
+            gzip.open(path, "rb"), encoding="utf-8-sig", errors="surrogateescape", newline=""
+        )
+    return path.open(encoding="utf-8-sig", errors="surrogateescape", newline="")
+
+
+def _not_utf8(text: str) -> str | None:
+    """Where undecodable bytes are in a line, or None when it is all text."""
+    found = _SURROGATE.search(text)
+    if found is None:
+        return None
+    code = ord(found.group())
+    byte = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else "a lone surrogate"
+    return f"{byte} at column {found.start() + 1}"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {text[:20]} is too large for a float")
+    return value
+
+
+class BadJson(ValueError):
+    """JSON that :func:`parse_json` refuses; ``line`` is where, when the parser knows."""
+
+    def __init__(self, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def parse_json(text: str) -> Any:
+    """JSON as a row may hold it: standard JSON only (no NaN or Infinity), numbers
+    Python can hold, nested at most ``MAX_DEPTH`` deep, and no lone surrogate in a
+    string. Raises BadJson saying which rule it breaks."""
+    try:
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite)
+    except json.JSONDecodeError as e:
+        raise BadJson(f"{e.msg} (column {e.colno})", e.lineno) from None
+    except RecursionError:
+        raise BadJson(f"nested more than {MAX_DEPTH} deep") from None
+    except ValueError as e:  # an integer past Python's 4,300 digits, NaN, a huge float
+        raise BadJson(str(e).split(";")[0]) from None
+    flaw = _value_flaw(value)
+    if flaw:
+        raise BadJson(flaw)
+    return value
+
+
+def _value_flaw(value: Any) -> str | None:
+    """What makes a parsed value unfit to store, walked without recursion."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"nested more than {MAX_DEPTH} deep"
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return "a string holds a lone surrogate (such as \\ud800), which is not text"
+        elif isinstance(item, dict):
+            stack.extend((k, depth) for k in item)
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return None
 
 
 def _jsonl(handle: IO[str], name: str) -> Iterator[Row]:
@@ -138,12 +219,14 @@ def _jsonl(handle: IO[str], name: str) -> Iterator[Row]:
         if not text.strip():
             continue
         where = f"{name}:{number}"
+        bad = _not_utf8(text)
+        if bad:
+            yield Row(where, number, number, flaw=Flaw.NOT_UTF8, detail=bad)
+            continue
         try:
-            value = json.loads(text)
-        except json.JSONDecodeError as e:
-            yield Row(
-                where, number, number, flaw=Flaw.BAD_JSON, detail=f"{e.msg} (column {e.colno})"
-            )
+            value = parse_json(text)
+        except ValueError as e:
+            yield Row(where, number, number, flaw=Flaw.BAD_JSON, detail=str(e))
             continue
         if isinstance(value, dict):
             yield Row(where, number, number, value)
@@ -152,6 +235,8 @@ def _jsonl(handle: IO[str], name: str) -> Iterator[Row]:
 
 
 def _csv(handle: IO[str], name: str, delimiter: str, columns: Sequence[str]) -> Iterator[Row]:
+    if csv.field_size_limit() < FIELD_LIMIT:
+        csv.field_size_limit(FIELD_LIMIT)
     reader = csv.reader(handle, delimiter=delimiter)
     header = list(columns)
     end = 0  # the line the previous record ended on: reader.line_num is where one ends
@@ -161,12 +246,19 @@ def _csv(handle: IO[str], name: str, delimiter: str, columns: Sequence[str]) -> 
             if not first:
                 kind: Literal["empty", "no_header"] = "empty" if first is None else "no_header"
                 raise FileFlaw(kind, "empty file: no header row")
+            bad = _not_utf8("".join(first))
+            if bad:
+                raise FileFlaw("unreadable", f"the header is not UTF-8 text ({bad})", line=1)
             header, end = first, reader.line_num
         for fields in reader:
             start, end = end + 1, reader.line_num
             if not fields:
                 continue
             where = f"{name}:{start}"
+            bad = next(filter(None, map(_not_utf8, fields)), None)
+            if bad:
+                yield Row(where, start, end, flaw=Flaw.NOT_UTF8, detail=f"{bad} of a field")
+                continue
             if len(fields) == len(header):
                 yield Row(where, start, end, dict(zip(header, fields, strict=True)))
                 continue
@@ -174,14 +266,22 @@ def _csv(handle: IO[str], name: str, delimiter: str, columns: Sequence[str]) -> 
             detail = f"{len(header)} fields ({', '.join(header)}), got {len(fields)}"
             yield Row(where, start, end, flaw=flaw, detail=detail)
     except csv.Error as e:
-        raise FileFlaw("malformed", f"malformed CSV: {e}", line=reader.line_num) from e
+        why = f"malformed CSV: {e}"
+        if "field limit" in str(e):
+            why += " (an unclosed quote?)"
+        raise FileFlaw("malformed", why, line=reader.line_num) from e
 
 
 def _json(handle: IO[str], name: str) -> Iterator[Row]:
+    text = handle.read()
+    bad = _not_utf8(text)
+    if bad:
+        line = text.count("\n", 0, _SURROGATE.search(text).start()) + 1  # type: ignore[union-attr]
+        raise FileFlaw("unreadable", f"not UTF-8 text ({bad.split(' at ')[0]})", line=line)
     try:
-        data = json.load(handle)
-    except json.JSONDecodeError as e:
-        raise FileFlaw("malformed", f"not valid JSON: {e.msg}", line=e.lineno) from e
+        data = parse_json(text)
+    except BadJson as e:
+        raise FileFlaw("malformed", f"not valid JSON: {e}", line=e.line) from e
     if isinstance(data, dict):
         lengths = {k: len(v) for k, v in data.items() if isinstance(v, list)}
         if len(lengths) != len(data) or len(set(lengths.values())) > 1:
@@ -205,6 +305,7 @@ def _json(handle: IO[str], name: str) -> Iterator[Row]:
 _ROW_WORDS: dict[Flaw, str] = {
     Flaw.BAD_JSON: "invalid JSON: {}",
     Flaw.NOT_OBJECT: "a line must be a JSON object, not {}",
+    Flaw.NOT_UTF8: "not UTF-8 text: {}",
     Flaw.MORE_FIELDS: "the fields do not match the header (more fields than it names)",
     Flaw.FEWER_FIELDS: "the fields do not match the header (fewer fields than it names)",
 }
@@ -250,6 +351,7 @@ _RECORD_WORDS: dict[Flaw, str] = {
     Flaw.ITEM_NOT_OBJECT: "expected an object, got {}",
     Flaw.MORE_FIELDS: "expected {}",
     Flaw.FEWER_FIELDS: "expected {}",
+    Flaw.NOT_UTF8: "not UTF-8 text: {}",
 }
 
 
@@ -295,10 +397,12 @@ def read_json_list(path: Path, error: type[SynthError], what: str) -> list[Any]:
     """A JSON document that must be a list, as a labelling tool exports its tasks;
     ``what`` names the kind of file in the message when it is not one."""
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        value = parse_json(path.read_text(encoding="utf-8-sig"))
     except FileNotFoundError:
         raise error(str(path), "no such file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
+        raise error(str(path), f"not UTF-8 text: {e.reason} at byte {e.start}") from None
+    except ValueError as e:
         raise error(str(path), f"not valid JSON: {e}") from None
     if not isinstance(value, list):
         raise error(str(path), f"not {what} (expected a JSON list)")

@@ -5,7 +5,8 @@
     ├── SeedError              seeds/tickets.jsonl:17: ...
     ├── TemplateError          prompts/generate/x.md.j2:4: ...
     ├── EvalSetError           evals/gsm8k.jsonl:3: ...
-    └── StoreError             the store file is newer than this synth, or similar
+    ├── StoreError             the store file: full disk, damaged, read-only, in use
+    └── OutputError            an export or report could not be written (disk full)
 
 The CLI turns a SynthError into a one-line message and exit code 2; nothing that was
 already stored is changed by the operation that raised it.
@@ -43,3 +44,14 @@ class EvalSetError(SynthError):
 
 class StoreError(SynthError):
     pass
+
+
+class OutputError(SynthError):
+    pass
+
+
+def not_utf8(error: UnicodeDecodeError) -> tuple[int, str]:
+    """The line of a file's first undecodable byte, and what to say about it."""
+    data = error.object if isinstance(error.object, bytes) else bytes(error.object)
+    line = data[: error.start].count(b"\n") + 1
+    return line, f"not UTF-8 text (byte 0x{data[error.start]:02x}): save it as UTF-8"

@@ -33,9 +33,7 @@ import csv
 import hashlib
 import io
 import json
-import os
 import string
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +41,7 @@ from typing import Any, Literal
 
 from synth.config import Config
 from synth.errors import ConfigError
+from synth.outfiles import write_text
 from synth.store import Store
 
 Format = Literal["jsonl", "chat", "csv"]
@@ -81,7 +80,7 @@ def export(store: Store, config: Config, out: str | Path, fmt: Format = "jsonl")
         for r in store.examples.dataset()
     ]
     out = Path(out)
-    _write(out, _render(rows, config, fmt))
+    write_text(out, _render(rows, config, fmt))
     return _result(out, rows)
 
 
@@ -118,8 +117,8 @@ def export_version(
         },
     }
     manifest_path = out.with_name(f"{out.name}.manifest.json")
-    _write(out, body)
-    _write(manifest_path, json.dumps(card, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    write_text(out, body)
+    write_text(manifest_path, json.dumps(card, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     result = _result(out, rows)
     return ExportResult(result.path, result.rows, result.real, result.synthetic, manifest_path)
 
@@ -196,18 +195,6 @@ def _cell(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
         return "'" + value
     return value
-
-
-def _write(out: Path, body: str) -> None:
-    """Write the file whole or not at all."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-        f.write(body)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; an export is a normal file
-    os.replace(tmp, out)
 
 
 def _provenance(row: Mapping[str, Any]) -> dict[str, Any]:

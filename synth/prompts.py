@@ -16,7 +16,7 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from synth.errors import TemplateError
+from synth.errors import TemplateError, not_utf8
 from synth.records import sha256_text
 
 
@@ -55,6 +55,9 @@ def load_template(path: Path, name: str | None = None) -> Template:
     name = name or str(path)
     try:
         source = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        line, why = not_utf8(e)
+        raise TemplateError(f"{name}:{line}", why) from None
     except OSError as e:
         raise TemplateError(name, e.strerror or str(e)) from None
     try:

@@ -7,6 +7,7 @@ the good rows and lists the rest.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,7 +92,7 @@ def _seed(row: dict[str, Any], origin: str, config: Config) -> Seed:
         _check_length(data[name], spec, name)
     label = str(data[schema.label])
     if schema.labels and label not in schema.labels:
-        raise ValueError(f"label {label!r} is not one of schema.labels")
+        raise ValueError(f"label {_shown(label)} is not one of schema.labels")
     text = data[schema.text]
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"field {schema.text!r} must be non-empty text")
@@ -135,22 +136,37 @@ def _coerce(value: Any, spec: FieldSpec, name: str) -> Any:
             if kind == "integer":
                 return int(text)
             if kind == "number":
-                return float(text)
-        except ValueError:
-            raise ValueError(f"field {name!r} must be {kind}, got {value!r}") from None
+                return _finite(float(text), name)
+        except ValueError as e:
+            # int() refuses more than 4,300 digits: say so rather than "not an integer".
+            why = f" ({str(e).split(';')[0]})" if "digits" in str(e) else ""
+            raise ValueError(f"field {name!r} must be {kind}, got {_shown(value)}{why}") from None
         if text.lower() in ("true", "1", "yes"):
             return True
         if text.lower() in ("false", "0", "no"):
             return False
-        raise ValueError(f"field {name!r} must be boolean, got {value!r}")
+        raise ValueError(f"field {name!r} must be boolean, got {_shown(value)}")
     ok = {
         "integer": isinstance(value, int) and not isinstance(value, bool),
         "number": isinstance(value, int | float) and not isinstance(value, bool),
         "boolean": isinstance(value, bool),
     }[kind]
     if not ok:
-        raise ValueError(f"field {name!r} must be {kind}, got {value!r}")
+        raise ValueError(f"field {name!r} must be {kind}, got {_shown(value)}")
     return value
+
+
+def _finite(value: float, name: str) -> float:
+    if math.isfinite(value):
+        return value
+    raise ValueError(f"field {name!r} must be a finite number, got {value}")
+
+
+def _shown(value: Any) -> str:
+    """A value as an error message quotes it: a 5,000-digit number or a whole
+    document in one message helps nobody."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:50]}... ({len(text)} characters)"
 
 
 def slice_of(data: dict[str, Any], slices: list[SliceSettings]) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from synth.datafiles import (
+    FIELD_LIMIT,
     FileFlaw,
     Flaw,
     Format,
@@ -144,8 +145,8 @@ def test_a_flawed_row_comes_with_its_flaw_and_the_rest_is_read(
         ("a.csv", "", "empty", None, "empty file: no header row"),
         ("a.csv", "\nq\nx\n", "no_header", None, "empty file: no header row"),
         ("a.jsonl.gz", b"not gzip at all", "unreadable", None, "cannot read the file"),
-        ("a.jsonl", b'{"q": "\xff"}\n', "unreadable", None, "cannot read the file"),
-        ("a.csv", "q\n" + "x" * 200_000 + "\n", "malformed", 2, "malformed CSV"),
+        ("a.json", b'[{"q": 1},\n{"q": "\xff"}]', "unreadable", 2, "not UTF-8 text (byte 0xff)"),
+        ("a.csv", "q\n" + "x" * (FIELD_LIMIT + 1) + "\n", "malformed", 2, "an unclosed quote?"),
         ("a.json", '[{"q": 1},\n oops]', "malformed", 2, "not valid JSON"),
         ("a.json", '{"q": [1], "r": [1, 2]}', "malformed", None, "a list of one length"),
         ("a.json", '"text"', "malformed", None, "a list of objects or an object of lists"),
@@ -203,9 +204,8 @@ def test_read_rows_words(
     [
         ("a.parquet", "PAR1", "a.parquet", "seed files are .jsonl or .csv"),
         ("a.jsonl.gz", "x", "a.jsonl.gz", "seed files are .jsonl or .csv"),
-        ("a.jsonl", b'{"q": "\xff"}\n', "a.jsonl", "not UTF-8 text: invalid start byte"),
+        ("a.csv", b"q\xff\nx\n", "a.csv:1", "the header is not UTF-8 text (byte 0xff at column 2)"),
         ("a.csv", "\nq\nx\n", "a.csv:1", "the first line is blank"),
-        ("a.csv", "q\n" + "x" * 200_000 + "\n", "a.csv:2", "malformed CSV"),
     ],
 )
 def test_read_rows_refuses_a_file_naming_it(

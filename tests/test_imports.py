@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
         "synth.datafiles",
         "synth.serving",
         "synth.agreement",
+        "synth.outfiles",
     ),
     ("synth.filters", "synth.prompts", "synth.judge.rubric", "synth.neighbours"),
     ("synth.config", "synth.sim", "synth.scaffold"),

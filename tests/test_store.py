@@ -4,11 +4,9 @@ import ast
 import sqlite3
 from pathlib import Path
 
-import pytest
 import sqlite_utils
 from conftest import ROOT
 
-from synth.errors import StoreError
 from synth.records import Seed
 from synth.store import Store, migrations
 
@@ -91,15 +89,6 @@ def test_a_run_with_another_config_closes_the_interrupted_one(tmp_path):
         second = store.runs.begin("{}", "sha-b")
         assert second.id != first.id
         assert store.runs.all()[0].status == "stopped"
-
-
-def test_a_live_run_is_not_taken_over(tmp_path):
-    with Store(tmp_path / "s.db") as store:
-        store.runs.begin("{}", "sha-a")
-        store.conn.execute("UPDATE runs SET pid = 1")  # pid 1 is always alive
-        store.conn.commit()
-        with pytest.raises(StoreError, match="still going"):
-            store.runs.begin("{}", "sha-a")
 
 
 def test_only_the_store_speaks_sql():

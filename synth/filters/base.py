@@ -27,7 +27,9 @@ class FilterParams(BaseModel):
     Subclasses narrow ``kind`` to ``Literal["<name>"]`` and add their own settings.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict, as config.toml's other sections: no bool where a number is meant. A
+    # tuple field says strict=False, since TOML gives it a list.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     kind: str
 

@@ -60,10 +60,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
 
 from synth.datafiles import FormatChoice, Row, read_records
 from synth.errors import EvalSetError
@@ -119,15 +119,15 @@ class EvalSetSpec(BaseModel):
             frame is not enough to look alike).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     name: str = Field(min_length=1)
     path: str = Field(min_length=1)
-    field: str | tuple[str, ...]
+    field: str | Annotated[tuple[str, ...], Strict(False)]
     id_field: str = ""
     format: FormatChoice = "auto"
-    columns: tuple[str, ...] = ()
-    signals: tuple[Signal, ...] | None = None
+    columns: tuple[str, ...] = Field(default=(), strict=False)
+    signals: Annotated[tuple[Signal, ...], Strict(False)] | None = None
 
     _signals_once = field_validator("signals")(_once)
 
@@ -235,8 +235,8 @@ class ContaminationParams(FilterParams):
     """
 
     kind: Literal["contamination"] = "contamination"
-    eval_sets: tuple[EvalSetSpec, ...] = Field(min_length=1)
-    signals: tuple[Signal, ...] = SIGNALS
+    eval_sets: tuple[EvalSetSpec, ...] = Field(min_length=1, strict=False)
+    signals: tuple[Signal, ...] = Field(default=SIGNALS, strict=False)
     ngram: int = Field(default=13, ge=2, le=64)
     min_tokens: int = Field(default=6, ge=1)
     generic_items: int = Field(default=3, ge=1)

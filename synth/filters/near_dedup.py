@@ -240,7 +240,7 @@ class NearDedupParams(FilterParams):
     min_seeds: int = Field(default=20, ge=2)
     calibration_sample: int = Field(default=2_000, ge=100)
     num_perm: int = Field(default=128, ge=16, le=1024)
-    lsh_weights: tuple[float, float] = (0.1, 0.9)
+    lsh_weights: tuple[float, float] = Field(default=(0.1, 0.9), strict=False)
     lsh_threshold: float = Field(default=0.4, gt=0.0, le=1.0)
     scope: Literal["global", "cell"] = "global"
     boilerplate_df: float = Field(default=0.1, gt=0.0, le=1.0)

@@ -360,7 +360,7 @@ class PiiParams(FilterParams):
 
     kind: Literal["pii"] = "pii"
     action: PiiAction = "reject"
-    kinds: tuple[PiiKind, ...] = Field(default=PII_KINDS, min_length=1)
+    kinds: tuple[PiiKind, ...] = Field(default=PII_KINDS, min_length=1, strict=False)
     actions: dict[PiiKind, PiiAction] = Field(default_factory=dict)
 
 

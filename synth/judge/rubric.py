@@ -31,7 +31,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from synth.errors import SynthError
+from synth.errors import SynthError, not_utf8
 from synth.records import sha256_text
 
 LEVELS = 5
@@ -128,12 +128,15 @@ def load_rubric(path: Path, name: str | None = None) -> Rubric:
     name = name or str(path)
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        line, why = not_utf8(e)
+        raise RubricError(f"{name}:{line}", why) from None
     except OSError as e:
         raise RubricError(name, e.strerror or str(e)) from None
     try:
         raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise RubricError(name, f"not valid TOML: {e}") from None
+    except (ValueError, RecursionError) as e:  # TOMLDecodeError is a ValueError
+        raise RubricError(name, f"not valid TOML: {str(e).split(';')[0]}") from None
     try:
         spec = RubricSpec.model_validate(raw)
     except ValidationError as e:

@@ -21,7 +21,10 @@ The schema is public: query it with sqlite3 or Datasette (README, "The store").
     version_items each row of a version as it was frozen; triggers refuse changes
 
 ``Store(path)`` is the one entry point: it opens the file, sets the pragmas and applies
-the migrations (``schema.py``). Its parts each hold the SQL of one group of tables, so
+the migrations (``schema.py``); ``Store(path, readonly=True)`` opens it for reading
+only, migrating nothing, so a store on read-only media can be read (``faults.py``).
+A failure of the file, at open or under ``with Store(...)``, is a one-line
+``StoreError`` naming it and what to do. Its parts each hold the SQL of one group of tables, so
 a stage names only the part it uses (the LLM client takes ``store.calls``):
 
     store.runs        runs.py        begin, resume, finish
@@ -47,9 +50,12 @@ from pathlib import Path
 
 import sqlite_utils
 
+from synth.errors import StoreError
+from synth.store._part import transaction
 from synth.store.batch_jobs import BatchJobs
 from synth.store.calls import Calls
 from synth.store.examples import Examples
+from synth.store.faults import connect, read_only, store_fault, writable
 from synth.store.reports import Reports
 from synth.store.reviews import Reviews
 from synth.store.rows import CallRow, NewReview, RunRow, SeedImport, Spend, empty_funnel_row
@@ -63,18 +69,14 @@ _COUNTABLE = frozenset({"examples", "llm_calls", "decisions", "reviews", "runs",
 class Store:
     """A synth project's SQLite file. One per project; safe to reopen at any time."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite_utils.Database(self.path)
+        self.readonly = readonly
+        try:
+            self.db = sqlite_utils.Database(self._connect())
+        except (sqlite3.Error, OSError) as e:
+            raise store_fault(e, self.path) from None
         self.conn: sqlite3.Connection = self.db.conn
-        self.conn.execute("PRAGMA busy_timeout = 10000")
-        self.db.enable_wal()
-        # WAL + NORMAL survives a killed process (only an OS crash can lose the last
-        # commits), at a fraction of FULL's fsync cost per paid reply.
-        self.conn.execute("PRAGMA synchronous = NORMAL")
-        self.conn.execute("PRAGMA foreign_keys = ON")
-        migrations.apply(self.db)
         self.runs = Runs(self.db, self.path)
         self.calls = Calls(self.db, self.path)
         self.batch_jobs = BatchJobs(self.db, self.path)
@@ -83,19 +85,56 @@ class Store:
         self.versions = Versions(self.db, self.path)
         self.reports = Reports(self.db, self.path)
 
+    def _connect(self) -> sqlite3.Connection:
+        if not self.readonly and not writable(self.path):
+            raise read_only(self.path)
+        conn = connect(self.path, readonly=self.readonly)
+        try:
+            conn.execute("PRAGMA busy_timeout = 10000")
+            if self.readonly:
+                conn.execute("PRAGMA query_only = ON")
+                self._refuse_unmigrated(sqlite_utils.Database(conn))
+                return conn
+            db = sqlite_utils.Database(conn)
+            db.enable_wal()
+            # WAL + NORMAL survives a killed process (only an OS crash can lose the last
+            # commits), at a fraction of FULL's fsync cost per paid reply.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            if migrations.pending(db):
+                # Under the write lock, so two processes opening a new store at once do
+                # not both create its tables: the second finds nothing left to apply.
+                with transaction(db):
+                    migrations.apply(db)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _refuse_unmigrated(self, db: sqlite_utils.Database) -> None:
+        if migrations.pending(db):
+            raise StoreError(
+                str(self.path),
+                "the store was made by an earlier synth and needs upgrading, which a"
+                " read-only open cannot do: make it writable and run `synth plan` once",
+            )
+
     def close(self) -> None:
+        self.runs.lock.release()
         self.db.close()
 
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: object, error: BaseException | None, tb: object) -> None:
         self.close()
+        if isinstance(error, sqlite3.Error):
+            raise store_fault(error, self.path) from None
 
     @contextmanager
     def atomic(self) -> Iterator[None]:
         """One transaction around several parts' writes; nested, a savepoint."""
-        with self.db.atomic():
+        with transaction(self.db):
             yield
 
     def count(self, table: str) -> int:

@@ -36,6 +36,37 @@ def decode(row: dict[str, Any], *columns: str) -> Any:
     return row
 
 
+@contextmanager
+def transaction(db: sqlite_utils.Database) -> Iterator[None]:
+    """One transaction; nested in another, a savepoint.
+
+    It begins IMMEDIATE: it takes the write lock first, waiting up to the busy timeout
+    for another process's writes. A deferred transaction that read before it wrote
+    cannot wait (its snapshot may be stale), and fails at once with "database is
+    locked" when another process wrote in between.
+    """
+    if db.conn.in_transaction:
+        with db.atomic():
+            yield
+        return
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.conn.execute("COMMIT")
+    except BaseException:
+        _rollback(db.conn)
+        raise
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # A failed rollback (the disk gone) must not hide the error that caused it.
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass
+
+
 def in_chunks(values: Sequence[str], size: int = 500) -> Iterator[tuple[list[str], str]]:
     """``values`` in chunks small enough for one ``IN (...)`` (SQLite caps the number
     of parameters of a statement), each with its placeholders."""
@@ -54,7 +85,7 @@ class Part:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self.db.atomic():
+        with transaction(self.db):
             yield self.conn
 
     def _rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:

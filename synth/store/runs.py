@@ -3,31 +3,38 @@ under its id.
 
 A run's ``kind`` says which: ``generate`` (the quota loop) or ``filter`` (the chain
 over a user's file, ``input_json`` naming the file and the settings). Each kind
-resumes only its own runs, and neither starts while a run of the other kind is
-still going: both write rows whose counts the other relies on.
+resumes only its own runs, and no run starts while another is still going (both
+kinds write rows whose counts the other relies on): a run holds the store's run
+lock (``lock.py``) until the store is closed, so a run found ``running`` by the
+process that holds the lock was cut off, whatever pid it names.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+import sqlite_utils
 
 from synth.errors import StoreError
 from synth.store._part import Part, new_id, now
+from synth.store.lock import RunLock
 from synth.store.rows import RunRow
 
 
 class Runs(Part):
+    def __init__(self, db: sqlite_utils.Database, path: Path) -> None:
+        super().__init__(db, path)
+        self.lock = RunLock(path)
+
     def begin(self, config_json: str, config_sha: str) -> RunRow:
         """Resume the last run if it was cut off with this config; else start one."""
+        self._lock()
         with self._tx() as conn:
-            self._refuse_while_going("filter")
             last = self._run_rows("WHERE kind = 'generate' ORDER BY rowid DESC LIMIT 1")
             if last and last[0].status == "running":
-                pid = self._one("SELECT pid FROM runs WHERE id = ?", (last[0].id,))
-                if pid and pid != os.getpid() and _alive(pid):
-                    raise StoreError(str(self.path), f"run {last[0].id} is still going (pid {pid})")
                 if last[0].config_sha == config_sha:
                     conn.execute(
                         "UPDATE runs SET pid = ?, resumes = resumes + 1 WHERE id = ?",
@@ -59,19 +66,16 @@ class Runs(Part):
         """Resume the last filter run if it was cut off over the same input with this
         config; else start one, unless nothing is ``needed`` (every row of the file is
         stored already): then None, and nothing is written."""
+        self._lock()
         with self._tx() as conn:
-            self._refuse_while_going("generate")
             last = self._one(
                 "SELECT id FROM runs WHERE kind = 'filter' AND status = 'running'"
                 " ORDER BY rowid DESC LIMIT 1"
             )
             if last is not None:
-                pid, sha, was = conn.execute(
-                    "SELECT pid, config_sha, input_json FROM runs WHERE id = ?", (last,)
+                sha, was = conn.execute(
+                    "SELECT config_sha, input_json FROM runs WHERE id = ?", (last,)
                 ).fetchone()
-                if pid and pid != os.getpid() and _alive(pid):
-                    going = f"filter run {last} is still going (pid {pid})"
-                    raise StoreError(str(self.path), going)
                 if sha == config_sha and was == input_json:
                     conn.execute(
                         "UPDATE runs SET pid = ?, resumes = resumes + 1 WHERE id = ?",
@@ -102,14 +106,23 @@ class Runs(Part):
             )
         return self._run_rows("WHERE id = ?", (run_id,))[0]
 
-    def _refuse_while_going(self, kind: str) -> None:
-        """A run of ``kind`` still going in another process: refuse to start."""
-        for run_id, pid in self.conn.execute(
-            "SELECT id, pid FROM runs WHERE kind = ? AND status = 'running'", (kind,)
-        ).fetchall():
-            if pid and pid != os.getpid() and _alive(pid):
-                what = "run" if kind == "generate" else "filter run"
-                raise StoreError(str(self.path), f"{what} {run_id} is still going (pid {pid})")
+    def _lock(self) -> None:
+        """Take the run lock, or refuse in one line naming the run that holds it."""
+        holder = self.lock.acquire()
+        if holder is None:
+            return
+        going = self._one(
+            "SELECT kind || ' ' || id FROM runs WHERE status = 'running' AND pid = ?"
+            " ORDER BY rowid DESC LIMIT 1",
+            (holder,),
+        )
+        what = (going or "a run").replace("generate ", "run ").replace("filter ", "filter run ")
+        pid = f" (pid {holder})" if holder else ""
+        raise StoreError(
+            str(self.path),
+            f"{what} is still going{pid}: one run at a time per store; wait for it to end,"
+            " or stop it",
+        )
 
     def finish(
         self,
@@ -145,13 +158,3 @@ class Runs(Part):
                 params,
             )
         ]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
