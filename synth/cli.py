@@ -485,6 +485,9 @@ def leakage(ctx: click.Context, name: str) -> None:
 @click.option("--seed", default=0, show_default=True)
 @click.option("--latency-ms", default=0.0, show_default=True)
 @click.option("--latency-jitter-ms", default=0.0, show_default=True)
+@click.option(
+    "--token-latency-ms", default=0.0, show_default=True, help="Per completion token (streamed)."
+)
 @click.option("--max-in-flight", type=int, default=None, help="Server-side slots; more wait.")
 @click.option("--p-429", default=0.0, show_default=True)
 @click.option("--p-500", default=0.0, show_default=True)

@@ -51,7 +51,18 @@ class LLMSettings(Section):
     max_concurrency: int = Field(default=16, gt=0)
     rpm: int = Field(default=0, ge=0)  # requests per minute; 0 = no limit
     tpm: int = Field(default=0, ge=0)  # tokens per minute; 0 = no limit
-    timeout: float = Field(default=60.0, gt=0)  # seconds per attempt
+    # An attempt is cut off after idle_timeout seconds with nothing received once the
+    # server has begun to answer, or after timeout + max_tokens / min_tokens_per_s
+    # seconds in all (queueing at the server included): a slow server that is writing
+    # tokens is never cut off, a stuck one is within idle_timeout. The defaults suit
+    # hosted APIs (tens of tokens/s) and CPU servers down to 2 tokens/s per request.
+    timeout: float = Field(default=60.0, gt=0)
+    idle_timeout: float = Field(default=60.0, gt=0)
+    min_tokens_per_s: float = Field(default=2.0, gt=0)
+    # Replies come as server-sent events, so progress can be seen; false asks for the
+    # whole reply at once (for a server that refuses streaming): then only the total
+    # limit applies.
+    stream: bool = True
     retries: int = Field(default=5, ge=0)  # attempts after the first
     # json_schema: OpenAI structured outputs; json_object: JSON mode; none: prompt only.
     response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
@@ -73,6 +84,11 @@ class LLMSettings(Section):
 
     def price(self, model: str) -> Price | None:
         return self.prices.get(model)
+
+    def attempt_limit(self, max_tokens: int | None = None) -> float:
+        """Seconds an attempt may take in all, for a reply of up to ``max_tokens``."""
+        tokens = self.max_tokens if max_tokens is None else max_tokens
+        return self.timeout + tokens / self.min_tokens_per_s
 
 
 class FieldSpec(Section):
