@@ -9,7 +9,7 @@ import time
 
 from synth.llm.client import LLMClient
 from synth.llm.stream import Reassembly
-from synth.runner import run
+from synth.runner import Snapshot, run
 from synth.seeds import read_seeds
 
 
@@ -68,8 +68,11 @@ def test_a_slow_server_writing_tokens_is_never_cut_off(sim_project, sim):
     config = sim_project.config()
     with sim_project.store() as store:
         store.examples.add_seeds(read_seeds(sim_project.seeds, config).seeds)
-    summary = run(config)
+    snaps: list[Snapshot] = []
+    summary = run(config, progress=snaps.append)
     assert summary.status == "finished", summary.stop_reason
+    # The progress display heard of the calls on the wire while it waited for them.
+    assert any(s.streaming for s in snaps)
     with sim_project.store() as store:
         calls = store.conn.execute(
             "SELECT attempts, latency_ms, prompt_tokens, completion_tokens, response_json"
@@ -200,3 +203,43 @@ def test_an_unfinished_stream_or_an_error_event_is_not_a_reply():
     failed = Reassembly()
     assert failed.feed(LLAMA_CPP[:40] + b'\n\nerror: {"code": 500, "message": "slot died"}\n\n')
     assert failed.error == {"code": 500, "message": "slot died"}
+
+
+def test_calls_in_flight_are_counted_waiting_then_streaming(sim_project, sim):
+    # 0.4 s to the first token, then tokens every 10 ms.
+    sim.configure(latency_ms=400, token_latency_ms=10)
+    config = sim_project.config()
+    seen: list[tuple[int, int]] = []
+
+    async def go():
+        with sim_project.store() as store:
+            run_row = store.runs.begin(config.as_json(), config.sha)
+            planned = [
+                {
+                    "request_sha": f"{i:02d}" * 32,
+                    "slice": "default",
+                    "label": "card_arrival",
+                    "sample_index": i,
+                    "template": "t",
+                    "template_sha": "0" * 64,
+                    "model": config.llm.model,
+                    "params": {"max_tokens": 50},
+                    "messages": [{"role": "user", "content": f"write 1 example ({i})"}],
+                    "parent_ids": [],
+                }
+                for i in range(3)
+            ]
+            calls = store.calls.plan(run_row.id, planned)
+            async with LLMClient(config.llm, store.calls, api_key="unused") as client:
+                sending = asyncio.ensure_future(client.complete_all(calls))
+                while not sending.done():
+                    seen.append((client.in_flight.waiting, client.in_flight.streaming))
+                    await asyncio.sleep(0.01)
+                results = await sending
+                seen.append((client.in_flight.waiting, client.in_flight.streaming))
+            return results
+
+    assert [r.status for r in asyncio.run(go())] == ["ok"] * 3
+    assert (3, 0) in seen and any(w == 0 and s > 0 for w, s in seen)
+    assert seen.index((3, 0)) < min(i for i, (w, s) in enumerate(seen) if s)
+    assert seen[-1] == (0, 0)

@@ -96,6 +96,8 @@ class Completer(Protocol):
     """What a run needs of a client: the online one (``LLMClient``) or the Batch API's
     (``synth.llm.batch.BatchClient``)."""
 
+    in_flight: InFlight  # its requests on the wire now, for progress displays
+
     async def complete_all(
         self,
         calls: Sequence[CallRow],
