@@ -138,7 +138,6 @@ def real_config(tmp_path: Path, base_url: str, mode: str, **generate: object) ->
                     "temperature": 0.7,
                     "max_tokens": 300,
                     "max_concurrency": 4,
-                    "timeout": 600,
                     "retries": 1,
                 }
             ),
