@@ -55,10 +55,12 @@ class LLMSettings(Section):
     # server has begun to answer, or after timeout + max_tokens / min_tokens_per_s
     # seconds in all (queueing at the server included): a slow server that is writing
     # tokens is never cut off, a stuck one is within idle_timeout. The defaults suit
-    # hosted APIs (tens of tokens/s) and CPU servers down to 2 tokens/s per request.
+    # hosted APIs (tens of tokens/s) and CPU servers down to 1 token/s per request (a
+    # 2-core machine shared by 4 slots and other work); the total is only a backstop
+    # for a server that never begins to answer.
     timeout: float = Field(default=60.0, gt=0)
     idle_timeout: float = Field(default=60.0, gt=0)
-    min_tokens_per_s: float = Field(default=2.0, gt=0)
+    min_tokens_per_s: float = Field(default=1.0, gt=0)
     # Replies come as server-sent events, so progress can be seen; false asks for the
     # whole reply at once (for a server that refuses streaming): then only the total
     # limit applies.
