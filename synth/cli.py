@@ -477,9 +477,14 @@ def leakage(ctx: click.Context, name: str) -> None:
 @click.option("--port", default=0, show_default=True, help="0 picks a free port.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="The address to listen on.")
 @click.option("--seed", default=0, show_default=True, help="The same seed, the same replies.")
-@click.option("--latency-ms", default=0.0, show_default=True, help="Delay added to every reply.")
+@click.option(
+    "--latency-ms", default=0.0, show_default=True, help="Delay before a reply (its first token)."
+)
 @click.option(
     "--latency-jitter-ms", default=0.0, show_default=True, help="Delay varies by up to +- this."
+)
+@click.option(
+    "--token-latency-ms", default=0.0, show_default=True, help="Per completion token (streamed)."
 )
 @click.option("--max-in-flight", type=int, default=None, help="Server-side slots; more wait.")
 @click.option("--p-429", default=0.0, show_default=True, help="Share of requests answered 429.")

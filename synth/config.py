@@ -57,7 +57,20 @@ class LLMSettings(Section):
     max_concurrency: int = Field(default=16, gt=0)
     rpm: int = Field(default=0, ge=0)  # requests per minute; 0 = no limit
     tpm: int = Field(default=0, ge=0)  # tokens per minute; 0 = no limit
-    timeout: float = Field(default=60.0, gt=0)  # seconds per attempt
+    # An attempt is cut off after idle_timeout seconds with nothing received once the
+    # server has begun to answer, or after timeout + max_tokens / min_tokens_per_s
+    # seconds in all (queueing at the server included): a slow server that is writing
+    # tokens is never cut off, a stuck one is within idle_timeout. The defaults suit
+    # hosted APIs (tens of tokens/s) and CPU servers down to 1 token/s per request (a
+    # 2-core machine shared by 4 slots and other work); the total is only a backstop
+    # for a server that never begins to answer.
+    timeout: float = Field(default=60.0, gt=0)
+    idle_timeout: float = Field(default=60.0, gt=0)
+    min_tokens_per_s: float = Field(default=1.0, gt=0)
+    # Replies come as server-sent events, so progress can be seen; false asks for the
+    # whole reply at once (for a server that refuses streaming): then only the total
+    # limit applies.
+    stream: bool = True
     # Tokens a prompt and its reply share on the server; None: what the server says
     # (llama.cpp's /props, vLLM's /v1/models), else unknown.
     context_tokens: int | None = Field(default=None, gt=0)
@@ -82,6 +95,11 @@ class LLMSettings(Section):
 
     def price(self, model: str) -> Price | None:
         return self.prices.get(model)
+
+    def attempt_limit(self, max_tokens: int | None = None) -> float:
+        """Seconds an attempt may take in all, for a reply of up to ``max_tokens``."""
+        tokens = self.max_tokens if max_tokens is None else max_tokens
+        return self.timeout + tokens / self.min_tokens_per_s
 
 
 class FieldSpec(Section):

@@ -27,6 +27,8 @@ from synth.runner import Snapshot
 
 # The live panel lists the open cells with the largest deficits, at most this many.
 SHOWN_CELLS = 8
+# Without step lines for this many seconds, a line says what is on the wire.
+QUIET_S = 30.0
 
 
 def _eta(snap: Snapshot, accepted: int, remaining: int) -> str:
@@ -58,6 +60,8 @@ def render(snap: Snapshot, first: dict[str, int]) -> Group:
         ("ETA ", "bold"),
         _eta(snap, accepted_now, needed - have),
     )
+    if snap.waiting or snap.streaming:
+        head.append_text(Text.assemble("\n", ("in flight ", "bold"), _on_the_wire(snap)))
     table = Table(box=None, pad_edge=False, show_header=True, header_style="dim")
     table.add_column("cell")
     table.add_column("rows", justify="right")
@@ -115,13 +119,27 @@ class LiveProgress:
         self.live.stop()
 
 
+def _on_the_wire(snap: Snapshot) -> str:
+    return (
+        f"{snap.waiting + snap.streaming}: {snap.waiting} waiting for a first token,"
+        f" {snap.streaming} streaming"
+    )
+
+
 def step_lines(echo: Callable[[str], None]) -> Callable[[Snapshot], None]:
-    """One line per step, for logs and pipes."""
+    """One line per step, for logs and pipes; on a slow server, a line every
+    ``QUIET_S`` seconds without one says what is in flight."""
+    said = 0.0  # run time of the last line
 
     def show(snap: Snapshot) -> None:
+        nonlocal said
         step = snap.step
         if step is None:
+            if snap.elapsed - said >= QUIET_S and (snap.waiting or snap.streaming):
+                said = snap.elapsed
+                echo(f"in flight {_on_the_wire(snap)}")
             return
+        said = snap.elapsed
         open_cells = sum(1 for c in snap.cells if c.deficit)
         # Worded "batch" still: logs and scripts read these lines.
         echo(

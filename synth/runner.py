@@ -67,6 +67,8 @@ from synth.store.rows import JudgeScore
 STREAM_CHUNK = 16
 # Online, a step's calls are rendered, recorded and sent this many at a time.
 SEND_LOT = 16
+# Seconds between progress snapshots, beside those sent as replies are filtered.
+TICK_S = 1.0
 # Allocations between young-generation collections during a run (Python's: 700).
 GC_THRESHOLD = 10_000
 
@@ -95,6 +97,8 @@ class Snapshot:
     # Replies of this invocation that brought nothing usable, per cell, by why
     # (synth.records.Unusable words).
     unusable: dict[CellKey, Counter[str]] = field(default_factory=dict)
+    waiting: int = 0  # requests sent that the server has not begun to answer
+    streaming: int = 0  # requests whose replies are arriving
 
 
 @dataclass
@@ -295,6 +299,9 @@ class Runner:
             asyncio.get_running_loop().create_future()
         )
         self.wake = asyncio.Event()
+        # A slow server may take minutes over the first replies: the display hears
+        # what is on the wire meanwhile.
+        ticker = asyncio.ensure_future(self._tick()) if self.progress else None
         try:
             leftovers = store.calls.unfinished()
             if leftovers:
@@ -311,6 +318,8 @@ class Runner:
                 store.runs.finish(run.id, "failed", str(e))
             raise  # KeyboardInterrupt and kills leave the run resumable
         finally:
+            if ticker is not None:
+                ticker.cancel()
             for task in self.sending:
                 task.cancel()
             await asyncio.gather(*self.sending, return_exceptions=True)
@@ -538,9 +547,15 @@ class Runner:
         self.summary.steps.append(report)
         self._report(self.run_id, report)
 
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            self._report(self.run_id)
+
     def _report(self, run_id: str, step: StepReport | None = None) -> None:
         if self.progress is None:
             return
+        wires = {id(c): c.in_flight for c in (self.client, self.judge_client)}.values()
         self.progress(
             Snapshot(
                 run_id=run_id,
@@ -550,6 +565,8 @@ class Runner:
                 elapsed=time.monotonic() - self.started,
                 step=step,
                 unusable=self.unusable,
+                waiting=sum(w.waiting for w in wires),
+                streaming=sum(w.streaming for w in wires),
             )
         )
 

@@ -112,6 +112,8 @@ def test_the_request_on_the_wire_is_a_chat_completion_with_auth_and_key(project)
         "messages": [{"role": "user", "content": "write 1 example"}],
         "max_tokens": 50,
         "temperature": 0.7,
+        "stream": True,  # this server ignores it, and its plain reply is read as it came
+        "stream_options": {"include_usage": True},
     }
 
 

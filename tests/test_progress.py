@@ -70,3 +70,27 @@ def test_unusable_replies_are_shown_per_cell_by_why():
     console = Console(record=True, width=100)
     console.print(render(_snap(), first={}))
     assert "unusable" not in console.export_text()
+
+
+def test_what_is_on_the_wire_shows_while_replies_are_awaited():
+    console = Console(record=True, width=100)
+    console.print(render(replace(_snap(), waiting=3, streaming=1), first={}))
+    assert "in flight 4: 3 waiting for a first token, 1 streaming" in console.export_text()
+    console = Console(record=True, width=100)
+    console.print(render(_snap(), first={}))
+    assert "in flight" not in console.export_text()  # nothing on the wire, no line
+
+
+def test_step_lines_say_what_is_in_flight_after_a_quiet_spell():
+    lines: list[str] = []
+    show = step_lines(lines.append)
+    for elapsed in (1.0, 29.0, 31.0, 45.0, 62.0):
+        show(replace(_snap(), elapsed=elapsed, waiting=2, streaming=0))
+    show(replace(_snap(), elapsed=62.0))  # nothing in flight: nothing to say
+    assert lines == [
+        "in flight 2: 2 waiting for a first token, 0 streaming",  # at 31 s
+        "in flight 2: 2 waiting for a first token, 0 streaming",  # at 62 s
+    ]
+    show(replace(_snap(StepReport(3, 10, 50, 21, 1)), elapsed=70.0))
+    show(replace(_snap(), elapsed=95.0, waiting=2))  # within 30 s of the step's line
+    assert len(lines) == 3

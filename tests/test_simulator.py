@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pydantic
 import pytest
@@ -435,7 +436,7 @@ def test_configure_validates_and_rejects_unknown_fields(sim):
     assert sim.stats()["requests"] == 0
 
 
-def test_models_unknown_paths_and_streaming(sim):
+def test_models_and_unknown_paths(sim):
     status, models = http(sim.base_url, "/v1/models")
     assert status == 200 and models["object"] == "list" and models["data"][0]["id"] == "sim-1"
     status, error = http(sim.base_url, "/v1/embeddings", {"input": "x"})
@@ -443,15 +444,64 @@ def test_models_unknown_paths_and_streaming(sim):
     with pytest.raises(openai.BadRequestError):
         one(sim, dict(request(), stream=False, messages=[]))
 
-    async def stream() -> None:
-        client = openai.AsyncOpenAI(base_url=sim.base_url, api_key="sim", max_retries=0)
-        try:
-            await client.chat.completions.create(**request(), stream=True)
-        finally:
-            await client.close()
 
-    with pytest.raises(openai.BadRequestError, match="stream"):
-        asyncio.run(stream())
+async def _streamed(sim: Simulator, body: dict[str, Any]) -> tuple[list[Any], list[float]]:
+    """The openai client's own stream of chunks, and when each arrived."""
+    client = openai.AsyncOpenAI(base_url=sim.base_url, api_key="sim", max_retries=0)
+    chunks, times = [], []
+    try:
+        stream = await client.chat.completions.create(
+            **body, stream=True, stream_options={"include_usage": True}
+        )
+        async for chunk in stream:
+            chunks.append(chunk)
+            times.append(time.monotonic())
+    finally:
+        await client.close()
+    return chunks, times
+
+
+@pytest.mark.parametrize("token_ms", [0, 20])
+def test_a_streamed_reply_holds_the_plain_reply_a_token_at_a_time(sim, token_ms):
+    plain = one(sim, request(7))
+    sim.configure(token_latency_ms=token_ms, latency_ms=100)
+    started = time.monotonic()
+    chunks, times = asyncio.run(_streamed(sim, request(7)))
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert content == plain.choices[0].message.content  # the same body, streamed or not
+    finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert finishes[-1] == "stop" and not any(finishes[:-1])
+    assert chunks[-1].choices == [] and chunks[-1].usage == plain.usage
+    assert times[0] - started >= 0.1  # latency_ms is the time to the first token
+    pieces = sum(1 for c in chunks if c.choices and c.choices[0].delta.content)
+    if token_ms:
+        assert pieces == -(-len(content) // 4)  # a token (4 characters) per chunk
+        assert times[-1] - times[0] >= 0.02 * pieces * 0.9
+    else:
+        assert pieces == 1
+    assert sim.stats()["streamed"] == 1
+
+
+def test_a_streamed_hang_stops_halfway_and_leaves_the_connection_open(sim):
+    sim.configure(p_hang=1.0, token_latency_ms=1)
+    received: list[bytes] = []
+
+    async def read() -> None:
+        async with httpx.AsyncClient(timeout=5) as client:
+            body = {**request(3), "stream": True}
+            async with client.stream("POST", sim.base_url + "/chat/completions", json=body) as r:
+                async for data in r.aiter_bytes():
+                    received.append(data)
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(asyncio.wait_for(read(), 0.5))
+    text = b"".join(received).decode()
+    assert '"role": "assistant"' in text and '"content": "' in text
+    assert '"finish_reason": "stop"' not in text and "[DONE]" not in text
+    deadline = time.monotonic() + 3  # the server sees the client go and frees the slot
+    while sim.stats()["in_flight"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sim.stats()["in_flight"] == 0
 
 
 # -- the foreground server -----------------------------------------------------------

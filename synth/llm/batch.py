@@ -37,6 +37,7 @@ from synth.llm.client import (
     failure_reason,
     retryable,
 )
+from synth.llm.stream import InFlight
 from synth.store.batch_jobs import BatchJobs
 from synth.store.calls import Calls
 from synth.store.rows import BatchJob, CallRow
@@ -72,6 +73,7 @@ class BatchClient:
             timeout=settings.timeout,
         )
         self.replies = ReplyRecorder(settings, calls, price_factor=settings.batch_discount)
+        self.in_flight = InFlight()  # a batch's requests wait on the server, not on the wire
         self.fatal: SynthError | None = None
 
     async def close(self) -> None:

@@ -35,6 +35,7 @@ from tenacity import (
 from synth.config import LLMSettings
 from synth.errors import SynthError
 from synth.llm.limits import AdaptiveSlots, Pacer, estimate_tokens
+from synth.llm.stream import STREAM, Attempt, InFlight, ReplyTimeout
 from synth.llm.structured import ReplyError, read_examples, read_object
 from synth.records import Unusable
 from synth.store.calls import Calls
@@ -132,6 +133,7 @@ class Completer(Protocol):
     (``synth.llm.batch.BatchClient``)."""
 
     fatal: SynthError | None  # the error that stopped it: every later call is refused
+    in_flight: InFlight  # its requests on the wire now, for progress displays
 
     async def complete_all(
         self,
@@ -158,6 +160,7 @@ class LLMClient:
         self._ranks = itertools.count()
         self.requests = Pacer(settings.rpm)
         self.tokens = Pacer(settings.tpm)
+        self.in_flight = InFlight()
         # The request limit is kept in the transport's request hook, the last moment
         # before the request goes out: work done after pacing (building the request,
         # opening a connection) would otherwise bunch requests up on the wire.
@@ -170,13 +173,14 @@ class LLMClient:
             http_client=self.http,
         )
         # What the openai client puts on every request, taken from it once: its URL,
-        # its auth and default headers (User-Agent, X-Stainless-*), the timeout.
+        # its auth and default headers (User-Agent, X-Stainless-*).
         self._url = httpx2.URL(str(self.client.base_url).rstrip("/") + "/chat/completions")
         self._headers = {
             **{k: v for k, v in self.client.default_headers.items() if isinstance(v, str)},
             **self.client.auth_headers,
         }
-        self._timeout = httpx2.Timeout(settings.timeout).as_dict()
+        # Reading has no socket timeout: the attempt's own clocks (stream.py) watch it.
+        self._timeout = httpx2.Timeout(settings.timeout, read=None).as_dict()
 
         self.fatal: SynthError | None = None
         # Whether the endpoint has answered anything yet (an error status counts).
@@ -184,6 +188,9 @@ class LLMClient:
 
     async def _pace_request(self, request: Any) -> None:
         await self.requests.acquire()
+        attempt = request.extensions.get("synth_attempt")
+        if attempt is not None:
+            attempt.sent()
 
     async def close(self) -> None:
         await self.client.close()
@@ -286,33 +293,38 @@ class LLMClient:
 
     async def _post(self, call: CallRow, idempotency_key: str) -> bytes:
         """POST the call's request, already plain JSON, through the openai client's
-        HTTP client, and return the reply's bytes; errors are the openai package's own
+        HTTP client, and return the reply's chat.completion body (put back together
+        from the stream, stream.py); errors are the openai package's own
         (``RateLimitError``, ``APITimeoutError`` ...), with the response attached.
 
         Going round the openai client's request builder (it merges options, headers
         and URLs, walks the body against its TypedDicts and parses the reply into
         models) halves the CPU a call costs, the most of any part of a run."""
-        body = json.dumps(
-            {"model": call.model, "messages": call.messages, **call.params},
-            ensure_ascii=False,
-            separators=(",", ":"),
-        ).encode()
+        payload = {"model": call.model, "messages": call.messages, **call.params}
+        if self.settings.stream:
+            payload.update(STREAM)
+        body = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        max_tokens = call.params.get("max_tokens")
+        attempt = Attempt(
+            self.settings.attempt_limit(max_tokens if isinstance(max_tokens, int) else None),
+            self.settings.idle_timeout,
+            self.in_flight,
+        )
         request = httpx2.Request(
             "POST",
             self._url,
             content=body,
             headers={**self._headers, "Idempotency-Key": idempotency_key},
-            extensions={"timeout": self._timeout},
+            extensions={"timeout": self._timeout, "synth_attempt": attempt},
         )
         try:
-            response = await self.http.send(request)
+            return await attempt.fetch(
+                self.http, request, self.client._make_status_error_from_response
+            )
         except httpx2.TimeoutException as e:
             raise openai.APITimeoutError(request=request) from e
         except httpx2.HTTPError as e:
             raise openai.APIConnectionError(request=request) from e
-        if not response.is_success:
-            raise self.client._make_status_error_from_response(response)
-        return response.content
 
     def _accept(self, call: CallRow, body: str, started: float) -> CallResult:
         """Validate the reply's shape and finish reason; record it either way."""
@@ -486,6 +498,8 @@ def _describe(e: BaseException) -> str:
         return f"HTTP {e.status_code} from {request.method} {request.url}: {_server_message(e)}"
     if isinstance(e, openai.APIConnectionError):
         url = str(e.request.url) if getattr(e, "request", None) is not None else "?"
+        if isinstance(e, ReplyTimeout):
+            return f"timed out: {url}: {e.message}"
         cause = _os_error(e)
         if isinstance(cause, ConnectionRefusedError):
             return f"connection refused: {url}"

@@ -62,6 +62,7 @@ class SimServer(ChatEndpoint, FilesAndBatches):
     def _zero(self) -> None:
         self.requests = 0
         self.replayed = 0
+        self.streamed = 0
         self._keys: set[bytes] = set()
         self.by_outcome = dict.fromkeys((*OUTCOMES, "bad_request", "context_full"), 0)
         self.by_item = dict.fromkeys(ITEM_KINDS, 0)
@@ -82,7 +83,8 @@ class SimServer(ChatEndpoint, FilesAndBatches):
     def stats(self) -> dict[str, Any]:
         """Counts since the last reset. ``requests`` counts chat-completion POSTs on
         arrival (before any fault, hang or disconnect), a repeated Idempotency-Key once
-        (the repeats are ``replayed``); ``in_flight`` are requests
+        (the repeats are ``replayed``), ``streamed`` those that asked for a stream;
+        ``in_flight`` are requests
         holding a slot, ``queued`` those waiting for one; ``items`` counts the items
         written, by kind. Batch traffic is counted apart, under ``batch*``:
         ``batches`` created, ``batch_requests`` lines answered (each line once, when
@@ -91,6 +93,7 @@ class SimServer(ChatEndpoint, FilesAndBatches):
         return {
             "requests": self.requests,
             "replayed": self.replayed,
+            "streamed": self.streamed,
             "by_outcome": dict(self.by_outcome),
             "in_flight": self.in_flight,
             "queued": self.queued,

@@ -27,6 +27,7 @@ from synth.sim.config import MODEL_ID, Scripted, SimConfig
 from synth.sim.items import ItemWriter
 from synth.sim.judge import candidate_text, judge_kind
 from synth.sim.judge import grade as judge_grade
+from synth.sim.stream import send_stream
 from synth.sim.task import Task, read_task
 from synth.sim.wire import Receive, Scope, Send, _error_body, _read, _reply
 
@@ -121,6 +122,9 @@ def _idempotency_key(scope: Scope) -> bytes | None:
 
 
 def _body_sha(body: dict[str, Any]) -> bytes:
+    """The body's digest, whether it asked for a stream or not: a streamed reply holds
+    the same content as a plain one."""
+    body = {k: v for k, v in body.items() if k not in ("stream", "stream_options")}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).digest()
 
@@ -227,6 +231,7 @@ class ChatEndpoint:
     config: SimConfig
     requests: int
     replayed: int
+    streamed: int
     _keys: set[bytes]
     request_times: list[float]
     by_outcome: dict[str, int]
@@ -259,8 +264,6 @@ class ChatEndpoint:
             body = json.loads(raw)
             if not isinstance(body, dict):
                 raise ValueError("the body must be a JSON object")
-            if body.get("stream"):
-                raise ValueError("stream=true is not supported by the simulator")
             task = read_task(body)
         except ValueError as e:  # includes JSONDecodeError
             self.by_outcome["bad_request"] += 1
@@ -271,6 +274,8 @@ class ChatEndpoint:
             self.by_outcome["context_full"] += 1
             await _reply(send, 400, _context_error(_tokens(task.prompt_chars), config.n_ctx))
             return
+        streamed = body.get("stream") is True
+        self.streamed += streamed
         body_sha = _body_sha(body)
         seen = self._occurrences.get(body_sha, 0)
         self._occurrences[body_sha] = seen + 1
@@ -305,7 +310,7 @@ class ChatEndpoint:
                 msg = "The server had an error while processing your request. Sorry about that!"
                 await _reply(send, 500, _error_body(msg, "server_error", "server_error"))
                 return
-            if outcome == "hang":
+            if outcome == "hang" and not streamed:  # a streamed reply hangs halfway
                 why = await self._hang(receive, config.hang_s)
                 if why == "disconnect":
                     return
@@ -323,6 +328,21 @@ class ChatEndpoint:
                 self.judged.append(judged)
             self.prompt_tokens += reply["usage"]["prompt_tokens"]
             self.completion_tokens += reply["usage"]["completion_tokens"]
+            token_s = config.token_latency_ms / 1000.0
+            if streamed:
+                options = body.get("stream_options")
+                await send_stream(
+                    send,
+                    receive,
+                    reply,
+                    usage=isinstance(options, dict) and options.get("include_usage") is True,
+                    token_s=token_s,
+                    hang_s=config.hang_s if outcome == "hang" else None,
+                    closing=self._closing,
+                )
+                return
+            if token_s:  # the server writes the whole reply before it answers
+                await asyncio.sleep(token_s * reply["usage"]["completion_tokens"])
             await _reply(send, 200, json.dumps(reply, ensure_ascii=False).encode())
         finally:
             self.in_flight -= 1

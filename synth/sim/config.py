@@ -29,12 +29,15 @@ class SimConfig(BaseModel):
     drawn per item of a good reply and must also sum to at most 1.
 
     - ``latency_ms`` / ``latency_jitter_ms``: delay added to every reply, uniform
-      within +- jitter, drawn deterministically per request.
+      within +- jitter, drawn deterministically per request: for a streamed reply
+      (``stream: true``), the time to its first token.
+    - ``token_latency_ms``: time per completion token (4 characters). A streamed
+      reply sends a token at a time; a plain one comes after all of them.
     - ``max_in_flight``: server-side slots. Requests beyond it wait in a FIFO queue,
       as on an inference server; they are not rejected. 429s are answered by the
       front door without taking a slot.
     - ``p_hang``: the request is never answered (for ``hang_s``) unless the client
-      goes away.
+      goes away; a streamed reply stops halfway instead, the connection left open.
     - ``p_truncate``: content cut mid-JSON, ``finish_reason`` "length".
     - ``p_malformed``: content that is not valid JSON, ``finish_reason`` "stop", the
       slips models make (prose around it, a fence, a missing brace): synth reads
@@ -62,6 +65,7 @@ class SimConfig(BaseModel):
     seed: int = 0
     latency_ms: float = Field(0.0, ge=0.0)
     latency_jitter_ms: float = Field(0.0, ge=0.0)
+    token_latency_ms: float = Field(0.0, ge=0.0)
     max_in_flight: int | None = Field(None, ge=1)
     p_429: Share = 0.0
     p_500: Share = 0.0
