@@ -255,13 +255,14 @@ def split_judge(
     return cheap, judge
 
 
-def decision_filters(specs: Sequence[FilterParams]) -> list[str]:
+def decision_filters(specs: Sequence[FilterParams], labelled: bool = True) -> list[str]:
     """The names decisions are stored under, in the order the chain makes them: each
-    filter's kind, except that the judge decides as ``label_check`` (when on), then
-    ``rubric``. Funnels and reports list their columns in this order."""
+    filter's kind, except that the judge decides as ``label_check`` (when on, and the
+    schema has a label), then ``rubric``. Funnels and reports list their columns in
+    this order."""
     names: list[str] = []
     for spec in specs:
-        if isinstance(spec, RubricParams) and spec.label_check:
+        if isinstance(spec, RubricParams) and spec.label_check and labelled:
             names.append(LabelCheckFilter.name)
         names.append(spec.kind)
     return names

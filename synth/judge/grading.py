@@ -80,7 +80,9 @@ class JudgeStage:
         self.store = store
         self.ctx = ctx
         self.rubric = RubricFilter(params, ctx)
-        self.label_check = LabelCheckFilter(params, ctx) if params.label_check else None
+        # Without a label there is nothing for the judge to name: the check is off.
+        checks = params.label_check and bool(ctx.label_field)
+        self.label_check = LabelCheckFilter(params, ctx) if checks else None
         self.models = list(params.models) or [config.llm.model]
         self.labels = list(ctx.labels)
         self.slices = {DEFAULT_SLICE: "the dataset's ordinary traffic, no slice in particular"}
