@@ -330,8 +330,20 @@ class ChatMapping(Section):
     assistant: str = "{label}"
 
 
-class ExportSettings(Section):
+class AlpacaMapping(Section):
+    """The Alpaca format (``instruction``, ``input``, ``output``): each a
+    ``str.format`` template over the example's fields."""
+
+    instruction: str = "{instruction}"
+    input: str = "{input}"
+    output: str = "{response}"
+
+
+class ExportSettings(Since):
+    _since: ClassVar[dict[str, Any]] = {"alpaca": AlpacaMapping().model_dump()}
+
     chat: ChatMapping = Field(default_factory=ChatMapping)
+    alpaca: AlpacaMapping = Field(default_factory=AlpacaMapping)
 
 
 class Config(Section):

@@ -151,9 +151,12 @@ class RubricFilter(Decides):
         self.ctx = ctx
         self.rubric = load_rubric(_resolve(ctx, params.rubric), params.rubric)
         self.template: Template = load_template(_resolve(ctx, params.template), params.template)
-        self.label_template: Template = load_template(
-            _resolve(ctx, params.label_template), params.label_template
-        )
+        # Without a label there is no label check, and no template of it to read.
+        self.label_template: Template | None = None
+        if ctx.label_field:
+            self.label_template = load_template(
+                _resolve(ctx, params.label_template), params.label_template
+            )
 
     @property
     def tag(self) -> str:
