@@ -193,7 +193,7 @@ def _agreement(pairs: list[tuple[str, str]]) -> dict[str, Any] | None:
 
 
 def _filter_order(config: Config, cells: list[dict[str, Any]]) -> list[str]:
-    names = decision_filters(config.filters)
+    names = decision_filters(config.filters, bool(config.data_schema.label))
     for c in cells:
         names += [f for f in c["rejected"] if f not in names]
     return names
@@ -553,7 +553,11 @@ def audit_file(config: Config, store: Store, path: str | Path) -> dict[str, Any]
             raise AuditFileError(f"{path}:{line}", f"no text field {schema.text!r}")
         sha = sha256_text(canonical_json(data))
         text_sha = sha256_text(normalize_text(text))
-        entry: dict[str, Any] = {"line": line, "label": str(row.get(schema.label, ""))}
+        try:
+            cell = schema.cell_of(row)
+        except (KeyError, ValueError):  # a row without its cell fields: no cell to name
+            cell = ""
+        entry: dict[str, Any] = {"line": line, "label": cell}
         if sha in by_content:
             entry.update(_live(by_content[sha], "content", 1.0))
         elif sha in frozen:

@@ -242,7 +242,9 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
 @cli.command("export")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "chat", "csv"]), default="jsonl")
+@click.option(
+    "--format", "fmt", type=click.Choice(["jsonl", "chat", "alpaca", "csv"]), default="jsonl"
+)
 @click.option("--version", "version_name", help="Export this frozen version (see synth freeze).")
 @click.option(
     "--split",

@@ -14,9 +14,17 @@ import os
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from synth.errors import ConfigError, not_utf8
 from synth.filters import FilterContext, FilterSpec
@@ -24,6 +32,10 @@ from synth.records import canonical_json, sha256_text
 
 DEFAULT_CONFIG = "config.toml"
 OPENAI_URL = "https://api.openai.com/v1"
+# The cell name of a schema whose cells are its slices alone (no cell fields).
+WHOLE_SLICE = "all"
+# Joins the values of several cell fields into a cell's name: "open_qa+es".
+CELL_JOIN = "+"
 
 
 class Section(BaseModel):
@@ -102,6 +114,22 @@ class LLMSettings(Section):
         return self.timeout + tokens / self.min_tokens_per_s
 
 
+class Since(Section):
+    """A section that gained keys after stores were first written: each new key is
+    left out of the stored config while it holds its default, so a config written
+    before it keeps its sha (and an interrupted run of it resumes as the same run)."""
+
+    _since: ClassVar[dict[str, Any]] = {}
+
+    @model_serializer(mode="wrap")
+    def _omit_new_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
+        out = handler(self)
+        for key, default in self._since.items():
+            if out.get(key) == default:
+                del out[key]
+        return out
+
+
 class FieldSpec(Section):
     type: Literal["string", "integer", "number", "boolean"] = "string"
     description: str = ""
@@ -109,25 +137,97 @@ class FieldSpec(Section):
     max_length: int | None = Field(default=None, gt=0)
 
 
-class SchemaSettings(Section):
-    """The fields of one example; which one is the text and which the label."""
+class SchemaSettings(Since):
+    """The fields of one example; which one is the text, which (if any) the label, and
+    which define the cells a quota is kept per (besides the slice).
+
+    A classification schema's cells are its labels. ``label = ""`` says there is no
+    label (instruction data, Q&A, chat); ``cells`` then names the fields whose values
+    make the cells (``["task_type"]``, ``["task_type", "language"]``) or none, for one
+    cell per slice (named ``all``). A cell of several fields is named by their values
+    joined with ``+`` (``open_qa+es``): that name is what ``labels``, ``targets.counts``
+    and a slice's ``labels`` list, and what the store and reports show."""
+
+    _since: ClassVar[dict[str, Any]] = {"cells": None, "optional": []}
 
     text: str = "text"
-    label: str = "label"
+    label: str = "label"  # "": no label field
     fields: dict[str, FieldSpec] = Field(
         default_factory=lambda: {"text": FieldSpec(), "label": FieldSpec()}
     )
-    # The label set. Empty: the labels found in the seeds and named in targets/slices.
+    # Fields whose values define the cells; None: the label's (none without a label).
+    cells: list[str] | None = None
+    # Fields a seed may leave out or empty (Alpaca's "input"); generated rows always
+    # carry them, empty where nothing fits.
+    optional: list[str] = Field(default_factory=list)
+    # The cell set (the label set, for classification). Empty: the cells found in the
+    # seeds and named in targets/slices.
     labels: list[str] = Field(default_factory=list)
     label_descriptions: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _text_and_label_are_fields(self) -> SchemaSettings:
-        for role in ("text", "label"):
-            name = getattr(self, role)
+    def _roles_are_fields(self) -> SchemaSettings:
+        roles = [("text", self.text)] + ([("label", self.label)] if self.label else [])
+        for role, name in roles:
             if name not in self.fields:
                 raise ValueError(f"{role} field {name!r} is not one of fields {list(self.fields)}")
+        for name in self.optional:
+            if name not in self.fields:
+                raise ValueError(
+                    f"optional field {name!r} is not one of fields {list(self.fields)}"
+                )
+            if name in (self.text, self.label) or name in (self.cells or []):
+                raise ValueError(f"optional field {name!r} is the text, the label or a cell field")
+        for name in self.cells or []:
+            if name not in self.fields:
+                raise ValueError(f"cell field {name!r} is not one of fields {list(self.fields)}")
+            if name == self.text:
+                raise ValueError(f"cell field {name!r} is the text field")
+        if self.label and self.cells is not None and self.cells != [self.label]:
+            raise ValueError(
+                f"a schema with a label has its labels as cells (cells = [{self.label!r}]);"
+                ' set label = "" to make cells of other fields'
+            )
+        if self.cells is not None and len(set(self.cells)) != len(self.cells):
+            raise ValueError("cells names a field twice")
         return self
+
+    @property
+    def cell_fields(self) -> list[str]:
+        if self.cells is not None:
+            return list(self.cells)
+        return [self.label] if self.label else []
+
+    @property
+    def generated(self) -> list[str]:
+        """The fields the model writes: all but the cell fields synth sets itself (a
+        label is written, pinned to the cell's)."""
+        fixed = set(self.cell_fields) - {self.label}
+        return [name for name in self.fields if name not in fixed]
+
+    def cell_of(self, data: dict[str, Any]) -> str:
+        """The name of the cell a row's fields put it in (besides its slice)."""
+        names = self.cell_fields
+        if not names:
+            return WHOLE_SLICE
+        values = [str(data[name]) for name in names]
+        if len(values) > 1:
+            for name, value in zip(names, values, strict=True):
+                if CELL_JOIN in value:
+                    raise ValueError(
+                        f"field {name!r} is a cell field and cannot hold {CELL_JOIN!r}"
+                        f" (cell names join values with it): {value!r}"
+                    )
+        return CELL_JOIN.join(values)
+
+    def cell_values(self, name: str) -> dict[str, str]:
+        """The cell fields' values of a cell, from its name (``cell_of`` reversed)."""
+        names = self.cell_fields
+        if not names:
+            return {}
+        if len(names) == 1:
+            return {names[0]: name}
+        return dict(zip(names, name.split(CELL_JOIN, len(names) - 1), strict=False))
 
 
 MatchValue = str | int | float | bool | list[str | int | float | bool]
@@ -248,8 +348,20 @@ class ChatMapping(Section):
     assistant: str = "{label}"
 
 
-class ExportSettings(Section):
+class AlpacaMapping(Section):
+    """The Alpaca format (``instruction``, ``input``, ``output``): each a
+    ``str.format`` template over the example's fields."""
+
+    instruction: str = "{instruction}"
+    input: str = "{input}"
+    output: str = "{response}"
+
+
+class ExportSettings(Since):
+    _since: ClassVar[dict[str, Any]] = {"alpaca": AlpacaMapping().model_dump()}
+
     chat: ChatMapping = Field(default_factory=ChatMapping)
+    alpaca: AlpacaMapping = Field(default_factory=AlpacaMapping)
 
 
 class Config(Section):
@@ -326,7 +438,9 @@ class Config(Section):
             root=self.root,
             text_field=schema.text,
             label_field=schema.label,
-            fields=dict(schema.fields),
+            # The fields a candidate carries: a cell field synth sets is not judged.
+            fields={name: schema.fields[name] for name in schema.generated},
+            optional=frozenset(schema.optional),
             labels=tuple(labels or schema.labels),
         )
 

@@ -11,6 +11,9 @@ Formats:
     ``[export.chat]`` templates over the example's fields (by default the text as the
     user turn and the label as the assistant's answer, and no system turn). The
     format allows no other keys, so provenance stays in the other formats.
+``alpaca``
+    Instruction-tuning lines as Stanford Alpaca's data (``{"instruction", "input",
+    "output"}``), each built from the ``[export.alpaca]`` templates over the fields.
 ``csv``
     The example's fields (schema order, then any others), then the provenance
     columns; ``parent_ids`` as a JSON list; lines end in CRLF (RFC 4180). A text cell
@@ -44,8 +47,8 @@ from synth.errors import ConfigError
 from synth.outfiles import write_text
 from synth.store import Store
 
-Format = Literal["jsonl", "chat", "csv"]
-FORMATS: tuple[str, ...] = ("jsonl", "chat", "csv")
+Format = Literal["jsonl", "chat", "alpaca", "csv"]
+FORMATS: tuple[str, ...] = ("jsonl", "chat", "alpaca", "csv")
 PROVENANCE_COLUMNS = (
     "id",
     "source",
@@ -131,6 +134,8 @@ def _result(out: Path, rows: Sequence[dict[str, Any]]) -> ExportResult:
 def _render(rows: Sequence[dict[str, Any]], config: Config, fmt: Format) -> str:
     if fmt == "chat":
         lines = [json.dumps(chat_record(r["data"], config), ensure_ascii=False) for r in rows]
+    elif fmt == "alpaca":
+        lines = [json.dumps(alpaca_record(r["data"], config), ensure_ascii=False) for r in rows]
     elif fmt == "csv":
         return _csv(rows, config)
     elif fmt == "jsonl":
@@ -155,15 +160,32 @@ def chat_record(data: dict[str, Any], config: Config) -> dict[str, Any]:
     return {"messages": messages}
 
 
-def _fill(template: str, data: dict[str, Any], config: Config, role: str) -> str:
-    where = f"{config.source.name}: export.chat.{role}"
-    for _, name, _, _ in string.Formatter().parse(template):
-        if name is not None and name not in data:
+def alpaca_record(data: dict[str, Any], config: Config) -> dict[str, str]:
+    """One Alpaca line from an example, by the ``[export.alpaca]`` templates."""
+    mapping = config.export.alpaca
+    return {
+        key: _fill(getattr(mapping, key), data, config, key, "alpaca")
+        for key in ("instruction", "input", "output")
+    }
+
+
+def _fill(
+    template: str, data: dict[str, Any], config: Config, role: str, section: str = "chat"
+) -> str:
+    where = f"{config.source.name}: export.{section}.{role}"
+    names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    for name in names:
+        if name not in data:
             raise ConfigError(where, f"{{{name}}} is not a field of the examples")
     try:
-        return template.format_map(data)
+        filled = template.format_map(data)
     except (ValueError, IndexError, AttributeError, KeyError) as e:
         raise ConfigError(where, f"not a valid template: {e}") from None
+    # An optional field left empty leaves no blank lines behind ("{instruction}\n\n
+    # {input}" with no input is the instruction alone).
+    if any(data.get(name) in ("", None) for name in names):
+        return filled.strip()
+    return filled
 
 
 def _csv(rows: Sequence[dict[str, Any]], config: Config) -> str:

@@ -244,7 +244,9 @@ def filter_file(
     if use_judge is not None:
         judge_config.api_key()
     stored = store.examples.stored_ids(scan.ids)
-    names = decision_filters([*cheap, *([use_judge] if use_judge else [])])
+    names = decision_filters(
+        [*cheap, *([use_judge] if use_judge else [])], bool(config.data_schema.label)
+    )
     report = FilterReport(
         path=path,
         run_id=None,
@@ -452,7 +454,7 @@ class _Job:
         self.started = started
         self.chunk = chunk
         self.outputs: dict[str, _Output] = {}
-        self.fields = set(config.data_schema.fields)
+        self.fields = set(config.data_schema.generated)
         self.done = 0
         # Synthetic rows fill quotas as generated ones do; the counts are kept in
         # memory from here on, as the runner keeps them (one run writes at a time).

@@ -86,7 +86,7 @@ def build_call(
     rng = request_rng(gen.seed, cell, sample_index)
     shots = pool.shots(cell, gen.few_shot, rng)
     contrast = pool.contrast(cell, gen.contrast, rng)
-    fields = list(schema.fields)
+    fields = schema.generated
 
     def shown(row: dict[str, Any]) -> dict[str, Any]:
         return {f: row["data"].get(f) for f in fields}
@@ -94,6 +94,7 @@ def build_call(
     prompt = template.render(
         label=cell.label,
         label_description=schema.label_descriptions.get(cell.label, ""),
+        cell=schema.cell_values(cell.label),
         slice={
             "name": cell.slice,
             "description": plan.description,
@@ -172,11 +173,15 @@ def candidates_from(
     """Turn a reply's items into candidates. Ids derive from the call and position, so
     storing the same reply twice stores nothing new."""
     cell = CellKey(slice=call.slice, label=call.label)
-    text_field = config.data_schema.text
+    schema = config.data_schema
+    text_field = schema.text
+    # Cell fields other than a label are synth's to set, as a slice's match values are.
+    fixed = {k: v for k, v in schema.cell_values(cell.label).items() if k != schema.label}
     out = []
     for i, item in enumerate(items):
         text = item.get(text_field)
         metadata = {k: (v[0] if isinstance(v, list) else v) for k, v in match.items()}
+        metadata.update(fixed)
         out.append(
             Candidate(
                 id="ex_" + sha256_text(f"{call.request_sha}:{i}")[:16],

@@ -10,12 +10,15 @@
 
 from __future__ import annotations
 
-from synth.config import Config
+from synth.config import WHOLE_SLICE, Config
 from synth.records import DEFAULT_SLICE, CellKey, CellPlan
 
 
 def all_labels(config: Config, counts: dict[CellKey, tuple[int, int]]) -> list[str]:
-    """The declared labels, else every label the seeds, targets and slices name."""
+    """The declared labels, else every label the seeds, targets and slices name (a
+    schema without cell fields has one cell per slice)."""
+    if not config.data_schema.cell_fields:
+        return [WHOLE_SLICE]
     if config.data_schema.labels:
         return list(config.data_schema.labels)
     found = {cell.label for cell in counts}

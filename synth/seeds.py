@@ -72,7 +72,8 @@ def iter_seeds(path: str | Path, config: Config) -> Iterator[tuple[str, Seed | s
 def _check_header(path: Path, columns: list[str], config: Config) -> None:
     """A CSV without a schema field's column fails every row alike: one error for the
     header, not one per row, whatever ``skip_invalid`` says."""
-    missing = [name for name in config.data_schema.fields if name not in columns]
+    schema = config.data_schema
+    missing = [n for n in schema.fields if n not in schema.optional and n not in columns]
     if missing:
         names = ", ".join(repr(m) for m in missing)
         raise SeedError(
@@ -87,12 +88,16 @@ def _seed(row: dict[str, Any], origin: str, config: Config) -> Seed:
     data = dict(row)
     for name, spec in schema.fields.items():
         if name not in data or data[name] in (None, ""):
+            if name in schema.optional:
+                data[name] = ""
+                continue
             raise ValueError(f"missing field {name!r}")
         data[name] = _coerce(data[name], spec, name)
         _check_length(data[name], spec, name)
-    label = str(data[schema.label])
+    label = schema.cell_of(data)
     if schema.labels and label not in schema.labels:
-        raise ValueError(f"label {_shown(label)} is not one of schema.labels")
+        what = "label" if schema.label else "cell"
+        raise ValueError(f"{what} {_shown(label)} is not one of schema.labels")
     text = data[schema.text]
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"field {schema.text!r} must be non-empty text")

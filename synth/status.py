@@ -51,7 +51,7 @@ def status(config: Config, store: Store) -> StatusReport:
     for row in cells:
         synthetic = texts.get((row["slice"], row["label"]), {}).get("synthetic", [])
         row["diversity"] = asdict(diversity_figures(synthetic)) if len(synthetic) > 1 else None
-    names = decision_filters(config.filters)
+    names = decision_filters(config.filters, bool(config.data_schema.label))
     for row in cells:
         names += [f for f in row["rejected"] if f not in names]
     runs = store.runs.all()

@@ -43,6 +43,7 @@ class FilterContext:
     label_field: str
     fields: dict[str, Any] = field(default_factory=dict)  # name -> FieldSpec
     labels: tuple[str, ...] = ()
+    optional: frozenset[str] = frozenset()  # fields a row may leave out
 
 
 class Decides:

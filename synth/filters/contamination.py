@@ -63,7 +63,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    Strict,
+    field_validator,
+    model_serializer,
+)
 
 from synth.datafiles import FormatChoice, Row, read_records
 from synth.errors import EvalSetError
@@ -253,8 +261,19 @@ class ContaminationParams(FilterParams):
     max_threshold: float = Field(default=0.95, gt=0.0, le=1.0)
     review_band: float = Field(default=0.1, ge=0.0, le=1.0)
     calibration_sample: int = Field(default=5_000, ge=100)
+    # The candidate's fields checked, each on its own (a leak in any one is a leak);
+    # empty: the schema's text field. Thresholds are calibrated on the text field.
+    fields: tuple[str, ...] = Field(default=(), strict=False)
 
     _signals_once = field_validator("signals")(_once)
+
+    @model_serializer(mode="wrap")
+    def _omit_default_fields(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # A config from before ``fields`` existed keeps its sha.
+        out = handler(self)
+        if not out.get("fields", True):
+            del out["fields"]
+        return out
 
     def floor(self, signal: Signal) -> float:
         return self.minhash_threshold if signal == "minhash" else self.semantic_threshold
@@ -1008,6 +1027,7 @@ class ContaminationFilter(Filter):
         self.params = params
         self.index = build_index(params, ctx.root)
         self.calibration = self.index.uncalibrated
+        self.fields = params.fields
 
     def prepare(self, seen: Iterable[SeenItem]) -> None:
         """Calibrate on the real rows (kept synthetic rows are not evidence of what the
@@ -1017,7 +1037,10 @@ class ContaminationFilter(Filter):
     def decide(self, batch: Sequence[Candidate]) -> list[Decision]:
         out = []
         cal = self.calibration
-        matches = self.index.match([c.text for c in batch], cal.weights)
+        if self.fields:
+            matches = self._match_fields(batch)
+        else:
+            matches = self.index.match([c.text for c in batch], cal.weights)
         for c, found in zip(batch, matches, strict=True):
             findings = self.index.findings(found, cal)
             hit = next((f for f in findings if f.reject), None) or next(iter(findings), None)
@@ -1028,6 +1051,22 @@ class ContaminationFilter(Filter):
                 out.append(self.reject(c, reason(hit, self.index), score=round(hit.match.score, 4)))
             else:
                 out.append(self.review(c, reason(hit, self.index), score=round(hit.match.score, 4)))
+        return out
+
+    def _match_fields(self, batch: Sequence[Candidate]) -> list[list[Match]]:
+        """Each candidate's matches over every field checked, as if one text."""
+        texts: list[str] = []
+        owners: list[int] = []
+        for i, c in enumerate(batch):
+            row = c.row
+            for name in self.fields:
+                value = row.get(name)
+                if isinstance(value, str) and value.strip():
+                    texts.append(value)
+                    owners.append(i)
+        out: list[list[Match]] = [[] for _ in batch]
+        for i, found in zip(owners, self.index.match(texts, self.calibration.weights), strict=True):
+            out[i].extend(found)
         return out
 
     def calibration_table(self) -> FilterCalibration:

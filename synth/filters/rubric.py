@@ -151,9 +151,12 @@ class RubricFilter(Decides):
         self.ctx = ctx
         self.rubric = load_rubric(_resolve(ctx, params.rubric), params.rubric)
         self.template: Template = load_template(_resolve(ctx, params.template), params.template)
-        self.label_template: Template = load_template(
-            _resolve(ctx, params.label_template), params.label_template
-        )
+        # Without a label there is no label check, and no template of it to read.
+        self.label_template: Template | None = None
+        if ctx.label_field:
+            self.label_template = load_template(
+                _resolve(ctx, params.label_template), params.label_template
+            )
 
     @property
     def tag(self) -> str:
@@ -255,13 +258,14 @@ def split_judge(
     return cheap, judge
 
 
-def decision_filters(specs: Sequence[FilterParams]) -> list[str]:
+def decision_filters(specs: Sequence[FilterParams], labelled: bool = True) -> list[str]:
     """The names decisions are stored under, in the order the chain makes them: each
-    filter's kind, except that the judge decides as ``label_check`` (when on), then
-    ``rubric``. Funnels and reports list their columns in this order."""
+    filter's kind, except that the judge decides as ``label_check`` (when on, and the
+    schema has a label), then ``rubric``. Funnels and reports list their columns in
+    this order."""
     names: list[str] = []
     for spec in specs:
-        if isinstance(spec, RubricParams) and spec.label_check:
+        if isinstance(spec, RubricParams) and spec.label_check and labelled:
             names.append(LabelCheckFilter.name)
         names.append(spec.kind)
     return names

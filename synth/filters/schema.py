@@ -7,7 +7,7 @@ not the whole reply.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -38,7 +38,7 @@ class SchemaFilter(Filter):
     def __init__(self, params: SchemaParams, ctx: FilterContext) -> None:
         self.params = params
         self.ctx = ctx
-        self.model = example_model(ctx.fields)
+        self.model = example_model(ctx.fields, ctx.optional)
 
     def decide(self, batch: Sequence[Candidate]) -> list[Decision]:
         out = []
@@ -52,9 +52,10 @@ class SchemaFilter(Filter):
             self.model.model_validate(c.data)
         except ValidationError as e:
             return _reason(e.errors()[0])
-        label = c.data[self.ctx.label_field]
-        if label != c.cell.label:
-            return f"wrong_label: {label!r}, asked for {c.cell.label!r}"
+        if self.ctx.label_field:
+            label = c.data[self.ctx.label_field]
+            if label != c.cell.label:
+                return f"wrong_label: {label!r}, asked for {c.cell.label!r}"
         if not c.text.strip():
             return "empty: no text"
         words = count_words(c.text)
@@ -65,7 +66,9 @@ class SchemaFilter(Filter):
         return None
 
 
-def example_model(fields: dict[str, Any]) -> type[BaseModel]:
+def example_model(
+    fields: dict[str, Any], optional: Collection[str] = frozenset()
+) -> type[BaseModel]:
     """The pydantic model of one example, from ``[schema] fields``: strict types (a
     model that answers 42 for a text is wrong, not coercible), lengths, no extras."""
     definitions: dict[str, Any] = {}
@@ -73,7 +76,10 @@ def example_model(fields: dict[str, Any]) -> type[BaseModel]:
         kind = _TYPES[spec.type]
         if spec.type == "string":
             kind = Annotated[str, Field(min_length=spec.min_length, max_length=spec.max_length)]
-        definitions[name] = (kind, ...)
+        if name not in optional:
+            definitions[name] = (kind, ...)
+        else:  # may be left out or null; present, it is held to its type
+            definitions[name] = (kind | None, None)
     return create_model(
         "Example", __config__=ConfigDict(extra="forbid", strict=True), **definitions
     )

@@ -80,7 +80,9 @@ class JudgeStage:
         self.store = store
         self.ctx = ctx
         self.rubric = RubricFilter(params, ctx)
-        self.label_check = LabelCheckFilter(params, ctx) if params.label_check else None
+        # Without a label there is nothing for the judge to name: the check is off.
+        checks = params.label_check and bool(ctx.label_field)
+        self.label_check = LabelCheckFilter(params, ctx) if checks else None
         self.models = list(params.models) or [config.llm.model]
         self.labels = list(ctx.labels)
         self.slices = {DEFAULT_SLICE: "the dataset's ordinary traffic, no slice in particular"}
@@ -100,7 +102,8 @@ class JudgeStage:
         # fewer real examples rather than overflow it.
         self.context_tokens: int | None = config.llm.context_tokens
         for t in (self.rubric.template, self.rubric.label_template):
-            store.calls.add_template(t.name, t.source, t.sha)
+            if t is not None:
+                store.calls.add_template(t.name, t.source, t.sha)
         rubric = self.rubric.rubric
         store.calls.add_template(rubric.path, rubric.source, rubric.sha)
         self._check_templates(pool)
@@ -282,6 +285,7 @@ class JudgeStage:
         """One judge request, as the store records it before it is sent: with as many
         real examples as configured, or as many as fit the context with the reply."""
         template = self.rubric.template if kind == GRADE else self.rubric.label_template
+        assert template is not None  # a label check is only asked for with its template
         most = self.params.references if kind == GRADE else self.params.label_examples
         room = self.params.max_tokens, self.context_tokens
         messages = self._messages(kind, c, most)
@@ -351,6 +355,7 @@ class JudgeStage:
                 label_field=self.ctx.label_field,
             )
         else:
+            assert self.rubric.label_template is not None
             prompt = self.rubric.label_template.render(
                 candidate=self._shown(c.data, without_label=True),
                 labels=[

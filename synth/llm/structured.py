@@ -81,7 +81,8 @@ def item_schema(config: Config, label: str) -> dict[str, Any]:
     example to, the server is asked to keep to while it writes."""
     schema = config.data_schema
     props: dict[str, Any] = {}
-    for name, spec in schema.fields.items():
+    for name in schema.generated:
+        spec = schema.fields[name]
         if name == schema.label:
             props[name] = {"type": "string", "enum": [label]}
             continue
@@ -111,7 +112,7 @@ def answer_shape(config: Config, label: str) -> str:
     shown far more reliably than one they are told about."""
     schema = config.data_schema
     one = json.dumps(
-        {name: label if name == schema.label else "..." for name in schema.fields},
+        {name: label if name == schema.label else "..." for name in schema.generated},
         ensure_ascii=False,
     )
     return '{"examples": [' + one + ", " + one + ", ...]}"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from random import Random
 from typing import Any
 
+from synth.sim.instruct import compose, is_instruction_task
 from synth.sim.task import Task, _type_of
 from synth.sim.text import _CJK, near_dup, normalize, paraphrase, weave_pii
 
@@ -44,6 +45,7 @@ class ItemWriter:
             s[tf] for s in task.contrast if tf and isinstance(s.get(tf), str) and s[tf].strip()
         ]
         self.seen = {normalize(t) for t in self.texts}
+        self.instruct = is_instruction_task(task)
 
     def kind(self) -> str:
         """Draw the kind of the next item from the shares ("normal" for the rest)."""
@@ -115,7 +117,14 @@ class ItemWriter:
         task, rng = self.task, self.rng
         tf = task.text_field
         item: dict[str, Any] = {}
-        if tf:
+        if self.instruct:
+            for _ in range(4):  # a new task, not one this reply already has
+                item = compose(task, rng, task.classify)
+                key = normalize(str(item.get(tf or "", "")))
+                if key not in self.seen:
+                    break
+            self.seen.add(key)
+        elif tf:
             primary = shot.get(tf) if isinstance(shot.get(tf), str) else None
             if primary and primary.strip():
                 others = [t for t in self.texts if t is not primary]

@@ -17,6 +17,7 @@ from typing import Any
 _N_EXAMPLES = re.compile(r"(\d+)\s+(?:new\s+)?examples?\b", re.IGNORECASE)
 _LABEL_QUOTED = re.compile(r"\blabel\b\s*[:=]?\s*[\"“']([^\"”'\n]{1,100})[\"”']", re.IGNORECASE)
 _LABEL_BARE = re.compile(r"\blabel\b\s*[:=]\s*([^\s,;()\"'“”]{1,100})", re.IGNORECASE)
+_CLASSIFY_TASK = re.compile(r"\btask[ _]type\b\s*[:=]\s*\W?classification\b", re.IGNORECASE)
 MAX_ITEMS = 500
 
 
@@ -40,6 +41,7 @@ class Task:
     contrast: list[dict[str, Any]]
     prompt_chars: int
     enums: dict[str, list[Any]] = field(default_factory=dict)
+    classify: bool = False  # the prompt names a classification task type
 
 
 def _message_texts(messages: list[Any]) -> tuple[list[str], str]:
@@ -214,7 +216,10 @@ def read_task(body: dict[str, Any]) -> Task:
         required = list(fields)
         label_field = "label" if label is not None else None
     strings = [k for k, kind in fields.items() if kind == "string"]
-    text_field = "text" if "text" in strings else (strings[0] if strings else None)
+    # A schema's keys may come sorted ("input" before "instruction"): the main text is
+    # found by its usual names before falling back to the first string.
+    named = [k for k in ("text", "instruction", "prompt", "question") if k in strings]
+    text_field = named[0] if named else (strings[0] if strings else None)
     for k in strings:
         if k == text_field:
             fields[k] = "text"
@@ -234,4 +239,5 @@ def read_task(body: dict[str, Any]) -> Task:
         contrast=contrast,
         prompt_chars=sum(len(t) for t in texts),
         enums=enums,
+        classify=_CLASSIFY_TASK.search(last_user) is not None,
     )
