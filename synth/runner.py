@@ -2,7 +2,8 @@
 
     unfinished calls of a killed run -> answered from the store or sent again
     a window of calls kept full, planned a step at a time:
-        plan_cells(counts in memory)      deficits per cell
+        plan_cells(counts in memory)      deficits per cell, after any reviews made
+                                          meanwhile (read again from the store)
         size the step                     deficit / observed yield, less what the
                                           calls already planned should bring
         store.calls.plan                  recorded as pending before anything is sent
@@ -286,7 +287,9 @@ class Runner:
         summary = RunSummary(run.id, "running", None, resumed=run.resumes > 0)
         self.chain.prepare(store.examples.seen_items())
         # Kept in memory from here on (one run writes to a store at a time): asking
-        # the store after every chunk of replies costs a scan of all examples.
+        # the store after every chunk of replies costs a scan of all examples. Only
+        # reviewers change them beside the run; _reread_reviews catches that.
+        self.last_review = store.reviews.last_id()
         self.counts = store.examples.cell_counts()
         # Targets hold for the whole run (real rows do not change during it).
         self.targets = {p.cell: p.target for p in plan_cells(config, self.counts)}
@@ -363,6 +366,7 @@ class Runner:
     async def _plan_step(self) -> None:
         """Plan and send the next step of calls, if a cell still needs any; end the
         run when none does and nothing is left in flight."""
+        self._reread_reviews()
         plans = plan_cells(self.config, self.counts)
         open_cells = [p for p in plans if p.deficit > 0 and p.cell not in self.cells.stalled]
         if open_cells and self.budget is None:
@@ -412,6 +416,34 @@ class Runner:
             ]
             rows = self.store.calls.plan(self.run_id, calls, first_attempt=online)
             await self._send(rows, [n for _, _, n in specs[start : start + lot]])
+
+    def _reread_reviews(self) -> None:
+        """Take in what reviewers decided since the last look (`synth review` works
+        beside a run): a rejected sampled row leaves its cell short, an approved held
+        row counts, and a cell whose reviewers reject too much stops. The counts are
+        read again then: the store holds what memory does (rows are stored as they
+        are settled) plus the reviews. A cell acknowledged meanwhile waits for the
+        next run."""
+        last = self.store.reviews.last_id()
+        if last == self.last_review:
+            return
+        self.last_review = last
+        counts = self.store.examples.cell_counts()
+        # A step in progress measures what it accepted from the counts it was planned
+        # with: move those by the reviews' changes, or a reviewer's reject would pass
+        # for an idle step and an approval for an accept.
+        moved = {
+            cell: counts.get(cell, (0, 0))[1] - self.counts.get(cell, (0, 0))[1]
+            for cell in counts.keys() | self.counts.keys()
+        }
+        for step in self.steps[self.reported :]:
+            for cell, n in moved.items():
+                if n:
+                    real, synthetic = step.before.get(cell, (0, 0))
+                    step.before[cell] = (real, synthetic + n)
+        self.counts = counts
+        self.flagged |= flagged_cells(self.store, self.config.review)
+        self.cells.stalled |= self.flagged
 
     def _begin_step(self, size: int, cells: set[CellKey]) -> None:
         start = self.planned
@@ -592,6 +624,9 @@ class Runner:
         scores: Sequence[JudgeScore] = (),
     ) -> int:
         """Fill quotas in plan order and store the batch; the rows accepted."""
+        # Checked here too, not only when planning: a held row approved meanwhile must
+        # not let this batch fill its cell past the target.
+        self._reread_reviews()
         deficits = {
             cell: target - sum(self.counts.get(cell, (0, 0)))
             for cell, target in self.targets.items()
