@@ -130,7 +130,10 @@ def audit_store(config: Config, store: Store) -> dict[str, Any]:
                     source: asdict(diversity_figures(t)) if len(t) > 1 else None
                     for source, t in cell_texts.items()
                 },
+                # every call made for the cell, the judge's of its rows included, as
+                # in the totals
                 "calls": f["calls"],
+                "judge_calls": f["judge_calls"],
                 # generation calls that brought nothing usable, by why
                 "unusable": dict(sorted(f["unusable"].items())),
                 "tokens": tokens,
@@ -261,7 +264,8 @@ def _totals(
         "attempts": spend.attempts,
         "tokens": tokens,
         "cost_usd": spend.cost_usd,
-        # Every call counts here, judge calls included: what an accepted row cost.
+        # Every call counts, judge calls included, as in each cell: what an accepted
+        # row cost.
         "tokens_per_accepted": _per(tokens, sums["accepted"]),
         "cost_per_accepted": _per(spend.cost_usd, sums["accepted"]),
         "review": _review_figures(reviews),

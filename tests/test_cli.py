@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -30,11 +31,12 @@ def test_plan_status_run_export_through_the_cli(sim_project, sim, tmp_path):
 
     status = invoke(sim_project, "status")
     assert status.exit_code == 0
-    assert "-exact_dedup" in status.output and "urgent/lost_or_stolen_card" in status.output
-    # What the columns mean, held above all: said under the table.
+    assert "urgent/lost_or_stolen_card" in status.output
+    # What the columns mean, held above all, and who rejected what: said under the table.
     words = " ".join(status.output.split())
+    assert re.search(r"rej by: schema \d+, exact_dedup \d+, reviewers 0;", words)
     assert "held: sent to review by a filter, counted once approved" in words
-    assert "calls and tokens per cell: generation only" in words
+    assert "calls: generation and judge calls" in words
 
     as_json = json.loads(invoke(sim_project, "status", "--json").output)
     assert sum(c["accepted"] for c in as_json["cells"]) == 13
