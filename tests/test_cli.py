@@ -92,7 +92,11 @@ def test_an_endpoint_that_cannot_be_reached_stops_the_run_at_once_in_one_line(
     )
     elapsed = time.monotonic() - started
     assert ran.returncode == 1 and ran.stdout == ""
-    [line] = ran.stderr.splitlines()
+    # What the run prepared and where it calls (said before the filters' indexes are
+    # built, and once they are: they take seconds), then the error in one line.
+    preparing, ready, line = ran.stderr.splitlines()
+    assert preparing == "preparing filters: schema, exact_dedup ..."
+    assert re.fullmatch(rf"filters ready in \d+\.\d s; calling {re.escape(url)}", ready)
     assert line.startswith(f"Error: llm: {what}{url}/chat/completions") and advice in line
     # One attempt per call: retries (5, backing off) cannot mend a wrong address.
     with project.store() as store:
