@@ -44,6 +44,7 @@ from synth.judge.calibration import JudgePairs, excluded_note, judge_human_pairs
 from synth.plan import plan_cells
 from synth.quota import by_reason
 from synth.records import CellKey, SeenItem, Source, canonical_json, sha256_text
+from synth.status import simulated_note
 from synth.store import Store, empty_funnel_row
 from synth.store.rows import ExampleRow, FrozenItem
 from synth.text import normalize_text
@@ -264,6 +265,8 @@ def _totals(
         "attempts": spend.attempts,
         "tokens": tokens,
         "cost_usd": spend.cost_usd,
+        # of it, what synth's simulator answered: no bill
+        "simulated_cost_usd": store.calls.simulated_cost(),
         # Every call counts, judge calls included, as in each cell: what an accepted
         # row cost.
         "tokens_per_accepted": _per(tokens, sums["accepted"]),
@@ -382,6 +385,8 @@ def render_audit(report: dict[str, Any]) -> str:
         f" cost ${t['cost_usd']:.4f}; per accepted row: {num(t['tokens_per_accepted'], 0)}"
         f" tokens, ${num(t['cost_per_accepted'], 6)}",
     ]
+    if t["simulated_cost_usd"]:
+        out.append(simulated_note(t["simulated_cost_usd"], t["cost_usd"]))
     if "calibration" in report:
         out += ["", render_calibration(report["calibration"])]
     return "\n".join(out)

@@ -234,6 +234,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
                     "last_run": report.last_run,
                     "review_flags": report.review_flags,
                     "judge": report.judge,
+                    "simulated_cost_usd": report.simulated_usd,
                 },
                 indent=2,
             )

@@ -33,6 +33,8 @@ class StatusReport:
     # The judge's decisions by reason, mean score per criterion, its calls and cost;
     # None when no judge call was ever made.
     judge: JudgeSummary | None = None
+    # Of spend.cost_usd, what synth's simulator answered: no bill (the demo's, a test's).
+    simulated_usd: float = 0.0
 
 
 def status(config: Config, store: Store) -> StatusReport:
@@ -71,6 +73,7 @@ def status(config: Config, store: Store) -> StatusReport:
         last,
         review_flags=flags,
         judge=judge if judge["calls"] else None,
+        simulated_usd=store.calls.simulated_cost(),
     )
 
 
@@ -123,6 +126,8 @@ def render_status(report: StatusReport) -> str:
         f"calls {s.calls} (attempts {s.attempts}), tokens {s.prompt_tokens} in /"
         f" {s.completion_tokens} out, cost ${s.cost_usd:.4f}{per}"
     )
+    if report.simulated_usd:
+        out.append(simulated_note(report.simulated_usd, s.cost_usd))
     if report.last_run:
         out.append(f"runs {report.runs}, last: {report.last_run}")
     excluded = sum(c.get("real_excluded", 0) for c in report.cells)
@@ -145,6 +150,12 @@ def render_status(report: StatusReport) -> str:
         or [""]
     ]
     return "\n".join(table + notes).replace(NBSP, " ")
+
+
+def simulated_note(simulated_usd: float, cost_usd: float) -> str:
+    """Says which of the costs printed are synth's simulator's: no bill was run up."""
+    what = "the" if simulated_usd >= cost_usd - 1e-9 else f"${simulated_usd:.4f} of the"
+    return f"simulated: {what} cost is the simulator's token counts at [llm.prices], not a bill"
 
 
 def _rejections(report: StatusReport) -> str:

@@ -43,8 +43,13 @@ def test_demo_runs_offline_and_both_filters_reject_something(tmp_path, monkeypat
     assert sum(c["calls"] for c in cells) == spend.calls
     assert sum(c["prompt_tokens"] for c in cells) == spend.prompt_tokens
     assert sum(c["cost_usd"] for c in cells) == pytest.approx(spend.cost_usd)
+    # Every reply came from the simulator: its cost is said to be no bill, wherever shown.
+    assert spend.cost_usd > 0 and result.status.simulated_usd == pytest.approx(spend.cost_usd)
+    note = "simulated: the cost is the simulator's token counts at [llm.prices], not a bill"
+    assert note in text.splitlines()
     html = result.audit_html.read_text()
     assert html.startswith("<!doctype html>") and "class balance" in html
+    assert "cost per accepted row (simulated)" in html
 
 
 def test_demo_command_in_an_empty_folder_never_replaces_a_store_it_did_not_make(tmp_path):
