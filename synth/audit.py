@@ -44,6 +44,7 @@ from synth.judge.calibration import JudgePairs, excluded_note, judge_human_pairs
 from synth.plan import plan_cells
 from synth.quota import by_reason
 from synth.records import CellKey, SeenItem, Source, canonical_json, sha256_text
+from synth.status import simulated_note
 from synth.store import Store, empty_funnel_row
 from synth.store.rows import ExampleRow, FrozenItem
 from synth.text import normalize_text
@@ -130,7 +131,10 @@ def audit_store(config: Config, store: Store) -> dict[str, Any]:
                     source: asdict(diversity_figures(t)) if len(t) > 1 else None
                     for source, t in cell_texts.items()
                 },
+                # every call made for the cell, the judge's of its rows included, as
+                # in the totals
                 "calls": f["calls"],
+                "judge_calls": f["judge_calls"],
                 # generation calls that brought nothing usable, by why
                 "unusable": dict(sorted(f["unusable"].items())),
                 "tokens": tokens,
@@ -261,7 +265,10 @@ def _totals(
         "attempts": spend.attempts,
         "tokens": tokens,
         "cost_usd": spend.cost_usd,
-        # Every call counts here, judge calls included: what an accepted row cost.
+        # of it, what synth's simulator answered: no bill
+        "simulated_cost_usd": store.calls.simulated_cost(),
+        # Every call counts, judge calls included, as in each cell: what an accepted
+        # row cost.
         "tokens_per_accepted": _per(tokens, sums["accepted"]),
         "cost_per_accepted": _per(spend.cost_usd, sums["accepted"]),
         "review": _review_figures(reviews),
@@ -378,6 +385,8 @@ def render_audit(report: dict[str, Any]) -> str:
         f" cost ${t['cost_usd']:.4f}; per accepted row: {num(t['tokens_per_accepted'], 0)}"
         f" tokens, ${num(t['cost_per_accepted'], 6)}",
     ]
+    if t["simulated_cost_usd"]:
+        out.append(simulated_note(t["simulated_cost_usd"], t["cost_usd"]))
     if "calibration" in report:
         out += ["", render_calibration(report["calibration"])]
     return "\n".join(out)

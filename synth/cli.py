@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +105,7 @@ def run_cmd(ctx: click.Context, quiet: bool) -> None:
 
     Run it again after an interruption: it resumes where it stopped. A terminal gets
     a live panel (calls/s, tokens, cost, accepted per cell, ETA); a pipe gets one line
-    per batch on stderr.
+    per batch on stderr. Both first say what the run prepares and where it calls.
     """
     from synth.progress import LiveProgress, step_lines
     from synth.runner import run
@@ -114,9 +115,10 @@ def run_cmd(ctx: click.Context, quiet: bool) -> None:
         summary = run(config)
     elif sys.stderr.isatty():
         with LiveProgress() as live:
-            summary = run(config, progress=live)
+            summary = run(config, progress=live, notice=live.note)
     else:
-        summary = run(config, progress=step_lines(lambda line: click.echo(line, err=True)))
+        say = partial(click.echo, err=True)
+        summary = run(config, progress=step_lines(say), notice=say)
     resumed = " (resumed)" if summary.resumed else ""
     click.echo(
         f"run {summary.run_id}{resumed}: {summary.status}"
@@ -232,6 +234,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
                     "last_run": report.last_run,
                     "review_flags": report.review_flags,
                     "judge": report.judge,
+                    "simulated_cost_usd": report.simulated_usd,
                 },
                 indent=2,
             )

@@ -85,7 +85,7 @@ def run_demo(
             say("\nplan (deficit per cell):")
             for p in plan_cells(config, store.examples.cell_counts()):
                 say(f"  {p.cell!s:40} target {p.target:3}  real {p.real:3}  deficit {p.deficit}")
-        summary = run(config)
+        summary = run(config, notice=say)
         say(
             f"\nrun {summary.run_id}: {summary.status}, {summary.calls} calls,"
             f" {summary.candidates} candidates, {summary.accepted} accepted,"

@@ -106,6 +106,10 @@ class LiveProgress:
             self.first = {str(c.cell): c.synthetic for c in snap.cells}
         self.live.update(render(snap, self.first))
 
+    def note(self, line: str) -> None:
+        """A line above the panel (the run's notices before its first reply)."""
+        self.console.print(line, markup=False, highlight=False)
+
     def __enter__(self) -> LiveProgress:
         self.live.start()
         return self

@@ -15,6 +15,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_SLICE = "default"
+# The ``system_fingerprint`` of every reply synth's simulator writes: the store tells
+# simulated spend (its token counts at [llm.prices], not a bill) by it.
+SIMULATOR_FINGERPRINT = "fp_synth_sim"
 
 
 class Source(StrEnum):

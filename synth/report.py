@@ -208,7 +208,8 @@ def render_html(report: dict[str, Any]) -> str:
         _card(str(t["generated"]), "generated", "generated", t["generated"]),
         _card(
             f"${num(t['cost_per_accepted'], 5)}",
-            "cost per accepted row",
+            # The demo's and a test's cost is the simulator's tokens: no bill.
+            "cost per accepted row" + (" (simulated)" if t.get("simulated_cost_usd") else ""),
             "cost_per_accepted",
             t["cost_per_accepted"],
         ),

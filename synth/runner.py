@@ -2,7 +2,8 @@
 
     unfinished calls of a killed run -> answered from the store or sent again
     a window of calls kept full, planned a step at a time:
-        plan_cells(counts in memory)      deficits per cell
+        plan_cells(counts in memory)      deficits per cell, after any reviews made
+                                          meanwhile (read again from the store)
         size the step                     deficit / observed yield, less what the
                                           calls already planned should bring
         store.calls.plan                  recorded as pending before anything is sent
@@ -40,6 +41,7 @@ from dataclasses import dataclass, field
 from synth.config import Config
 from synth.errors import SynthError
 from synth.filters import FilterChain, Outcome, build_chain
+from synth.filters.contamination import ContaminationFilter, ContaminationParams
 from synth.filters.rubric import judge_llm_changes, split_judge
 from synth.generate import SeedPool, build_call, candidates_from
 from synth.judge.grading import JudgeStage
@@ -116,6 +118,9 @@ class RunSummary:
 
 
 Progress = Callable[[Snapshot], None]
+# A line saying what a run is doing before its first reply comes (the filters' indexes
+# can take seconds to build).
+Notice = Callable[[str], None]
 
 
 class Interrupted(KeyboardInterrupt):
@@ -134,12 +139,14 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(line)
 
 
-def run(config: Config, *, progress: Progress | None = None) -> RunSummary:
+def run(
+    config: Config, *, progress: Progress | None = None, notice: Notice | None = None
+) -> RunSummary:
     """Run generation to quota; the store is ``config.project.db``. Ctrl-C raises
     ``Interrupted`` (a KeyboardInterrupt) once everything in flight is put down."""
     with Store(config.db_path) as store:
         try:
-            return asyncio.run(run_async(config, store, progress=progress))
+            return asyncio.run(run_async(config, store, progress=progress, notice=notice))
         except KeyboardInterrupt:
             raise _interrupted(store) from None
 
@@ -155,10 +162,14 @@ def _interrupted(store: Store) -> Interrupted:
 
 
 async def run_async(
-    config: Config, store: Store, *, progress: Progress | None = None
+    config: Config,
+    store: Store,
+    *,
+    progress: Progress | None = None,
+    notice: Notice | None = None,
 ) -> RunSummary:
     with _collect_garbage_less():
-        return await _run_async(config, store, progress)
+        return await _run_async(config, store, progress, notice)
 
 
 @contextmanager
@@ -179,9 +190,13 @@ def _collect_garbage_less() -> Iterator[None]:
         gc.unfreeze()
 
 
-async def _run_async(config: Config, store: Store, progress: Progress | None) -> RunSummary:
+async def _run_async(
+    config: Config, store: Store, progress: Progress | None, notice: Notice | None
+) -> RunSummary:
     template = load_template(config.resolve(config.generate.template), config.generate.template)
-    runner = Runner(config, store, template, progress)
+    if notice is not None:
+        notice(_preparing(config))
+    runner = Runner(config, store, template, progress, notice)
     judge_config = config.with_llm(**judge_llm_changes(runner.judge_spec))
     # What each endpoint's context holds goes to its client (to tell a full context
     # from max_tokens) and to the judge (to fit its prompts), not into the stored
@@ -226,14 +241,40 @@ class _Step:
     first_error: str | None = None
 
 
+def _preparing(config: Config) -> str:
+    """What the run builds before its first call: "preparing filters: near_dedup,
+    contamination (eval sets banking77-test) ..."."""
+    names = []
+    for spec in config.filters:
+        name: str = spec.kind
+        if isinstance(spec, ContaminationParams):
+            name += f" (eval sets {', '.join(e.name for e in spec.eval_sets)})"
+        names.append(name)
+    return f"preparing filters: {', '.join(names)} ..."
+
+
+def _ready(chain: FilterChain, seconds: float, endpoint: str) -> str:
+    """ "filters ready in 0.8 s (contamination index over 400 eval items); calling URL"."""
+    items = sum(len(f.index.items) for f in chain.filters if isinstance(f, ContaminationFilter))
+    index = f" (contamination index over {items} eval items)" if items else ""
+    return f"filters ready in {seconds:.1f} s{index}; calling {endpoint}"
+
+
 class Runner:
     def __init__(
-        self, config: Config, store: Store, template: Template, progress: Progress | None
+        self,
+        config: Config,
+        store: Store,
+        template: Template,
+        progress: Progress | None,
+        notice: Notice | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.template = template
         self.progress = progress
+        self.notice = notice
+        self.preparing_since = time.monotonic()  # building the chain is the slow part
         labels = all_labels(config, store.examples.cell_counts())
         ctx = config.filter_context(labels)
         cheap, judge = split_judge(config.filters, config.source.name)
@@ -289,8 +330,13 @@ class Runner:
         run = store.runs.begin(config.as_json(), config.sha)
         summary = RunSummary(run.id, "running", None, resumed=run.resumes > 0)
         self.chain.prepare(store.examples.seen_items())
+        if self.notice is not None:
+            took = time.monotonic() - self.preparing_since
+            self.notice(_ready(self.chain, took, config.endpoint()))
         # Kept in memory from here on (one run writes to a store at a time): asking
-        # the store after every chunk of replies costs a scan of all examples.
+        # the store after every chunk of replies costs a scan of all examples. Only
+        # reviewers change them beside the run; _reread_reviews catches that.
+        self.last_review = store.reviews.last_id()
         self.counts = store.examples.cell_counts()
         # Targets hold for the whole run (real rows do not change during it).
         self.targets = {p.cell: p.target for p in plan_cells(config, self.counts)}
@@ -372,6 +418,7 @@ class Runner:
     async def _plan_step(self) -> None:
         """Plan and send the next step of calls, if a cell still needs any; end the
         run when none does and nothing is left in flight."""
+        self._reread_reviews()
         plans = plan_cells(self.config, self.counts)
         open_cells = [p for p in plans if p.deficit > 0 and p.cell not in self.cells.stalled]
         if open_cells and self.budget is None:
@@ -421,6 +468,34 @@ class Runner:
             ]
             rows = self.store.calls.plan(self.run_id, calls, first_attempt=online)
             await self._send(rows, [n for _, _, n in specs[start : start + lot]])
+
+    def _reread_reviews(self) -> None:
+        """Take in what reviewers decided since the last look (`synth review` works
+        beside a run): a rejected sampled row leaves its cell short, an approved held
+        row counts, and a cell whose reviewers reject too much stops. The counts are
+        read again then: the store holds what memory does (rows are stored as they
+        are settled) plus the reviews. A cell acknowledged meanwhile waits for the
+        next run."""
+        last = self.store.reviews.last_id()
+        if last == self.last_review:
+            return
+        self.last_review = last
+        counts = self.store.examples.cell_counts()
+        # A step in progress measures what it accepted from the counts it was planned
+        # with: move those by the reviews' changes, or a reviewer's reject would pass
+        # for an idle step and an approval for an accept.
+        moved = {
+            cell: counts.get(cell, (0, 0))[1] - self.counts.get(cell, (0, 0))[1]
+            for cell in counts.keys() | self.counts.keys()
+        }
+        for step in self.steps[self.reported :]:
+            for cell, n in moved.items():
+                if n:
+                    real, synthetic = step.before.get(cell, (0, 0))
+                    step.before[cell] = (real, synthetic + n)
+        self.counts = counts
+        self.flagged |= flagged_cells(self.store, self.config.review)
+        self.cells.stalled |= self.flagged
 
     def _begin_step(self, size: int, cells: set[CellKey]) -> None:
         start = self.planned
@@ -609,6 +684,9 @@ class Runner:
         scores: Sequence[JudgeScore] = (),
     ) -> int:
         """Fill quotas in plan order and store the batch; the rows accepted."""
+        # Checked here too, not only when planning: a held row approved meanwhile must
+        # not let this batch fill its cell past the target.
+        self._reread_reviews()
         deficits = {
             cell: target - sum(self.counts.get(cell, (0, 0)))
             for cell, target in self.targets.items()

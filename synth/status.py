@@ -4,6 +4,7 @@ accepted / pending review / surplus, with calls, tokens and cost."""
 from __future__ import annotations
 
 import textwrap
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -32,6 +33,8 @@ class StatusReport:
     # The judge's decisions by reason, mean score per criterion, its calls and cost;
     # None when no judge call was ever made.
     judge: JudgeSummary | None = None
+    # Of spend.cost_usd, what synth's simulator answered: no bill (the demo's, a test's).
+    simulated_usd: float = 0.0
 
 
 def status(config: Config, store: Store) -> StatusReport:
@@ -70,54 +73,44 @@ def status(config: Config, store: Store) -> StatusReport:
         last,
         review_flags=flags,
         judge=judge if judge["calls"] else None,
+        simulated_usd=store.calls.simulated_cost(),
     )
 
 
 LEGEND = (
-    "accepted: counts toward the target (sampled: of those, awaiting a reviewer);"
-    " held: sent to review by a filter, counted once approved; surplus: kept beyond the"
-    " target; calls and tokens per cell: generation only (the judge's are in the line below)"
+    "gen = rej + acc + held + surplus. rej: rejected by a filter or a reviewer (per cell:"
+    " --json, synth audit); acc: counts toward the target, sampled rows included; held: sent"
+    " to review by a filter, counted once approved; surplus: kept beyond the target; calls:"
+    " generation and judge calls, a judge call in the cell of the row it judged"
 )
+# Every line of the table and the notes under it fits this many columns.
+WIDTH = 100
+NBSP = "\u00a0"
 
 
 def render_status(report: StatusReport) -> str:
-    """A plain-text table: one line per cell, then the totals."""
-    reject_cols = [f"-{f}" for f in report.filters]
-    header = [
-        "cell",
-        "target",
-        "real",
-        "generated",
-        *reject_cols,
-        "accepted",
-        "sampled",
-        "held",
-        "surplus",
-        "calls",
-        "tokens",
-        "deficit",
-    ]
+    """A plain-text table: one line per cell, then the totals. The rejections by
+    filter and the rows sampled for review are summed under it (--json has them per
+    cell), so that the table fits 100 columns."""
+    header = ["cell", "target", "real", "gen", "rej", "acc", "held", "surplus", "calls", "deficit"]
     lines = []
-    totals: dict[str, int] = {}
+    totals = [0] * (len(header) - 2)
     for c in report.cells:
-        values = [
-            f"{c['slice']}/{c['label']}",
-            "-" if c["target"] is None else c["target"],
+        figures = [
             c["real"],
             c["generated"],
-            *[c["rejected"].get(f, 0) for f in report.filters],
+            sum(c["rejected"].values()) + c["review_rejected"],
             c["accepted"],
-            c["sampled"],
             c["held"],
             c["surplus"],
             c["calls"],
-            c["prompt_tokens"] + c["completion_tokens"],
             c["deficit"],
         ]
-        lines.append([str(v) for v in values])
-        for name, v in zip(header[2:], values[2:], strict=True):
-            totals[name] = totals.get(name, 0) + (v if isinstance(v, int) else 0)
-    total_row = ["total", "", *[str(totals.get(h, 0)) for h in header[2:]]]
+        target = "-" if c["target"] is None else str(c["target"])
+        lines.append([f"{c['slice']}/{c['label']}", target, *map(str, figures)])
+        totals = [t + f for t, f in zip(totals, figures, strict=True)]
+    total_row = ["total", "", *map(str, totals)]
+    accepted = dict(zip(header[2:], totals, strict=True))["acc"]
     widths = [max(len(r[i]) for r in [header, *lines, total_row]) for i in range(len(header))]
 
     def fmt(r: list[str]) -> str:
@@ -125,15 +118,16 @@ def render_status(report: StatusReport) -> str:
         return "  ".join([first, *(v.rjust(w) for v, w in zip(r[1:], widths[1:], strict=True))])
 
     rule = "-" * len(fmt(header))
-    out = [fmt(header), rule, *(fmt(r) for r in lines), rule, fmt(total_row)]
-    out += textwrap.wrap(LEGEND, 100)
+    table = [fmt(header), rule, *(fmt(r) for r in lines), rule, fmt(total_row)]
+    out = [_rejections(report), LEGEND]
     s = report.spend
-    accepted = totals.get("accepted", 0)
     per = f", ${s.cost_usd / accepted:.5f} per accepted row" if accepted and s.cost_usd else ""
     out.append(
         f"calls {s.calls} (attempts {s.attempts}), tokens {s.prompt_tokens} in /"
         f" {s.completion_tokens} out, cost ${s.cost_usd:.4f}{per}"
     )
+    if report.simulated_usd:
+        out.append(simulated_note(report.simulated_usd, s.cost_usd))
     if report.last_run:
         out.append(f"runs {report.runs}, last: {report.last_run}")
     excluded = sum(c.get("real_excluded", 0) for c in report.cells)
@@ -146,7 +140,34 @@ def render_status(report: StatusReport) -> str:
     out += _unusable_lines(report.cells)
     out += ["", *_diversity_lines(report.cells)]
     out += _judge_lines(report.judge)
-    return "\n".join(out)
+    # Notes longer than the width (a long stop reason, many criteria) go on, indented.
+    notes = [
+        part
+        for line in out
+        for part in textwrap.wrap(
+            line, WIDTH, subsequent_indent=line[: len(line) - len(line.lstrip())] + "  "
+        )
+        or [""]
+    ]
+    return "\n".join(table + notes).replace(NBSP, " ")
+
+
+def simulated_note(simulated_usd: float, cost_usd: float) -> str:
+    """Says which of the costs printed are synth's simulator's: no bill was run up."""
+    what = "the" if simulated_usd >= cost_usd - 1e-9 else f"${simulated_usd:.4f} of the"
+    return f"simulated: {what} cost is the simulator's token counts at [llm.prices], not a bill"
+
+
+def _rejections(report: StatusReport) -> str:
+    """ "rej by: schema 3, pii 0, ..., reviewers 1; acc awaiting a reviewer (sampled): 4"."""
+    by: Counter[str] = Counter()
+    for c in report.cells:
+        by.update(c["rejected"])
+    reviewers = sum(c["review_rejected"] for c in report.cells)
+    # A no-break space keeps each name with its count when the line is wrapped.
+    parts = [f"{f}{NBSP}{by[f]}" for f in report.filters] + [f"reviewers{NBSP}{reviewers}"]
+    sampled = sum(c["sampled"] for c in report.cells)
+    return f"rej by: {', '.join(parts)}; acc awaiting a reviewer (sampled): {sampled}"
 
 
 def _judge_lines(judge: JudgeSummary | None) -> list[str]:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -30,11 +31,12 @@ def test_plan_status_run_export_through_the_cli(sim_project, sim, tmp_path):
 
     status = invoke(sim_project, "status")
     assert status.exit_code == 0
-    assert "-exact_dedup" in status.output and "urgent/lost_or_stolen_card" in status.output
-    # What the columns mean, held above all: said under the table.
+    assert "urgent/lost_or_stolen_card" in status.output
+    # What the columns mean, held above all, and who rejected what: said under the table.
     words = " ".join(status.output.split())
+    assert re.search(r"rej by: schema \d+, exact_dedup \d+, reviewers 0;", words)
     assert "held: sent to review by a filter, counted once approved" in words
-    assert "calls and tokens per cell: generation only" in words
+    assert "calls: generation and judge calls" in words
 
     as_json = json.loads(invoke(sim_project, "status", "--json").output)
     assert sum(c["accepted"] for c in as_json["cells"]) == 13
@@ -90,7 +92,11 @@ def test_an_endpoint_that_cannot_be_reached_stops_the_run_at_once_in_one_line(
     )
     elapsed = time.monotonic() - started
     assert ran.returncode == 1 and ran.stdout == ""
-    [line] = ran.stderr.splitlines()
+    # What the run prepared and where it calls (said before the filters' indexes are
+    # built, and once they are: they take seconds), then the error in one line.
+    preparing, ready, line = ran.stderr.splitlines()
+    assert preparing == "preparing filters: schema, exact_dedup ..."
+    assert re.fullmatch(rf"filters ready in \d+\.\d s; calling {re.escape(url)}", ready)
     assert line.startswith(f"Error: llm: {what}{url}/chat/completions") and advice in line
     # One attempt per call: retries (5, backing off) cannot mend a wrong address.
     with project.store() as store:

@@ -11,6 +11,7 @@ from conftest import ROOT
 from synth.demo import run_demo
 from synth.errors import SynthError
 from synth.records import Seed
+from synth.status import render_status
 from synth.store import Store
 
 
@@ -30,8 +31,25 @@ def test_demo_runs_offline_and_both_filters_reject_something(tmp_path, monkeypat
     assert {r["provenance"]["slice"] for r in synthetic} >= {"default", "urgent"}
     text = "\n".join(lines)
     assert "plan (deficit per cell)" in text and "exported" in text
+    # The funnel of the bundled project fits a 100-column terminal, every note included.
+    shown = render_status(result.status)
+    assert max(len(line) for line in shown.splitlines()) <= 100
+    assert shown in text
+    # Per cell, calls, tokens and cost are every call's, the judge's included: the
+    # cells add up to the totals the status prints under them.
+    cells, spend = result.status.cells, result.status.spend
+    assert result.status.judge is not None
+    assert sum(c["judge_calls"] for c in cells) == result.status.judge["calls"] > 0
+    assert sum(c["calls"] for c in cells) == spend.calls
+    assert sum(c["prompt_tokens"] for c in cells) == spend.prompt_tokens
+    assert sum(c["cost_usd"] for c in cells) == pytest.approx(spend.cost_usd)
+    # Every reply came from the simulator: its cost is said to be no bill, wherever shown.
+    assert spend.cost_usd > 0 and result.status.simulated_usd == pytest.approx(spend.cost_usd)
+    note = "simulated: the cost is the simulator's token counts at [llm.prices], not a bill"
+    assert note in text.splitlines()
     html = result.audit_html.read_text()
     assert html.startswith("<!doctype html>") and "class balance" in html
+    assert "cost per accepted row (simulated)" in html
 
 
 def test_demo_command_in_an_empty_folder_never_replaces_a_store_it_did_not_make(tmp_path):

@@ -221,7 +221,8 @@ def test_ctrl_c_prints_what_was_kept_and_exits_130_and_the_next_run_resumes(
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert out == ""
-    *progress, last = err.splitlines()
+    preparing, ready, *progress, last = err.splitlines()
+    assert preparing.startswith("preparing filters: ") and ready.startswith("filters ready in ")
     assert all(line.startswith("batch ") for line in progress), err
     assert re.fullmatch(
         r"interrupted: run run_\w+ keeps its \d+ accepted rows and \d+ answered calls;"

@@ -23,6 +23,7 @@ from collections import deque
 from random import Random
 from typing import Any
 
+from synth.records import SIMULATOR_FINGERPRINT
 from synth.sim.config import MODEL_ID, Scripted, SimConfig
 from synth.sim.items import ItemWriter
 from synth.sim.judge import candidate_text, judge_kind
@@ -169,7 +170,7 @@ def _completion(
         "object": "chat.completion",
         "created": int(arrived),
         "model": body.get("model") if isinstance(body.get("model"), str) else MODEL_ID,
-        "system_fingerprint": "fp_synth_sim",
+        "system_fingerprint": SIMULATOR_FINGERPRINT,
         "choices": [
             {
                 "index": 0,

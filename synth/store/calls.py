@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from synth.records import CellKey, canonical_json
+from synth.records import SIMULATOR_FINGERPRINT, CellKey, canonical_json
 from synth.store._part import Part, in_chunks, new_id, now
 from synth.store.rows import CallRow, PlannedCall, Spend
 
@@ -199,6 +199,16 @@ class Calls(Part):
                 " WHERE id = ?",
                 (error, reason, call_id),
             )
+
+    def simulated_cost(self) -> float:
+        """The cost of the replies synth's simulator wrote (found by their fingerprint):
+        its token counts at [llm.prices], no bill."""
+        return float(
+            self._one(
+                "SELECT coalesce(sum(cost_usd), 0) FROM llm_calls WHERE instr(response_json, ?)",
+                (SIMULATOR_FINGERPRINT,),
+            )
+        )
 
     def spend(self, run_id: str | None = None) -> Spend:
         """Calls, attempts, tokens and cost: of one run, or of the whole store."""

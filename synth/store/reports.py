@@ -37,6 +37,11 @@ class Reports(Part):
         are rows a filter sent to review, counted only once approved. ``real`` counts
         the real rows of the dataset; ``real_excluded`` the real rows `synth filter`
         kept out of it (rejected, held for review, or already there).
+
+        ``calls``, tokens and cost are every call's, each in the cell it was made for:
+        a judge call in the cell of the row it judged (``judge_calls`` counts those),
+        so the cells add up to the store's totals. ``failed_calls`` and ``unusable``
+        are generation calls that brought nothing usable.
         """
         cells: dict[tuple[str, str], FunnelRow] = {}
 
@@ -68,14 +73,16 @@ class Reports(Part):
                 row["review_rejected"] += n
             else:
                 row["surplus"] += n
-        for slice_, label, status, reason, n, pt, ct, cost in self.conn.execute(
-            "SELECT slice, label, status, reason, count(*), sum(prompt_tokens),"
-            " sum(completion_tokens), sum(cost_usd) FROM llm_calls WHERE purpose = 'generate'"
-            " GROUP BY slice, label, status, reason"
+        for slice_, label, purpose, status, reason, n, pt, ct, cost in self.conn.execute(
+            "SELECT coalesce(slice, ''), coalesce(label, ''), purpose, status, reason,"
+            " count(*), sum(prompt_tokens), sum(completion_tokens), sum(cost_usd)"
+            " FROM llm_calls GROUP BY 1, 2, purpose, status, reason"
         ):
             row = cell(slice_, label)
             row["calls"] += n
-            if status in ("failed", "invalid"):
+            if purpose == "judge":
+                row["judge_calls"] += n
+            elif status in ("failed", "invalid"):
                 row["failed_calls"] += n
                 row["unusable"][reason or Unusable.FAILED] += n
             row["prompt_tokens"] += pt or 0

@@ -184,6 +184,11 @@ class Reviews(Part):
         ).fetchone()[0]
         return "approved" if have < target else "surplus"
 
+    def last_id(self) -> int:
+        """The newest review's id, 0 before any: a run compares it between steps to
+        learn, at the cost of one index lookup, whether reviewers decided anything."""
+        return int(self._one("SELECT coalesce(max(id), 0) FROM reviews"))
+
     def ack_cell(self, slice_: str, label: str, note: str | None = None) -> int:
         """Acknowledge a cell's reviews so far; returns how many were set aside."""
         with self._tx() as conn:

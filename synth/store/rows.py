@@ -274,8 +274,9 @@ class FunnelRow(TypedDict):
     held: int
     review_rejected: int
     surplus: int
-    calls: int
-    failed_calls: int
+    calls: int  # generation and judge calls, judge_calls of them the judge's
+    judge_calls: int
+    failed_calls: int  # generation calls
     unusable: Counter[str]  # failed_calls by why (a synth.records.Unusable word)
     prompt_tokens: int
     completion_tokens: int
@@ -296,6 +297,7 @@ def empty_funnel_row(slice_: str, label: str) -> FunnelRow:
         "review_rejected": 0,
         "surplus": 0,
         "calls": 0,
+        "judge_calls": 0,
         "failed_calls": 0,
         "unusable": Counter(),
         "prompt_tokens": 0,
