@@ -246,8 +246,9 @@ def eval_sets(data: Path, work: Path) -> list[EvalSetSpec]:
             columns=("id", "sentence1", "sentence2", "label"),
         ),
     ]
-    # MMLU as the contamination filter recommends: questions alone for the n-gram
-    # signal, questions with their choices for the similarity signals.
+    # MMLU as the contamination filter recommends: every signal on the questions alone
+    # (a rephrased question is written without its choices), and the similarity signals
+    # on questions with their choices too.
     for subject, (path, columns) in mmlu_files(data).items():
         if subject in MMLU_HELD_OUT:
             continue
@@ -255,7 +256,11 @@ def eval_sets(data: Path, work: Path) -> list[EvalSetSpec]:
         name = f"mmlu-{subject}"
         specs += [
             EvalSetSpec(
-                name=name, path=str(path), field="question", columns=columns, signals=("ngram",)
+                name=name,
+                path=str(path),
+                field="question",
+                columns=columns,
+                signals=("ngram", "edits", "minhash", "semantic"),
             ),
             EvalSetSpec(
                 name=f"{name}+choices",

@@ -115,7 +115,7 @@ class DiversityParams(FilterParams):
     kind: Literal["diversity"] = "diversity"
     threshold: float = Field(default=0.7, ge=0.0, le=1.0)
     calibrate: bool = True
-    quantile: float = Field(default=0.95, gt=0.5, lt=1.0)
+    quantile: float = Field(default=0.99, gt=0.5, lt=1.0)
     max_threshold: float = Field(default=0.95, ge=0.0, le=1.0)
     min_seeds: int = Field(default=20, ge=2)
     calibration_sample: int = Field(default=1_000, ge=100)

@@ -197,9 +197,10 @@ def test_rows_sharing_a_template_across_labels_are_not_each_others_copies(kind):
     assert len(rows) == 80
     guarded = rejected()
     assert len(guarded) <= 0.02 * len(rows), guarded
-    # Without the guard the template makes them alike, across labels too.
+    # Without the guard the template makes them alike, across labels too (diversity at
+    # its q99 threshold: 16 of the 80).
     unguarded = rejected(boilerplate_df=1.0)
-    assert len(unguarded) >= 0.25 * len(rows)
+    assert len(unguarded) >= 0.15 * len(rows)
     if kind == "near_dedup":
         assert sum("other cell" in r for r in unguarded) >= 0.25 * len(rows)
 
@@ -221,7 +222,10 @@ def test_a_near_copy_of_another_labels_seed_is_still_rejected():
     decisions = f.decide(batch)
     assert decisions[-1].verdict is Verdict.REJECT, decisions[-1].reason
     assert " with seed_" in decisions[-1].reason and "other cell" in decisions[-1].reason
-    assert sum(d.verdict is Verdict.REJECT for d in decisions) == 1
+    # Besides it, only "My disposable virtual card got rejected", one word from "... was
+    # rejected." in the same batch: a near copy by its token edits.
+    rejected = [d.reason for d in decisions[:-1] if d.verdict is Verdict.REJECT]
+    assert len(rejected) <= 1 and all("e=0.20 with ex_70" in r for r in rejected), rejected
 
 
 def test_a_text_the_model_repeats_with_a_word_changed_is_not_taken_for_boilerplate():
@@ -263,9 +267,13 @@ def test_real_same_domain_messages_are_not_eval_set_copies():
     # Most of those are BANKING77's own leaks: a test message word for word, misspelled,
     # or sharing a 13-gram ("Is there an auto top up option?" is in both splits). What
     # only looks alike goes to review, and for about one row in a hundred.
+    # Rows fewer token edits from a test message than every seed is ("What do I have
+    # to do to get a Visa card?") are rejected as near copies.
     verbatim = [d for d in flagged if d.reason.startswith("contamination: ngram ")]
+    edited = [d for d in flagged if d.reason.startswith("contamination: edits ")]
     assert len(flagged) - len(verbatim) <= 0.015 * len(rows)
-    assert all(d.verdict is Verdict.REVIEW for d in flagged if d not in verbatim)
+    assert len(edited) <= 0.005 * len(rows)
+    assert all(d.verdict is Verdict.REVIEW for d in flagged if d not in verbatim + edited)
     # At the fixed floors they were flagged wholesale.
     fixed = ContaminationFilter(ContaminationParams(eval_sets=[B77_TEST], calibrate=False), CTX)
     before = fixed.decide([cand(t, "x", i) for i, t in enumerate(rows[:200])])
@@ -450,3 +458,73 @@ def test_the_chain_of_config_toml_is_calibrated_by_prepare(tmp_path):
     assert rules[("diversity", "cell")] == "seeds"
     assert rules[("contamination", "banking77-test semantic")] == "seeds"
     assert Path(config.root / "seeds" / "eval.jsonl").exists()
+
+
+# --- pinned from the quality benchmark ---------------------------------------------------
+
+
+def test_a_short_row_with_a_typo_is_a_near_copy_though_its_opening_is_common():
+    """Generated rows of a cell that mostly open "why was i ..." make that word pair
+    frequent; a lone pair is phrasing, not a template, and is not taken out of the edit
+    distance (it would leave 6 tokens of 8, and one typo would count as 17 %)."""
+    openings = [
+        "why was i declined at the shop today",
+        "why was i refused a refund for my order",
+        "why was i asked for my id again",
+        "why was i not told about the new limits",
+        "why was i sent a second card by post",
+        "why was i logged out of the app twice",
+        "why was i billed twice for one coffee",
+    ]
+    kept = "why was i charged a fee to transfer"
+    f = NearDedupFilter(NearDedupParams(), CTX)
+    f.prepare(seeds(bundled_seeds()))
+    f.admit([cand(t, "transfer_fee_charged", 100 + i) for i, t in enumerate([*openings, kept])])
+    [d] = f.decide([cand("why was i chharged a fee to transfer", "transfer_fee_charged")])
+    assert d.verdict is Verdict.REJECT
+    assert d.reason.startswith("near_dup: e=0.12 with ex_107")
+
+
+@pytest.mark.parametrize(
+    ("seed", "seed_label", "text", "label"),
+    [
+        # Real BANKING77 rows of different intents: word-pair Jaccard 0.56, a third of
+        # the tokens edited.
+        (
+            "Why do I need to verify my funds?",
+            "verify_source_of_funds",
+            "Do I need to verify my top-up?",
+            "verify_top_up",
+        ),
+        (
+            "Can you tell me how to change my PIN?",
+            "change_pin",
+            "Tell me how to change my details.",
+            "edit_personal_details",
+        ),
+        (
+            "Can I get a card in person?",
+            "order_physical_card",
+            "Where can I get a card in the EU?",
+            "country_support",
+        ),
+    ],
+)
+def test_a_short_real_row_is_not_a_near_copy_by_shared_phrasing_alone(
+    seed, seed_label, text, label
+):
+    """Fewer than ten tokens: the token edits decide, not the word-pair Jaccard."""
+    f = NearDedupFilter(NearDedupParams(), CTX)
+    f.prepare(seeds([*bundled_seeds(), (seed, seed_label)]))
+    [d] = f.decide([cand(text, label)])
+    assert d.verdict is Verdict.KEEP, d.reason
+
+
+def test_an_eval_item_with_a_word_changed_is_rejected_as_an_edited_copy():
+    with open(DATA / "gsm8k" / "test.jsonl", encoding="utf-8") as f:
+        item = json.loads(f.readline())["question"]
+    words = item.split()
+    words[3] = "several"
+    [d] = gsm8k_filter().decide([cand(" ".join(words))])
+    assert d.verdict is Verdict.REJECT
+    assert d.reason.startswith("contamination: ") and " gsm8k " in d.reason

@@ -30,7 +30,9 @@ from synth.text import tokenize
 CTX = FilterContext(root=ROOT, text_field="text", label_field="label")
 SHARED = "../shared/data"
 GSM8K = {"name": "gsm8k", "path": f"{SHARED}/gsm8k/test.jsonl", "field": "question"}
-REASON = re.compile(r"^contamination: (ngram|minhash|semantic) (\S+) (\S+) \((\d\.\d\d)\b.*\)$")
+REASON = re.compile(
+    r"^contamination: (ngram|edits|minhash|semantic) (\S+) (\S+) \((\d\.\d\d)\b.*\)$"
+)
 MMLU_COLUMNS = ["question", "A", "B", "C", "D", "answer"]
 
 
@@ -414,6 +416,6 @@ def test_check_file(tmp_path):
         verdict="reject",
         threshold=6.0,
     )
-    assert {h.signal for h in first} == {"ngram", "minhash", "semantic"}
+    assert {h.signal for h in first} == {"ngram", "edits", "minhash", "semantic"}
     with pytest.raises(EvalSetError, match="no field 'prompt'"):
         check_file(path, "prompt", params, ctx)

@@ -139,7 +139,14 @@ def test_rejects_near_copy_of_a_seed_and_names_it() -> None:
     seed_47 = next(s for s in read_jsonl(SEEDS) if s["id"] == "seed_task_47")["instruction"]
     [d] = f.decide([cand(seed_47, 1)])
     assert d.verdict is Verdict.REJECT
-    # Self-Instruct's seeds are far apart: the calibration keeps Self-Instruct's 0.7.
+    # Self-Instruct's seeds are far apart: at q95 the calibration keeps
+    # Self-Instruct's 0.7; the closest 1 % of them reach 0.77.
+    score, match, threshold, why = parts(d.reason)
+    assert (score, match, threshold) == ("1.000", "seed_task_47", "0.769")
+    assert why.startswith("q99 of 175 seeds")
+    f = make(quantile=0.95)
+    f.prepare(self_instruct_seeds())
+    [d] = f.decide([cand(seed_47, 1)])
     score, match, threshold, why = parts(d.reason)
     assert (score, match, threshold) == ("1.000", "seed_task_47", "0.700")
     assert why.startswith("floor; q95 of 175 seeds ")
