@@ -87,7 +87,7 @@ from synth.filters.calibration import (
     real_share,
     sample_positions,
 )
-from synth.filters.edits import within
+from synth.filters.edits import SHORT_TEXT_TOKENS, edit_cut, within
 from synth.filters.shingles import (
     ShingleKind,
     jaccard,
@@ -298,15 +298,6 @@ _MIN_OWN = 3
 # pair inside a short row ("from my", "i'd like") is phrasing; taking it out of an
 # eight-token row would leave six, and make one changed word count as 17 % of it.
 _MIN_TEMPLATE_RUN = 4
-# A pair whose shorter row has fewer tokens than this is a near duplicate by its token
-# edits alone, and one token edited is always near (15 % of six tokens is no edit). In
-# a short row each word moves the word-pair Jaccard by 0.1-0.2, and two real messages
-# of different intents ("Can I get a card in person?", "Where can I get a card in the
-# EU?") reach the threshold by sharing a few common phrases; the edit check measures
-# the change itself. On the quality benchmark (three draws) the Jaccard rule on short
-# pairs rejected 0.3-1.7 % of fresh real rows and caught no near copy the edit check
-# missed.
-_MIN_JACCARD_TOKENS = 10
 # Without real rows to compare with, nothing tells a template from phrasing that is
 # merely common, and only what more than half of a cell's generated rows share counts.
 _SHARE_WITHOUT_REFERENCE = 0.5
@@ -347,15 +338,6 @@ def _own_tokens(tokens: np.ndarray, n: int, drop: Hashes) -> np.ndarray | None:
     covered = _long_runs(covered, _MIN_TEMPLATE_RUN)
     rest = tokens[~covered]
     return rest if len(rest) >= min(_MIN_OWN, len(tokens)) else None
-
-
-def _edit_cut(cut: float, a: Sequence[int], b: Sequence[int]) -> float:
-    """The share of edits that makes a pair near copies: ``cut``, or one token in a
-    pair too short for ``cut`` to allow one (a word changed in a six-word row)."""
-    longer = max(len(a), len(b))
-    if longer and min(len(a), len(b)) < _MIN_JACCARD_TOKENS:
-        return max(cut, 1.0 / longer)
-    return cut
 
 
 def _long_runs(mask: np.ndarray, length: int) -> np.ndarray:
@@ -705,7 +687,7 @@ class NearDedupFilter(Filter):
         (short pairs are judged by their token edits alone)."""
         other = self._items.get(match) or run.items.get(match)
         shorter = min(len(item.tokens), len(other.tokens)) if other is not None else 0
-        return shorter >= _MIN_JACCARD_TOKENS
+        return shorter >= SHORT_TEXT_TOKENS
 
     def admit(self, kept: Sequence[Candidate]) -> None:
         self._add([(c.id, c.cell, c.text, False) for c in kept])
@@ -805,7 +787,7 @@ class NearDedupFilter(Filter):
                 best[same] = (j, key)
             if cut > 0:
                 a, b = _edit_pair(item, other, n, edit_drop(other) if n else _NONE)
-                e = within(a, b, _edit_cut(cut, a, b))
+                e = within(a, b, edit_cut(cut, a, b))
                 if e is not None and (edited is None or e < edited[0]):
                     edited = (e, j, key, "same cell" if same else "other cell")
         return best[True], best[False], edited
