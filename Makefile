@@ -37,10 +37,14 @@ demo: $(VENV)/.installed
 browser:
 	bash .ci/ensure-browser
 
-# CI's run: everything but the real-server tier, which takes minutes of a small
-# model's CPU time on two cores; `make test-real` runs that tier.
-test: $(VENV)/.installed-dev browser
+# CI's run: the whole suite, and of the real-server tier the part that takes seconds
+# (twelve json_schema generation replies, batch mode without the Batch API); the rest
+# takes minutes of a small model's CPU time on two cores: `make test-real`.
+REAL_SMOKE := (json_schema and replies_are_read) or batch_mode
+
+test: $(VENV)/.installed-real browser
 	$(BIN)/python -m pytest -m "not realserver"
+	$(BIN)/python -m pytest -m realserver -k "$(REAL_SMOKE)" tests/test_realserver.py
 
 # The real-server tests, all of them (llama.cpp + SmolLM2 on loopback), with figures.
 test-real: $(VENV)/.installed-real

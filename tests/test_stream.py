@@ -91,6 +91,8 @@ def test_a_slow_server_writing_tokens_is_never_cut_off(sim_project, sim):
 
 
 def test_a_stalled_reply_is_cut_off_after_the_idle_timeout_and_retried(sim_project, sim):
+    # The simulator is shared: hangs left by earlier tests may still be open.
+    already = sim.stats()["in_flight"]
     sim.configure(token_latency_ms=1)
     sim.script(["hang", "ok"])  # the first attempt stops halfway, the connection open
     _configure(sim_project, idle_timeout=0.3, retries=1)
@@ -101,9 +103,9 @@ def test_a_stalled_reply_is_cut_off_after_the_idle_timeout_and_retried(sim_proje
     stats = sim.stats()
     assert stats["by_outcome"]["hang"] == 1 and stats["requests"] == 2
     deadline = time.monotonic() + 3  # the cut-off request's connection was closed
-    while sim.stats()["in_flight"] and time.monotonic() < deadline:
+    while sim.stats()["in_flight"] > already and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert sim.stats()["in_flight"] == 0
+    assert sim.stats()["in_flight"] <= already
 
 
 def test_a_stall_on_the_last_attempt_is_recorded_as_a_timeout_saying_why(sim_project, sim):
