@@ -76,6 +76,22 @@ TASKS: dict[str, Task] = {
         config_source="prompts/instruction/config.toml",
         formats=("alpaca", "chat"),
     ),
+    "qa": Task(
+        name="qa",
+        about="a context, a question about it and the answer it supports (grounded Q&A)",
+        files=(
+            "config.toml",
+            "prompts/qa/generate.md.j2",
+            "prompts/qa/grade.md.j2",
+            "prompts/qa/rubric.toml",
+            "seeds/qa.jsonl",
+            "seeds/qa_eval.jsonl",
+            "seeds/README.md",
+        ),
+        seeds="seeds/qa.jsonl",
+        config_source="prompts/qa/config.toml",
+        formats=("chat", "alpaca"),
+    ),
 }
 
 # The [project] table of the bundled config.toml names the checkout's demo store; a new

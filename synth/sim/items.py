@@ -13,6 +13,7 @@ from random import Random
 from typing import Any
 
 from synth.sim.instruct import compose, is_instruction_task
+from synth.sim.qa import compose_qa, is_qa_task
 from synth.sim.task import Task, _type_of
 from synth.sim.text import _CJK, near_dup, normalize, paraphrase, weave_pii
 
@@ -45,7 +46,8 @@ class ItemWriter:
             s[tf] for s in task.contrast if tf and isinstance(s.get(tf), str) and s[tf].strip()
         ]
         self.seen = {normalize(t) for t in self.texts}
-        self.instruct = is_instruction_task(task)
+        self.qa = is_qa_task(task)
+        self.instruct = not self.qa and is_instruction_task(task)
 
     def kind(self) -> str:
         """Draw the kind of the next item from the shares ("normal" for the rest)."""
@@ -117,9 +119,9 @@ class ItemWriter:
         task, rng = self.task, self.rng
         tf = task.text_field
         item: dict[str, Any] = {}
-        if self.instruct:
+        if self.instruct or self.qa:
             for _ in range(4):  # a new task, not one this reply already has
-                item = compose(task, rng, task.classify)
+                item = compose_qa(task, rng) if self.qa else compose(task, rng, task.classify)
                 key = normalize(str(item.get(tf or "", "")))
                 if key not in self.seen:
                     break
