@@ -92,6 +92,21 @@ TASKS: dict[str, Task] = {
         config_source="prompts/qa/config.toml",
         formats=("chat", "alpaca"),
     ),
+    "chat": Task(
+        name="chat",
+        about="multi-turn dialogues of 2 to 8 turns, user and assistant alternating",
+        files=(
+            "config.toml",
+            "prompts/chat/generate.md.j2",
+            "prompts/chat/grade.md.j2",
+            "prompts/chat/rubric.toml",
+            "seeds/chat.jsonl",
+            "seeds/README.md",
+        ),
+        seeds="seeds/chat.jsonl",
+        config_source="prompts/chat/config.toml",
+        formats=("chat",),
+    ),
 }
 
 # The [project] table of the bundled config.toml names the checkout's demo store; a new

@@ -90,6 +90,7 @@ from synth.filters.shingles import (
     shingle_hashes,
     to_minhash,
 )
+from synth.messages import text_of
 from synth.records import Candidate, Decision, SeenItem, Source
 from synth.text import tokenize
 
@@ -1060,8 +1061,8 @@ class ContaminationFilter(Filter):
         for i, c in enumerate(batch):
             row = c.row
             for name in self.fields:
-                value = row.get(name)
-                if isinstance(value, str) and value.strip():
+                value = text_of(row, name)
+                if value.strip():
                     texts.append(value)
                     owners.append(i)
         out: list[list[Match]] = [[] for _ in batch]
