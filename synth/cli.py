@@ -547,7 +547,14 @@ def simulate(host: str, port: int, **settings: Any) -> None:
     type=click.Path(file_okay=False, path_type=Path),
 )
 @click.option("--force", is_flag=True, help="Replace a store (and files) already in WORKDIR.")
-def demo(workdir: Path, force: bool) -> None:
+@click.option(
+    "--task",
+    type=click.Choice(sorted(TASKS)),
+    default="classification",
+    show_default=True,
+    help="Which bundled project, by the shape of one example.",
+)
+def demo(workdir: Path, force: bool, task: str) -> None:
     """The offline demo: bundled seeds, the simulator, plan, run, funnel, export.
 
     It writes the bundled project into WORKDIR and never replaces a store already
@@ -555,7 +562,7 @@ def demo(workdir: Path, force: bool) -> None:
     """
     from synth.demo import run_demo
 
-    run_demo(workdir, say=click.echo, force=force)
+    run_demo(workdir, say=click.echo, force=force, task=task)
 
 
 @cli.command()
@@ -565,7 +572,8 @@ def demo(workdir: Path, force: bool) -> None:
     type=click.Choice(sorted(TASKS)),
     default="classification",
     show_default=True,
-    help="The shape of one example (classification: a text and its label).",
+    help="The shape of one example (classification: a text and its label; instruction:"
+    " an instruction, an optional input and the response).",
 )
 @click.option("--force", is_flag=True, help="Replace files that exist already.")
 def init(folder: Path, task: str, force: bool) -> None:

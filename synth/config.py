@@ -28,6 +28,7 @@ from pydantic import (
 
 from synth.errors import ConfigError, not_utf8
 from synth.filters import FilterContext, FilterSpec
+from synth.messages import text_of
 from synth.records import canonical_json, sha256_text
 
 DEFAULT_CONFIG = "config.toml"
@@ -131,9 +132,11 @@ class Since(Section):
 
 
 class FieldSpec(Section):
-    type: Literal["string", "integer", "number", "boolean"] = "string"
+    # "messages": a dialogue, a list of {role, content} turns (synth.messages).
+    type: Literal["string", "integer", "number", "boolean", "messages"] = "string"
     description: str = ""
-    min_length: int | None = Field(default=None, ge=0)  # characters, strings only
+    # Characters of a string; turns of a dialogue (its system message not counted).
+    min_length: int | None = Field(default=None, ge=0)
     max_length: int | None = Field(default=None, gt=0)
 
 
@@ -204,6 +207,10 @@ class SchemaSettings(Since):
         label is written, pinned to the cell's)."""
         fixed = set(self.cell_fields) - {self.label}
         return [name for name in self.fields if name not in fixed]
+
+    def text_of(self, data: dict[str, Any]) -> str:
+        """The text the filters compare: the text field, or a dialogue's user turns."""
+        return text_of(data, self.text)
 
     def cell_of(self, data: dict[str, Any]) -> str:
         """The name of the cell a row's fields put it in (besides its slice)."""
@@ -339,10 +346,15 @@ class SplitSettings(Section):
         return self
 
 
-class ChatMapping(Section):
+class ChatMapping(Since):
     """The chat fine-tuning format: each turn a ``str.format`` template over the
-    example's fields (``"{text}"``); an empty ``system`` leaves the turn out."""
+    example's fields (``"{text}"``); an empty ``system`` leaves the turn out.
+    ``messages`` names a dialogue field to export as it is instead (``system`` then
+    goes first when the dialogue has no system message of its own)."""
 
+    _since: ClassVar[dict[str, Any]] = {"messages": ""}
+
+    messages: str = ""
     system: str = ""
     user: str = "{text}"
     assistant: str = "{label}"

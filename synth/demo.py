@@ -1,4 +1,8 @@
-"""The offline demo: the bundled project (`synth init`'s) against the built-in simulator.
+"""The offline demo: a bundled project (`synth init`'s) against the built-in simulator.
+
+``task`` picks the project (``classification``, the default, or another shape); the
+demo then also writes the shape's own export formats and shows one synthetic row in
+each, so the shape can be seen without an API key.
 
 No API key and no network: the simulator listens on a free loopback port, with a
 realistic share of faults (rate limits, server errors, malformed replies, duplicates,
@@ -47,16 +51,22 @@ class DemoResult:
     status: StatusReport
     export: ExportResult
     audit_html: Path
+    shaped: tuple[ExportResult, ...] = ()  # the task's own formats, beside export.jsonl
 
 
 STORE_FILES = ("synth.db", "synth.db-wal", "synth.db-shm")
+_DEMO_NAMES = {"classification": "banking-support"}
 
 
 def run_demo(
-    workdir: str | Path, say: Callable[[str], None] = print, *, force: bool = False
+    workdir: str | Path,
+    say: Callable[[str], None] = print,
+    *,
+    force: bool = False,
+    task: str = "classification",
 ) -> DemoResult:
-    """Write the bundled project into ``workdir`` (as `synth init` does), import its
-    seeds, plan, run against the simulator, export.
+    """Write the bundled project of ``task`` into ``workdir`` (as `synth init` does),
+    import its seeds, plan, run against the simulator, export.
 
     A store already in ``workdir`` may hold frozen versions and reviews: it is
     replaced only with ``force``, and otherwise nothing is touched."""
@@ -71,15 +81,17 @@ def run_demo(
     if force:
         for name in STORE_FILES:
             (workdir / name).unlink(missing_ok=True)
-    task = TASKS["classification"]
-    init_project(workdir, task.name, force=force, name="banking-support")
+    if task not in TASKS:
+        raise SynthError(f"--task {task}", f"unknown task; known: {', '.join(TASKS)}")
+    chosen = TASKS[task]
+    init_project(workdir, chosen.name, force=force, name=_DEMO_NAMES.get(task, f"{task}-demo"))
     with Simulator(DEMO_SIMULATOR) as sim:
-        config = load_config(workdir / task.config).with_llm(base_url=sim.base_url)
+        config = load_config(workdir / chosen.config).with_llm(base_url=sim.base_url)
         say(f"simulator on {sim.base_url}; store {config.db_path}")
         with Store(config.db_path) as store:
             # seeds/eval.jsonl is the held-out set the contamination filter checks
             # against: it must never be imported as seeds.
-            path = workdir / task.seeds
+            path = workdir / chosen.seeds
             result = store.examples.add_seeds(read_seeds(path, config).seeds)
             say(f"imported {result.added} seeds from {path}")
             say("\nplan (deficit per cell):")
@@ -95,18 +107,25 @@ def run_demo(
             report = status(config, store)
             say("\n" + render_status(report))
             exported = export(store, config, workdir / "export.jsonl")
+            shaped = tuple(
+                export(store, config, workdir / f"export.{fmt}.jsonl", fmt)  # type: ignore[arg-type]
+                for fmt in chosen.formats
+            )
             audit_html = workdir / "audit.html"
             audit_html.write_text(render_html(audit_store(config, store)), encoding="utf-8")
         say(
             f"\nexported {exported.rows} rows ({exported.real} real, {exported.synthetic}"
             f" synthetic) to {exported.path}; audit report: {audit_html}"
         )
+        for fmt, written in zip(chosen.formats, shaped, strict=True):
+            say(f"\n{fmt}: {written.path}; its last line, a synthetic row:")
+            say("  " + written.path.read_text(encoding="utf-8").splitlines()[-1])
         stats = sim.stats()
         say(f"simulator served {stats['requests']} requests: {stats['by_outcome']}")
         say(
-            f"\n{workdir / task.config} names this store, so every command works on it"
+            f"\n{workdir / chosen.config} names this store, so every command works on it"
             f" from {workdir}:\n"
             "  synth status | synth show ID | synth review serve | synth audit\n"
             "  synth freeze v1 && synth export --version v1 --out data.jsonl"
         )
-    return DemoResult(config, summary, report, exported, audit_html)
+    return DemoResult(config, summary, report, exported, audit_html, shaped)

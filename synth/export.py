@@ -7,10 +7,12 @@ Formats:
     slice, content sha; for a synthetic row its run, model, template and sha, call
     and parent seeds; for a version also its name and the row's split).
 ``chat``
-    OpenAI chat fine-tuning lines (``{"messages": [...]}``), the turns built from the
-    ``[export.chat]`` templates over the example's fields (by default the text as the
-    user turn and the label as the assistant's answer, and no system turn). The
-    format allows no other keys, so provenance stays in the other formats.
+    OpenAI chat fine-tuning lines (``{"messages": [...]}``, also what Hugging Face
+    chat templates take), the turns built from the ``[export.chat]`` templates over
+    the example's fields (by default the text as the user turn and the label as the
+    assistant's answer, and no system turn), or a dialogue field as it is
+    (``export.chat.messages``). The format allows no other keys, so provenance stays
+    in the other formats.
 ``alpaca``
     Instruction-tuning lines as Stanford Alpaca's data (``{"instruction", "input",
     "output"}``), each built from the ``[export.alpaca]`` templates over the fields.
@@ -44,6 +46,7 @@ from typing import Any, Literal
 
 from synth.config import Config
 from synth.errors import ConfigError
+from synth.messages import is_dialogue
 from synth.outfiles import write_text
 from synth.store import Store
 
@@ -151,6 +154,8 @@ def _render(rows: Sequence[dict[str, Any]], config: Config, fmt: Format) -> str:
 def chat_record(data: dict[str, Any], config: Config) -> dict[str, Any]:
     """One chat fine-tuning line from an example, by the ``[export.chat]`` templates."""
     mapping = config.export.chat
+    if mapping.messages:
+        return {"messages": _dialogue(data, config)}
     messages = []
     for role in ("system", "user", "assistant"):
         template = getattr(mapping, role)
@@ -158,6 +163,24 @@ def chat_record(data: dict[str, Any], config: Config) -> dict[str, Any]:
             continue
         messages.append({"role": role, "content": _fill(template, data, config, role)})
     return {"messages": messages}
+
+
+def _dialogue(data: dict[str, Any], config: Config) -> list[dict[str, str]]:
+    """The dialogue field named by ``export.chat.messages``, with ``system`` first
+    when set and the dialogue has no system message of its own."""
+    mapping = config.export.chat
+    value = data.get(mapping.messages)
+    if not is_dialogue(value):
+        raise ConfigError(
+            f"{config.source.name}: export.chat.messages",
+            f"{mapping.messages!r} is not a dialogue field of the examples",
+        )
+    turns = [{"role": str(m["role"]), "content": str(m["content"])} for m in value]
+    if mapping.system and turns[0]["role"] != "system":
+        turns.insert(
+            0, {"role": "system", "content": _fill(mapping.system, data, config, "system")}
+        )
+    return turns
 
 
 def alpaca_record(data: dict[str, Any], config: Config) -> dict[str, str]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from synth.config import Config
 from synth.llm.structured import answer_shape, examples_format
+from synth.messages import text_of
 from synth.prompts import Template
 from synth.records import DEFAULT_SLICE, Candidate, CellKey, CellPlan, canonical_json, sha256_text
 from synth.store.rows import CallRow, PlannedCall
@@ -179,7 +180,7 @@ def candidates_from(
     fixed = {k: v for k, v in schema.cell_values(cell.label).items() if k != schema.label}
     out = []
     for i, item in enumerate(items):
-        text = item.get(text_field)
+        text = text_of(item, text_field)
         metadata = {k: (v[0] if isinstance(v, list) else v) for k, v in match.items()}
         metadata.update(fixed)
         out.append(
@@ -187,7 +188,7 @@ def candidates_from(
                 id="ex_" + sha256_text(f"{call.request_sha}:{i}")[:16],
                 run_id=run_id,
                 cell=cell,
-                text=text if isinstance(text, str) else "",
+                text=text,
                 data=item,
                 metadata=metadata,
                 llm_call_id=call.id,

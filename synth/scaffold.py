@@ -1,10 +1,11 @@
 """`synth init`: a project to start from, written from the files synth ships.
 
 A task is a set of starting files: a commented config.toml, the generation template,
-the judge's templates and rubric, and seeds. The only task so far is
-``classification`` (short texts, one label each: the demo's project); a task of
-another shape (instructions and answers, say) is another entry of ``TASKS`` with its
-own files.
+the judge's templates and rubric, and seeds. ``classification`` (short texts, one
+label each) is the demo's project; each other shape (``instruction``: instruction ->
+response) keeps its example config beside its templates in ``prompts/<shape>/``, and a
+new project gets it as its top-level ``config.toml``, the paths in it rewritten to
+point where they pointed from there.
 
 The files are the checkout's own top-level ``config.toml``, ``prompts/`` and
 ``seeds/``: ``synth/bundled/`` holds symlinks to them, which a wheel carries as
@@ -13,11 +14,14 @@ files, so the repository keeps one copy and what ships is what the README shows.
 
 from __future__ import annotations
 
+import posixpath
 import re
+import tomllib
 from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import Any
 
 from synth.errors import SynthError
 
@@ -32,7 +36,12 @@ class Task:
     about: str
     files: tuple[str, ...]  # relative to the bundled folder, and to the new project
     seeds: str  # the seed file to import first
-    config: str = "config.toml"
+    config: str = "config.toml"  # where the project's config goes
+    # The bundled file the project's config is written from; one in a subfolder has
+    # its relative paths rebased onto the project folder.
+    config_source: str = "config.toml"
+    # Export formats the demo writes besides jsonl: the ones this shape is loaded in.
+    formats: tuple[str, ...] = ()
 
 
 TASKS: dict[str, Task] = {
@@ -51,6 +60,53 @@ TASKS: dict[str, Task] = {
         ),
         seeds="seeds/banking.jsonl",
     ),
+    "instruction": Task(
+        name="instruction",
+        about="instruction -> response pairs, Alpaca style (Self-Instruct tasks to start from)",
+        files=(
+            "config.toml",
+            "prompts/instruction/generate.md.j2",
+            "prompts/instruction/grade.md.j2",
+            "prompts/instruction/rubric.toml",
+            "seeds/instruction.jsonl",
+            "seeds/instruction_eval.jsonl",
+            "seeds/README.md",
+        ),
+        seeds="seeds/instruction.jsonl",
+        config_source="prompts/instruction/config.toml",
+        formats=("alpaca", "chat"),
+    ),
+    "qa": Task(
+        name="qa",
+        about="a context, a question about it and the answer it supports (grounded Q&A)",
+        files=(
+            "config.toml",
+            "prompts/qa/generate.md.j2",
+            "prompts/qa/grade.md.j2",
+            "prompts/qa/rubric.toml",
+            "seeds/qa.jsonl",
+            "seeds/qa_eval.jsonl",
+            "seeds/README.md",
+        ),
+        seeds="seeds/qa.jsonl",
+        config_source="prompts/qa/config.toml",
+        formats=("chat", "alpaca"),
+    ),
+    "chat": Task(
+        name="chat",
+        about="multi-turn dialogues of 2 to 8 turns, user and assistant alternating",
+        files=(
+            "config.toml",
+            "prompts/chat/generate.md.j2",
+            "prompts/chat/grade.md.j2",
+            "prompts/chat/rubric.toml",
+            "seeds/chat.jsonl",
+            "seeds/README.md",
+        ),
+        seeds="seeds/chat.jsonl",
+        config_source="prompts/chat/config.toml",
+        formats=("chat",),
+    ),
 }
 
 # The [project] table of the bundled config.toml names the checkout's demo store; a new
@@ -63,9 +119,10 @@ def bundled(relative: str) -> Traversable:
     return files("synth").joinpath("bundled", *relative.split("/"))
 
 
-def project_config(name: str, db: str = "synth.db") -> str:
-    """The bundled config.toml with a [project] table for a new project."""
-    text = bundled("config.toml").read_text(encoding="utf-8")
+def project_config(name: str, db: str = "synth.db", source: str = "config.toml") -> str:
+    """The bundled config ``source`` with a [project] table for a new project, its
+    paths made relative to the project folder."""
+    text = rebase_paths(bundled(source).read_text(encoding="utf-8"), posixpath.dirname(source))
     table = (
         "[project]\n"
         f"{'name = ' + _toml_string(name):32} # in manifests, audits and the review page\n"
@@ -73,8 +130,35 @@ def project_config(name: str, db: str = "synth.db") -> str:
     )
     new, found = _PROJECT_TABLE.subn(table, text, count=1)
     if not found:
-        raise ScaffoldError("synth/bundled/config.toml", "has no [project] table to fill in")
+        raise ScaffoldError(f"synth/bundled/{source}", "has no [project] table to fill in")
     return new
+
+
+def config_paths(raw: dict[str, Any]) -> list[str]:
+    """The relative file paths a parsed config names (templates, rubrics, eval sets)."""
+    found = [raw.get("generate", {}).get("template")]
+    for spec in raw.get("filters", []):
+        found += [spec.get(key) for key in ("rubric", "template", "label_template")]
+        found += [e.get("path") for e in spec.get("eval_sets", []) if isinstance(e, dict)]
+    return [p for p in found if isinstance(p, str) and p and not posixpath.isabs(p)]
+
+
+def rebase_paths(text: str, folder: str) -> str:
+    """A config's text moved from ``folder`` to the project folder: each relative path
+    value it names, rewritten to reach the same file. Comments and layout are kept,
+    so the written file reads as the bundled one."""
+    if not folder:
+        return text
+    before = config_paths(tomllib.loads(text))
+    for path in dict.fromkeys(before):
+        moved = posixpath.normpath(posixpath.join(folder, path))
+        quoted = re.compile(r'(=\s*)"' + re.escape(path) + '"')
+        text = quoted.sub(lambda m: f'{m.group(1)}"{moved}"', text)  # noqa: B023 - used at once
+    after = config_paths(tomllib.loads(text))
+    wanted = [posixpath.normpath(posixpath.join(folder, p)) for p in before]
+    if after != wanted:  # a path written in a way the rewrite did not reach
+        raise ScaffoldError(f"synth/bundled/{folder}/config.toml", "a path could not be rebased")
+    return text
 
 
 def _toml_string(s: str) -> str:
@@ -113,7 +197,7 @@ def init_project(
         )
     contents = {
         rel: (
-            project_config(name or folder.resolve().name).encode()
+            project_config(name or folder.resolve().name, source=chosen.config_source).encode()
             if rel == chosen.config
             else bundled(rel).read_bytes()
         )

@@ -7,6 +7,7 @@ the good rows and lists the rest.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 from synth.config import Config, FieldSpec, SliceSettings
 from synth.datafiles import read_rows
 from synth.errors import SeedError
+from synth.messages import check_messages
 from synth.records import DEFAULT_SLICE, Seed
 
 
@@ -98,8 +100,8 @@ def _seed(row: dict[str, Any], origin: str, config: Config) -> Seed:
     if schema.labels and label not in schema.labels:
         what = "label" if schema.label else "cell"
         raise ValueError(f"{what} {_shown(label)} is not one of schema.labels")
-    text = data[schema.text]
-    if not isinstance(text, str) or not text.strip():
+    text = schema.text_of(data)
+    if not text.strip():
         raise ValueError(f"field {schema.text!r} must be non-empty text")
     return Seed(
         text=text,
@@ -131,6 +133,16 @@ def _check_length(value: Any, spec: FieldSpec, name: str) -> None:
 def _coerce(value: Any, spec: FieldSpec, name: str) -> Any:
     """CSV gives strings; turn them into the declared type, refuse what does not fit."""
     kind = spec.type
+    if kind == "messages":
+        if isinstance(value, str):  # a CSV cell holds the list as JSON
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ValueError(f"field {name!r} must be a JSON list of messages") from None
+        try:
+            return check_messages(value, spec.min_length, spec.max_length)
+        except ValueError as e:
+            raise ValueError(f"field {name!r}: {e}") from None
     if kind == "string":
         if isinstance(value, str):
             return value

@@ -214,7 +214,7 @@ def freeze(store: Store, config: Config, name: str) -> FrozenVersion:
     live = store.examples.dataset()
     reviews = {r["example_id"]: r for r in store.reviews.reviewed_rows() if r["verdict"]}
     for r in live:
-        r["text"] = str(r["data"].get(schema.text, ""))
+        r["text"] = schema.text_of(r["data"])
     splits = assign_splits(live, config.splits)
     items: list[VersionItem] = []
     for r, split in zip(live, splits, strict=True):

@@ -119,3 +119,22 @@ def test_demo_with_force_replaces_the_store_and_shows_the_judge_at_work(tmp_path
     assert set(judge["criteria"]) == {"realism", "label_fidelity", "specificity", "slice_fit"}
     # Columns in the order the chain decides: the label check before the grade.
     assert result.status.filters[-2:] == ["label_check", "rubric"]
+
+
+def test_demo_of_the_instruction_shape_fills_its_missing_task_type_and_shows_a_row(tmp_path):
+    lines: list[str] = []
+    result = run_demo(tmp_path / "d", say=lines.append, task="instruction")
+    assert result.summary.status == "finished"
+    cells = {(c["slice"], c["label"]): c for c in result.status.cells}
+    assert cells["default", "classification"]["real"] == 0
+    assert all(c["deficit"] == 0 for c in cells.values())
+    alpaca, chat = result.shaped
+    last = json.loads(alpaca.path.read_text().splitlines()[-1])
+    assert set(last) == {"instruction", "input", "output"}
+    exported = [json.loads(line) for line in result.export.path.read_text().splitlines()]
+    assert exported[-1]["provenance"]["source"] == "synthetic"
+    assert last["instruction"] == exported[-1]["instruction"]
+    roles = [m["role"] for m in json.loads(chat.path.read_text().splitlines()[-1])["messages"]]
+    assert roles == ["system", "user", "assistant"]
+    text = "\n".join(lines)
+    assert f"alpaca: {alpaca.path}; its last line, a synthetic row:\n  {json.dumps(last)}" in text

@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
         "synth.errors",
         "synth.records",
         "synth.text",
+        "synth.messages",
         "synth.datafiles",
         "synth.serving",
         "synth.agreement",

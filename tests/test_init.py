@@ -67,8 +67,50 @@ def test_init_refuses_to_overwrite_and_writes_nothing_unless_forced(tmp_path):
     assert f"wrote {tmp_path}/config.toml" in result.output
     with pytest.raises(ScaffoldError, match=r"exists \(and 7 more\)"):
         init_project(tmp_path)
-    unknown = runner.invoke(cli, ["init", str(tmp_path), "--task", "qa"])
-    assert unknown.exit_code == 2 and "'qa' is not 'classification'" in unknown.output
+    unknown = runner.invoke(cli, ["init", str(tmp_path), "--task", "nosuch"])
+    assert unknown.exit_code == 2
+    assert "'nosuch' is not one of 'chat', 'classification'," in unknown.output
+
+
+@pytest.mark.parametrize("task", sorted(set(TASKS) - {"classification"}))
+def test_init_of_a_shape_writes_its_config_at_the_top_reaching_the_same_files(tmp_path, task):
+    chosen = TASKS[task]
+    made = init_project(tmp_path / "p", task)
+    assert [p.relative_to(tmp_path / "p").as_posix() for p in made.written] == list(chosen.files)
+    config = load_config(tmp_path / "p" / "config.toml")
+    assert config.db_path == (tmp_path / "p" / "synth.db").resolve()
+    assert config.project.name == "p"
+    # Each file the bundled config names, it names from the project folder too.
+    original = load_config(ROOT / chosen.config_source)
+    assert config.generate.template != original.generate.template
+    assert (
+        config.resolve(config.generate.template).read_bytes()
+        == original.resolve(original.generate.template).read_bytes()
+    )
+    for mine, theirs in zip(config.filters, original.filters, strict=True):
+        for key in ("rubric", "template"):
+            if isinstance(getattr(theirs, key, None), str):
+                assert config.resolve(getattr(mine, key)).read_bytes() == (
+                    original.resolve(getattr(theirs, key)).read_bytes()
+                )
+        for mine_set, their_set in zip(
+            getattr(mine, "eval_sets", ()), getattr(theirs, "eval_sets", ()), strict=True
+        ):
+            assert config.resolve(mine_set.path).read_bytes() == (
+                original.resolve(their_set.path).read_bytes()
+            )
+    # Apart from [project] and the paths, the file is the bundled one, comments kept.
+    assert config.data_schema == original.data_schema
+    written = (tmp_path / "p" / "config.toml").read_text().splitlines()
+    source = (ROOT / chosen.config_source).read_text().splitlines()
+    changed = [(a, b) for a, b in zip(source, written, strict=True) if a != b]
+    assert len(written) == len(source) and changed
+    assert all(
+        b.startswith(("name = ", "db = ")) or "prompts/" in b or "seeds/" in b for _, b in changed
+    )
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "q"), "--task", task])
+    assert result.exit_code == 0, result.output
+    assert f"synth seeds import {chosen.seeds}" in result.output
 
 
 def _clean_env(**extra: str) -> dict[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from synth.filters.base import Filter
+from synth.messages import text_of
 from synth.records import Candidate, Outcome, SeenItem, Verdict
 
 
@@ -39,7 +40,7 @@ class FilterChain:
                     o.candidate = o.candidate.model_copy(
                         update={
                             "data": d.edited_data,
-                            "text": str(d.edited_data.get(self.text_field, "")),
+                            "text": text_of(d.edited_data, self.text_field),
                         }
                     )
             alive = [o for o in alive if o.decisions[-1].verdict is not Verdict.REJECT]

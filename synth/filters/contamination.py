@@ -99,6 +99,7 @@ from synth.filters.shingles import (
     to_minhash,
     token_hashes,
 )
+from synth.messages import text_of
 from synth.records import Candidate, Decision, SeenItem, Source
 from synth.text import tokenize
 
@@ -1146,8 +1147,8 @@ class ContaminationFilter(Filter):
         for i, c in enumerate(batch):
             row = c.row
             for name in self.fields:
-                value = row.get(name)
-                if isinstance(value, str) and value.strip():
+                value = text_of(row, name)
+                if value.strip():
                     texts.append(value)
                     owners.append(i)
         out: list[list[Match]] = [[] for _ in batch]

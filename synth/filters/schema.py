@@ -8,11 +8,13 @@ not the whole reply.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from functools import partial
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from synth.filters.base import Filter, FilterContext, FilterParams
+from synth.messages import check_messages
 from synth.records import Candidate, Decision
 from synth.text import count_words
 
@@ -73,7 +75,12 @@ def example_model(
     model that answers 42 for a text is wrong, not coercible), lengths, no extras."""
     definitions: dict[str, Any] = {}
     for name, spec in fields.items():
-        kind = _TYPES[spec.type]
+        kind: Any
+        if spec.type == "messages":
+            check = partial(check_messages, min_turns=spec.min_length, max_turns=spec.max_length)
+            kind = Annotated[list[Any], AfterValidator(check)]
+        else:
+            kind = _TYPES[spec.type]
         if spec.type == "string":
             kind = Annotated[str, Field(min_length=spec.min_length, max_length=spec.max_length)]
         if name not in optional:
@@ -90,10 +97,12 @@ _SLUGS = {
     "extra_forbidden": "unknown_field",
     "string_too_short": "too_short",
     "string_too_long": "too_long",
+    "value_error": "bad_dialogue",  # the only validator: a messages field's
 }
 
 
 def _reason(error: Any) -> str:
     field = ".".join(str(p) for p in error["loc"])
     slug = _SLUGS.get(error["type"], "wrong_type")
-    return f"{slug}: {field}: {error['msg']}"
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    return f"{slug}: {field}: {msg}"

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ValidationError
 
 from synth.config import Config
+from synth.messages import ROLES, is_dialogue
 from synth.records import Unusable
 
 Mode = Literal["json_schema", "json_object", "none"]  # ``llm.response_format``
@@ -75,6 +76,22 @@ def text_schema(
     return prop
 
 
+def messages_schema(config: Config, min_turns: int | None, max_turns: int | None) -> dict[str, Any]:
+    """A dialogue: a list of {role, content} turns. The order of roles is beyond a
+    JSON schema; the schema filter checks it."""
+    turn = strict_object(
+        {"role": {"type": "string", "enum": list(ROLES)}, "content": {"type": "string"}}
+    )
+    prop: dict[str, Any] = {"type": "array", "items": turn}
+    if with_lengths(config):
+        # A system message may come on top of the turns.
+        if min_turns is not None:
+            prop["minItems"] = min_turns
+        if max_turns is not None:
+            prop["maxItems"] = max_turns + 1
+    return prop
+
+
 def item_schema(config: Config, label: str) -> dict[str, Any]:
     """One example: every field of ``[schema]`` with its type, description and
     lengths, and the label pinned to the cell's. What the schema filter holds each
@@ -87,7 +104,9 @@ def item_schema(config: Config, label: str) -> dict[str, Any]:
             props[name] = {"type": "string", "enum": [label]}
             continue
         prop: dict[str, Any] = {"type": spec.type}
-        if spec.type == "string":
+        if spec.type == "messages":
+            prop = messages_schema(config, spec.min_length, spec.max_length)
+        elif spec.type == "string":
             prop = text_schema(config, min_length=spec.min_length, max_length=spec.max_length)
         if spec.description:
             prop["description"] = spec.description
@@ -165,7 +184,8 @@ def read_examples(content: str | None) -> Examples:
     one object per line (the format the prompt shows its examples in), a fenced
     code block, prose around any of those, or JSON with a slip in it. Each is read,
     the same content always giving the same examples, and what was mended is named
-    in ``repairs``. An example is a flat object (the schema's fields are scalars);
+    in ``repairs``. An example is a flat object (the schema's fields are scalars, or
+    dialogues);
     the schema filter judges each one. ReplyError says why a reply holds none."""
     if not content or not content.strip():
         raise ReplyError("empty reply", Unusable.UNPARSEABLE)
@@ -356,11 +376,15 @@ def _closed(text: str) -> str:
 
 
 def _is_example(value: Any) -> bool:
-    """A flat, non-empty object: every field of an example is a scalar."""
+    """A flat, non-empty object: every field of an example is a scalar, or a dialogue
+    (a list of turns with roles), which is a field's value and no wrapper."""
     return (
         isinstance(value, dict)
         and bool(value)
-        and all(v is None or isinstance(v, (str, int, float, bool)) for v in value.values())
+        and all(
+            v is None or isinstance(v, (str, int, float, bool)) or is_dialogue(v)
+            for v in value.values()
+        )
     )
 
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 from random import Random
 from typing import Any
 
+from synth.sim.dialogue import compose_dialogue, is_chat_task, plant_in_turn
 from synth.sim.instruct import compose, is_instruction_task
+from synth.sim.qa import compose_qa, is_qa_task
 from synth.sim.task import Task, _type_of
 from synth.sim.text import _CJK, near_dup, normalize, paraphrase, weave_pii
 
@@ -45,7 +47,9 @@ class ItemWriter:
             s[tf] for s in task.contrast if tf and isinstance(s.get(tf), str) and s[tf].strip()
         ]
         self.seen = {normalize(t) for t in self.texts}
-        self.instruct = is_instruction_task(task)
+        self.chat = is_chat_task(task)
+        self.qa = not self.chat and is_qa_task(task)
+        self.instruct = not self.qa and is_instruction_task(task)
 
     def kind(self) -> str:
         """Draw the kind of the next item from the shares ("normal" for the rest)."""
@@ -88,6 +92,8 @@ class ItemWriter:
         tf = task.text_field
         if kind == "pii" and tf and isinstance(item.get(tf), str):
             item[tf] = weave_pii(item[tf], rng)
+        elif kind == "pii" and self.chat:
+            item = plant_in_turn(item, task, lambda text: weave_pii(text, rng))
         elif kind == "bad_item":
             fields = task.required or list(task.fields)
             if tf and (rng.random() < 0.5 or not fields):
@@ -117,9 +123,11 @@ class ItemWriter:
         task, rng = self.task, self.rng
         tf = task.text_field
         item: dict[str, Any] = {}
-        if self.instruct:
+        if self.chat:
+            item = compose_dialogue(task, rng)
+        elif self.instruct or self.qa:
             for _ in range(4):  # a new task, not one this reply already has
-                item = compose(task, rng, task.classify)
+                item = compose_qa(task, rng) if self.qa else compose(task, rng, task.classify)
                 key = normalize(str(item.get(tf or "", "")))
                 if key not in self.seen:
                     break

@@ -16,7 +16,8 @@ Words are compared as crude stems (lowercased, letters and digits, first five
 characters), stop words dropped, a word the paraphrase engine swaps in (``vocab.py``'s
 synonym table) read as the word it replaces. With C the candidate's stems:
 
-- overlap with a set of examples = |C & stems of the examples| / |C|.
+- overlap with a set of examples = |C & stems of the examples| / |C|. The candidate's
+  text is its longest string (a dialogue's turns count; a ``context`` does not).
 - ``rubric_grade``: each criterion is scored by what its name says it checks:
 
   =========================================  =========================================
@@ -31,6 +32,11 @@ synonym table) read as the word it replaces. With C the candidate's stems:
   ``specific``, ``detail``                   words >= 10 -> 5, >= 7 -> 4, >= 5 -> 3,
                                              >= 3 -> 2, else 1
   ``slice``                                  4 (the simulator cannot tell a slice's tone)
+  ``ground``, ``faithful``, ``support``      the share of the answer's words found in
+                                             its context (``qa.grounding``): all -> 5,
+                                             >= 0.8 -> 4, >= 0.6 -> 2, else 1; a number
+                                             or name it lacks -> 1 (the rounded mean
+                                             for a candidate without both)
   anything else                              the rounded mean of the three above
   =========================================  =========================================
 
@@ -51,6 +57,7 @@ import re
 from random import Random
 from typing import Any, NamedTuple
 
+from synth.sim.qa import CONTEXT_FIELDS, GROUNDING_WORDS, candidate_grounding, context_line
 from synth.sim.vocab import EN_SYNONYMS
 
 JUDGE_SCHEMAS = ("rubric_grade", "label_check")
@@ -84,11 +91,20 @@ def _prompt(body: dict[str, Any]) -> str:
 
 
 def _text_of(row: Any) -> str:
-    """The row's longest string value: its text field, whatever it is called."""
+    """The row's longest string value: its text field, whatever it is called. A
+    passage the row is about is not its text (grounded QA), and a dialogue's turns
+    are read as strings of their own."""
     if not isinstance(row, dict):
         return ""
-    strings = [v for v in row.values() if isinstance(v, str)]
+    strings = [v for k, v in row.items() if isinstance(v, str) and k not in CONTEXT_FIELDS]
+    for value in row.values():
+        if isinstance(value, list):
+            strings += [m["content"] for m in value if isinstance(m, dict) and _is_turn(m)]
     return max(strings, key=lambda s: len(s.split()), default="")
+
+
+def _is_turn(m: dict[str, Any]) -> bool:
+    return isinstance(m.get("content"), str) and m.get("role") in ("user", "assistant")
 
 
 # A word the paraphrase engine swaps in counts as the word it replaced, as a reader
@@ -235,15 +251,30 @@ def grade(body: dict[str, Any], rng: Random) -> str:
     if kind == "label_check":
         return json.dumps(_label_answer(body, candidate, rows, slices), ensure_ascii=False)
     scores = _scores(candidate, [t for _, t in rows])
+    grounded = _grounding(body)
     jitter = _seed(body) > 0
     out = {}
     for name in _criteria(body):
         score, why = _pick(name, scores)
+        if grounded is not None and any(k in name.lower() for k in GROUNDING_WORDS):
+            score, why = grounded
         if jitter:
             u = rng.random()
             score = max(1, min(5, score + (-1 if u < 0.2 else 1 if u >= 0.8 else 0)))
         out[name] = {"score": score, "rationale": why}
     return json.dumps(out, ensure_ascii=False)
+
+
+def _grounding(body: dict[str, Any]) -> tuple[int, str] | None:
+    """The candidate's answer against its context (a ``Context:`` line, else the
+    candidate's own context field); None for a candidate without both."""
+    context, row = None, None
+    for line in _prompt(body).splitlines():
+        s = line.strip()
+        context = context_line(s) if context is None else context
+        if s.startswith("Candidate:"):
+            row = _json(s[len("Candidate:") :].strip())
+    return candidate_grounding(row, context)
 
 
 def _seed(body: dict[str, Any]) -> int:

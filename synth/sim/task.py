@@ -27,8 +27,9 @@ class Task:
 
     ``fields`` maps each field of an item to a kind: ``label``, ``text`` (the main
     free-text field), ``string`` (other free text), ``copy`` (short categorical
-    strings, copied from a shot), ``integer``, ``number``, ``boolean``, ``enum`` or
-    ``any``; ``enums`` holds the allowed values of ``enum`` fields.
+    strings, copied from a shot), ``integer``, ``number``, ``boolean``, ``enum``,
+    ``messages`` (a dialogue: a list of role and content turns) or ``any``;
+    ``enums`` holds the allowed values of ``enum`` fields.
     """
 
     n: int
@@ -115,6 +116,12 @@ def _item_schema(fmt: Any) -> tuple[dict[str, Any] | None, int | None]:
     return items, int(n) if isinstance(n, int) and n > 0 else None
 
 
+def _is_turns(items: Any) -> bool:
+    """An array's items are dialogue turns: objects with a role and a content."""
+    props = items.get("properties") if isinstance(items, dict) else None
+    return isinstance(props, dict) and {"role", "content"} <= set(props)
+
+
 def _type_of(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"
@@ -174,6 +181,8 @@ def read_task(body: dict[str, Any]) -> Task:
                 kind = next((t for t in kind if t != "null"), "any")
             if k == label_field:
                 fields[k] = "label"
+            elif kind == "array" and _is_turns(p.get("items")):
+                fields[k] = "messages"
             elif isinstance(p.get("enum"), list) and p["enum"]:
                 fields[k] = "enum"
                 enums[k] = p["enum"]
