@@ -4,42 +4,25 @@ rules a dialogue is held to."""
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from conftest import ROOT
+from shapes import bundled_project, synth_cli
 
-from synth.cli import cli
 from synth.config import load_config
 from synth.errors import SeedError
 from synth.messages import check_messages, text_of
 from synth.seeds import read_seeds
 
 
-def _project(tmp_path: Path, base_url: str) -> Path:
-    """The bundled project's files, laid out as in the checkout, pointed at ``base_url``."""
-    shutil.copytree(ROOT / "prompts" / "chat", tmp_path / "prompts" / "chat")
-    (tmp_path / "seeds").mkdir()
-    shutil.copy(ROOT / "seeds" / "chat.jsonl", tmp_path / "seeds" / "chat.jsonl")
-    config = tmp_path / "prompts" / "chat" / "config.toml"
-    text = config.read_text(encoding="utf-8")
-    config.write_text(text.replace("[llm]\n", f'[llm]\nbase_url = "{base_url}"\n', 1))
-    return config
-
-
 def test_chat_run_fills_a_missing_scenario_to_quota_and_exports_dialogues(
     tmp_path: Path, sim: object
 ) -> None:
-    config = _project(tmp_path, sim.base_url)  # type: ignore[attr-defined]
+    config = bundled_project(tmp_path, "chat", ("chat.jsonl",), sim.base_url)  # type: ignore[attr-defined]
     sim.configure(p_pii=0.1, p_exact_dup=0.05)  # type: ignore[attr-defined]
-
-    def synth(*args: str) -> str:
-        result = CliRunner().invoke(cli, ["--config", str(config), *args])
-        assert result.exit_code == 0, result.output
-        return result.output
+    synth = synth_cli(config)
 
     synth("seeds", "import", str(tmp_path / "seeds" / "chat.jsonl"))
     assert "default/correction      24     0" in synth("plan")

@@ -3,37 +3,18 @@
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 
-from click.testing import CliRunner
-from conftest import ROOT
-
-from synth.cli import cli
-
-
-def _project(tmp_path: Path, base_url: str) -> Path:
-    """The bundled project's files, laid out as in the checkout, pointed at ``base_url``."""
-    shutil.copytree(ROOT / "prompts" / "instruction", tmp_path / "prompts" / "instruction")
-    (tmp_path / "seeds").mkdir()
-    for name in ("instruction.jsonl", "instruction_eval.jsonl"):
-        shutil.copy(ROOT / "seeds" / name, tmp_path / "seeds" / name)
-    config = tmp_path / "prompts" / "instruction" / "config.toml"
-    text = config.read_text(encoding="utf-8")
-    config.write_text(text.replace("[llm]\n", f'[llm]\nbase_url = "{base_url}"\n', 1))
-    return config
+from shapes import bundled_project, synth_cli
 
 
 def test_instruction_run_fills_a_missing_task_type_to_quota_and_exports(
     tmp_path: Path, sim: object
 ) -> None:
-    config = _project(tmp_path, sim.base_url)  # type: ignore[attr-defined]
-
-    def synth(*args: str) -> str:
-        result = CliRunner().invoke(cli, ["--config", str(config), *args])
-        assert result.exit_code == 0, result.output
-        return result.output
+    seeds = ("instruction.jsonl", "instruction_eval.jsonl")
+    config = bundled_project(tmp_path, "instruction", seeds, sim.base_url)  # type: ignore[attr-defined]
+    synth = synth_cli(config)
 
     synth("seeds", "import", str(tmp_path / "seeds" / "instruction.jsonl"))
     plan = synth("plan")

@@ -4,28 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sqlite3
 from pathlib import Path
 
-from click.testing import CliRunner
-from conftest import ROOT
-
-from synth.cli import cli
+from shapes import bundled_project, synth_cli
 
 _WORD = re.compile(r"[^\W_]+")
-
-
-def _project(tmp_path: Path, base_url: str) -> Path:
-    """The bundled project's files, laid out as in the checkout, pointed at ``base_url``."""
-    shutil.copytree(ROOT / "prompts" / "qa", tmp_path / "prompts" / "qa")
-    (tmp_path / "seeds").mkdir()
-    for name in ("qa.jsonl", "qa_eval.jsonl"):
-        shutil.copy(ROOT / "seeds" / name, tmp_path / "seeds" / name)
-    config = tmp_path / "prompts" / "qa" / "config.toml"
-    text = config.read_text(encoding="utf-8")
-    config.write_text(text.replace("[llm]\n", f'[llm]\nbase_url = "{base_url}"\n', 1))
-    return config
 
 
 def _grounded(answer: str, context: str) -> bool:
@@ -37,12 +21,8 @@ def _grounded(answer: str, context: str) -> bool:
 def test_qa_run_fills_a_missing_slice_to_quota_and_the_judge_rejects_ungrounded_answers(
     tmp_path: Path, sim: object
 ) -> None:
-    config = _project(tmp_path, sim.base_url)  # type: ignore[attr-defined]
-
-    def synth(*args: str) -> str:
-        result = CliRunner().invoke(cli, ["--config", str(config), *args])
-        assert result.exit_code == 0, result.output
-        return result.output
+    config = bundled_project(tmp_path, "qa", ("qa.jsonl", "qa_eval.jsonl"), sim.base_url)  # type: ignore[attr-defined]
+    synth = synth_cli(config)
 
     synth("seeds", "import", str(tmp_path / "seeds" / "qa.jsonl"))
     plan = synth("plan")
