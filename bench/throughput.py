@@ -10,7 +10,8 @@ that its peak RSS is its own:
   sending the same prompts synth sends;
 - synth: ``synth run`` on a fresh store, capped at the same number of calls: it
   renders the template, sends, parses and validates the replies, runs the schema,
-  PII and exact-dedup filters and stores every call, example and decision.
+  PII and exact-dedup filters and stores every call, example and decision; then once
+  more with the default chain (near dedup, contamination and diversity too, no judge).
 
 Prints calls/s (timed in each child after its imports; the whole process time, start-
 up included, beside it), the fraction of ideal, CPU per call (process time in the
@@ -76,6 +77,20 @@ kind = "exact_dedup"
 """
 
 
+# The rest of config.toml's chain (the judge left out), for ``--chain default``.
+DEFAULT_CHAIN = """
+[[filters]]
+kind = "near_dedup"
+
+[[filters]]
+kind = "contamination"
+eval_sets = [{{ name = "banking77-test", path = "eval.jsonl", field = "text", id_field = "id" }}]
+
+[[filters]]
+kind = "diversity"
+"""
+
+
 def start_simulator(slots: int, *flags: str) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
         [
@@ -101,7 +116,9 @@ def start_simulator(slots: int, *flags: str) -> tuple[subprocess.Popen, str]:
     return proc, match.group(1)
 
 
-def make_project(folder: Path, base_url: str, concurrency: int, calls: int) -> Path:
+def make_project(
+    folder: Path, base_url: str, concurrency: int, calls: int, chain: str = "short"
+) -> Path:
     seeds = []
     with (DATA / "banking77" / "train.csv").open(newline="") as f:
         for row in csv.DictReader(f):
@@ -109,9 +126,9 @@ def make_project(folder: Path, base_url: str, concurrency: int, calls: int) -> P
     seeds = seeds[::10]  # about 1,000 rows over all 77 intents
     (folder / "seeds.jsonl").write_text("".join(json.dumps(s) + "\n" for s in seeds))
     template = ROOT / "prompts" / "generate" / "classify.md.j2"
-    config = CONFIG.format(
-        base_url=base_url, concurrency=concurrency, calls=calls, template=template
-    )
+    text = CONFIG + (DEFAULT_CHAIN if chain == "default" else "")
+    config = text.format(base_url=base_url, concurrency=concurrency, calls=calls, template=template)
+    (folder / "eval.jsonl").write_bytes((ROOT / "seeds" / "eval.jsonl").read_bytes())
     (folder / "config.toml").write_text(config)
     synth(folder, "seeds", "import", str(folder / "seeds.jsonl"))
     return folder / "config.toml"
@@ -141,9 +158,9 @@ def measure(cmd: list[str]) -> tuple[float, float, str]:
         return wall, usage.ru_maxrss / 1024, out.read()
 
 
-def run_synth(base_url: str, concurrency: int, calls: int) -> dict:
+def run_synth(base_url: str, concurrency: int, calls: int, chain: str = "short") -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        config = make_project(Path(tmp), base_url, concurrency, calls)
+        config = make_project(Path(tmp), base_url, concurrency, calls, chain)
         wall, rss, out = measure([sys.executable, "-c", SYNTH, str(config)])
         sent, work, cpu = out.split()
         prompts = prompts_of(Path(tmp) / "synth.db")
@@ -248,14 +265,15 @@ def with_sim_cpu(sim: subprocess.Popen, measure_one, *args) -> dict:
     return r
 
 
-def compare(slots: int, calls: int, repeats: int) -> None:
+def compare(slots: int, calls: int, repeats: int, chain: str = "short") -> None:
     ideal = slots / (LATENCY_MS / 1000)
-    print(f"\n{slots} in flight, {LATENCY_MS} ms latency: ideal {ideal:.0f} calls/s")
+    filters = "schema, pii, exact_dedup" if chain == "short" else "the default chain, no judge"
+    print(f"\n{slots} in flight, {LATENCY_MS} ms latency, {filters}: ideal {ideal:.0f} calls/s")
     sim, base_url = start_simulator(slots)
     try:
         ratios, synth_rates, ref_rates = [], [], []
         for i in range(repeats):
-            s = with_sim_cpu(sim, run_synth, base_url, slots, calls)
+            s = with_sim_cpu(sim, run_synth, base_url, slots, calls, chain)
             r = with_sim_cpu(sim, run_reference, base_url, slots, s["prompts"])
             print(f" run {i + 1}")
             print(row("synth", s, ideal))
@@ -302,6 +320,7 @@ def main() -> None:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"load average {load} on {os.cpu_count()} cores")
     compare(100, args.calls, args.repeats)
+    compare(100, args.calls, 1, chain="default")
     if args.scaling:
         for slots in (25, 400):
             compare(slots, args.calls, 1)

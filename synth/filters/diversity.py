@@ -155,31 +155,76 @@ def strip_boilerplate(tokens: Sequence[str], boilerplate: frozenset[Bigram]) -> 
     return rest if len(rest) >= min(_MIN_OWN, len(tokens)) else list(tokens)
 
 
-class _Counts:
-    """Word-pair document frequencies of a set of rows (each distinct row once)."""
+def _digest(tokens: Sequence[str]) -> bytes:
+    return hashlib.blake2b(
+        "\x00".join(tokens).encode("utf-8", "surrogatepass"), digest_size=16
+    ).digest()
 
-    def __init__(self) -> None:
+
+class _Counts:
+    """Word-pair document frequencies of a set of rows (each distinct row once).
+
+    ``frequent`` holds every pair found in more than ``share`` of the rows (and maybe
+    some that no longer are): boilerplate is looked for among those and a batch's own
+    pairs, never by reading every pair of a cell that may hold 100,000 rows.
+    """
+
+    def __init__(self, share: float) -> None:
         self.counts: Counter[Bigram] = Counter()
         self.n = 0
         self.digests: set[bytes] = set()
+        self.share = share
+        self.frequent: set[Bigram] = set()
 
     def add(self, tokens: Sequence[str]) -> bool:
         if not tokens:
             return False
-        digest = hashlib.blake2b("\x00".join(tokens).encode("utf-8", "surrogatepass")).digest()
+        digest = _digest(tokens)
         if digest in self.digests:
             return False
         self.digests.add(digest)
-        self.counts.update(_bigrams(tokens))
         self.n += 1
+        # A pair left out here has at most share x n rows, and n only grows.
+        limit = self.share * self.n
+        counts = self.counts
+        for bigram in _bigrams(tokens):
+            count = counts[bigram] = counts[bigram] + 1
+            if count > limit:
+                self.frequent.add(bigram)
         return True
+
+    def prune(self) -> None:
+        limit = self.share * self.n
+        self.frequent = {b for b in self.frequent if self.counts[b] > limit}
+
+    def with_batch(self, batch: Iterable[Sequence[str]]) -> tuple[int, Counter[Bigram]]:
+        """The number of distinct rows and the counts of the pairs that could be
+        boilerplate once ``batch`` is counted in; nothing is changed."""
+        extra: Counter[Bigram] = Counter()
+        n = self.n
+        digests: set[bytes] = set()
+        for tokens in batch:
+            if not tokens:
+                continue
+            digest = _digest(tokens)
+            if digest in self.digests or digest in digests:
+                continue
+            digests.add(digest)
+            extra.update(_bigrams(tokens))
+            n += 1
+        counts = self.counts
+        out = Counter({b: counts[b] for b in self.frequent})
+        for bigram, count in extra.items():
+            out[bigram] = counts[bigram] + count
+        return n, out
 
 
 @dataclass
 class _Cell:
-    seeds: list[tuple[str, list[str]]] = field(default_factory=list)
-    rows: list[tuple[str, list[str]]] = field(default_factory=list)  # kept generated rows
-    generated: _Counts = field(default_factory=_Counts)
+    generated: _Counts
+    seeds: list[tuple[str, Sequence[str]]] = field(default_factory=list)
+    # Kept generated rows, their tokens shared with every other row (see _words).
+    rows: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
     boilerplate: frozenset[Bigram] = frozenset()
     index: RougeIndex | None = None
     seed_index: RougeIndex | None = None  # the seeds alone, for stripped candidates
@@ -205,16 +250,23 @@ class DiversityFilter(Filter):
         self._cells: dict[CellKey, _Cell] = {}
         self._ids: set[str] = set()
         self._refs: dict[tuple[str, str], PhraseCounts[Bigram]] = {}
+        # One string object per distinct word: a row's tokens are then 8 bytes each,
+        # not a string each (a cell can hold 100,000 rows).
+        self._words: dict[str, str] = {}
         self.threshold = self._calibrate()
 
     def _cell(self, cell: CellKey) -> _Cell:
         state = self._cells.get(cell)
         if state is None:
-            state = self._cells[cell] = _Cell()
+            state = self._cells[cell] = _Cell(_Counts(self.params.boilerplate_df))
         return state
 
     def _tokens(self, text: str) -> list[str]:
         return tokenize(text, self.params.tokenizer)
+
+    def _stored(self, tokens: Sequence[str]) -> tuple[str, ...]:
+        words = self._words
+        return tuple([words.setdefault(t, t) for t in tokens])
 
     # --- the Filter contract -------------------------------------------------------
 
@@ -230,10 +282,12 @@ class DiversityFilter(Filter):
                 for key in (("cell", str(s.cell)), ("label", s.cell.label), ("all", "")):
                     self._refs.setdefault(key, PhraseCounts()).add(_bigrams(tokens))
             else:
-                state.rows.append((s.id, tokens))
+                state.rows.append((s.id, self._stored(tokens)))
                 state.generated.add(tokens)
         for cell, state in self._cells.items():
-            state.boilerplate = self._boilerplate(cell, state.generated, state)
+            state.generated.prune()
+            n, counts = state.generated.with_batch(())
+            state.boilerplate = self._boilerplate(cell, n, counts)
             state.index = state.seed_index = None  # rebuilt when next needed
         self.threshold = self._calibrate()
 
@@ -248,13 +302,8 @@ class DiversityFilter(Filter):
             by_cell.setdefault(c.cell, []).append(toks)
         for cell, cell_tokens in by_cell.items():
             state = self._cell(cell)
-            counts = _Counts()
-            counts.counts = state.generated.counts.copy()
-            counts.n = state.generated.n
-            counts.digests = set(state.generated.digests)
-            for toks in cell_tokens:
-                counts.add(toks)
-            boilerplate = self._boilerplate(cell, counts, state)
+            n, counts = state.generated.with_batch(cell_tokens)
+            boilerplate = self._boilerplate(cell, n, counts)
             if boilerplate == state.boilerplate:
                 index = self._stored_index(state)
             else:
@@ -301,14 +350,16 @@ class DiversityFilter(Filter):
             self._ids.add(c.id)
             tokens = self._tokens(c.text)
             state = self._cell(c.cell)
-            state.rows.append((c.id, tokens))
+            state.rows.append((c.id, self._stored(tokens)))
             state.generated.add(tokens)
             touched.add(c.cell)
             if state.index is not None:
                 state.index.add_tokens(c.id, strip_boilerplate(tokens, state.boilerplate))
         for cell in touched:
             state = self._cells[cell]
-            boilerplate = self._boilerplate(cell, state.generated, state)
+            state.generated.prune()
+            n, counts = state.generated.with_batch(())
+            boilerplate = self._boilerplate(cell, n, counts)
             if boilerplate != state.boilerplate:
                 state.boilerplate = boilerplate
                 state.index = None
@@ -349,20 +400,22 @@ class DiversityFilter(Filter):
         narrow = self._refs.get(("cell", str(cell))) or self._refs.get(("label", cell.label))
         return partial(real_share, narrow=narrow, wide=wide)
 
-    def _boilerplate(self, cell: CellKey, generated: _Counts, state: _Cell) -> frozenset[Bigram]:
+    def _boilerplate(self, cell: CellKey, n: int, counts: Counter[Bigram]) -> frozenset[Bigram]:
+        """The pairs of ``counts`` (those of ``n`` distinct generated rows that could be
+        boilerplate) that are."""
         p = self.params
-        if p.boilerplate_df >= 1.0 or generated.n < p.boilerplate_min_items:
+        if p.boilerplate_df >= 1.0 or n < p.boilerplate_min_items:
             return frozenset()
         ref = self._reference(cell)
         share = (
             p.boilerplate_df if ref is not None else max(p.boilerplate_df, _SHARE_WITHOUT_REFERENCE)
         )
-        limit = share * generated.n
+        limit = share * n
         out = []
-        for bigram, count in generated.counts.items():
+        for bigram, count in counts.items():
             if count <= limit:
                 continue
-            if ref is None or overused(count, generated.n, ref(bigram), share, p.boilerplate_lift):
+            if ref is None or overused(count, n, ref(bigram), share, p.boilerplate_lift):
                 out.append(bigram)
         return frozenset(out)
 
@@ -389,7 +442,7 @@ class DiversityFilter(Filter):
                     index = indexes[cell] = RougeIndex(p.tokenizer)
                     for k, seq in enumerate(distinct[cell]):
                         index.add_tokens(str(k), seq)
-                scores.append(index._nearest(index._seqs[i], skip=i).score)
+                scores.append(index.nearest_item(i).score)
         else:
             scores = [0.0] * len(seeds)
         cap = max(p.max_threshold, p.threshold)

@@ -211,6 +211,71 @@ def test_nearest_neighbour_scores_counts_a_repeated_text_as_identical() -> None:
     assert nearest_neighbour_scores(["a b", "a c", "d"], queries=[2, 0]) == [0.0, 0.5]
 
 
+def brute_nearest(items: list[tuple[str, list[str]]], query: list[str], skip: int | None):
+    """The nearest item by scoring every one: the answer the index must give."""
+    best, best_key = 0.0, None
+    for i, (key, tokens) in enumerate(items):
+        score = rouge_l_tokens(query, tokens) if i != skip else 0.0
+        if score > best or (score == best and best_key is not None and key < best_key):
+            best, best_key = score, (key if score > 0 else None)
+    return best_key, best
+
+
+def test_index_answers_exactly_as_scoring_every_item() -> None:
+    """Real instructions, their near copies (words dropped, repeated, swapped) and
+    short texts, in random key order: every search, with and without ``skip`` and after
+    a truncation, names the item and score that scoring every item gives."""
+    rng = random.Random(7)
+    texts = [r["instruction"] for r in read_jsonl(V1)[:600]]
+    texts += ["a", "a a", "the the the", "how do i", "do i how"]
+    for text in list(texts[:300]):
+        words = text.split()
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(words))
+            op = rng.random()
+            if op < 0.3 and len(words) > 1:
+                del words[at]
+            elif op < 0.6:
+                words.insert(at, words[at])
+            else:
+                words[at] = rng.choice(texts).split()[0]
+        texts.append(" ".join(words))
+    items = [(f"ex_{rng.randrange(10**6):06d}", tokenize(t)) for t in texts]
+    index = RougeIndex()
+    for key, tokens in items:
+        index.add_tokens(key, tokens)
+    queries = rng.sample(texts, 300) + ["zebra the", "", "how do i do i"]
+    for q in queries:
+        assert tuple(index.nearest(q)) == brute_nearest(items, tokenize(q), None), q
+    for i in rng.sample(range(len(items)), 200):
+        assert tuple(index.nearest_item(i)) == brute_nearest(items, items[i][1], i)
+    index.truncate(400)
+    for q in queries[:100]:
+        assert tuple(index.nearest(q)) == brute_nearest(items[:400], tokenize(q), None), q
+    for key, tokens in items[400:500]:
+        index.add_tokens(key, tokens)
+    for q in queries[100:200]:
+        assert tuple(index.nearest(q)) == brute_nearest(items[:500], tokenize(q), None), q
+
+
+def test_index_finds_a_nearest_item_that_shares_only_common_words() -> None:
+    """The search skips the postings of the query's most common words only when no item
+    sharing nothing else can win: here the winner is a short text of common words, and
+    the rare words of the query lead to weaker matches."""
+    rng = random.Random(3)
+    items = [
+        (f"ex_{i:05d}", tokenize(f"how do i w{rng.randrange(999)} the w{rng.randrange(999)} now"))
+        for i in range(5000)
+    ]
+    items += [("ex_a", tokenize("tune the xylophone now please")), ("ex_b", tokenize("how do i"))]
+    index = RougeIndex()
+    for key, tokens in items:
+        index.add_tokens(key, tokens)
+    query = tokenize("how do i tune the xylophone")
+    assert index.nearest_tokens(query) == ("ex_b", pytest.approx(2 / 3))
+    assert tuple(index.nearest_tokens(query)) == brute_nearest(items, query, None)
+
+
 def test_search_against_2000_items_is_fast() -> None:
     texts = [r["instruction"] for r in read_jsonl(V1)]
     index = RougeIndex()

@@ -1,0 +1,221 @@
+"""How the cost per candidate grows with the dataset: one big cell, and many cells.
+
+    python bench/scale.py [--rows 100000] [--cells 77] [--per-cell 1000] [--part one|many|both]
+                          [--data ../shared/data] [--workdir DIR]
+
+Candidates go through ``synth filter``'s code path (as ``bench/filter.py``): a fresh
+store, ``config.toml``'s chain without the judge (schema, pii, exact_dedup,
+near_dedup, contamination, diversity), every row and decision stored, a chunk of
+rows per transaction, as a run stores the candidates of its replies.
+
+- one cell: the 175 Self-Instruct seed tasks are the seeds of one cell
+  ("instruction"), and candidates are drawn from a word-bigram chain over 6,000 real
+  instructions (alpaca-libre, Self-Instruct), 10 to 40 words, until ``--rows``
+  candidates were kept. New instructions, recombined from real phrasing: some repeat
+  or nearly repeat others and are rejected, as a model's are.
+- many cells: BANKING77's training messages are the seeds of 77 cells, and each
+  cell's candidates come from a bigram chain over its own seeds, until each cell has
+  ``--per-cell`` kept rows.
+
+Prints, per step of 10,000 kept rows (one cell) or of each tenth of the target (many
+cells): candidates decided, CPU ms per candidate in that step (process time: robust to
+other load on the machine), candidates/s in wall time, the peak RSS so far; then the
+funnel. The curve is the point: the cost per candidate should stay flat as the cell
+grows. The whole text is made before the clock starts and is read once by the
+command (as ``synth filter`` reads any file), which is part of the peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import random
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from synth.config import load_config  # noqa: E402
+from synth.filtering import FilterProgress, filter_file  # noqa: E402
+from synth.seeds import read_seeds  # noqa: E402
+from synth.store import Store  # noqa: E402
+
+STEP = 10_000
+END = "\x00"
+
+
+class Chain:
+    """A word-bigram Markov chain over real sentences: new text in real phrasing."""
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        self.next: dict[str, list[str]] = defaultdict(list)
+        for text in texts:
+            words = text.split()
+            for a, b in zip([END, *words], [*words, END], strict=True):
+                self.next[a].append(b)
+
+    def sentence(self, rng: random.Random, low: int, high: int) -> str:
+        while True:
+            words: list[str] = []
+            word = rng.choice(self.next[END])
+            while word != END and len(words) < high:
+                words.append(word)
+                word = rng.choice(self.next[word])
+            if len(words) >= low:
+                return " ".join(words)
+
+
+def instructions(data: Path) -> list[str]:
+    texts = []
+    for v in (1, 2, 3):
+        path = data / "alpaca-libre" / f"alpaca_libre_tasks_v{v}.jsonl"
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                texts.append(json.loads(line)["instruction"])
+            except (ValueError, KeyError):
+                continue  # v2 has malformed lines, kept as published
+    for name in ("seed_tasks.jsonl", "user_oriented_instructions.jsonl"):
+        for line in (data / "self-instruct" / name).read_text(encoding="utf-8").splitlines():
+            texts.append(json.loads(line)["instruction"])
+    return [" ".join(t.split()) for t in texts if t.strip()]
+
+
+def banking(data: Path) -> dict[str, list[str]]:
+    by_label: dict[str, list[str]] = defaultdict(list)
+    with (data / "banking77" / "train.csv").open(encoding="utf-8", newline="") as f:
+        for r in csv.DictReader(f):
+            by_label[r["category"]].append(" ".join(r["text"].split()))
+    return dict(by_label)
+
+
+def write_jsonl(path: Path, rows: Iterator[dict[str, str]]) -> int:
+    n = 0
+    with path.open("w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def project(root: Path) -> Path:
+    """A project folder with ``config.toml``'s chain and eval set, its store inside."""
+    (root / "seeds").mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "seeds" / "eval.jsonl", root / "seeds" / "eval.jsonl")
+    text = (ROOT / "config.toml").read_text(encoding="utf-8")
+    (root / "config.toml").write_text(text.replace('"demo/synth.db"', '"bench.db"'))
+    return root / "config.toml"
+
+
+def one_cell(data: Path, rng: random.Random) -> tuple[list[str], Iterator[dict[str, str]]]:
+    seeds = [
+        json.loads(line)["instruction"]
+        for line in (data / "self-instruct" / "seed_tasks.jsonl").read_text().splitlines()
+    ]
+    seeds = [s for s in seeds if len(s) <= 400]  # config.toml's max_length
+    chain = Chain(instructions(data))
+
+    def rows() -> Iterator[dict[str, str]]:
+        while True:
+            yield {"text": chain.sentence(rng, 10, 40), "label": "instruction"}
+
+    return [json.dumps({"text": s, "label": "instruction"}) for s in seeds], rows()
+
+
+def many_cells(
+    data: Path, rng: random.Random, cells: int
+) -> tuple[list[str], Iterator[dict[str, str]]]:
+    by_label = dict(sorted(banking(data).items())[:cells])
+    chains = {label: Chain(texts) for label, texts in by_label.items()}
+    labels = list(chains)
+
+    def rows() -> Iterator[dict[str, str]]:
+        while True:
+            label = rng.choice(labels)
+            yield {"text": chains[label].sentence(rng, 3, 40), "label": label}
+
+    seeds = [json.dumps({"text": t, "label": k}) for k, texts in by_label.items() for t in texts]
+    return seeds, rows()
+
+
+class Enough(Exception):
+    """Raised from the progress callback once the target is reached."""
+
+
+def measure(
+    root: Path, seeds: list[str], rows: Iterator[dict[str, str]], target: int, step: int
+) -> None:
+    """Filter a file of candidates in one ``synth filter`` call, against the seeds,
+    until ``target`` rows are kept; a line per ``step`` kept rows."""
+    config = load_config(project(root))
+    (root / "seeds.jsonl").write_text("\n".join(seeds) + "\n", encoding="utf-8")
+    path = root / "candidates.jsonl"
+    # More candidates than needed: the call is stopped once enough are kept.
+    n = write_jsonl(path, (next(rows) for _ in range(int(target * 2.5) + 1000)))
+    print(f"{'kept':>8} {'candidates':>10} {'CPU ms/cand':>11} {'cand/s':>7} {'peak RSS MB':>11}")
+    last = {"done": 0, "cpu": 0.0, "wall": 0.0, "mark": 0}
+    stats: dict[str, float] = {}
+
+    def note(p: FilterProgress) -> None:
+        if p.kept // step == last["mark"] and p.kept < target and p.done < p.total:
+            return
+        cpu, wall = time.process_time(), time.perf_counter()
+        if last["done"]:  # the first chunk also prepares the chain: start after it
+            done = p.done - last["done"]
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(
+                f"{p.kept:>8,} {p.done:>10,} {(cpu - last['cpu']) / done * 1000:>11.2f}"
+                f" {done / (wall - last['wall']):>7.0f} {peak:>11,.0f}",
+                flush=True,
+            )
+        last.update(done=p.done, cpu=cpu, wall=wall, mark=p.kept // step)
+        stats.update(kept=p.kept, done=p.done, elapsed=p.elapsed)
+        if p.kept >= target:
+            raise Enough
+
+    with Store(config.db_path) as store:
+        store.examples.add_seeds(read_seeds(root / "seeds.jsonl", config).seeds)
+        cpu = time.process_time()
+        try:
+            filter_file(config, store, path, source="synthetic", progress=note)
+        except Enough:
+            pass
+        cpu = time.process_time() - cpu
+    print(
+        f"kept {stats['kept']:,.0f} of {stats['done']:,.0f} candidates ({n:,} written) in"
+        f" {stats['elapsed']:.0f} s: {stats['done'] / stats['elapsed']:.0f} candidates/s,"
+        f" {cpu / stats['done'] * 1000:.2f} ms CPU per candidate (reading the file included)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=100_000, help="kept rows in the one cell")
+    parser.add_argument("--cells", type=int, default=77)
+    parser.add_argument("--per-cell", type=int, default=1_000)
+    parser.add_argument("--part", choices=("one", "many", "both"), default="both")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    parser.add_argument("--workdir", type=Path, help="Keep the stores here.")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.workdir or Path(tmp)
+        if args.part in ("one", "both"):
+            print(f"one cell grown to {args.rows:,} kept rows")
+            seeds, rows = one_cell(args.data, random.Random(0))
+            measure(root / "one", seeds, rows, args.rows, STEP)
+        if args.part in ("many", "both"):
+            target = args.cells * args.per_cell
+            print(f"{args.cells} cells grown to {args.per_cell:,} kept rows each")
+            seeds, rows = many_cells(args.data, random.Random(1), args.cells)
+            measure(root / "many", seeds, rows, target, max(1, target // 10))
+
+
+if __name__ == "__main__":
+    main()
