@@ -181,6 +181,14 @@ class Calls(Part):
         )
         self.conn.commit()
 
+    def record_cut_body(self, call_id: str, whole_chars: int) -> None:
+        """A reply stored cut short (the store keeps a capped prefix): its whole length,
+        so what is stored is never taken for all that came."""
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE llm_calls SET response_chars = ? WHERE id = ?", (whole_chars, call_id)
+            )
+
     def record_repairs(self, call_id: str, repairs: Sequence[str]) -> None:
         """How a reply's shape was mended, found by a reader that knows more of the
         shape than the client did (the judge, which knows its criteria)."""
