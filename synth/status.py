@@ -134,6 +134,7 @@ def render_status(report: StatusReport) -> str:
         f"calls {s.calls} (attempts {s.attempts}), tokens {s.prompt_tokens} in /"
         f" {s.completion_tokens} out, cost ${s.cost_usd:.4f}{per}"
     )
+    out += _lost_lines(s)
     if report.last_run:
         out.append(f"runs {report.runs}, last: {report.last_run}")
     excluded = sum(c.get("real_excluded", 0) for c in report.cells)
@@ -147,6 +148,17 @@ def render_status(report: StatusReport) -> str:
     out += ["", *_diversity_lines(report.cells)]
     out += _judge_lines(report.judge)
     return "\n".join(out)
+
+
+def _lost_lines(s: Spend) -> list[str]:
+    """Attempts sent that got no reply: what they may have cost, which no reply says."""
+    if not s.unanswered_attempts:
+        return []
+    return [
+        f"replies lost: {s.unanswered_attempts} attempts got no reply (killed, timed out or"
+        " dropped), which the endpoint may have billed: up to"
+        f" {s.unanswered_tokens} tokens, ${s.unanswered_usd:.4f} estimated, not in the cost above"
+    ]
 
 
 def _judge_lines(judge: JudgeSummary | None) -> list[str]:

@@ -183,11 +183,15 @@ def _read_request(conn: socket.socket) -> tuple[str, bytes]:
     return lines[0], rest[:length]
 
 
+MESSAGES = [{"role": "user", "content": "write 1 example of a card that has not come"}]
+
+
 def complete_one(
     store: Any, run_id: str, settings: Any, base_url: str, purpose: str = "generate"
 ) -> tuple[Any, dict[str, Any]]:
     """One call planned in ``store`` under ``run_id`` and sent by the real client to
-    ``base_url``: its result and its stored row (every column)."""
+    ``base_url`` (``MESSAGES``, ``max_tokens`` 50): its result and its stored row
+    (every column)."""
     import asyncio
     import uuid
 
@@ -202,7 +206,7 @@ def complete_one(
         "template_sha": "0" * 64,
         "model": settings.model,
         "params": {"max_tokens": 50},
-        "messages": [{"role": "user", "content": "write 1 example of a card that has not come"}],
+        "messages": MESSAGES,
         "parent_ids": [],
     }
     [call] = store.calls.plan(run_id, [planned], purpose=purpose, first_attempt=True)

@@ -35,6 +35,7 @@ from tenacity import (
 
 from synth.config import LLMSettings
 from synth.errors import SynthError
+from synth.llm.ledger import AttemptLedger, estimate
 from synth.llm.limits import AdaptiveSlots, Pacer, estimate_tokens
 from synth.llm.reply import BadReply, Usage, capped, one_line, read_completion
 from synth.llm.stream import STREAM, Attempt, InFlight, ReplyTimeout, UnreadableStream
@@ -187,6 +188,7 @@ class LLMClient:
         self._timeout = httpx2.Timeout(settings.timeout, read=None).as_dict()
 
         self.fatal: SynthError | None = None
+        self._replied: dict[str, AttemptLedger] = {}  # replies read, not yet stored
         # Whether the endpoint has answered anything yet (an error status counts).
         self.answered = False
 
@@ -195,6 +197,9 @@ class LLMClient:
         attempt = request.extensions.get("synth_attempt")
         if attempt is not None:
             attempt.sent()
+        ledger = request.extensions.get("synth_ledger")
+        if ledger is not None:
+            ledger.sent()
 
     async def close(self) -> None:
         await self.client.close()
@@ -240,7 +245,9 @@ class LLMClient:
             why = failure_reason(e)
             self._record(call, "failed", None, _describe(e), started, reason=why)
             return CallResult(call, "failed", None, _describe(e), reason=why)
-        return self._accept(call, body, started)
+        result = self._accept(call, body, started)
+        self._settle(call)
+        return result
 
     async def _send(self, call: CallRow) -> str:
         retrying = AsyncRetrying(
@@ -314,13 +321,37 @@ class LLMClient:
             self.settings.idle_timeout,
             self.in_flight,
         )
+        # The attempt's estimated cost stands from the moment it leaves until the
+        # server answers: a reply lost to a kill or a timeout keeps it (ledger.py).
+        ledger = AttemptLedger(self.calls, call.id, estimate(call, self.cost))
         request = httpx2.Request(
             "POST",
             self._url,
             content=body,
             headers={**self._headers, "Idempotency-Key": idempotency_key},
-            extensions={"timeout": self._timeout, "synth_attempt": attempt},
+            extensions={"timeout": self._timeout, "synth_attempt": attempt, "synth_ledger": ledger},
         )
+        try:
+            raw = await self._fetch(attempt, request)
+        except openai.APIConnectionError as e:
+            if unreachable(e):
+                ledger.answered()  # it never reached a server
+            raise
+        except openai.APIError:
+            ledger.answered()  # an error status, or an error in the stream: answered
+            raise
+        # Taken back once the reply is stored (``_settle``): a kill between the two
+        # leaves the estimate standing beside the reply, never a lost reply without it.
+        self._replied[call.id] = ledger
+        return raw
+
+    def _settle(self, call: CallRow) -> None:
+        ledger = self._replied.pop(call.id, None)
+        if ledger is not None:
+            ledger.answered()
+
+    async def _fetch(self, attempt: Attempt, request: httpx2.Request) -> bytes:
+        """``attempt.fetch``, every failure an openai error."""
         try:
             return await attempt.fetch(
                 self.http, request, self.client._make_status_error_from_response
