@@ -532,6 +532,11 @@ def leakage(ctx: click.Context, name: str) -> None:
     "--batch-delay-s", default=0.2, show_default=True, help="Time a batch takes to complete."
 )
 @click.option("--n-ctx", type=int, default=None, help="Context size in tokens, said at /props.")
+@click.option(
+    "--ignore-idempotency-keys",
+    is_flag=True,
+    help="Bill a request sent again under the same Idempotency-Key twice, as most providers do.",
+)
 def simulate(host: str, port: int, **settings: Any) -> None:
     """Serve synth's OpenAI-compatible simulator (for tests, demos and benchmarks)."""
     from synth.sim import SimConfig, serve

@@ -51,6 +51,7 @@ class Unusable(StrEnum):
     CUT_OFF = "cut_off"  # finish_reason=length at max_tokens, nothing whole before the cut
     CONTEXT_FULL = "context_full"  # the prompt, or prompt + reply, filled the context
     UNPARSEABLE = "unparseable"  # empty, no JSON, not a chat completion
+    TOO_LARGE = "too_large"  # over synth.llm.reply.MAX_REPLY_CHARS
     SCHEMA_MISMATCH = "schema_mismatch"  # JSON, but not the shape or values asked for
     CONTENT_FILTER = "content_filter"  # the provider withheld the reply
     CONNECTION = "connection"  # refused, unreachable, timed out

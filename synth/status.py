@@ -128,6 +128,7 @@ def render_status(report: StatusReport) -> str:
     )
     if report.simulated_usd:
         out.append(simulated_note(report.simulated_usd, s.cost_usd))
+    out += _lost_lines(s)
     if report.last_run:
         out.append(f"runs {report.runs}, last: {report.last_run}")
     excluded = sum(c.get("real_excluded", 0) for c in report.cells)
@@ -168,6 +169,17 @@ def _rejections(report: StatusReport) -> str:
     parts = [f"{f}{NBSP}{by[f]}" for f in report.filters] + [f"reviewers{NBSP}{reviewers}"]
     sampled = sum(c["sampled"] for c in report.cells)
     return f"rej by: {', '.join(parts)}; acc awaiting a reviewer (sampled): {sampled}"
+
+
+def _lost_lines(s: Spend) -> list[str]:
+    """Attempts sent that got no reply: what they may have cost, which no reply says."""
+    if not s.unanswered_attempts:
+        return []
+    return [
+        f"replies lost: {s.unanswered_attempts} attempts got no reply (killed, timed out or"
+        " dropped), which the endpoint may have billed: up to"
+        f" {s.unanswered_tokens} tokens, ${s.unanswered_usd:.4f} estimated, not in the cost above"
+    ]
 
 
 def _judge_lines(judge: JudgeSummary | None) -> list[str]:

@@ -104,14 +104,29 @@ rubric = "prompts/rubrics/banking.toml"
 """
 
 
-@pytest.mark.parametrize("judge", [False, True], ids=["generate", "generate+judge"])
-def test_sigkill_at_random_points_then_resume_pays_nothing_twice(project, simulate, judge):
+@pytest.mark.parametrize(
+    ("judge", "keys"),
+    [(False, "honoured"), (True, "honoured"), (False, "ignored")],
+    ids=["generate", "generate+judge", "keys ignored"],
+)
+def test_sigkill_at_random_points_then_resume_pays_nothing_twice(project, simulate, judge, keys):
     """A ~300-call run killed with SIGKILL three times, at random points, then resumed;
-    with the judge on, judge calls are in flight when the kills land too."""
+    with the judge on, judge calls are in flight when the kills land too. Against an
+    endpoint that ignores Idempotency-Key, the attempts re-sent after a kill are billed
+    twice, and `synth status` says what they may have cost."""
     seed = random.randrange(1_000_000)
     rng = random.Random(seed)
+    flags = ["--ignore-idempotency-keys"] if keys == "ignored" else []
     base_url = simulate(
-        "--latency-ms", "20", "--p-429", "0.03", "--p-500", "0.03", "--retry-after-s", "0.05"
+        "--latency-ms",
+        "20",
+        "--p-429",
+        "0.03",
+        "--p-500",
+        "0.03",
+        "--retry-after-s",
+        "0.05",
+        *flags,
     )
     if judge:
         shutil.copytree(ROOT / "prompts" / "judge", project.root / "prompts" / "judge")
@@ -159,7 +174,11 @@ def test_sigkill_at_random_points_then_resume_pays_nothing_twice(project, simula
     stats = httpx.get(base_url.removesuffix("/v1") + "/stats").json()
     config = project.config()
     with project.store() as store:
-        attempts = store.calls.spend().attempts
+        spend = store.calls.spend()
+        attempts = spend.attempts
+        stored = store.conn.execute(
+            "SELECT count(*) FROM llm_calls WHERE response_json IS NOT NULL"
+        ).fetchone()[0]
         dupes = store.conn.execute(
             "SELECT llm_call_id, call_index FROM examples WHERE source != 'real'"
             " GROUP BY 1, 2 HAVING count(*) > 1"
@@ -170,7 +189,21 @@ def test_sigkill_at_random_points_then_resume_pays_nothing_twice(project, simula
         ).fetchone()[0]
         plans = plan_cells(config, store.examples.cell_counts())
         [run] = store.runs.all()
-    assert stats["requests"] == attempts, f"seed {seed}: nothing may be paid twice"
+    if keys == "honoured":
+        assert stats["requests"] == attempts, f"seed {seed}: nothing may be paid twice"
+    else:
+        # A reply a kill lost was billed, and its request billed again when it was
+        # re-sent: the replies the endpoint wrote beyond those stored are at most the
+        # attempts left unanswered, and what they cost within their estimate.
+        assert stats["requests"] > attempts, f"seed {seed}: the re-sent attempts billed twice"
+        lost = spend.unanswered_attempts
+        written = stats["by_outcome"]["ok"]  # replies the endpoint wrote, each one billed
+        assert 0 < written - stored <= lost, f"seed {seed}"
+        billed = (stats["prompt_tokens"] * 1.0 + stats["completion_tokens"] * 2.0) / 1e6
+        assert 0 < billed - spend.cost_usd <= spend.unanswered_usd, f"seed {seed}"
+        shown = synth(project, "status")
+        assert f"replies lost: {lost} attempts got no reply" in shown.stdout, shown.stdout
+        assert f"${spend.unanswered_usd:.4f} estimated" in shown.stdout
     assert dupes == [] and unfinished == 0
     if judge:
         with project.store() as store:

@@ -254,7 +254,9 @@ class JudgeStage:
             if isinstance(score, float) and score.is_integer():
                 score = int(score)
             if not isinstance(score, int) or isinstance(score, bool) or not 1 <= score <= 5:
-                raise JudgeReplyError(f"{c.name}.score: {score!r} is not an integer from 1 to 5")
+                raise JudgeReplyError(
+                    f"{c.name}.score: {_quoted(score)} is not an integer from 1 to 5"
+                )
             why = entry.get("rationale")
             if not isinstance(why, str) or not why.strip():
                 raise JudgeReplyError(f"{c.name}.rationale is missing")
@@ -265,15 +267,16 @@ class JudgeStage:
         self, value: dict[str, Any], model: str, sample: int, call_id: str
     ) -> LabelAnswer:
         label = value.get("label")
-        if label not in self.labels:
-            raise JudgeReplyError(f"label: {label!r} is not one of the labels")
+        if not isinstance(label, str) or label not in self.labels:
+            raise JudgeReplyError(f"label: {_quoted(label)} is not one of the labels")
         slice_ = value.get("slice")
-        if slice_ not in self.slices:
+        if not isinstance(slice_, str) or slice_ not in self.slices:
             if self.params.check_slice:
-                raise JudgeReplyError(f"slice: {slice_!r} is not one of the slices")
+                raise JudgeReplyError(f"slice: {_quoted(slice_)} is not one of the slices")
             slice_ = None
         why = value.get("rationale")
-        return LabelAnswer(model, sample, call_id, label, slice_, str(why or "").strip())
+        why = why.strip() if isinstance(why, str) else ""
+        return LabelAnswer(model, sample, call_id, label, slice_, why)
 
     # -- requests --------------------------------------------------------------------
 
@@ -434,6 +437,12 @@ class JudgeStage:
                 why = f"judged {said}: {a.rationale}".rstrip(": ")
                 rows.append(self._score(c, run_id, criterion, score, why, a))
         return rows
+
+
+def _quoted(value: Any) -> str:
+    """A value a judge wrote, quoted for an error message: short, whatever it is."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _in_order(judged: list[JudgedChunk | BaseException]) -> Iterator[JudgedChunk]:

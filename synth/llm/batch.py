@@ -37,6 +37,7 @@ from synth.llm.client import (
     failure_reason,
     retryable,
 )
+from synth.llm.reply import loads, one_line
 from synth.llm.stream import InFlight
 from synth.store.batch_jobs import BatchJobs
 from synth.store.calls import Calls
@@ -250,8 +251,12 @@ class BatchClient:
             content = await self.client.files.content(file_id)
             for raw in content.text.splitlines():
                 if raw.strip():
-                    line = json.loads(raw)
-                    lines[str(line.get("custom_id"))] = line
+                    try:
+                        line = loads(raw)
+                    except ValueError:
+                        continue  # unreadable: its call is one the batch did not answer
+                    if isinstance(line, dict):
+                        lines[str(line.get("custom_id"))] = line
         latency = max(0.0, time.time() - batch.created_at) * 1000
         missing = _ended_without_reply(batch)
         results: dict[str, CallResult] = {}
@@ -352,8 +357,11 @@ def _line_reply(line: dict[str, Any]) -> tuple[str | None, str | None]:
     """(the chat completion's JSON, None) for an answered line, else (None, why)."""
     error = line.get("error")
     if error:
-        return None, f"{error.get('code')}: {error.get('message')}"
-    response = line.get("response") or {}
+        if not isinstance(error, dict):
+            return None, one_line(f"error: {error}")
+        return None, one_line(f"{error.get('code')}: {error.get('message')}")
+    response = line.get("response")
+    response = response if isinstance(response, dict) else {}
     status = response.get("status_code")
     body = response.get("body")
     if status == 200 and isinstance(body, dict):

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import aiohttp
 import httpx2
 import openai
 from tenacity import (
@@ -34,8 +35,10 @@ from tenacity import (
 
 from synth.config import LLMSettings
 from synth.errors import SynthError
+from synth.llm.ledger import AttemptLedger, estimate
 from synth.llm.limits import AdaptiveSlots, Pacer, estimate_tokens
-from synth.llm.stream import STREAM, Attempt, InFlight, ReplyTimeout
+from synth.llm.reply import BadReply, Usage, capped, one_line, read_completion
+from synth.llm.stream import STREAM, Attempt, InFlight, ReplyTimeout, UnreadableStream
 from synth.llm.structured import ReplyError, read_examples, read_object
 from synth.records import Unusable
 from synth.store.calls import Calls
@@ -94,6 +97,8 @@ def failure_reason(exc: BaseException) -> Unusable:
         return Unusable.HTTP_ERROR
     if isinstance(exc, openai.APIConnectionError):
         return Unusable.CONNECTION
+    if isinstance(exc, UnreadableStream):
+        return Unusable.UNPARSEABLE
     return Unusable.FAILED
 
 
@@ -183,6 +188,7 @@ class LLMClient:
         self._timeout = httpx2.Timeout(settings.timeout, read=None).as_dict()
 
         self.fatal: SynthError | None = None
+        self._replied: dict[str, AttemptLedger] = {}  # replies read, not yet stored
         # Whether the endpoint has answered anything yet (an error status counts).
         self.answered = False
 
@@ -191,6 +197,9 @@ class LLMClient:
         attempt = request.extensions.get("synth_attempt")
         if attempt is not None:
             attempt.sent()
+        ledger = request.extensions.get("synth_ledger")
+        if ledger is not None:
+            ledger.sent()
 
     async def close(self) -> None:
         await self.client.close()
@@ -236,7 +245,9 @@ class LLMClient:
             why = failure_reason(e)
             self._record(call, "failed", None, _describe(e), started, reason=why)
             return CallResult(call, "failed", None, _describe(e), reason=why)
-        return self._accept(call, body, started)
+        result = self._accept(call, body, started)
+        self._settle(call)
+        return result
 
     async def _send(self, call: CallRow) -> str:
         retrying = AsyncRetrying(
@@ -310,20 +321,47 @@ class LLMClient:
             self.settings.idle_timeout,
             self.in_flight,
         )
+        # The attempt's estimated cost stands from the moment it leaves until the
+        # server answers: a reply lost to a kill or a timeout keeps it (ledger.py).
+        ledger = AttemptLedger(self.calls, call.id, estimate(call, self.cost))
         request = httpx2.Request(
             "POST",
             self._url,
             content=body,
             headers={**self._headers, "Idempotency-Key": idempotency_key},
-            extensions={"timeout": self._timeout, "synth_attempt": attempt},
+            extensions={"timeout": self._timeout, "synth_attempt": attempt, "synth_ledger": ledger},
         )
+        try:
+            raw = await self._fetch(attempt, request)
+        except openai.APIConnectionError as e:
+            if unreachable(e):
+                ledger.answered()  # it never reached a server
+            raise
+        except openai.APIError:
+            ledger.answered()  # an error status, or an error in the stream: answered
+            raise
+        # Taken back once the reply is stored (``_settle``): a kill between the two
+        # leaves the estimate standing beside the reply, never a lost reply without it.
+        self._replied[call.id] = ledger
+        return raw
+
+    def _settle(self, call: CallRow) -> None:
+        ledger = self._replied.pop(call.id, None)
+        if ledger is not None:
+            ledger.answered()
+
+    async def _fetch(self, attempt: Attempt, request: httpx2.Request) -> bytes:
+        """``attempt.fetch``, every failure an openai error."""
         try:
             return await attempt.fetch(
                 self.http, request, self.client._make_status_error_from_response
             )
         except httpx2.TimeoutException as e:
             raise openai.APITimeoutError(request=request) from e
-        except httpx2.HTTPError as e:
+        except (httpx2.HTTPError, aiohttp.ClientError) as e:
+            # aiohttp's own errors come through the transport unmapped when the reply
+            # breaks HTTP itself (a bad status line or chunk, a header over 8 KB): a
+            # connection failure like any other, retried and recorded.
             raise openai.APIConnectionError(request=request) from e
 
     def _accept(self, call: CallRow, body: str, started: float) -> CallResult:
@@ -337,7 +375,7 @@ class LLMClient:
         body: str | None,
         error: str | None,
         started: float,
-        usage: dict[str, Any] | None = None,
+        usage: Usage | None = None,
         reason: str | None = None,
     ) -> None:
         self.replies.record(call, status, body, error, _since(started), usage, reason=reason)
@@ -370,16 +408,11 @@ class ReplyRecorder:
         ``max_tokens`` when prompt and reply together reached the context size
         (``llm.context_tokens``, else the server's when it said)."""
         try:
-            reply = json.loads(body)
-            choice = reply["choices"][0]
-            content = choice["message"].get("content")
-            finish = choice.get("finish_reason")
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
-            broken = f"not a chat completion: {e}"
-            self.record(call, "invalid", body, broken, latency_ms, reason=Unusable.UNPARSEABLE)
-            return CallResult(call, "invalid", None, broken, reason=Unusable.UNPARSEABLE)
-        usage = reply.get("usage") or {}
-        served = reply.get("model") if isinstance(reply.get("model"), str) else None
+            reply = read_completion(body, estimate_tokens(call.messages, 0))
+        except BadReply as e:
+            self.record(call, "invalid", body, str(e), latency_ms, reason=e.reason)
+            return CallResult(call, "invalid", None, str(e), reason=e.reason)
+        content, finish, usage = reply.content, reply.finish, reply.usage
         error = None
         reason: Unusable | None = None
         items = None
@@ -403,17 +436,19 @@ class ReplyRecorder:
                 repairs = read_object(content).repairs  # the judge validates the rest
             except ReplyError as e:
                 error, reason = str(e), e.reason
+        repairs = (*repairs, *reply.fixes)
         status = "invalid" if error else "ok"
-        self.record(call, status, body, error, latency_ms, usage, served, repairs, reason)
+        self.record(
+            call, status, body, error, latency_ms, usage, reply.served_model, repairs, reason
+        )
         if status != "ok":
             return CallResult(call, status, None, error, repairs=repairs, reason=reason)
         return CallResult(call, status, content, None, items, repairs)
 
-    def _cut(self, finish: object, usage: dict[str, Any]) -> tuple[str, Unusable]:
+    def _cut(self, finish: object, usage: Usage) -> tuple[str, Unusable]:
         """What a reply that ended with ``finish_reason=length`` ran into: the context
         or ``max_tokens``, and the message that says so."""
-        prompt = int(usage.get("prompt_tokens") or 0)
-        reply = int(usage.get("completion_tokens") or 0)
+        prompt, reply = usage.prompt_tokens, usage.completion_tokens
         context = self.context_tokens
         if context and reply and prompt + reply >= context:
             return (
@@ -430,23 +465,25 @@ class ReplyRecorder:
         body: str | None,
         error: str | None,
         latency_ms: float | None,
-        usage: dict[str, Any] | None = None,
+        usage: Usage | None = None,
         served_model: str | None = None,
         repairs: tuple[str, ...] = (),
         reason: str | None = None,
     ) -> None:
         """Commit the call's outcome with its tokens and what they cost; an unusable
-        one with why (``Unusable.FAILED`` when the caller could not say)."""
-        usage = usage or {}
-        prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        completion_tokens = int(usage.get("completion_tokens") or 0)
+        one with why (``Unusable.FAILED`` when the caller could not say). The body is
+        stored up to ``MAX_REPLY_CHARS`` (its whole length beside it when cut), the
+        error as one line."""
+        usage = usage or Usage()
+        prompt_tokens, completion_tokens = usage.prompt_tokens, usage.completion_tokens
         if status in ("invalid", "failed") and reason is None:
             reason = Unusable.FAILED
+        stored, whole = capped(body)
         self.calls.record_reply(
             call.id,
             status=status,
-            response_json=body,
-            error=error,
+            response_json=stored,
+            error=None if error is None else one_line(error),
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             cost_usd=self.cost(call.model, prompt_tokens, completion_tokens),
@@ -455,6 +492,8 @@ class ReplyRecorder:
             repairs=repairs,
             reason=reason,
         )
+        if whole is not None:
+            self.calls.record_cut_body(call.id, whole)
 
     def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         """USD for the tokens at the model's price; 0 for a model with no price."""
@@ -472,15 +511,17 @@ def _since(started: float) -> float:
 
 def _used_tokens(body: str) -> int:
     try:
-        usage = json.loads(body).get("usage") or {}
-        return int(usage.get("total_tokens") or 0)
-    except (ValueError, AttributeError, TypeError):
+        return read_completion(body).usage.total
+    except BadReply:
         return 0
 
 
 def _cached(call: CallRow) -> CallResult:
-    reply = json.loads(call.response_json or "{}")
-    content = reply["choices"][0]["message"].get("content")
+    """A reply answered before, read again as it was the first time."""
+    try:
+        content = read_completion(call.response_json or "").content
+    except BadReply as e:  # stored by a synth that read replies less strictly
+        return CallResult(call, "invalid", None, str(e), reason=e.reason)
     return CallResult(call, "ok", content, None)
 
 
@@ -509,7 +550,9 @@ def _describe(e: BaseException) -> str:
             return f"cannot connect: {url} ({cause.strerror or cause})"
         if isinstance(e, openai.APITimeoutError):
             return f"timed out: {url}"
-        return f"connection failed: {url} ({e.__cause__ or e})"
+        if isinstance(e.__cause__, aiohttp.ClientResponseError):
+            return f"broken HTTP reply from {url}: {one_line(e.__cause__.message, 200)}"
+        return f"connection failed: {url} ({one_line(str(e.__cause__ or e), 200)})"
     return f"{type(e).__name__}: {e}"
 
 

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ValidationError
 
 from synth.config import Config
+from synth.llm.reply import MAX_DEPTH, finite, refuse_constant, storable
 from synth.messages import ROLES, is_dialogue
 from synth.records import Unusable
 
@@ -252,7 +253,7 @@ def json_object(content: str | None) -> dict[str, Any]:
     return read_object(content).value
 
 
-_DECODER = json.JSONDecoder()
+_DECODER = json.JSONDecoder(parse_constant=refuse_constant, parse_float=finite)
 _FENCE = re.compile(r"^[ \t]*```[\w+-]*[ \t]*$", re.MULTILINE)
 _OPENERS = re.compile(r"[{\[]")
 
@@ -263,20 +264,19 @@ def _json_values(content: str) -> tuple[list[Any], list[str]]:
     inside another. Where an opening brace starts JSON that does not parse, the
     values inside it are found instead."""
     text = content.strip()
-    try:
-        return [json.loads(text)], []
-    except json.JSONDecodeError:
-        pass
+    whole = _decoded(text)
+    if whole is not None:
+        return _storable(whole, [])
     mended = _mended(text)
     if mended is not None:
-        try:
-            return [json.loads(mended)], ["broken_json"]
-        except json.JSONDecodeError:
-            pass
+        whole = _decoded(mended)
+        if whole is not None:
+            return _storable(whole, ["broken_json"])
     values: list[Any] = []
     outside: list[str] = []  # text outside every value and every broken fragment
     broken = False
     in_fragment = False  # after an opening brace that did not parse
+    unreadable = None  # why JSON that parses as JSON was refused (NaN, 5,000 digits)
     i = 0
     while True:
         m = _OPENERS.search(text, i)
@@ -288,7 +288,12 @@ def _json_values(content: str) -> tuple[list[Any], list[str]]:
             outside.append(text[i : m.start()])
         try:
             value, end = _DECODER.raw_decode(text, m.start())
-        except json.JSONDecodeError:
+        except RecursionError:
+            # Read again from every bracket inside, it would fail as deep each time.
+            raise ReplyError(_TOO_DEEP, Unusable.UNPARSEABLE) from None
+        except ValueError as e:  # not JSON; or NaN, or a number past 4,300 digits
+            if not isinstance(e, json.JSONDecodeError):
+                unreadable = unreadable or str(e)
             broken = in_fragment = True
             i = m.start() + 1
             continue
@@ -296,6 +301,8 @@ def _json_values(content: str) -> tuple[list[Any], list[str]]:
         if isinstance(value, dict) and value or isinstance(value, list) and value:
             values.append(value)
         i = end
+    if not values and unreadable:
+        raise ReplyError(f"no readable JSON in the reply: {unreadable}", Unusable.UNPARSEABLE)
     if not values:
         start = " ".join(text.split())
         start = start if len(start) <= 60 else start[:57] + "..."
@@ -309,6 +316,32 @@ def _json_values(content: str) -> tuple[list[Any], list[str]]:
         repairs.append("text_around_json")
     if broken:
         repairs.append("broken_json")
+    return _storable(values, repairs)
+
+
+_TOO_DEEP = f"JSON nested more than {MAX_DEPTH} deep"
+
+
+def _decoded(text: str) -> list[Any] | None:
+    """The JSON value ``text`` is whole (in a list), or None: not JSON, or NaN, an infinite
+    number or one past 4,300 digits in it (``synth.llm.reply``), or nested too deep."""
+    try:
+        return [_DECODER.decode(text)]
+    except RecursionError:
+        raise ReplyError(_TOO_DEEP, Unusable.UNPARSEABLE) from None
+    except ValueError:
+        return None
+
+
+def _storable(values: Any, repairs: list[str]) -> tuple[list[Any], list[str]]:
+    """The values with their strings made storable, nested no deeper than the limit
+    (``synth.llm.reply.storable``)."""
+    try:
+        values, replaced = storable(values)
+    except ValueError:
+        raise ReplyError(_TOO_DEEP, Unusable.UNPARSEABLE) from None
+    if replaced:
+        repairs.append("lone_surrogates")
     return values, repairs
 
 

@@ -83,10 +83,10 @@ class SimServer(ChatEndpoint, FilesAndBatches):
     def stats(self) -> dict[str, Any]:
         """Counts since the last reset. ``requests`` counts chat-completion POSTs on
         arrival (before any fault, hang or disconnect), a repeated Idempotency-Key once
-        (the repeats are ``replayed``), ``streamed`` those that asked for a stream;
-        ``in_flight`` are requests
-        holding a slot, ``queued`` those waiting for one; ``items`` counts the items
-        written, by kind. Batch traffic is counted apart, under ``batch*``:
+        (the repeats are ``replayed``) unless ``ignore_idempotency_keys``, ``streamed``
+        those that asked for a stream; ``in_flight`` are requests holding a slot,
+        ``queued`` those waiting for one; ``items`` counts the items written, by kind.
+        Batch traffic is counted apart, under ``batch*``:
         ``batches`` created, ``batch_requests`` lines answered (each line once, when
         its batch runs), their outcomes, items and tokens. ``judged`` lists the text
         of the candidate of every judge request answered (online), in order."""

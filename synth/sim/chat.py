@@ -253,8 +253,9 @@ class ChatEndpoint:
         raw = await _read(receive)
         # An attempt sent again under the same Idempotency-Key (a client resuming after
         # a crash, unsure whether its request got through) is served, but counted once:
-        # `requests` counts what a provider that honours the key would bill.
-        if key is not None and key in self._keys:
+        # `requests` counts what a provider that honours the key would bill; one that
+        # ignores keys (ignore_idempotency_keys) bills every request.
+        if key is not None and key in self._keys and not self.config.ignore_idempotency_keys:
             self.replayed += 1
         else:
             if key is not None:

@@ -51,6 +51,9 @@ class SimConfig(BaseModel):
       ``GET /v1/models`` (``max_model_len``). A prompt longer than it is refused with
       llama.cpp's 400 (``exceed_context_size_error``); a reply that would run past it
       is cut there, ``finish_reason`` "length". None: no limit, and neither is said.
+    - ``ignore_idempotency_keys``: bill (count in ``requests``) every request,
+      a repeated Idempotency-Key too, as most providers do; by default a repeat is
+      served but counted once (``replayed``), as a provider that honours keys bills.
     - ``batch_delay_s``: how long a batch takes from creation to completed (a
       quarter of it validating, the rest in progress).
     - ``p_batch_line_fail``: share of batch lines that fail with a 500, drawn per
@@ -83,6 +86,7 @@ class SimConfig(BaseModel):
     batch_delay_s: float = Field(0.2, ge=0.0)
     p_batch_line_fail: Share = 0.0
     n_ctx: int | None = Field(None, ge=1)
+    ignore_idempotency_keys: bool = False
 
     @pydantic.model_validator(mode="after")
     def _shares_fit(self) -> SimConfig:

@@ -139,6 +139,27 @@ class Calls(Part):
         self.conn.execute("UPDATE llm_calls SET attempts = attempts + 1 WHERE id = ?", (call_id,))
         self.conn.commit()
 
+    def attempt_sent(self, call_id: str, tokens: int, usd: float) -> None:
+        """An attempt has left: its estimate stands until its answer comes
+        (``synth.llm.ledger``). Committed at once, so a kill leaves it standing."""
+        self.conn.execute(
+            "UPDATE llm_calls SET unanswered_attempts = unanswered_attempts + 1,"
+            " unanswered_tokens = unanswered_tokens + ?, unanswered_usd = unanswered_usd + ?"
+            " WHERE id = ?",
+            (tokens, usd, call_id),
+        )
+        self.conn.commit()
+
+    def attempt_answered(self, call_id: str, tokens: int, usd: float) -> None:
+        """The server answered an attempt ``attempt_sent`` recorded: its estimate goes."""
+        self.conn.execute(
+            "UPDATE llm_calls SET unanswered_attempts = max(0, unanswered_attempts - 1),"
+            " unanswered_tokens = max(0, unanswered_tokens - ?),"
+            " unanswered_usd = max(0.0, unanswered_usd - ?) WHERE id = ?",
+            (tokens, usd, call_id),
+        )
+        self.conn.commit()
+
     def record_reply(
         self,
         call_id: str,
@@ -181,6 +202,14 @@ class Calls(Part):
         )
         self.conn.commit()
 
+    def record_cut_body(self, call_id: str, whole_chars: int) -> None:
+        """A reply stored cut short (the store keeps a capped prefix): its whole length,
+        so what is stored is never taken for all that came."""
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE llm_calls SET response_chars = ? WHERE id = ?", (whole_chars, call_id)
+            )
+
     def record_repairs(self, call_id: str, repairs: Sequence[str]) -> None:
         """How a reply's shape was mended, found by a reader that knows more of the
         shape than the client did (the judge, which knows its criteria)."""
@@ -211,11 +240,14 @@ class Calls(Part):
         )
 
     def spend(self, run_id: str | None = None) -> Spend:
-        """Calls, attempts, tokens and cost: of one run, or of the whole store."""
+        """Calls, attempts, tokens and cost, and the estimate of attempts that got no
+        reply: of one run, or of the whole store."""
         where, params = ("WHERE run_id = ?", (run_id,)) if run_id else ("", ())
         r = self.conn.execute(
             "SELECT count(*), coalesce(sum(attempts), 0), coalesce(sum(prompt_tokens), 0),"
-            " coalesce(sum(completion_tokens), 0), coalesce(sum(cost_usd), 0)"
+            " coalesce(sum(completion_tokens), 0), coalesce(sum(cost_usd), 0),"
+            " coalesce(sum(unanswered_attempts), 0), coalesce(sum(unanswered_tokens), 0),"
+            " coalesce(sum(unanswered_usd), 0)"
             f" FROM llm_calls {where}",
             params,
         ).fetchone()

@@ -314,3 +314,20 @@ def m008_call_reasons(db: sqlite_utils.Database) -> None:
         WHERE status IN ('invalid', 'failed');
         """
     )
+
+
+@migrations()
+def m009_reply_limits_and_lost_attempts(db: sqlite_utils.Database) -> None:
+    # A reply is stored up to a cap (synth.llm.reply.MAX_REPLY_CHARS): response_chars
+    # says how long it was when it was cut. An attempt that left and got no reply (the
+    # process killed, a timeout, a dropped connection) may still be billed by the
+    # endpoint: each attempt adds its estimate to unanswered_* as it leaves and takes
+    # it back when an answer comes, so what remains is what no reply accounts for.
+    db.executescript(
+        """
+        ALTER TABLE llm_calls ADD COLUMN response_chars INTEGER;  -- NULL: stored whole
+        ALTER TABLE llm_calls ADD COLUMN unanswered_attempts INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE llm_calls ADD COLUMN unanswered_tokens INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE llm_calls ADD COLUMN unanswered_usd REAL NOT NULL DEFAULT 0;
+        """
+    )
