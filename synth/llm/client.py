@@ -34,6 +34,7 @@ from tenacity import (
 
 from synth.config import LLMSettings
 from synth.errors import SynthError
+from synth.llm.ledger import Ledger, Refused, take_call
 from synth.llm.limits import AdaptiveSlots, Pacer, estimate_tokens
 from synth.llm.stream import STREAM, Attempt, InFlight, ReplyTimeout
 from synth.llm.structured import ReplyError, read_examples, read_object
@@ -152,10 +153,14 @@ class LLMClient:
         *,
         api_key: str,
         base_url: str | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self.settings = settings
         self.calls = calls
+        # The run's caps: each attempt takes its worst case from it before it leaves.
+        self.ledger = ledger
         self.replies = ReplyRecorder(settings, calls)
+        self.replies.ledger = ledger
         self.slots = AdaptiveSlots(settings.max_concurrency, settings.adaptive_concurrency)
         self._ranks = itertools.count()
         self.requests = Pacer(settings.rpm)
@@ -230,6 +235,10 @@ class LLMClient:
         started = time.perf_counter()
         try:
             body = await self._send(call)
+        except Refused as e:
+            not_sent = f"not sent: {e}"
+            self._record(call, "failed", None, not_sent, started, reason=Unusable.OVER_BUDGET)
+            return CallResult(call, "failed", None, not_sent, reason=Unusable.OVER_BUDGET)
         except (openai.APIError, openai.OpenAIError) as e:
             if isinstance(e, FATAL) or (not self.answered and unreachable(e)):
                 self.fatal = SynthError("llm", f"{_describe(e)}; {advice(e)}")
@@ -264,14 +273,19 @@ class LLMClient:
                 await self.slots.acquire(rank)
                 try:
                     await self.tokens.acquire(estimate)
+                    if self.ledger is not None:  # the caps' hold, before it leaves
+                        take_call(self.ledger, call, self.settings)
                     if recount:
                         self.calls.record_attempt(call.id)
                         number += 1
                     recount = True
                     try:
                         raw = await self._post(call, f"{call.request_sha[:32]}-{number}")
-                    except openai.RateLimitError:
-                        self.slots.rate_limited()
+                    except BaseException as e:
+                        if self.ledger is not None:
+                            self.ledger.settle(call.id, 0.0)  # a failure is billed nothing
+                        if isinstance(e, openai.RateLimitError):
+                            self.slots.rate_limited()
                         raise
                     self.answered = True
                     self.slots.succeeded()
@@ -355,6 +369,7 @@ class ReplyRecorder:
         self.settings = settings
         self.calls = calls
         self.price_factor = price_factor
+        self.ledger: Ledger | None = None  # told each reply's cost (synth.llm.ledger)
         # The context a prompt and its reply share: llm.context_tokens, or what the
         # server said (synth.llm.context); None when neither is known.
         self.context_tokens = settings.context_tokens
@@ -442,6 +457,7 @@ class ReplyRecorder:
         completion_tokens = int(usage.get("completion_tokens") or 0)
         if status in ("invalid", "failed") and reason is None:
             reason = Unusable.FAILED
+        cost = self.cost(call.model, prompt_tokens, completion_tokens)
         self.calls.record_reply(
             call.id,
             status=status,
@@ -449,12 +465,14 @@ class ReplyRecorder:
             error=error,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
-            cost_usd=self.cost(call.model, prompt_tokens, completion_tokens),
+            cost_usd=cost,
             latency_ms=latency_ms,
             served_model=served_model,
             repairs=repairs,
             reason=reason,
         )
+        if self.ledger is not None:
+            self.ledger.settle(call.id, cost)
 
     def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         """USD for the tokens at the model's price; 0 for a model with no price."""

@@ -210,3 +210,13 @@ class Calls(Part):
             params,
         ).fetchone()
         return Spend(*r)
+
+    def cost_by_cell(self, run_id: str) -> dict[CellKey, float]:
+        """USD a run spent per cell, its judge calls included (they carry the cell of
+        the candidate they judge)."""
+        rows = self.conn.execute(
+            "SELECT coalesce(slice, ''), coalesce(label, ''), sum(cost_usd) FROM llm_calls"
+            " WHERE run_id = ? GROUP BY 1, 2",
+            (run_id,),
+        )
+        return {CellKey(slice=s, label=label): float(usd or 0) for s, label, usd in rows}
