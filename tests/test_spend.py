@@ -148,3 +148,42 @@ def test_a_cell_cap_stops_that_cell_and_leaves_the_others_running(sim_project, s
     # could take the cell past its cap, having made rows.
     assert 0 < by_cell[CellKey(slice="default", label="card_arrival")] <= 0.02
     assert rows[1] > 0
+
+
+# -- the stall rule counts what was asked for ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("faults", "reason"),
+    [
+        ({"p_empty": 1.0}, "replies unusable (schema_mismatch"),
+        ({"p_garbled": 1.0}, "replies unusable (unparseable"),
+        ({"p_bad_item": 1.0}, "stalled: nothing accepted in 2 batches for "),
+        # Some replies empty, the rest all rejected: no rule but the stall's applies.
+        ({"p_empty": 0.6, "p_bad_item": 1.0}, "stalled: nothing accepted in 2 batches for "),
+    ],
+)
+def test_empty_invalid_or_rejected_replies_stop_a_cell_within_its_idle_budget(
+    sim_project, sim, faults, reason
+):
+    # {"examples": []}, prose with no JSON, or items every filter rejects: each call
+    # asked for per_call examples and brought none, so a cell stops after
+    # max_idle_batches steps that asked for as many full calls (or the run at its
+    # first 8 replies, if none could be read), not at max_calls.
+    from synth.seeds import read_seeds
+
+    sim.configure(**faults)
+    text = sim_project.config_path.read_text().replace(
+        "max_calls = 200", "max_calls = 300\nmax_idle_batches = 2"
+    )
+    sim_project.config_path.write_text(text)
+    config = sim_project.config()
+    with sim_project.store() as store:
+        store.examples.add_seeds(read_seeds(sim_project.seeds, config).seeds)
+    summary = run(config)
+    assert summary.status == "stopped" and reason in summary.stop_reason
+    cells = len(summary.cells)
+    assert cells == 4  # 3 labels and the slice's cell
+    # Stopped by the rule, a few steps per cell in, far short of max_calls (each step
+    # asks for deficit / yield, which grows as the yield seen falls: 20 to 64 here).
+    assert sim.stats()["requests"] <= 100

@@ -157,6 +157,8 @@ def _completion(
         content = _malform(content, fault_rng)
     elif outcome == "garbled":
         content = fault_rng.choice(_GARBLED)
+    elif outcome == "empty":
+        content = '{"examples": []}' if judge_kind(body) is None else "{}"
     prompt_tokens = _tokens(task.prompt_chars)
     completion_tokens = _tokens(len(content))
     if config.n_ctx is not None and prompt_tokens + completion_tokens > config.n_ctx:
@@ -195,6 +197,7 @@ def _draw(config: SimConfig, u: float) -> str:
         ("truncate", config.p_truncate),
         ("malformed", config.p_malformed),
         ("garbled", config.p_garbled),
+        ("empty", config.p_empty),
     ):
         if u < share:
             return outcome
