@@ -46,6 +46,7 @@ from synth.judge.grading import JudgeStage
 from synth.llm.batch import BatchClient
 from synth.llm.client import CallResult, Completer, LLMClient
 from synth.llm.context import context_size
+from synth.llm.ledger import QuotaSpent
 from synth.llm.structured import parse_reply
 from synth.plan import all_labels, plan_cells
 from synth.prompts import Template, load_template
@@ -487,7 +488,10 @@ class Runner:
     def _end(self, outcome: tuple[str, str | None] | BaseException) -> None:
         if self.ended.done():
             return
-        if isinstance(outcome, BaseException):
+        if isinstance(outcome, QuotaSpent):
+            # Not a failure of the run: it stops, and resumes once there is quota.
+            self.ended.set_result(("stopped", outcome.reason))
+        elif isinstance(outcome, BaseException):
             self.ended.set_exception(outcome)
         else:
             self.ended.set_result(outcome)

@@ -187,3 +187,36 @@ def test_empty_invalid_or_rejected_replies_stop_a_cell_within_its_idle_budget(
     # Stopped by the rule, a few steps per cell in, far short of max_calls (each step
     # asks for deficit / yield, which grows as the yield seen falls: 20 to 64 here).
     assert sim.stats()["requests"] <= 100
+
+
+# -- a spent quota stops the run ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("faults", "said"),
+    [
+        ({"p_quota": 1.0}, "You exceeded your current quota"),
+        ({"p_429": 1.0, "retry_after_s": 7200}, "Rate limit reached"),  # wait 2 hours
+    ],
+)
+def test_a_spent_quota_stops_the_run_with_the_reason_instead_of_retrying(
+    sim_project, sim, faults, said
+):
+    from synth.seeds import read_seeds
+
+    sim.configure(**faults)
+    config = sim_project.config()
+    with sim_project.store() as store:
+        store.examples.add_seeds(read_seeds(sim_project.seeds, config).seeds)
+    summary = run(config)
+    assert summary.status == "stopped"
+    assert summary.stop_reason.startswith("quota: HTTP 429 from POST http://127.0.0.1:")
+    assert said in summary.stop_reason
+    # No retries: the calls in flight when the first answer came, each sent once.
+    assert sim.stats()["requests"] <= config.llm.max_concurrency
+    with sim_project.store() as store:
+        [r] = store.runs.all()
+    assert (r.status, r.stop_reason) == ("stopped", summary.stop_reason)
+    # Once the quota is back, `synth run` carries on to the end.
+    sim.configure(p_quota=0.0, p_429=0.0)
+    assert run(config).status == "finished"

@@ -34,7 +34,7 @@ from tenacity import (
 
 from synth.config import LLMSettings
 from synth.errors import SynthError
-from synth.llm.ledger import Ledger, Refused, take_call
+from synth.llm.ledger import Ledger, QuotaSpent, Refused, quota_spent, take_call
 from synth.llm.limits import AdaptiveSlots, Pacer, estimate_tokens
 from synth.llm.stream import STREAM, Attempt, InFlight, ReplyTimeout
 from synth.llm.structured import ReplyError, read_examples, read_object
@@ -61,8 +61,8 @@ class CallResult:
 def retryable(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIStatusError):
         # A prompt longer than the context is as long the next time, whatever the
-        # status a server files it under.
-        if context_exceeded(exc):
+        # status a server files it under; a spent quota stays spent for hours.
+        if context_exceeded(exc) or quota_spent(exc, retry_after(exc)):
             return False
         return exc.status_code in (408, 409, 429) or exc.status_code >= 500
     return isinstance(exc, openai.APIConnectionError)  # includes timeouts
@@ -240,7 +240,9 @@ class LLMClient:
             self._record(call, "failed", None, not_sent, started, reason=Unusable.OVER_BUDGET)
             return CallResult(call, "failed", None, not_sent, reason=Unusable.OVER_BUDGET)
         except (openai.APIError, openai.OpenAIError) as e:
-            if isinstance(e, FATAL) or (not self.answered and unreachable(e)):
+            if quota_spent(e, retry_after(e)):
+                self.fatal = self.fatal or QuotaSpent(f"quota: {_describe(e)}")
+            elif isinstance(e, FATAL) or (not self.answered and unreachable(e)):
                 self.fatal = SynthError("llm", f"{_describe(e)}; {advice(e)}")
             why = failure_reason(e)
             self._record(call, "failed", None, _describe(e), started, reason=why)

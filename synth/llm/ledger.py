@@ -26,7 +26,10 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
+import openai
+
 from synth.config import LLMSettings, Price
+from synth.errors import SynthError
 from synth.store.rows import CallRow
 
 # Tokens a chat template adds around each message (role markers) and around the
@@ -35,6 +38,34 @@ MESSAGE_TOKENS = 8
 TEMPLATE_TOKENS = 64
 # Float sums of many prices drift in the last digits: a cap is reached within this.
 EPSILON = 1e-12
+
+
+# A Retry-After this long says a quota is spent for the day (or month), not that the
+# endpoint is busy: waiting it out inside a run helps nobody.
+QUOTA_WAIT_S = 3600.0
+
+
+class QuotaSpent(SynthError):
+    """The provider says the account's quota is spent: the run stops with the reason
+    (``runs.stop_reason``) instead of retrying for hours; ``synth run`` resumes it
+    once the quota is topped up or renewed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("llm", reason)
+        self.reason = reason
+
+
+def quota_spent(exc: BaseException, retry_after: float | None) -> bool:
+    """Whether a refusal says the quota is spent: OpenAI's 429 ``insufficient_quota``,
+    or a 429 whose Retry-After is an hour or more."""
+    if not isinstance(exc, openai.APIStatusError) or exc.status_code != 429:
+        return False
+    body: dict[str, Any] = exc.body if isinstance(exc.body, dict) else {}
+    error = body.get("error")
+    inner: dict[str, Any] = error if isinstance(error, dict) else body
+    if "insufficient_quota" in (inner.get("code"), inner.get("type")):
+        return True
+    return retry_after is not None and retry_after >= QUOTA_WAIT_S
 
 
 class Refused(Exception):
