@@ -24,7 +24,8 @@ through the Batch API.
 
 A cell that gets nothing accepted for ``generate.max_idle_batches`` of its steps in a
 row is stopped: its template or seeds need a person, not more money. The arithmetic of
-sizing, sharing, stalls and budget is ``synth.quota``'s; here are its inputs and I/O.
+sizing, sharing and stalls is ``synth.quota``'s, of the budget caps ``synth.spend``'s;
+here are their inputs and I/O.
 """
 
 from __future__ import annotations
