@@ -508,6 +508,12 @@ def leakage(ctx: click.Context, name: str) -> None:
     "--p-garbled", default=0.0, show_default=True, help="Share of replies with prose, no JSON."
 )
 @click.option(
+    "--p-empty", default=0.0, show_default=True, help='Share of replies of {"examples": []}.'
+)
+@click.option(
+    "--p-quota", default=0.0, show_default=True, help="Share of 429s saying the quota is spent."
+)
+@click.option(
     "--retry-after-s", default=1.0, show_default=True, help="Retry-After sent with each 429."
 )
 @click.option(

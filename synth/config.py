@@ -276,13 +276,18 @@ class TargetSettings(Section):
         return self
 
 
-class GenerateSettings(Section):
+class GenerateSettings(Since):
+    _since: ClassVar[dict[str, Any]] = {"max_cost_per_cell_usd": None}
+
     template: str = "prompts/generate/classify.md.j2"
     few_shot: int = Field(default=4, ge=0)  # seeds shown per call, from the same cell
     contrast: int = Field(default=2, ge=0)  # seeds of other labels shown as "not this"
     per_call: int = Field(default=5, gt=0)  # examples asked for per call
     max_calls: int | None = Field(default=None, gt=0)  # per run
     max_cost_usd: float | None = Field(default=None, gt=0)  # per run
+    # A cell whose calls (its judge calls included) cost this much is stopped, and
+    # only that cell: its rows are too dear for more of the same to be worth it.
+    max_cost_per_cell_usd: float | None = Field(default=None, gt=0)
     # Calls planned ahead of the replies filtered so far, beyond max_concurrency: the
     # slack that keeps the wire full while later replies wait for an earlier one
     # (a retry after Retry-After), since replies are filtered in plan order.

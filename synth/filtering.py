@@ -65,7 +65,6 @@ from synth.generate import SeedPool
 from synth.judge.grading import JudgeStage
 from synth.llm.client import LLMClient
 from synth.plan import all_labels, plan_cells
-from synth.quota import Budget
 from synth.records import (
     Candidate,
     CellKey,
@@ -79,6 +78,7 @@ from synth.records import (
 )
 from synth.review.sample import sample_for_review
 from synth.seeds import iter_seeds
+from synth.spend import RunSpend
 from synth.store import Store
 from synth.store.rows import FiledRow, JudgeScore
 
@@ -501,22 +501,23 @@ class _Job:
         config, store = self.config, self.store
         pool = SeedPool.from_rows(store.examples.seeds())
         stage = JudgeStage(spec, config, store, pool, self.ctx)
-        gen = config.generate
-        caps = Budget(gen.max_calls, gen.max_cost_usd, config.llm.max_concurrency)
-        client = LLMClient(judge_config.llm, store.calls, api_key=judge_config.api_key())
+        # The caps are hard: a chunk is judged only if all its judge requests can be
+        # held at their worst case, and each takes its own before it leaves.
+        spend = RunSpend(config, stage)
+        spend.begin(store, run_id, ())
+        client = LLMClient(
+            judge_config.llm, store.calls, api_key=judge_config.api_key(), ledger=spend.ledger
+        )
         async with client:
             for batch in self.chunks():
                 new = [r for r in batch if r.filed is None]
                 if new:
-                    spend = store.calls.spend(run_id)
-                    _, cap = caps.calls_left(
-                        room=1, spent_calls=spend.calls, spent_usd=spend.cost_usd, unanswered=0
-                    )
-                    if cap is not None:
+                    outcomes = self._decide(run_id, new)
+                    if (cap := spend.hold_judging(outcomes)) is not None:
                         self.report.status, self.report.stop_reason = "stopped", cap
                         return
-                    outcomes = self._decide(run_id, new)
                     judged = await stage.judge(client, run_id, outcomes)
+                    spend.judged(o.candidate for o in outcomes)
                     self._store(run_id, new, judged.scores)
                 self._emit(batch)
 

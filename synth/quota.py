@@ -1,8 +1,8 @@
 """The quota loop's arithmetic, kept apart from its I/O.
 
-How many calls a step asks for, how a short allowance is shared between cells, when a
-cell has stalled and how many calls the budget still allows decide what a run costs
-and when it stops. End to end, a run only shows their sum; here each rule is a pure
+How many calls a step asks for, how a short allowance is shared between cells and when
+a cell has stalled decide what a run costs and when it stops (the budget caps are
+``synth.spend``'s). End to end, a run only shows their sum; here each rule is a pure
 function of plain numbers (or a small tracker of per-cell counters), so it can be
 checked on tables of cases without a store, a client or a simulator.
 
@@ -118,48 +118,6 @@ class CellTracker:
                 idle_asked = self.asked[cell] - self.asked_when_accepted[cell]
                 if self.idle[cell] >= self.max_idle and idle_asked >= floor:
                     self.stalled.add(cell)
-
-
-@dataclass(frozen=True)
-class Budget:
-    """The caps on a run's spend: ``generate.max_calls`` and ``generate.max_cost_usd``
-    (None: no cap), and ``llm.max_concurrency`` for learning the price."""
-
-    max_calls: int | None
-    max_cost_usd: float | None
-    max_concurrency: int
-
-    def calls_left(
-        self, *, room: int, spent_calls: int, spent_usd: float, unanswered: int
-    ) -> tuple[int, str | None]:
-        """How many more calls may be planned, and the reason when a cap is reached.
-
-        ``room``: free places in the run's window; ``spent_calls`` and ``spent_usd``:
-        the whole run's calls and cost so far (calls in flight count as calls, their
-        cost is not known yet); ``unanswered``: the calls still in flight."""
-        if room <= 0:
-            return 0, None
-        allowed = room
-        if self.max_calls is not None:
-            allowed = min(allowed, self.max_calls - spent_calls)
-            if allowed <= 0:
-                return 0, f"budget: max_calls = {self.max_calls} reached"
-        if self.max_cost_usd is not None:
-            reason = f"budget: max_cost_usd = {self.max_cost_usd} reached"
-            if spent_usd >= self.max_cost_usd:
-                return 0, reason
-            # The calls still in flight will cost about what the answered ones did.
-            answered = spent_calls - unanswered
-            if answered <= 0:
-                # No price seen yet: as many calls as may be in flight, to learn it.
-                allowed = min(allowed, max(0, self.max_concurrency - unanswered))
-            elif spent_usd > 0:
-                per_call = spent_usd / answered
-                affordable = int((self.max_cost_usd - spent_usd) / per_call) - unanswered
-                if affordable <= 0:
-                    return 0, reason
-                allowed = min(allowed, affordable)
-        return allowed, None
 
 
 def by_reason(counts: Mapping[str, int]) -> str:

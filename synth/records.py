@@ -57,6 +57,7 @@ class Unusable(StrEnum):
     CONNECTION = "connection"  # refused, unreachable, timed out
     HTTP_ERROR = "http_error"  # any other error status
     NOT_SENT = "not_sent"  # the run was stopping
+    OVER_BUDGET = "over_budget"  # a budget cap left no room to send it
     FAILED = "failed"  # any other failure (a batch line lost or expired ...)
 
 

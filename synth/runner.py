@@ -25,7 +25,8 @@ through the Batch API.
 
 A cell that gets nothing accepted for ``generate.max_idle_batches`` of its steps in a
 row is stopped: its template or seeds need a person, not more money. The arithmetic of
-sizing, sharing, stalls and budget is ``synth.quota``'s; here are its inputs and I/O.
+sizing, sharing and stalls is ``synth.quota``'s, of the budget caps ``synth.spend``'s;
+here are their inputs and I/O.
 """
 
 from __future__ import annotations
@@ -48,11 +49,11 @@ from synth.judge.grading import JudgeStage
 from synth.llm.batch import BatchClient
 from synth.llm.client import CallResult, Completer, LLMClient
 from synth.llm.context import context_size
+from synth.llm.ledger import QuotaSpent
 from synth.llm.structured import parse_reply
 from synth.plan import all_labels, plan_cells
 from synth.prompts import Template, load_template
 from synth.quota import (
-    Budget,
     CellTracker,
     by_reason,
     call_sizes,
@@ -62,6 +63,7 @@ from synth.quota import (
 from synth.records import Candidate, CellKey, CellPlan, Status, Unusable, Verdict
 from synth.review.sample import sample_for_review
 from synth.review.stats import flagged_cells
+from synth.spend import RunSpend
 from synth.store import CallRow, Spend, Store
 from synth.store.rows import JudgeScore
 
@@ -212,9 +214,15 @@ async def _run_async(
         def make_client(config: Config) -> LLMClient | BatchClient:
             if config.llm.mode == "batch":
                 return BatchClient(
-                    config.llm, store.calls, store.batch_jobs, api_key=config.api_key()
+                    config.llm,
+                    store.calls,
+                    store.batch_jobs,
+                    api_key=config.api_key(),
+                    ledger=runner.spend.ledger,
                 )
-            return LLMClient(config.llm, store.calls, api_key=config.api_key())
+            return LLMClient(
+                config.llm, store.calls, api_key=config.api_key(), ledger=runner.spend.ledger
+            )
 
         client = make_client(config.with_llm(context_tokens=context))
         await stack.enter_async_context(client)
@@ -295,7 +303,9 @@ class Runner:
         # the same template and seeds would be rejected too.
         self.flagged = flagged_cells(store, config.review)
         self.cells.stalled |= self.flagged
-        self.caps = Budget(gen.max_calls, gen.max_cost_usd, config.llm.max_concurrency)
+        # The budget caps, hard: every request holds its worst case before it leaves.
+        self.spend = RunSpend(config, self.judge)
+        self.capped: set[CellKey] = set()  # cells stopped by max_cost_per_cell_usd
         self.started = time.monotonic()
         self.answered = 0
         # The window: calls planned and not yet filtered. It holds what may be in
@@ -325,7 +335,9 @@ class Runner:
         plans = plan_cells(config, store.examples.cell_counts())
         if plans and any(p.deficit for p in plans):
             # Render one prompt up front: a template error stops the run before any spend.
-            build_call(config, self.template, plans[0], self.pool, 0, config.generate.per_call)
+            # Its worst case sizes the first step against the caps.
+            per_call = config.generate.per_call
+            self.spend.estimate(build_call(config, self.template, plans[0], self.pool, 0, per_call))
         store.calls.add_template(self.template.name, self.template.source, self.template.sha)
         run = store.runs.begin(config.as_json(), config.sha)
         summary = RunSummary(run.id, "running", None, resumed=run.resumes > 0)
@@ -350,6 +362,7 @@ class Runner:
         ticker = asyncio.ensure_future(self._tick()) if self.progress else None
         try:
             leftovers = store.calls.unfinished()
+            self.spend.begin(store, run.id, leftovers)
             if leftovers:
                 self._begin_step(len(leftovers), set())
                 await self._send(leftovers, [config.generate.per_call] * len(leftovers))
@@ -391,11 +404,15 @@ class Runner:
             return "finished", None
         if self.budget is not None:
             return "stopped", self.budget
+        stopped = self.flagged | self.capped
         names = ", ".join(
-            str(p.cell) + self._unusable_note(p.cell) for p in stalled if p.cell not in self.flagged
+            str(p.cell) + self._unusable_note(p.cell) for p in stalled if p.cell not in stopped
         )
         limit = self.config.generate.max_idle_batches
         reasons = [f"stalled: nothing accepted in {limit} batches for {names}"] if names else []
+        if capped := ", ".join(str(p.cell) for p in stalled if p.cell in self.capped):
+            cap = self.config.generate.max_cost_per_cell_usd
+            reasons.append(f"cell budget: max_cost_per_cell_usd = {cap} reached for {capped}")
         if flagged := ", ".join(str(p.cell) for p in stalled if p.cell in self.flagged):
             reasons.append(f"review: reviewers rejected too many of {flagged} (synth review ack)")
         return "stopped", "; ".join(reasons)
@@ -405,14 +422,13 @@ class Runner:
         counts = self.unusable.get(cell)
         return f" ({sum(counts.values())} replies unusable: {by_reason(counts)})" if counts else ""
 
-    def _budget_left(self, run_id: str) -> tuple[int, str | None]:
-        """How many more calls the window and the budget caps allow, and which cap binds."""
-        spend = self.store.calls.spend(run_id)
-        return self.caps.calls_left(
-            room=self.window - (self.planned - self.done),
-            spent_calls=spend.calls,
-            spent_usd=spend.cost_usd,
-            unanswered=self.planned - self.answered,
+    def _budget_left(self) -> tuple[int, str | None]:
+        """How many more calls the window and the budget caps allow, and which cap binds
+        when they allow none and nothing in flight can free any."""
+        return self.spend.allowed(
+            self.window - (self.planned - self.done),
+            self.config.generate.per_call,
+            waiting=self.planned > self.done,
         )
 
     async def _plan_step(self) -> None:
@@ -422,12 +438,15 @@ class Runner:
         plans = plan_cells(self.config, self.counts)
         open_cells = [p for p in plans if p.deficit > 0 and p.cell not in self.cells.stalled]
         if open_cells and self.budget is None:
-            allowed, self.budget = self._budget_left(self.run_id)
+            allowed, self.budget = self._budget_left()
             if allowed > 0:
                 specs = self._plan_calls(open_cells, allowed)
                 if specs:
-                    await self._record_and_send(specs)
-                    return
+                    if await self._record_and_send(specs):
+                        return
+                    if self.done == self.planned and not self.spend.ledger.busy():
+                        # Not one call fits, and no reply to come can free room.
+                        self.budget = self.spend.ledger.reason(*self.spend.unit(specs[0][2]))
         if self.done == self.planned:
             self._end(self._end_state(plans))
 
@@ -437,11 +456,19 @@ class Runner:
         """Calls for this step, as (cell, sample index, examples asked for): each cell
         asks for about deficit / yield examples, less those its calls in the window
         already ask for (``quota.call_sizes`` sizes the calls)."""
+        per_call = self.config.generate.per_call
         needed = {
             p.cell: examples_needed(p.deficit, self.cells.yield_of(p.cell), self.ahead[p.cell])
             for p in open_cells
         }
-        sizes = call_sizes(needed, self.config.generate.per_call, allowed)
+        for cell in needed:
+            # A cell's own cap, when set, bounds its calls like the run's caps do.
+            calls, why = self.spend.cell_allowance(cell, per_call, self.ahead[cell] > 0)
+            if why is not None:
+                self.capped.add(cell)
+                self.cells.stalled.add(cell)
+            needed[cell] = int(min(needed[cell], calls * per_call))
+        sizes = call_sizes(needed, per_call, allowed)
         specs: list[tuple[CellPlan, int, int]] = []
         by_cell = {p.cell: p for p in open_cells}
         for cell, cell_sizes in sizes.items():
@@ -454,20 +481,33 @@ class Runner:
             specs += [(by_cell[cell], first + i, n) for i, n in enumerate(cell_sizes)]
         return specs
 
-    async def _record_and_send(self, specs: list[tuple[CellPlan, int, int]]) -> None:
+    async def _record_and_send(self, specs: list[tuple[CellPlan, int, int]]) -> int:
         """Render the step's calls, record them as pending and send them. Online, a
         few at a time, each lot on the wire while the next is rendered; in batch mode
-        as one lot, one Batch API job."""
+        as one lot, one Batch API job. The calls sent: those the caps could hold."""
         self._begin_step(len(specs), {plan.cell for plan, _, _ in specs})
         online = self.config.llm.mode == "online"
         lot = SEND_LOT if online else len(specs)
         for start in range(0, len(specs), lot):
-            calls = [
-                build_call(self.config, self.template, plan, self.pool, index, n)
-                for plan, index, n in specs[start : start + lot]
-            ]
-            rows = self.store.calls.plan(self.run_id, calls, first_attempt=online)
-            await self._send(rows, [n for _, _, n in specs[start : start + lot]])
+            calls, asked = [], []
+            for plan, index, n in specs[start : start + lot]:
+                call = build_call(self.config, self.template, plan, self.pool, index, n)
+                # Held before it is recorded: a call the caps cannot hold is not made,
+                # nor any after it in this step (they were sized from an estimate).
+                if not self.spend.hold_call(call, plan.cell, n):
+                    break
+                calls.append(call)
+                asked.append(n)
+            if calls:
+                rows = self.store.calls.plan(self.run_id, calls, first_attempt=online)
+                await self._send(rows, asked)
+            if len(calls) < len(specs[start : start + lot]):
+                break
+        step = self.steps[-1]
+        step.end = self.planned
+        if step.end == step.start:
+            self.steps.pop()  # nothing held: the next plan waits for replies
+        return step.end - step.start
 
     def _reread_reviews(self) -> None:
         """Take in what reviewers decided since the last look (`synth review` works
@@ -524,7 +564,10 @@ class Runner:
     def _end(self, outcome: tuple[str, str | None] | BaseException) -> None:
         if self.ended.done():
             return
-        if isinstance(outcome, BaseException):
+        if isinstance(outcome, QuotaSpent):
+            # Not a failure of the run: it stops, and resumes once there is quota.
+            self.ended.set_result(("stopped", outcome.reason))
+        elif isinstance(outcome, BaseException):
             self.ended.set_exception(outcome)
         else:
             self.ended.set_result(outcome)
@@ -570,12 +613,15 @@ class Runner:
                     submitted, self.with_judge = self.with_judge, []
                     for judged, ids in zip(await self.judge.drain(), submitted, strict=True):
                         accepted += self._settle(self.run_id, judged.outcomes, ids, judged.scores)
+                        self.spend.judged(o.candidate for o in judged.outcomes)
                 except Exception as e:
                     self._end(e)
                     return
             step.accepted += accepted
             for r, n in zip(chunk, self.asked_of[self.done : end], strict=True):
                 self.ahead[_cell_of(r.call)] -= n
+                if r.reason == Unusable.OVER_BUDGET:
+                    continue  # not sent: the budget's, not the endpoint's doing
                 if r.status == "failed" and r.reason != Unusable.CONTEXT_FULL:
                     step.failed += 1
                     step.first_error = step.first_error or r.error
@@ -667,6 +713,7 @@ class Runner:
             processed.append(r.call.id)
             self.asked[_cell_of(r.call)] += max(n, len(items))
         outcomes = self.chain.decide(candidates)
+        self.spend.filtered((r.call for r in results), outcomes)
         # The cheap filters' survivors join their indexes now, before any judging, so a
         # duplicate of one in a later chunk never reaches the judge.
         self.chain.admit([o.candidate for o in outcomes if o.verdict is not Verdict.REJECT])

@@ -33,7 +33,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("synth.config", "synth.sim", "synth.scaffold"),
     ("synth.store",),
     ("synth.llm",),
-    ("synth.generate", "synth.plan", "synth.quota", "synth.seeds", "synth.judge"),
+    ("synth.generate", "synth.plan", "synth.quota", "synth.seeds", "synth.judge", "synth.spend"),
     ("synth.review",),
     ("synth.runner", "synth.filtering"),
     (

@@ -1,5 +1,5 @@
 """Attempts whose replies never came: each leaves its estimated cost on its call
-(``synth.llm.ledger``), and ``synth status`` adds them up. The real client against
+(``synth.llm.unanswered``), and ``synth status`` adds them up. The real client against
 the simulator and a raw-socket server on loopback, a real store in tmp_path. The kill
 of a real ``synth run`` is in ``test_processes.py``."""
 
@@ -82,4 +82,4 @@ def test_status_shows_the_estimated_spend_of_lost_replies(project):
         f"replies lost: 1 attempts got no reply (killed, timed out or dropped), which the"
         f" endpoint may have billed: up to {ESTIMATE} tokens, ${USD:.4f} estimated, not in"
         " the cost above"
-    ) in text
+    ) in " ".join(text.split())  # the line is wrapped at 100 columns

@@ -11,7 +11,6 @@ from synth.quota import (
     MIN_YIELD,
     PRIOR_WEIGHT,
     PRIOR_YIELD,
-    Budget,
     CellTracker,
     call_sizes,
     examples_needed,
@@ -240,48 +239,3 @@ def test_only_the_steps_cells_are_counted_and_a_real_row_is_not_an_accept() -> N
     tracker.record_step({A}, {A: (0, 0)}, {A: (1, 0), B: (0, 0)})
     assert tracker.stalled == {A}
     assert tracker.idle[B] == 0
-
-
-# -- budget ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("budget", "room", "spent_calls", "spent_usd", "unanswered", "left"),
-    [
-        # no caps: the window's room
-        (Budget(None, None, 8), 100, 500, 9.0, 8, (100, None)),
-        (Budget(None, None, 8), 0, 0, 0.0, 0, (0, None)),  # a full window is not a stop
-        # max_calls
-        (Budget(10, None, 8), 100, 7, 0.0, 0, (3, None)),
-        (Budget(10, None, 8), 2, 7, 0.0, 0, (2, None)),
-        (Budget(10, None, 8), 100, 10, 0.0, 0, (0, "budget: max_calls = 10 reached")),
-        (Budget(10, None, 8), 0, 10, 0.0, 0, (0, None)),  # said once the window has room
-        # max_cost_usd, no price seen yet: only what may be in flight, to learn it
-        (Budget(None, 2.0, 8), 100, 0, 0.0, 0, (8, None)),
-        (Budget(None, 2.0, 8), 100, 3, 0.0, 3, (5, None)),
-        (Budget(None, 2.0, 8), 100, 8, 0.0, 8, (0, None)),
-        (Budget(None, 2.0, 8), 4, 0, 0.0, 0, (4, None)),
-        # max_cost_usd from the observed price: 0.5 over 8 answered calls = 0.0625 each,
-        # 1.5 left = 24 calls, of which the 4 in flight are spoken for
-        (Budget(None, 2.0, 8), 100, 12, 0.5, 4, (20, None)),
-        (Budget(None, 2.0, 8), 10, 12, 0.5, 4, (10, None)),
-        (Budget(None, 2.0, 8), 100, 8, 1.5, 4, (0, "budget: max_cost_usd = 2.0 reached")),
-        (Budget(None, 2.0, 8), 100, 8, 2.0, 0, (0, "budget: max_cost_usd = 2.0 reached")),
-        (Budget(None, 2.0, 8), 100, 8, 0.0, 0, (100, None)),  # answered, free: no limit
-        # both caps: whichever allows fewer
-        (Budget(15, 2.0, 8), 100, 12, 0.5, 4, (3, None)),
-        (Budget(50, 2.0, 8), 100, 12, 0.5, 4, (20, None)),
-    ],
-)
-def test_budget_calls_left(
-    budget: Budget,
-    room: int,
-    spent_calls: int,
-    spent_usd: float,
-    unanswered: int,
-    left: tuple[int, str | None],
-) -> None:
-    got = budget.calls_left(
-        room=room, spent_calls=spent_calls, spent_usd=spent_usd, unanswered=unanswered
-    )
-    assert got == left

@@ -255,6 +255,8 @@ def test_scripted_outcomes_come_in_arrival_order_then_the_config_again(sim):
         "truncate": 1,
         "malformed": 1,
         "garbled": 0,
+        "empty": 0,
+        "quota": 0,
         "bad_request": 0,
         "context_full": 0,
     }

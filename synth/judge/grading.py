@@ -110,10 +110,14 @@ class JudgeStage:
 
     def _check_templates(self, pool: SeedPool) -> None:
         """Render both judge prompts for a seed: a template error stops the run
-        before anything is paid, naming the file and line."""
+        before anything is paid, naming the file and line. They are kept: a run
+        sizes what judging a candidate may cost from them."""
+        self.sample_text = ""
+        self._samples: list[PlannedCall] = []
         if not pool.all:
             return
         seed = pool.all[0]
+        self.sample_text = seed["text"]
         c = Candidate(
             id="ex_template_check",
             run_id="",
@@ -127,7 +131,11 @@ class JudgeStage:
             model="",
         )
         for kind in (GRADE, LABEL) if self.label_check is not None else (GRADE,):
-            self._call(kind, c, self.models[0], 0)
+            self._samples += [self._call(kind, c, model, 0) for model in self.models]
+
+    def sample_calls(self) -> list[PlannedCall]:
+        """One judge request of each kind and model, for the first seed (one sample)."""
+        return list(self._samples)
 
     # -- the seam the runner calls ---------------------------------------------------
 

@@ -37,8 +37,10 @@ from synth.llm.client import (
     failure_reason,
     retryable,
 )
+from synth.llm.ledger import Ledger, Refused, take_call
 from synth.llm.reply import loads, one_line
 from synth.llm.stream import InFlight
+from synth.records import Unusable
 from synth.store.batch_jobs import BatchJobs
 from synth.store.calls import Calls
 from synth.store.rows import BatchJob, CallRow
@@ -61,10 +63,12 @@ class BatchClient:
         *,
         api_key: str,
         base_url: str | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self.settings = settings
         self.calls = calls
         self.jobs = jobs
+        self.ledger = ledger  # the run's caps: each line holds its worst case
         # Uploads, polls and downloads may be repeated safely, so the openai client's
         # own retries serve them; creating a batch is retried here (see _create).
         self.client = openai.AsyncOpenAI(
@@ -74,6 +78,7 @@ class BatchClient:
             timeout=settings.timeout,
         )
         self.replies = ReplyRecorder(settings, calls, price_factor=settings.batch_discount)
+        self.replies.ledger = ledger
         self.in_flight = InFlight()  # a batch's requests wait on the server, not on the wire
         self.fatal: SynthError | None = None
 
@@ -116,7 +121,10 @@ class BatchClient:
                 todo[call.id] = call
         jobs = self._open_jobs(set(todo))
         carried = {i for job in jobs for i in job["call_ids"]}
-        created, failures = await self._submit([c for c in todo.values() if c.id not in carried])
+        fresh = [c for c in todo.values() if c.id not in carried]
+        refused = self._over_budget(fresh)
+        settle(refused)
+        created, failures = await self._submit([c for c in fresh if c.id not in refused])
         settle(failures)
 
         async def collect(batch_id: str, call_ids: list[str]) -> None:
@@ -134,6 +142,23 @@ class BatchClient:
         if self.fatal is not None:
             raise self.fatal
         return [r for r in results if r is not None]
+
+    def _over_budget(self, calls: list[CallRow]) -> dict[str, CallResult]:
+        """Take each line's worst case from the run's caps; the lines they do not
+        allow are recorded not sent, and returned, by call id, to be left out."""
+        refused: dict[str, CallResult] = {}
+        if self.ledger is None:
+            return refused
+        for call in calls:
+            try:
+                take_call(self.ledger, call, self.settings, self.settings.batch_discount)
+            except Refused as e:
+                error = f"not sent: {e}"
+                self.replies.record(call, "failed", None, error, None, reason=Unusable.OVER_BUDGET)
+                refused[call.id] = CallResult(
+                    call, "failed", None, error, reason=Unusable.OVER_BUDGET
+                )
+        return refused
 
     async def submit(self, calls: Sequence[CallRow]) -> list[str]:
         """Create batches for ``calls`` and record them in the store, without waiting

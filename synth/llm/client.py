@@ -35,11 +35,12 @@ from tenacity import (
 
 from synth.config import LLMSettings
 from synth.errors import SynthError
-from synth.llm.ledger import AttemptLedger, estimate
+from synth.llm.ledger import Ledger, QuotaSpent, Refused, quota_spent, take_call
 from synth.llm.limits import AdaptiveSlots, Pacer, estimate_tokens
 from synth.llm.reply import BadReply, Usage, capped, one_line, read_completion
 from synth.llm.stream import STREAM, Attempt, InFlight, ReplyTimeout, UnreadableStream
 from synth.llm.structured import ReplyError, read_examples, read_object
+from synth.llm.unanswered import AttemptLedger, estimate
 from synth.records import Unusable
 from synth.store.calls import Calls
 from synth.store.rows import CallRow
@@ -63,8 +64,8 @@ class CallResult:
 def retryable(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIStatusError):
         # A prompt longer than the context is as long the next time, whatever the
-        # status a server files it under.
-        if context_exceeded(exc):
+        # status a server files it under; a spent quota stays spent for hours.
+        if context_exceeded(exc) or quota_spent(exc, retry_after(exc)):
             return False
         return exc.status_code in (408, 409, 429) or exc.status_code >= 500
     return isinstance(exc, openai.APIConnectionError)  # includes timeouts
@@ -157,10 +158,14 @@ class LLMClient:
         *,
         api_key: str,
         base_url: str | None = None,
+        ledger: Ledger | None = None,
     ) -> None:
         self.settings = settings
         self.calls = calls
+        # The run's caps: each attempt takes its worst case from it before it leaves.
+        self.ledger = ledger
         self.replies = ReplyRecorder(settings, calls)
+        self.replies.ledger = ledger
         self.slots = AdaptiveSlots(settings.max_concurrency, settings.adaptive_concurrency)
         self._ranks = itertools.count()
         self.requests = Pacer(settings.rpm)
@@ -239,8 +244,14 @@ class LLMClient:
         started = time.perf_counter()
         try:
             body = await self._send(call)
+        except Refused as e:
+            not_sent = f"not sent: {e}"
+            self._record(call, "failed", None, not_sent, started, reason=Unusable.OVER_BUDGET)
+            return CallResult(call, "failed", None, not_sent, reason=Unusable.OVER_BUDGET)
         except (openai.APIError, openai.OpenAIError) as e:
-            if isinstance(e, FATAL) or (not self.answered and unreachable(e)):
+            if quota_spent(e, retry_after(e)):
+                self.fatal = self.fatal or QuotaSpent(f"quota: {_describe(e)}")
+            elif isinstance(e, FATAL) or (not self.answered and unreachable(e)):
                 self.fatal = SynthError("llm", f"{_describe(e)}; {advice(e)}")
             why = failure_reason(e)
             self._record(call, "failed", None, _describe(e), started, reason=why)
@@ -275,14 +286,19 @@ class LLMClient:
                 await self.slots.acquire(rank)
                 try:
                     await self.tokens.acquire(estimate)
+                    if self.ledger is not None:  # the caps' hold, before it leaves
+                        take_call(self.ledger, call, self.settings)
                     if recount:
                         self.calls.record_attempt(call.id)
                         number += 1
                     recount = True
                     try:
                         raw = await self._post(call, f"{call.request_sha[:32]}-{number}")
-                    except openai.RateLimitError:
-                        self.slots.rate_limited()
+                    except BaseException as e:
+                        if self.ledger is not None:
+                            self.ledger.settle(call.id, 0.0)  # a failure is billed nothing
+                        if isinstance(e, openai.RateLimitError):
+                            self.slots.rate_limited()
                         raise
                     self.answered = True
                     self.slots.succeeded()
@@ -393,6 +409,7 @@ class ReplyRecorder:
         self.settings = settings
         self.calls = calls
         self.price_factor = price_factor
+        self.ledger: Ledger | None = None  # told each reply's cost (synth.llm.ledger)
         # The context a prompt and its reply share: llm.context_tokens, or what the
         # server said (synth.llm.context); None when neither is known.
         self.context_tokens = settings.context_tokens
@@ -479,6 +496,7 @@ class ReplyRecorder:
         if status in ("invalid", "failed") and reason is None:
             reason = Unusable.FAILED
         stored, whole = capped(body)
+        cost = self.cost(call.model, prompt_tokens, completion_tokens)
         self.calls.record_reply(
             call.id,
             status=status,
@@ -486,7 +504,7 @@ class ReplyRecorder:
             error=None if error is None else one_line(error),
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
-            cost_usd=self.cost(call.model, prompt_tokens, completion_tokens),
+            cost_usd=cost,
             latency_ms=latency_ms,
             served_model=served_model,
             repairs=repairs,
@@ -494,6 +512,8 @@ class ReplyRecorder:
         )
         if whole is not None:
             self.calls.record_cut_body(call.id, whole)
+        if self.ledger is not None:
+            self.ledger.settle(call.id, cost)
 
     def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         """USD for the tokens at the model's price; 0 for a model with no price."""

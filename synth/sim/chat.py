@@ -158,6 +158,8 @@ def _completion(
         content = _malform(content, fault_rng)
     elif outcome == "garbled":
         content = fault_rng.choice(_GARBLED)
+    elif outcome == "empty":
+        content = '{"examples": []}' if judge_kind(body) is None else "{}"
     prompt_tokens = _tokens(task.prompt_chars)
     completion_tokens = _tokens(len(content))
     if config.n_ctx is not None and prompt_tokens + completion_tokens > config.n_ctx:
@@ -196,6 +198,8 @@ def _draw(config: SimConfig, u: float) -> str:
         ("truncate", config.p_truncate),
         ("malformed", config.p_malformed),
         ("garbled", config.p_garbled),
+        ("empty", config.p_empty),
+        ("quota", config.p_quota),
     ):
         if u < share:
             return outcome
@@ -223,6 +227,12 @@ async def _rate_limited(send: Send, seconds: float) -> None:
     ]
     body = _error_body(msg, "requests", "rate_limit_exceeded")
     await _reply(send, 429, body, headers)
+
+
+async def _quota_spent(send: Send) -> None:
+    """OpenAI's answer once an account's quota is spent, word for word."""
+    msg = "You exceeded your current quota, please check your plan and billing details."
+    await _reply(send, 429, _error_body(msg, "insufficient_quota", "insufficient_quota"))
 
 
 class ChatEndpoint:
@@ -290,6 +300,9 @@ class ChatEndpoint:
             delay += fault_rng.uniform(-config.latency_jitter_ms, config.latency_jitter_ms)
         delay = max(0.0, delay) / 1000.0
 
+        if outcome == "quota":
+            await _quota_spent(send)
+            return
         if outcome == "429":
             if delay:
                 await asyncio.sleep(delay)

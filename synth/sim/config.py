@@ -17,7 +17,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
-OUTCOMES = ("ok", "429", "500", "hang", "truncate", "malformed", "garbled")
+OUTCOMES = ("ok", "429", "500", "hang", "truncate", "malformed", "garbled", "empty", "quota")
 MODEL_ID = "sim-1"
 
 
@@ -44,6 +44,10 @@ class SimConfig(BaseModel):
       the examples in it.
     - ``p_garbled``: prose with no JSON in it at all, ``finish_reason`` "stop": a
       model that ignored the format, whose reply nothing can be read from.
+    - ``p_empty``: a well-formed reply with no examples in it (``{"examples": []}``),
+      ``finish_reason`` "stop": a model that answers and says nothing.
+    - ``p_quota``: a 429 with OpenAI's ``insufficient_quota`` code (the account's
+      quota is spent), no Retry-After.
     - ``retry_after_s``: sent with 429s as ``retry-after`` (whole seconds, rounded
       up) and ``retry-after-ms``.
     - ``n_ctx``: the context one request gets, in tokens (about 4 characters each),
@@ -76,6 +80,8 @@ class SimConfig(BaseModel):
     p_truncate: Share = 0.0
     p_malformed: Share = 0.0
     p_garbled: Share = 0.0
+    p_empty: Share = 0.0
+    p_quota: Share = 0.0
     retry_after_s: float = Field(1.0, ge=0.0)
     hang_s: float = Field(600.0, ge=0.0)
     p_exact_dup: Share = 0.0
@@ -97,6 +103,8 @@ class SimConfig(BaseModel):
             + self.p_truncate
             + self.p_malformed
             + self.p_garbled
+            + self.p_empty
+            + self.p_quota
         )
         item = self.p_exact_dup + self.p_near_dup + self.p_off_label + self.p_pii + self.p_bad_item
         if request > 1 + 1e-9:
@@ -126,7 +134,8 @@ class Scripted:
 
 def parse_outcome(word: str) -> Scripted:
     """Parse a scripted outcome: ``ok``, ``429``, ``429:retry-after=2`` (seconds, may
-    be fractional), ``500``, ``hang``, ``truncate``, ``malformed`` or ``garbled``."""
+    be fractional), ``500``, ``hang``, ``truncate``, ``malformed``, ``garbled``,
+    ``empty`` or ``quota``."""
     if not isinstance(word, str):
         raise ValueError(f"outcome must be a string, not {type(word).__name__}")
     head, _, arg = word.strip().partition(":")

@@ -452,6 +452,9 @@ class FilesAndBatches:
         if outcome == "429":
             msg = f"Rate limit reached for requests on model {MODEL_ID}."
             return failed(429, _error_body(msg, "requests", "rate_limit_exceeded"))
+        if outcome == "quota":
+            msg = "You exceeded your current quota, please check your plan and billing details."
+            return failed(429, _error_body(msg, "insufficient_quota", "insufficient_quota"))
         if outcome == "500":
             msg = "The server had an error while processing your request. Sorry about that!"
             return failed(500, _error_body(msg, "server_error", "server_error"))

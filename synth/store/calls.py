@@ -141,7 +141,7 @@ class Calls(Part):
 
     def attempt_sent(self, call_id: str, tokens: int, usd: float) -> None:
         """An attempt has left: its estimate stands until its answer comes
-        (``synth.llm.ledger``). Committed at once, so a kill leaves it standing."""
+        (``synth.llm.unanswered``). Committed at once, so a kill leaves it standing."""
         self.conn.execute(
             "UPDATE llm_calls SET unanswered_attempts = unanswered_attempts + 1,"
             " unanswered_tokens = unanswered_tokens + ?, unanswered_usd = unanswered_usd + ?"
@@ -252,3 +252,13 @@ class Calls(Part):
             params,
         ).fetchone()
         return Spend(*r)
+
+    def cost_by_cell(self, run_id: str) -> dict[CellKey, float]:
+        """USD a run spent per cell, its judge calls included (they carry the cell of
+        the candidate they judge)."""
+        rows = self.conn.execute(
+            "SELECT coalesce(slice, ''), coalesce(label, ''), sum(cost_usd) FROM llm_calls"
+            " WHERE run_id = ? GROUP BY 1, 2",
+            (run_id,),
+        )
+        return {CellKey(slice=s, label=label): float(usd or 0) for s, label, usd in rows}

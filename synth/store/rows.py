@@ -75,7 +75,7 @@ class Spend:
     completion_tokens: int
     cost_usd: float
     # Attempts sent whose replies never came (a kill, a timeout, a dropped connection),
-    # at most what they may have been billed for (synth.llm.ledger); not in the above.
+    # at most what they may have been billed for (synth.llm.unanswered); not in the above.
     unanswered_attempts: int = 0
     unanswered_tokens: int = 0
     unanswered_usd: float = 0.0
