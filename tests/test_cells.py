@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import write_jsonl
 
-from synth.config import parse_config
+from synth.config import Config, parse_config
 from synth.errors import ConfigError
 from synth.llm.structured import answer_shape, examples_format
 from synth.plan import plan_cells
@@ -22,7 +22,7 @@ FIELDS = {
 }
 
 
-def _config(tmp_path: Path, **schema: object) -> object:
+def _config(tmp_path: Path, **schema: object) -> Config:
     raw = {
         "schema": {"text": "instruction", "label": "", "fields": FIELDS, **schema},
         "targets": {"balance": "uniform", "per_label": 4},
@@ -57,7 +57,9 @@ def test_cells_by_a_field_plan_each_value_and_a_missing_slice(tmp_path: Path) ->
         "es/summary": (1, 1),
     }
     # The model writes every field but the cell's, which synth sets itself.
-    item = examples_format(config, "poem", 2)["json_schema"]["schema"]["properties"]
+    shape = examples_format(config, "poem", 2)
+    assert shape is not None
+    item = shape["json_schema"]["schema"]["properties"]
     assert list(item["examples"]["items"]["properties"]) == ["instruction", "input", "response"]
     assert "task_type" not in answer_shape(config, "poem")
 

@@ -125,7 +125,9 @@ def _config_keys(text: str) -> list[tuple[int, str, bool, bool]]:
             continue
         key, is_set = m.group(2).strip('"'), m.group(1) is None
         if table == "filters" and key == "kind" and is_set:
-            kind = re.search(r'"(\w+)"', line).group(1)
+            found = re.search(r'"(\w+)"', line)
+            assert found, line
+            kind = found.group(1)
         prefix = f"filters.{kind}" if table == "filters" else table
         path = f"{prefix}.{key}" if prefix else key
         # The line above, or above the table's header for a table's first key.

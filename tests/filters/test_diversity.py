@@ -8,6 +8,7 @@ import re
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -67,7 +68,7 @@ def seen(text: str, item_id: str, cell: CellKey = CELL, source: Source = Source.
     return SeenItem(id=item_id, text=text, cell=cell, source=source)
 
 
-def make(**settings: object) -> DiversityFilter:
+def make(**settings: Any) -> DiversityFilter:
     return DiversityFilter(DiversityParams(**settings), CTX)
 
 

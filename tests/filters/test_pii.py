@@ -43,7 +43,7 @@ def cand(text: str, i: int = 0, **extra: object) -> Candidate:
     )
 
 
-def decide(text: str, **settings: object):
+def decide(text: str, **settings: Any):
     [d] = PiiFilter(PiiParams(**settings), CTX).decide([cand(text)])
     return d
 
