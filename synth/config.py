@@ -276,7 +276,9 @@ class TargetSettings(Section):
         return self
 
 
-class GenerateSettings(Section):
+class GenerateSettings(Since):
+    _since: ClassVar[dict[str, Any]] = {"attributes": {}}
+
     template: str = "prompts/generate/classify.md.j2"
     few_shot: int = Field(default=4, ge=0)  # seeds shown per call, from the same cell
     contrast: int = Field(default=2, ge=0)  # seeds of other labels shown as "not this"
@@ -292,6 +294,19 @@ class GenerateSettings(Section):
     # or seeds need a look, and more calls would only spend money.
     max_idle_batches: int = Field(default=4, gt=0)
     seed: int = 0
+    # An attribute grid (persona x difficulty x ...): each call draws one combination,
+    # shown in its prompt and stored on every row it makes, so rows spread over the
+    # grid by construction rather than by the luck of sampling. Combinations come in an
+    # order shuffled by `seed` and are cycled per cell, call by call, so every
+    # combination gets a call before any gets a second.
+    attributes: dict[str, Annotated[list[str], Field(min_length=1)]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _attributes_have_values(self) -> GenerateSettings:
+        for name, values in self.attributes.items():
+            if len(set(values)) != len(values):
+                raise ValueError(f"attribute {name!r} lists a value twice")
+        return self
 
 
 class ReviewSettings(Section):
@@ -397,6 +412,20 @@ class Config(Section):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"slice names must be unique: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _attributes_are_not_fields(self) -> Config:
+        for name in self.generate.attributes:
+            if name in self.data_schema.fields:
+                # A field is the model's to write (or, for a cell field, the cell's to
+                # fix); an attribute is synth's, drawn from the grid.
+                raise ConfigError(
+                    f"{self.source.name}: generate.attributes.{name}",
+                    f"{name!r} is a field of [schema]; an attribute is set by synth and"
+                    " stored beside the fields (to keep a quota per value, make it a cell"
+                    " field instead)",
+                )
         return self
 
     @model_validator(mode="after")
