@@ -126,6 +126,11 @@ def run_cmd(ctx: click.Context, quiet: bool) -> None:
         + f"; {summary.calls} calls, {summary.candidates} candidates,"
         f" {summary.accepted} accepted, {summary.review_marked} sampled for review"
     )
+    if config.pairs.responses:
+        click.echo(
+            f"preference pairs: {summary.alternatives} more responses judged,"
+            f" {summary.pairs} pairs made"
+        )
     if summary.status == "stopped":
         sys.exit(3)
 
@@ -246,7 +251,10 @@ def status(ctx: click.Context, as_json: bool) -> None:
 @cli.command("export")
 @click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
-    "--format", "fmt", type=click.Choice(["jsonl", "chat", "alpaca", "csv"]), default="jsonl"
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "chat", "alpaca", "csv", "dpo"]),
+    default="jsonl",
 )
 @click.option("--version", "version_name", help="Export this frozen version (see synth freeze).")
 @click.option(
@@ -258,7 +266,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
 def export_cmd(
     ctx: click.Context, out: Path, fmt: str, version_name: str | None, split: str | None
 ) -> None:
-    """Write real and accepted synthetic rows: jsonl with provenance, chat, or csv.
+    """Write real and accepted synthetic rows: jsonl with provenance, chat, alpaca or
+    csv; or the preference pairs of the accepted rows' prompts, as dpo.
 
     With --version, the rows of that frozen version as they were frozen, and its
     manifest beside the file (data.jsonl -> data.jsonl.manifest.json): byte-identical every
@@ -270,7 +279,18 @@ def export_cmd(
     config = _config(ctx)
     if split and not version_name:
         raise click.UsageError("--split needs --version: splits are assigned at the freeze")
+    if fmt == "dpo" and version_name:
+        raise click.UsageError("--format dpo exports the store's pairs; a version holds rows")
     with Store(config.db_path, readonly=True) as store:
+        if fmt == "dpo":
+            from synth.pairs import export_pairs
+
+            pairs = export_pairs(store, config, out)
+            click.echo(
+                f"{pairs.path}: {pairs.rows} preference pairs (score gap >="
+                f" {config.pairs.min_gap:g})"
+            )
+            return
         if version_name:
             result = export_version(store, config, version_name, out, fmt, split)  # type: ignore[arg-type]
         else:

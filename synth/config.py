@@ -277,7 +277,7 @@ class TargetSettings(Section):
 
 
 class GenerateSettings(Since):
-    _since: ClassVar[dict[str, Any]] = {"max_cost_per_cell_usd": None}
+    _since: ClassVar[dict[str, Any]] = {"max_cost_per_cell_usd": None, "attributes": {}}
 
     template: str = "prompts/generate/classify.md.j2"
     few_shot: int = Field(default=4, ge=0)  # seeds shown per call, from the same cell
@@ -297,6 +297,19 @@ class GenerateSettings(Since):
     # or seeds need a look, and more calls would only spend money.
     max_idle_batches: int = Field(default=4, gt=0)
     seed: int = 0
+    # An attribute grid (persona x difficulty x ...): each call draws one combination,
+    # shown in its prompt and stored on every row it makes, so rows spread over the
+    # grid by construction rather than by the luck of sampling. Combinations come in an
+    # order shuffled by `seed` and are cycled per cell, call by call, so every
+    # combination gets a call before any gets a second.
+    attributes: dict[str, Annotated[list[str], Field(min_length=1)]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _attributes_have_values(self) -> GenerateSettings:
+        for name, values in self.attributes.items():
+            if len(set(values)) != len(values):
+                raise ValueError(f"attribute {name!r} lists a value twice")
+        return self
 
 
 class ReviewSettings(Section):
@@ -374,14 +387,53 @@ class AlpacaMapping(Section):
     output: str = "{response}"
 
 
+class DpoMapping(Section):
+    """The DPO format's ``prompt``: a ``str.format`` template over the example's
+    fields (``chosen`` and ``rejected`` are the two responses as they are)."""
+
+    prompt: str = "{instruction}\n\n{input}"
+
+
 class ExportSettings(Since):
-    _since: ClassVar[dict[str, Any]] = {"alpaca": AlpacaMapping().model_dump()}
+    _since: ClassVar[dict[str, Any]] = {
+        "alpaca": AlpacaMapping().model_dump(),
+        "dpo": DpoMapping().model_dump(),
+    }
 
     chat: ChatMapping = Field(default_factory=ChatMapping)
     alpaca: AlpacaMapping = Field(default_factory=AlpacaMapping)
+    dpo: DpoMapping = Field(default_factory=DpoMapping)
 
 
-class Config(Section):
+class PairSettings(Section):
+    """Preference pairs: more responses to the prompt of every accepted row, judged by
+    the chain's rubric, the best and the worst of them a (chosen, rejected) pair.
+
+    Asked for once every quota is met, so only prompts already in the dataset are
+    paid for, and never seen by dedup or diversity (each repeats its row's prompt on
+    purpose) nor counted toward a quota: the dataset's rows stay what they were."""
+
+    # Responses per prompt, the row's own included: 2 asks for one more. 0: no pairs.
+    responses: int = Field(default=0, ge=0)
+    template: str = ""  # the request for one more response to a row's prompt
+    field: str = "response"  # the field the responses fill; the other fields are the prompt
+    # Pairs whose judge scores (the rubric's weighted mean, 1-5) differ by less are
+    # kept in the store and left out of `synth export --format dpo`: a near tie says
+    # little about which response is better, and trains on the judge's noise.
+    min_gap: float = Field(default=0.5, ge=0)
+
+    @model_validator(mode="after")
+    def _a_pair_has_two_sides(self) -> PairSettings:
+        if self.responses == 1:
+            raise ValueError("a pair needs 2 responses or more (0: no pairs)")
+        if self.responses and not self.template:
+            raise ValueError("pairs need a template asking for one more response")
+        return self
+
+
+class Config(Since):
+    _since: ClassVar[dict[str, Any]] = {"pairs": PairSettings().model_dump()}
+
     project: ProjectSettings = Field(default_factory=ProjectSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
     data_schema: SchemaSettings = Field(default_factory=SchemaSettings, alias="schema")
@@ -392,6 +444,7 @@ class Config(Section):
     review: ReviewSettings = Field(default_factory=ReviewSettings)
     splits: SplitSettings = Field(default_factory=SplitSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
+    pairs: PairSettings = Field(default_factory=PairSettings)
 
     # Where the file was read from; relative paths in it resolve against its folder.
     source: Path = Field(default=Path(DEFAULT_CONFIG), exclude=True)
@@ -402,6 +455,40 @@ class Config(Section):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"slice names must be unique: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _attributes_are_not_fields(self) -> Config:
+        for name in self.generate.attributes:
+            if name in self.data_schema.fields:
+                # A field is the model's to write (or, for a cell field, the cell's to
+                # fix); an attribute is synth's, drawn from the grid.
+                raise ConfigError(
+                    f"{self.source.name}: generate.attributes.{name}",
+                    f"{name!r} is a field of [schema]; an attribute is set by synth and"
+                    " stored beside the fields (to keep a quota per value, make it a cell"
+                    " field instead)",
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _pairs_have_a_response_and_a_judge(self) -> Config:
+        pairs, schema = self.pairs, self.data_schema
+        if not pairs.responses:
+            return self
+        where = f"{self.source.name}: pairs.field"
+        spec = schema.fields.get(pairs.field)
+        if spec is None or spec.type != "string":
+            raise ConfigError(where, f"{pairs.field!r} is not a string field of [schema]")
+        if pairs.field not in schema.generated or pairs.field in (schema.text, schema.label):
+            raise ConfigError(
+                where, f"{pairs.field!r} is the text, the label or a cell field, not a response"
+            )
+        if not any(f.kind == "rubric" for f in self.filters):
+            raise ConfigError(
+                f"{self.source.name}: pairs.responses",
+                "pairs are ranked by the rubric judge: the chain has no rubric filter",
+            )
         return self
 
     @model_validator(mode="after")
@@ -431,6 +518,8 @@ class Config(Section):
         """(dotted key, path) of every file the config names that goes into prompts,
         and of the store."""
         out = [("project.db", self.project.db), ("generate.template", self.generate.template)]
+        if self.pairs.template:
+            out.append(("pairs.template", self.pairs.template))
         for i, f in enumerate(self.filters):
             for name in ("rubric", "template", "label_template"):
                 if isinstance(getattr(f, name, None), str):

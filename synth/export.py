@@ -16,6 +16,9 @@ Formats:
 ``alpaca``
     Instruction-tuning lines as Stanford Alpaca's data (``{"instruction", "input",
     "output"}``), each built from the ``[export.alpaca]`` templates over the fields.
+``dpo``
+    Preference pairs (``prompt``, ``chosen``, ``rejected``, with the ids of the prompt
+    row and of both sides): ``synth.pairs``.
 ``csv``
     The example's fields (schema order, then any others), then the provenance
     columns; ``parent_ids`` as a JSON list; lines end in CRLF (RFC 4180). A text cell
@@ -161,7 +164,7 @@ def chat_record(data: dict[str, Any], config: Config) -> dict[str, Any]:
         template = getattr(mapping, role)
         if role == "system" and not template:
             continue
-        messages.append({"role": role, "content": _fill(template, data, config, role)})
+        messages.append({"role": role, "content": fill_template(template, data, config, role)})
     return {"messages": messages}
 
 
@@ -178,7 +181,7 @@ def _dialogue(data: dict[str, Any], config: Config) -> list[dict[str, str]]:
     turns = [{"role": str(m["role"]), "content": str(m["content"])} for m in value]
     if mapping.system and turns[0]["role"] != "system":
         turns.insert(
-            0, {"role": "system", "content": _fill(mapping.system, data, config, "system")}
+            0, {"role": "system", "content": fill_template(mapping.system, data, config, "system")}
         )
     return turns
 
@@ -187,14 +190,16 @@ def alpaca_record(data: dict[str, Any], config: Config) -> dict[str, str]:
     """One Alpaca line from an example, by the ``[export.alpaca]`` templates."""
     mapping = config.export.alpaca
     return {
-        key: _fill(getattr(mapping, key), data, config, key, "alpaca")
+        key: fill_template(getattr(mapping, key), data, config, key, "alpaca")
         for key in ("instruction", "input", "output")
     }
 
 
-def _fill(
+def fill_template(
     template: str, data: dict[str, Any], config: Config, role: str, section: str = "chat"
 ) -> str:
+    """``template`` (an ``[export.SECTION]`` key's) over an example's fields; an
+    unknown field is an error naming the key."""
     where = f"{config.source.name}: export.{section}.{role}"
     names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
     for name in names:

@@ -7,7 +7,9 @@ the same plan renders the same request and a re-run finds it in the response cac
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import random
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -67,6 +69,38 @@ class SeedPool:
         return rng.sample(others, min(k, len(others)))
 
 
+@functools.cache
+def _grid(attributes: tuple[tuple[str, tuple[str, ...]], ...], seed: int) -> list[dict[str, str]]:
+    names = [name for name, _ in attributes]
+    combos = [
+        dict(zip(names, values, strict=True))
+        for values in itertools.product(*(values for _, values in attributes))
+    ]
+    random.Random(f"attributes|{seed}").shuffle(combos)
+    return combos
+
+
+def attributes_for(config: Config, cell: CellKey, sample_index: int) -> dict[str, str]:
+    """The attribute grid's combination for a cell's call ``sample_index``: the grid in
+    an order shuffled by ``generate.seed``, cycled call by call from a point that
+    differs per cell, so a cell's first calls cover the grid before repeating any of
+    it, and cells with a few calls each do not all draw the same few combinations."""
+    gen = config.generate
+    if not gen.attributes:
+        return {}
+    grid = _grid(tuple((k, tuple(v)) for k, v in gen.attributes.items()), gen.seed)
+    digest = hashlib.sha256(f"{gen.seed}|{cell.slice}|{cell.label}".encode()).digest()
+    start = int.from_bytes(digest[:8], "big") % len(grid)
+    return dict(grid[(start + sample_index) % len(grid)])
+
+
+def describe_attributes(attributes: Mapping[str, str]) -> str:
+    """The combination as the prompt says it, for templates that do not show
+    ``attributes`` themselves."""
+    lines = [f"- {name.replace('_', ' ')}: {value}" for name, value in attributes.items()]
+    return "Every example you write has these attributes:\n" + "\n".join(lines) + "\n"
+
+
 def request_rng(seed: int, cell: CellKey, sample_index: int) -> random.Random:
     digest = hashlib.sha256(f"{seed}|{cell.slice}|{cell.label}|{sample_index}".encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
@@ -92,6 +126,7 @@ def build_call(
     def shown(row: dict[str, Any]) -> dict[str, Any]:
         return {f: row["data"].get(f) for f in fields}
 
+    attributes = attributes_for(config, cell, sample_index)
     prompt = template.render(
         label=cell.label,
         label_description=schema.label_descriptions.get(cell.label, ""),
@@ -108,7 +143,10 @@ def build_call(
         text_field=schema.text,
         label_field=schema.label,
         answer_shape=answer_shape(config, cell.label),
+        attributes=attributes,
     )
+    if attributes and "attributes" not in template.uses:
+        prompt = prompt.rstrip("\n") + "\n\n" + describe_attributes(attributes)
     messages = [{"role": "user", "content": prompt}]
     params: dict[str, Any] = {
         "temperature": config.llm.temperature,
@@ -178,6 +216,8 @@ def candidates_from(
     text_field = schema.text
     # Cell fields other than a label are synth's to set, as a slice's match values are.
     fixed = {k: v for k, v in schema.cell_values(cell.label).items() if k != schema.label}
+    # The grid's combination is synth's to set too, as it was shown in the call's prompt.
+    fixed.update(attributes_for(config, cell, call.sample_index or 0))
     out = []
     for i, item in enumerate(items):
         text = text_of(item, text_field)

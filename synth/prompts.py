@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.meta
 from jinja2.sandbox import SandboxedEnvironment
 
 from synth.errors import TemplateError, not_utf8
@@ -27,6 +28,9 @@ class Template:
     source: str
     sha: str
     compiled: jinja2.Template
+    # The names the template reads: a variable it never mentions (the attribute grid
+    # of a template written before it) is added to the prompt by the caller instead.
+    uses: frozenset[str] = frozenset()
 
     def render(self, **variables: Any) -> str:
         """Render; a runtime error (an undefined name, a bad filter) names file:line."""
@@ -60,11 +64,20 @@ def load_template(path: Path, name: str | None = None) -> Template:
         raise TemplateError(f"{name}:{line}", why) from None
     except OSError as e:
         raise TemplateError(name, e.strerror or str(e)) from None
+    env = _env(path.parent)
     try:
-        compiled = _env(path.parent).get_template(path.name)
+        compiled = env.get_template(path.name)
+        uses = jinja2.meta.find_undeclared_variables(env.parse(source))
     except jinja2.TemplateSyntaxError as e:
         raise TemplateError(f"{name}:{e.lineno}", e.message or str(e)) from None
-    return Template(name=name, path=path, source=source, sha=sha256_text(source), compiled=compiled)
+    return Template(
+        name=name,
+        path=path,
+        source=source,
+        sha=sha256_text(source),
+        compiled=compiled,
+        uses=frozenset(uses),
+    )
 
 
 def _template_line(error: BaseException, path: Path) -> int | str:

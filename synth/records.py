@@ -41,6 +41,9 @@ class Status(StrEnum):
     # Kept by every filter, but its cell had reached its quota by the time it was
     # decided: stored (it was paid for) and not part of the dataset.
     SURPLUS = "surplus"
+    # Another response to an accepted row's prompt, judged to make a preference pair:
+    # never part of the dataset, a quota or the filters' indexes.
+    ALTERNATIVE = "alternative"
 
 
 class Unusable(StrEnum):

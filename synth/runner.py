@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
 
+from synth.alternatives import Alternatives, Spent
 from synth.config import Config
 from synth.errors import SynthError
 from synth.filters import FilterChain, Outcome, build_chain
@@ -115,6 +116,8 @@ class RunSummary:
     accepted: int = 0
     candidates: int = 0
     review_marked: int = 0
+    alternatives: int = 0  # responses stored for preference pairs
+    pairs: int = 0  # preference pairs made (or made again)
     steps: list[StepReport] = field(default_factory=list)
     cells: list[CellPlan] = field(default_factory=list)
 
@@ -290,6 +293,11 @@ class Runner:
         self.chain: FilterChain = build_chain(cheap, ctx)
         self.pool = SeedPool.from_rows(store.examples.seeds())
         self.judge = None if judge is None else JudgeStage(judge, config, store, self.pool, ctx)
+        # Preference pairs, once the quotas are met; built now so that a template error
+        # stops the run before anything is paid.
+        self.alternatives = None
+        if config.pairs.responses and self.judge is not None:
+            self.alternatives = Alternatives(config, store, self.judge, ctx, self.pool.all[:1])
         # The calls of each chunk with the judge, in submission order: they are marked
         # processed with the chunk's rows when it is settled.
         self.with_judge: list[list[str]] = []
@@ -372,6 +380,13 @@ class Runner:
                 self.wake.clear()
                 await self._flush()
             status, reason = self.ended.result()
+            if status == "finished" and self.alternatives is not None:
+                made = await self.alternatives.run(
+                    client, self.judge_client, run.id, Spent(config, store, run.id)
+                )
+                summary.alternatives, summary.pairs = made.alternatives, made.pairs
+                if made.stop_reason is not None:
+                    status, reason = "stopped", made.stop_reason
         except BaseException as e:
             if isinstance(e, Exception):
                 store.runs.finish(run.id, "failed", str(e))

@@ -60,4 +60,13 @@ def render_example(row: Mapping[str, Any]) -> str:
     for r in row["reviews"]:
         note = f": {r['note']}" if r["note"] else ""
         out.append(f"review by {r['reviewer']}: {r['verdict']}{note}")
+    pair = row.get("pair")
+    if pair:
+        out.append(
+            f"preference pair of {pair['prompt_id']}'s prompt ({pair['responses']} responses"
+            f" judged), score gap {pair['gap']:.2f}:"
+        )
+        for side in ("chosen", "rejected"):
+            this = "  (this row)" if pair[f"{side}_id"] == row["id"] else ""
+            out.append(f"  {side:9}{pair[f'{side}_id']}  {pair[f'{side}_score']:.2f}{this}")
     return "\n".join(out)

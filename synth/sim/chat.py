@@ -28,6 +28,7 @@ from synth.sim.config import MODEL_ID, Scripted, SimConfig
 from synth.sim.items import ItemWriter
 from synth.sim.judge import candidate_text, judge_kind
 from synth.sim.judge import grade as judge_grade
+from synth.sim.respond import respond, respond_field
 from synth.sim.stream import send_stream
 from synth.sim.task import Task, read_task
 from synth.sim.wire import Receive, Scope, Send, _error_body, _read, _reply
@@ -147,6 +148,8 @@ def _completion(
     content_rng = _rng(_digest(b"content", config.seed, body_sha))
     if judge_kind(body) is not None:
         content, kinds = judge_grade(body, content_rng), list[str]()
+    elif (field := respond_field(body)) is not None:
+        content, kinds = respond(body, field, content_rng), list[str]()
     else:
         items, kinds = ItemWriter(task, content_rng, config.item_shares()).items()
         content = json.dumps({"examples": items}, ensure_ascii=False)

@@ -41,7 +41,8 @@ synonym table) read as the word it replaces. With C the candidate's stems:
   =========================================  =========================================
 
   A planted defect is text a real judge would fault on sight: "lorem ipsum",
-  "as an ai", "placeholder", "todo", "xxx", or square brackets.
+  "as an ai", "placeholder", "todo", "xxx", or square brackets, in the text or in a
+  response field (``response``, ``output``, ``answer``, ``completion``).
 - ``label_check``: the label whose examples the candidate overlaps most (ties: the
   first listed); the slice whose description and examples share the most stems with
   the candidate, else ``default``.
@@ -57,6 +58,7 @@ import re
 from random import Random
 from typing import Any, NamedTuple
 
+from synth.sim.instruct import RESPONSE_FIELDS
 from synth.sim.qa import CONTEXT_FIELDS, GROUNDING_WORDS, candidate_grounding, context_line
 from synth.sim.vocab import EN_SYNONYMS
 
@@ -155,10 +157,11 @@ def _scale(x: float, steps: tuple[float, float, float, float]) -> int:
     return 1
 
 
-def _scores(text: str, references: list[str]) -> dict[str, tuple[int, str]]:
+def _scores(text: str, references: list[str], response: str = "") -> dict[str, tuple[int, str]]:
     words = len(text.split())
     o = overlap(text, references)
-    defect = _DEFECTS.search(text)
+    # A response's defect gives a row away even where its instruction is the longer text.
+    defect = _DEFECTS.search(text) or _DEFECTS.search(response)
     label = _scale(o, (0.6, 0.45, 0.3, 0.15))
     if defect:
         real = 1
@@ -250,7 +253,7 @@ def grade(body: dict[str, Any], rng: Random) -> str:
     candidate, rows, slices = read_prompt(body)
     if kind == "label_check":
         return json.dumps(_label_answer(body, candidate, rows, slices), ensure_ascii=False)
-    scores = _scores(candidate, [t for _, t in rows])
+    scores = _scores(candidate, [t for _, t in rows], _response(body))
     grounded = _grounding(body)
     jitter = _seed(body) > 0
     out = {}
@@ -263,6 +266,18 @@ def grade(body: dict[str, Any], rng: Random) -> str:
             score = max(1, min(5, score + (-1 if u < 0.2 else 1 if u >= 0.8 else 0)))
         out[name] = {"score": score, "rationale": why}
     return json.dumps(out, ensure_ascii=False)
+
+
+def _response(body: dict[str, Any]) -> str:
+    """The candidate's response field (instruction data, answers), or ""."""
+    for line in _prompt(body).splitlines():
+        s = line.strip()
+        if s.startswith("Candidate:"):
+            row = _json(s[len("Candidate:") :].strip())
+            if isinstance(row, dict):
+                found = (row.get(k) for k in RESPONSE_FIELDS)
+                return next((v for v in found if isinstance(v, str)), "")
+    return ""
 
 
 def _grounding(body: dict[str, Any]) -> tuple[int, str] | None:

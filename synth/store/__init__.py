@@ -19,6 +19,7 @@ The schema is public: query it with sqlite3 or Datasette (README, "The store").
     review_acks flagged cells a person acknowledged, so generation resumes for them
     versions    frozen dataset versions (content-addressed), with their manifest
     version_items each row of a version as it was frozen; triggers refuse changes
+    pairs       preference pairs: the best- and worst-judged responses to a prompt
 
 ``Store(path)`` is the one entry point: it opens the file, sets the pragmas and applies
 the migrations (``schema.py``); ``Store(path, readonly=True)`` opens it for reading
@@ -34,6 +35,7 @@ a stage names only the part it uses (the LLM client takes ``store.calls``):
     store.reviews     reviews.py     the review queue and verdicts
     store.versions    versions.py    frozen versions
     store.reports     reports.py     funnel, filter and judge figures, one row's story
+    store.pairs       pairs.py       preference pairs and the alternative responses
 
 Reads return typed rows (``rows.py``), JSON columns decoded. Writes that belong
 together share one transaction (``atomic()`` nests as savepoints); a paid reply is
@@ -56,6 +58,7 @@ from synth.store.batch_jobs import BatchJobs
 from synth.store.calls import Calls
 from synth.store.examples import Examples
 from synth.store.faults import connect, read_only, store_fault, writable
+from synth.store.pairs import Pairs
 from synth.store.reports import Reports
 from synth.store.reviews import Reviews
 from synth.store.rows import CallRow, NewReview, RunRow, SeedImport, Spend, empty_funnel_row
@@ -84,6 +87,7 @@ class Store:
         self.reviews = Reviews(self.db, self.path)
         self.versions = Versions(self.db, self.path)
         self.reports = Reports(self.db, self.path)
+        self.pairs = Pairs(self.db, self.path)
 
     def _connect(self) -> sqlite3.Connection:
         if not self.readonly and not writable(self.path):

@@ -44,7 +44,7 @@ class Calls(Part):
         run_id: str,
         calls: Sequence[PlannedCall],
         *,
-        purpose: Literal["generate", "judge"] = "generate",
+        purpose: Literal["generate", "judge", "respond"] = "generate",
         first_attempt: bool = False,
     ) -> list[CallRow]:
         """Record calls before they are sent; a request already recorded, answered or

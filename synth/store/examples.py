@@ -116,7 +116,9 @@ class Examples(Part):
             )
             for r in self.conn.execute(
                 "SELECT id, text, slice, label, source FROM examples"
-                f" WHERE (source = 'real' AND {COUNTED}) OR outcome IN ('keep', 'review')"
+                f" WHERE (source = 'real' AND {COUNTED})"
+                # An alternative repeats its row's prompt on purpose: no index holds it.
+                " OR (outcome IN ('keep', 'review') AND status != 'alternative')"
                 " ORDER BY rowid"
             )
             if ids is None or r[0] in ids

@@ -9,6 +9,7 @@ from typing import Any
 
 from synth.records import Source, Status, Unusable, Verdict
 from synth.store._part import Part, decode, in_chunks
+from synth.store.pairs import Pairs
 from synth.store.rows import (
     DecisionRow,
     ExampleDetail,
@@ -59,6 +60,8 @@ class Reports(Part):
                 )
                 row["real" if counted else "real_excluded"] += n
                 continue
+            if status == Status.ALTERNATIVE:
+                continue  # a preference pair's response, not a candidate row
             row["generated"] += n
             if status == Status.REJECTED:
                 row["rejected"][rejected_by or "?"] += n
@@ -109,6 +112,7 @@ class Reports(Part):
                 " trim(substr(d.reason, 1, instr(d.reason || ':', ':') - 1)), count(*)"
                 " FROM decisions d JOIN examples e ON e.id = d.example_id"
                 " WHERE d.verdict = 'reject' AND e.source != 'real'"
+                " AND e.status != 'alternative'"
                 " GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"
             )
         ]
@@ -277,5 +281,6 @@ class Reports(Part):
             " ORDER BY id",
             (example_id,),
         )
+        row["pair"] = Pairs(self.db, self.path).of(example_id)
         detail: ExampleDetail = row
         return detail

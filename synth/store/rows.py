@@ -52,7 +52,7 @@ class CallRow:
     response_json: str | None
     attempts: int
     sample_index: int | None
-    purpose: str = "generate"  # or "judge"
+    purpose: str = "generate"  # or "judge", or "respond" (a preference pair's response)
 
 
 @dataclass(frozen=True)
@@ -265,6 +265,8 @@ class ExampleDetail(TypedDict):
     decisions: list[DecisionRow]
     judge_scores: list[JudgeScoreRow]
     reviews: list[ReviewNote]
+    # The preference pair it is in (as prompt, chosen or rejected side), if any.
+    pair: dict[str, Any] | None
 
 
 class FunnelRow(TypedDict):

@@ -331,3 +331,29 @@ def m009_reply_limits_and_lost_attempts(db: sqlite_utils.Database) -> None:
         ALTER TABLE llm_calls ADD COLUMN unanswered_usd REAL NOT NULL DEFAULT 0;
         """
     )
+
+
+@migrations()
+def m010_pairs(db: sqlite_utils.Database) -> None:
+    # Preference pairs: the best- and worst-judged of the responses to one accepted
+    # row's prompt (the row's own and its alternatives, rows of status 'alternative'
+    # whose parent is the row). One pair per prompt, made again when more responses
+    # come; both sides are rows of examples, with their lineage and judge scores.
+    # The calls that ask for alternatives are llm_calls of purpose 'respond'.
+    db.executescript(
+        """
+        CREATE TABLE pairs (
+            prompt_id TEXT PRIMARY KEY REFERENCES examples(id),
+            chosen_id TEXT NOT NULL REFERENCES examples(id),
+            rejected_id TEXT NOT NULL REFERENCES examples(id),
+            chosen_score REAL NOT NULL,    -- the rubric's weighted mean, 1-5
+            rejected_score REAL NOT NULL,
+            gap REAL NOT NULL,             -- chosen_score - rejected_score
+            responses INTEGER NOT NULL,    -- judged responses it was chosen from
+            run_id TEXT REFERENCES runs(id),
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX pairs_chosen ON pairs(chosen_id);
+        CREATE INDEX pairs_rejected ON pairs(rejected_id);
+        """
+    )
