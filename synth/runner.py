@@ -249,6 +249,7 @@ class _Step:
     accepted: int = 0
     candidates: int = 0
     failed: int = 0
+    dropped: int = 0  # of the failed, lost on the way (connection, timeout): transient
     first_error: str | None = None
 
 
@@ -639,6 +640,7 @@ class Runner:
                     continue  # not sent: the budget's, not the endpoint's doing
                 if r.status == "failed" and r.reason != Unusable.CONTEXT_FULL:
                     step.failed += 1
+                    step.dropped += r.reason == Unusable.CONNECTION
                     step.first_error = step.first_error or r.error
                 if r.status == "ok":
                     self.usable += 1
@@ -663,10 +665,15 @@ class Runner:
             await asyncio.sleep(0.001)  # a timer: the loop reads and sends first
 
     def _step_done(self, step: _Step) -> None:
-        if step.failed == step.end - step.start:
+        if step.failed == step.end - step.start and self.client.fatal is not None:
+            raise self.client.fatal
+        if step.failed == step.end - step.start and step.dropped < step.failed:
             # Nothing got through (a bad model name, an unsupported response_format):
             # say so now rather than spend the remaining steps finding out again; an
-            # error the client stopped on says what to do about it.
+            # error the client stopped on says what to do about it. Replies lost on the
+            # way (a dropped connection, a broken stream) say nothing about the next
+            # step: a small step of them is no reason to stop; a run of them stops on
+            # the unusable-replies rule.
             if self.client.fatal is not None:
                 raise self.client.fatal
             raise SynthError("llm", f"every call of a batch failed; the first: {step.first_error}")
