@@ -376,6 +376,15 @@ class ExportSettings(Since):
     alpaca: AlpacaMapping = Field(default_factory=AlpacaMapping)
 
 
+class RaySettings(Section):
+    """Where ``synth filter --ray`` runs: ``address`` of a Ray cluster ("" starts a
+    local Ray on this machine, or uses ``RAY_ADDRESS``); ``num_cpus`` of that local
+    Ray (None: all of them)."""
+
+    address: str = ""
+    num_cpus: int | None = Field(default=None, gt=0)
+
+
 class Config(Section):
     project: ProjectSettings = Field(default_factory=ProjectSettings)
     llm: LLMSettings = Field(default_factory=LLMSettings)
@@ -387,6 +396,9 @@ class Config(Section):
     review: ReviewSettings = Field(default_factory=ReviewSettings)
     splits: SplitSettings = Field(default_factory=SplitSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
+    # Where the work runs, not what is decided: left out of the config's sha (and the
+    # config stored with a run), so a run on a laptop and on a cluster compare alike.
+    ray: RaySettings = Field(default_factory=RaySettings, exclude=True)
 
     # Where the file was read from; relative paths in it resolve against its folder.
     source: Path = Field(default=Path(DEFAULT_CONFIG), exclude=True)

@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("synth.llm",),
     ("synth.generate", "synth.plan", "synth.quota", "synth.seeds", "synth.judge"),
     ("synth.review",),
-    ("synth.runner", "synth.filtering"),
+    ("synth.runner", "synth.filtering", "synth.distributed"),
     (
         "synth.progress",
         "synth.versions",
