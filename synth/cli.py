@@ -167,6 +167,12 @@ def run_cmd(ctx: click.Context, quiet: bool) -> None:
     help="Write the rows held for a reviewer, with their reasons (JSONL).",
 )
 @click.option("--skip-invalid", is_flag=True, help="Filter the good rows, list the bad ones.")
+@click.option(
+    "--ray",
+    "use_ray",
+    is_flag=True,
+    help="Decide on Ray Data: the cluster at [ray] address, else a local Ray (synth[ray]).",
+)
 @click.option("--quiet", is_flag=True, help="No progress display.")
 @click.pass_context
 def filter_cmd(
@@ -179,6 +185,7 @@ def filter_cmd(
     rejected: Path | None,
     review_out: Path | None,
     skip_invalid: bool,
+    use_ray: bool,
     quiet: bool,
 ) -> None:
     """Run the filter chain over a JSONL or CSV file you already have.
@@ -200,6 +207,7 @@ def filter_cmd(
         "rejected": rejected,
         "review": review_out,
         "skip_invalid": skip_invalid,
+        "ray": use_ray,
     }
     with Store(config.db_path) as store:
         if quiet:

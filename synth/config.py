@@ -431,6 +431,15 @@ class PairSettings(Section):
         return self
 
 
+class RaySettings(Section):
+    """Where ``synth filter --ray`` runs: ``address`` of a Ray cluster ("" starts a
+    local Ray on this machine, or uses ``RAY_ADDRESS``); ``num_cpus`` of that local
+    Ray (None: all of them)."""
+
+    address: str = ""
+    num_cpus: int | None = Field(default=None, gt=0)
+
+
 class Config(Since):
     _since: ClassVar[dict[str, Any]] = {"pairs": PairSettings().model_dump()}
 
@@ -445,6 +454,9 @@ class Config(Since):
     splits: SplitSettings = Field(default_factory=SplitSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
     pairs: PairSettings = Field(default_factory=PairSettings)
+    # Where the work runs, not what is decided: left out of the config's sha (and the
+    # config stored with a run), so a run on a laptop and on a cluster compare alike.
+    ray: RaySettings = Field(default_factory=RaySettings, exclude=True)
 
     # Where the file was read from; relative paths in it resolve against its folder.
     source: Path = Field(default=Path(DEFAULT_CONFIG), exclude=True)

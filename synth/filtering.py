@@ -186,6 +186,7 @@ def filter_file(
     skip_invalid: bool = False,
     progress: Progress | None = None,
     chunk: int = CHUNK,
+    ray: bool = False,
 ) -> FilterReport:
     """Run the configured filter chain over a JSONL or CSV file and store every decision.
 
@@ -209,12 +210,15 @@ def filter_file(
             instead of refusing the file at its first bad row.
         progress: Called after every chunk with a :class:`FilterProgress`.
         chunk: Rows per chunk (a transaction, a progress report).
+        ray: Decide on Ray Data (``[ray] address``, else a local Ray): the same
+            decisions, the heavy work spread over a cluster; see
+            :mod:`synth.distributed` for what runs where.
 
     Raises:
         SeedError: a row does not parse or validate (``FILE:LINE: reason``); nothing
             is stored.
         ConfigError: ``judge`` without a rubric filter, a bad ``against`` or
-            ``source``.
+            ``source``, ``ray`` without ray installed.
     """
     started = time.monotonic()
     path = Path(path)
@@ -226,6 +230,10 @@ def filter_file(
         raise ConfigError("chunk", f"must be at least 1, not {chunk}")
     kind = Source(source)
     cheap, judge_spec = split_judge(config.filters, config.source.name)
+    if ray:
+        from synth.distributed import check_chain
+
+        check_chain(cheap, config.source.name)
     if judge and judge_spec is None:
         raise ConfigError(
             f"{config.source.name}: filters",
@@ -285,6 +293,8 @@ def filter_file(
                 ]
             chain.prepare(seen)
     try:
+        if ray and run is not None and len(stored) < len(scan.ids):
+            job.decide_on_ray(run.id, stored)
         with ExitStack() as outputs:
             job.outputs = {
                 name: outputs.enter_context(_Output(Path(target)))
@@ -454,6 +464,7 @@ class _Job:
         self.started = started
         self.chunk = chunk
         self.outputs: dict[str, _Output] = {}
+        self.decided: dict[str, Outcome] | None = None  # by the Ray backend, ahead
         self.fields = set(config.data_schema.generated)
         self.done = 0
         # Synthetic rows fill quotas as generated ones do; the counts are kept in
@@ -521,11 +532,34 @@ class _Job:
                     self._store(run_id, new, judged.scores)
                 self._emit(batch)
 
+    def decide_on_ray(self, run_id: str, stored: set[str]) -> None:
+        """Decide every new row on Ray, in the chunks ``run`` will store them in."""
+        from synth.distributed import decide_chunks
+
+        chunks: list[list[Candidate]] = []
+        for i, (where, seed, _) in enumerate(_rows(self.path, self.config, skip_invalid=True)):
+            if i % self.chunk == 0:
+                chunks.append([])
+            if i < len(self.scan.ids) and self.scan.ids[i] not in stored:
+                chunks[-1].append(self._candidate(run_id, _Row(where, self.scan.ids[i], seed)))
+        settings = self.config.ray
+        decided = decide_chunks(
+            self.chain,
+            self.ctx,
+            [c for c in chunks if c],
+            address=settings.address or None,
+            num_cpus=settings.num_cpus,
+        )
+        self.decided = {o.candidate.id: o for chunk in decided for o in chunk}
+
     def _decide(self, run_id: str, rows: Sequence[_Row]) -> list[Outcome]:
         """The cheap filters' decisions; their survivors join the chain's indexes now,
         as in a run, so a later copy is caught before any judge is paid for it."""
-        outcomes = self.chain.decide([self._candidate(run_id, r) for r in rows])
-        self.chain.admit([o.candidate for o in outcomes if o.verdict is not Verdict.REJECT])
+        if self.decided is not None:
+            outcomes = [self.decided.pop(r.id) for r in rows]
+        else:
+            outcomes = self.chain.decide([self._candidate(run_id, r) for r in rows])
+            self.chain.admit([o.candidate for o in outcomes if o.verdict is not Verdict.REJECT])
         for r, o in zip(rows, outcomes, strict=True):
             r.outcome = o
         return outcomes

@@ -43,7 +43,7 @@ LAYERS: list[tuple[str, ...]] = [
         "synth.alternatives",
     ),
     ("synth.review",),
-    ("synth.runner", "synth.filtering"),
+    ("synth.runner", "synth.filtering", "synth.distributed"),
     (
         "synth.progress",
         "synth.versions",

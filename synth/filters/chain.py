@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from synth.filters.base import Filter
 from synth.messages import text_of
-from synth.records import Candidate, Outcome, SeenItem, Verdict
+from synth.records import Candidate, Decision, Outcome, SeenItem, Verdict
 
 
 class FilterChain:
@@ -35,17 +35,23 @@ class FilterChain:
             if len(decisions) != len(alive):
                 raise RuntimeError(f"filter {f.name} returned {len(decisions)} decisions")
             for o, d in zip(alive, decisions, strict=True):
-                o.decisions.append(d)
-                if d.edited_data is not None:
-                    o.candidate = o.candidate.model_copy(
-                        update={
-                            "data": d.edited_data,
-                            "text": text_of(d.edited_data, self.text_field),
-                        }
-                    )
+                record(o, d, self.text_field)
             alive = [o for o in alive if o.decisions[-1].verdict is not Verdict.REJECT]
         return outcomes
 
     def admit(self, kept: Sequence[Candidate]) -> None:
         for f in self.filters:
             f.admit(kept)
+
+
+def record(outcome: Outcome, decision: Decision, text_field: str) -> None:
+    """Add a decision to an outcome; a filter's edit (a redaction) is what the
+    filters after it see."""
+    outcome.decisions.append(decision)
+    if decision.edited_data is not None:
+        outcome.candidate = outcome.candidate.model_copy(
+            update={
+                "data": decision.edited_data,
+                "text": text_of(decision.edited_data, text_field),
+            }
+        )

@@ -26,27 +26,47 @@ class ExactDedupFilter(Filter):
         self.params = params
         self._seen: dict[tuple[str, str], str] = {}  # (scope key, text hash) -> first id
 
-    def _key(self, text: str, cell: object) -> tuple[str, str]:
-        scope = str(cell) if self.params.scope == "cell" else ""
-        return scope, sha256_text(normalize_text(text))
+    def key(self, text: str, cell: object) -> tuple[str, str]:
+        """What two rows share when one is an exact copy of the other."""
+        return self.text_key(text, cell, self.params.scope)
+
+    @staticmethod
+    def text_key(text: str, cell: object, scope: str) -> tuple[str, str]:
+        return str(cell) if scope == "cell" else "", sha256_text(normalize_text(text))
 
     def prepare(self, seen: Iterable[SeenItem]) -> None:
         for item in seen:
-            self._seen.setdefault(self._key(item.text, item.cell), item.id)
+            self._seen.setdefault(self.key(item.text, item.cell), item.id)
 
     def decide(self, batch: Sequence[Candidate]) -> list[Decision]:
+        return self.decide_keyed(batch, [self.key(c.text, c.cell) for c in batch])
+
+    def decide_keyed(
+        self, batch: Sequence[Candidate], keys: Sequence[tuple[str, str] | None]
+    ) -> list[Decision]:
+        """``decide`` with each candidate's key computed elsewhere (the Ray backend's
+        groupby); None for a key no other row or stored item has."""
         in_batch: dict[tuple[str, str], str] = {}
         out = []
-        for c in batch:
-            key = self._key(c.text, c.cell)
-            first = self._seen.get(key) or in_batch.get(key)
+        for c, key in zip(batch, keys, strict=True):
+            first = None if key is None else self._seen.get(key) or in_batch.get(key)
             if first is not None:
                 out.append(self.reject(c, f"exact_dup: same text as {first}", score=1.0))
             else:
-                in_batch[key] = c.id
+                if key is not None:
+                    in_batch[key] = c.id
                 out.append(self.keep(c, score=0.0))
         return out
 
     def admit(self, kept: Sequence[Candidate]) -> None:
-        for c in kept:
-            self._seen.setdefault(self._key(c.text, c.cell), c.id)
+        self.admit_keyed([c.id for c in kept], [self.key(c.text, c.cell) for c in kept])
+
+    def admit_keyed(self, ids: Sequence[str], keys: Sequence[tuple[str, str] | None]) -> None:
+        for id_, key in zip(ids, keys, strict=True):
+            if key is not None:
+                self._seen.setdefault(key, id_)
+
+    @property
+    def seen_keys(self) -> dict[tuple[str, str], str]:
+        """Key -> the first stored item with it."""
+        return self._seen

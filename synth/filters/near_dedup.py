@@ -97,7 +97,7 @@ from synth.filters.shingles import (
     to_minhash,
     token_hashes,
 )
-from synth.records import Candidate, CellKey, Decision, SeenItem, Source
+from synth.records import Candidate, CellKey, Decision, SeenItem, Source, Verdict
 
 if TYPE_CHECKING:  # imported where used: datasketch takes 0.3 s to import
     from datasketch import MinHash, MinHashLSH
@@ -654,35 +654,51 @@ class NearDedupFilter(Filter):
                     keys.update(index.query(self._minhash(sig)))
                 keys.update(run.query(item, sig))
             same, other, edited = self._best_match(item, keys, run)
-            fired = [
-                (j, match, kind, t)
-                for (j, match), kind, t in (
-                    (same, "same cell", self.same_cell),
-                    (other, "other cell", self.other_cell),
-                )
-                if match is not None and j >= t.value and self._long_enough(item, match, run)
-            ]
-            if fired:
-                j, match, kind, t = max(fired, key=lambda f: f[0] - f[3].value)
-                self.stats.rejected += 1
-                reason = f"near_dup: j={j:.2f} with {match} (>= {t.value:.2f} {kind}: {t.why()})"
-                out.append(self.reject(c, reason, score=round(j, 4)))
-            elif edited is not None:
-                # Within the edit cut: a near duplicate by definition, whatever its
-                # Jaccard (the pair's Jaccard is the score, as for every decision).
-                e, j, match, kind = edited
-                self.stats.rejected += 1
-                reason = (
-                    f"near_dup: e={e:.2f} with {match} (<= {self.params.max_edits:.2f}"
-                    f" token edits, {kind})"
-                )
-                out.append(self.reject(c, reason, score=round(j, 4)))
-            else:
-                out.append(self.keep(c, score=round(max(same[0], other[0]), 4)))
+            decision = self.conclude(
+                c, same, other, edited, partial(self._long_enough, item, run=run)
+            )
+            out.append(decision)
+            if decision.verdict is Verdict.KEEP:
                 run.add(item, signatures[i])
         return out
 
-    def _long_enough(self, item: _Item, match: str, run: _BatchRun) -> bool:
+    def conclude(
+        self,
+        c: Candidate,
+        same: tuple[float, str | None],
+        other: tuple[float, str | None],
+        edited: tuple[float, float, str, str] | None,
+        long_enough: Callable[[str], bool],
+    ) -> Decision:
+        """The decision on a candidate from its best verified matches (as
+        ``_best_match`` gives them): the one place its reasons are worded, for the
+        local chain and for the Ray backend (:mod:`synth.distributed`) alike."""
+        fired = [
+            (j, match, kind, t)
+            for (j, match), kind, t in (
+                (same, "same cell", self.same_cell),
+                (other, "other cell", self.other_cell),
+            )
+            if match is not None and j >= t.value and long_enough(match)
+        ]
+        if fired:
+            j, match, kind, t = max(fired, key=lambda f: f[0] - f[3].value)
+            self.stats.rejected += 1
+            reason = f"near_dup: j={j:.2f} with {match} (>= {t.value:.2f} {kind}: {t.why()})"
+            return self.reject(c, reason, score=round(j, 4))
+        if edited is not None:
+            # Within the edit cut: a near duplicate by definition, whatever its
+            # Jaccard (the pair's Jaccard is the score, as for every decision).
+            e, j, match, kind = edited
+            self.stats.rejected += 1
+            reason = (
+                f"near_dup: e={e:.2f} with {match} (<= {self.params.max_edits:.2f}"
+                f" token edits, {kind})"
+            )
+            return self.reject(c, reason, score=round(j, 4))
+        return self.keep(c, score=round(max(same[0], other[0]), 4))
+
+    def _long_enough(self, item: _Item, match: str, *, run: _BatchRun) -> bool:
         """Whether the pair is long enough for its Jaccard to say "near duplicate"
         (short pairs are judged by their token edits alone)."""
         other = self._items.get(match) or run.items.get(match)
@@ -692,6 +708,37 @@ class NearDedupFilter(Filter):
     def admit(self, kept: Sequence[Candidate]) -> None:
         self._add([(c.id, c.cell, c.text, False) for c in kept])
         self._pending = {}
+
+    # --- for the Ray backend (synth.distributed) ------------------------------------
+
+    def stored_items(self) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+        """(id, cell, shingles, tokens) of everything indexed: what a new row is
+        compared with besides the rows before it."""
+        return [(x.id, x.cell, x.shingles, x.tokens) for x in self._items.values()]
+
+    def shingles(self, texts: Sequence[str]) -> list[np.ndarray]:
+        return self._shingles(texts)
+
+    def sign(self, sets: Sequence[np.ndarray]) -> np.ndarray:
+        """MinHash signatures, one row per set, as the index is built with."""
+        return self._sign(sets)
+
+    def scope(self, cell: str) -> str:
+        """Rows are compared only within one scope: their cell, or all of them."""
+        return self._scope(cell)
+
+    def pair_scores(
+        self, shingles: tuple[np.ndarray, np.ndarray], tokens: tuple[np.ndarray, np.ndarray]
+    ) -> tuple[float, float | None]:
+        """A proposed pair's exact Jaccard, and its token edit share if within
+        ``max_edits``, with no boilerplate left out (as ``_best_match`` measures a
+        pair of cells without any)."""
+        j = jaccard(set(shingles[0].tolist()), set(shingles[1].tolist()))
+        cut = self.params.max_edits
+        if cut <= 0:
+            return j, None
+        a, b = tokens[0].tolist(), tokens[1].tolist()
+        return j, within(a, b, edit_cut(cut, a, b))
 
     def new_index(self) -> MinHashLSH:
         """An empty LSH index with this filter's bands and rows."""
