@@ -30,6 +30,7 @@ import pydantic
 import uvicorn
 
 from synth.serving import listening_socket
+from synth.sim.cache import PromptCache
 from synth.sim.chat import ChatEndpoint, _idempotency_key, _Slots
 from synth.sim.config import MODEL_ID, OUTCOMES, Scripted, SimConfig, parse_outcome
 from synth.sim.files import FilesAndBatches, _Batch, _File
@@ -52,6 +53,7 @@ class SimServer(ChatEndpoint, FilesAndBatches):
         self._slots = _Slots(self.config.max_in_flight)
         self._script: deque[Scripted] = deque()
         self._occurrences: dict[bytes, int] = {}
+        self._prompt_cache = PromptCache()
         self._closing = asyncio.Event()
         self._files: dict[str, _File] = {}
         self._batches: dict[str, _Batch] = {}
@@ -69,6 +71,7 @@ class SimServer(ChatEndpoint, FilesAndBatches):
         self.request_times: list[float] = []
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.cached_tokens = 0  # of prompt_tokens, reported as cached (synth.sim.cache)
         self.peak_in_flight = self.in_flight
         self.batches = 0
         self.batch_requests = 0
@@ -101,6 +104,7 @@ class SimServer(ChatEndpoint, FilesAndBatches):
             "request_times": list(self.request_times),
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "cached_tokens": self.cached_tokens,
             "items": dict(self.by_item),
             "batches": self.batches,
             "batch_requests": self.batch_requests,
@@ -117,6 +121,7 @@ class SimServer(ChatEndpoint, FilesAndBatches):
         (``in_flight`` is a live gauge)."""
         self._zero()
         self._occurrences.clear()
+        self._prompt_cache.clear()
         self._script.clear()
         for batch in self._batches.values():
             for timer in batch.timers:

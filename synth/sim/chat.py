@@ -24,6 +24,7 @@ from random import Random
 from typing import Any
 
 from synth.records import SIMULATOR_FINGERPRINT
+from synth.sim.cache import PromptCache
 from synth.sim.config import MODEL_ID, Scripted, SimConfig
 from synth.sim.items import ItemWriter
 from synth.sim.judge import candidate_text, judge_kind
@@ -253,6 +254,8 @@ class ChatEndpoint:
     judged: list[str]
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int
+    _prompt_cache: PromptCache
     in_flight: int
     queued: int
     peak_in_flight: int
@@ -341,6 +344,11 @@ class ChatEndpoint:
             )
             for k in kinds:
                 self.by_item[k] += 1
+            cached = self._prompt_cache.cached_tokens(body["messages"])
+            if cached:
+                usage = reply["usage"]
+                usage["prompt_tokens_details"] = {"cached_tokens": cached}
+                self.cached_tokens += cached
             judged = candidate_text(body)
             if judged is not None:
                 self.judged.append(judged)
