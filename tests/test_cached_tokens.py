@@ -3,6 +3,8 @@ priced at [llm.prices] cached_input, and status and the audit split them out."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from synth.audit import audit_store
@@ -17,7 +19,7 @@ PREAMBLE = "Read these house rules before writing anything. " * 30 + "\n\n"
 
 
 def test_cached_tokens_are_read_from_prompt_tokens_details() -> None:
-    raw = {"prompt_tokens": 900, "completion_tokens": 10}
+    raw: dict[str, Any] = {"prompt_tokens": 900, "completion_tokens": 10}
     assert read_usage(raw, 0, 0).cached_tokens == 0
     raw["prompt_tokens_details"] = {"cached_tokens": 768}
     assert read_usage(raw, 0, 0).cached_tokens == 768
