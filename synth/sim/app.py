@@ -31,7 +31,7 @@ import uvicorn
 
 from synth.serving import listening_socket
 from synth.sim.cache import PromptCache
-from synth.sim.chat import ChatEndpoint, _idempotency_key, _Slots
+from synth.sim.chat import ChatEndpoint, _idempotency_key, _Slots, model_not_found
 from synth.sim.config import MODEL_ID, OUTCOMES, Scripted, SimConfig, parse_outcome
 from synth.sim.files import FilesAndBatches, _Batch, _File
 from synth.sim.items import ITEM_KINDS
@@ -168,16 +168,22 @@ class SimServer(ChatEndpoint, FilesAndBatches):
         method, path = scope["method"], scope["path"]
         if len(path) > 1 and path.endswith("/"):
             path = path[:-1]
-        if method == "POST" and path == "/v1/chat/completions":
+        if path.startswith("/v1/") and not _authorized(scope, self.config.require_key):
+            await _reply(send, 401, _unauthorized(scope))
+        elif method == "POST" and path == "/v1/chat/completions":
             await self._chat(receive, send, _idempotency_key(scope))
         elif method == "GET" and path == "/stats":
             await _reply(send, 200, json.dumps(self.stats()).encode())
         elif method == "GET" and path == "/v1/models":
-            data = {"object": "list", "data": [self._model(MODEL_ID)]}
+            served = self.config.models or (MODEL_ID,)
+            data = {"object": "list", "data": [self._model(m) for m in served]}
             await _reply(send, 200, json.dumps(data).encode())
         elif method == "GET" and path.startswith("/v1/models/"):
-            model = self._model(path[len("/v1/models/") :])
-            await _reply(send, 200, json.dumps(model).encode())
+            name = path[len("/v1/models/") :]
+            if self.config.models is not None and name not in self.config.models:
+                await _reply(send, 404, model_not_found(name))
+            else:
+                await _reply(send, 200, json.dumps(self._model(name)).encode())
         elif method == "GET" and path == "/props" and self.config.n_ctx is not None:
             props = {"default_generation_settings": {"n_ctx": self.config.n_ctx}}
             await _reply(send, 200, json.dumps(props).encode())
@@ -228,6 +234,33 @@ class SimServer(ChatEndpoint, FilesAndBatches):
             await _reply(send, 422, json.dumps({"detail": [{"msg": str(e)}]}).encode())
             return
         await _reply(send, 200, json.dumps(result).encode())
+
+
+def _authorized(scope: Scope, key: str | None) -> bool:
+    if key is None:
+        return True
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            return bytes(value) == b"Bearer " + key.encode()
+    return False
+
+
+def _unauthorized(scope: Scope) -> bytes:
+    """OpenAI's refusal of a wrong or missing key, word for word but for the key."""
+    sent = next((bytes(v) for n, v in scope.get("headers", ()) if n == b"authorization"), b"")
+    key = sent.decode("latin-1").removeprefix("Bearer ")
+    if not key:
+        msg = (
+            "You didn't provide an API key. You need to provide your API key in an"
+            " Authorization header."
+        )
+        return _error_body(msg, "invalid_request_error", None)
+    shown = key[:3] + "*" * 10 + key[-4:] if len(key) > 8 else key
+    msg = (
+        f"Incorrect API key provided: {shown}. You can find your API key at"
+        " https://platform.openai.com/account/api-keys."
+    )
+    return _error_body(msg, "invalid_request_error", "invalid_api_key")
 
 
 # ---------------------------------------------------------------------------
