@@ -264,6 +264,11 @@ def _totals(
         "calls": spend.calls,
         "attempts": spend.attempts,
         "tokens": tokens,
+        # Of the prompt tokens and the cost, what the provider's prompt cache served.
+        "prompt_tokens": spend.prompt_tokens,
+        "cached_tokens": spend.cached_tokens,
+        "fresh_tokens": spend.prompt_tokens - spend.cached_tokens,
+        "cached_usd": spend.cached_usd,
         "cost_usd": spend.cost_usd,
         # of it, what synth's simulator answered: no bill
         "simulated_cost_usd": store.calls.simulated_cost(),

@@ -571,11 +571,24 @@ def leakage(ctx: click.Context, name: str) -> None:
     is_flag=True,
     help="Bill a request sent again under the same Idempotency-Key twice, as most providers do.",
 )
-def simulate(host: str, port: int, **settings: Any) -> None:
+@click.option("--require-key", default=None, help="Refuse requests without this API key (401).")
+@click.option(
+    "--models",
+    multiple=True,
+    help="Serve only these models (repeatable); another gets a 404. Default: any name.",
+)
+@click.option(
+    "--refuse-format",
+    "refuse_formats",
+    multiple=True,
+    type=click.Choice(["json_schema", "json_object"]),
+    help="Refuse this response_format type with a 400 (repeatable).",
+)
+def simulate(host: str, port: int, models: tuple[str, ...], **settings: Any) -> None:
     """Serve synth's OpenAI-compatible simulator (for tests, demos and benchmarks)."""
     from synth.sim import SimConfig, serve
 
-    serve(SimConfig(**settings), host=host, port=port)
+    serve(SimConfig(models=models or None, **settings), host=host, port=port)
 
 
 @cli.command()
@@ -630,6 +643,28 @@ def init(folder: Path, task: str, force: bool) -> None:
         f"next: {where}synth seeds import {made.task.seeds} && synth plan;"
         " set [llm] in config.toml (or run `synth simulate` and OPENAI_BASE_URL), then synth run"
     )
+
+
+@cli.command()
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Preflight the endpoints: reachable, key taken, model served, which
+    response_format works, one tiny generation read as a run reads it.
+
+    Exits 1 when something a run needs is off; its requests are not recorded in the
+    store."""
+    from synth.check import check as run_check
+
+    report = run_check(_config(ctx))
+    for verdict in report.verdicts:
+        click.echo(verdict.line())
+    click.echo(
+        f"{report.requests} requests, {report.tokens} tokens, ${report.cost_usd:.4f} at"
+        " [llm.prices] (not recorded in the store)"
+    )
+    if not report.ok:
+        failed = [v.what for v in report.verdicts if v.status == "fail"]
+        raise click.ClickException(f"check failed: {', '.join(failed)}")
 
 
 @cli.command()

@@ -58,6 +58,15 @@ class Price(Section):
 
     input: float = Field(ge=0)
     output: float = Field(ge=0)
+    # Prompt tokens the provider served from its prompt cache (its
+    # usage.prompt_tokens_details.cached_tokens) are billed at a fraction of input;
+    # None: at input, for providers that bill them whole or do not cache.
+    cached_input: float | None = Field(default=None, ge=0)
+
+    @property
+    def cached(self) -> float:
+        """USD per million cached prompt tokens."""
+        return self.input if self.cached_input is None else self.cached_input
 
 
 class LLMSettings(Section):

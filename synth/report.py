@@ -220,6 +220,12 @@ def render_html(report: dict[str, Any]) -> str:
             t["tokens_per_accepted"],
         ),
         _card(
+            f"{t['fresh_tokens']} / {t['cached_tokens']}",
+            f"prompt tokens fresh / cached (cached: ${num(t['cached_usd'], 4)})",
+            "cached_tokens",
+            t["cached_tokens"],
+        ),
+        _card(
             f"{t['review']['reviewed']}/{t['review']['sampled']}",
             "reviewed / sampled",
             "reviewed",

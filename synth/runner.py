@@ -40,6 +40,7 @@ from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass, field
 
 from synth.alternatives import Alternatives, Spent
+from synth.check import preflight
 from synth.config import Config
 from synth.errors import SynthError
 from synth.filters import FilterChain, Outcome, build_chain
@@ -199,7 +200,12 @@ async def _run_async(
     config: Config, store: Store, progress: Progress | None, notice: Notice | None
 ) -> RunSummary:
     template = load_template(config.resolve(config.generate.template), config.generate.template)
+    # Reachable, key taken, model served (synth.check): a wrong address, key or model
+    # stops the run here, before the filters' indexes are built and anything is paid.
+    skipped = await preflight(config)
     if notice is not None:
+        if skipped is not None:
+            notice(skipped)
         notice(_preparing(config))
     runner = Runner(config, store, template, progress, notice)
     judge_config = config.with_llm(**judge_llm_changes(runner.judge_spec))

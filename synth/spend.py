@@ -48,7 +48,9 @@ class RunSpend:
                 price = config.llm.price(call["model"])
                 bound = prompt_bound(call["messages"]) - len(judge.sample_text.encode())
                 max_tokens = int(call["params"].get("max_tokens") or config.llm.max_tokens)
-                p_in, p_out = (price.input, price.output) if price else (0.0, 0.0)
+                p_in, p_out = (
+                    (max(price.input, price.cached), price.output) if price else (0.0, 0.0)
+                )
                 for _ in range(judge.params.samples):
                     self.judge_base.append((bound, max_tokens, p_in, p_out))
             self.per_candidate = len(self.judge_base)

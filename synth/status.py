@@ -123,7 +123,7 @@ def render_status(report: StatusReport) -> str:
     s = report.spend
     per = f", ${s.cost_usd / accepted:.5f} per accepted row" if accepted and s.cost_usd else ""
     out.append(
-        f"calls {s.calls} (attempts {s.attempts}), tokens {s.prompt_tokens} in /"
+        f"calls {s.calls} (attempts {s.attempts}), tokens {_prompt_tokens(s)} in /"
         f" {s.completion_tokens} out, cost ${s.cost_usd:.4f}{per}"
     )
     if report.simulated_usd:
@@ -151,6 +151,15 @@ def render_status(report: StatusReport) -> str:
         or [""]
     ]
     return "\n".join(table + notes).replace(NBSP, " ")
+
+
+def _prompt_tokens(s: Spend) -> str:
+    """Prompt tokens, split into fresh and cached when the provider's prompt cache
+    served some: "1200 (700 fresh, 500 cached at $0.0001)"."""
+    if not s.cached_tokens:
+        return str(s.prompt_tokens)
+    fresh = s.prompt_tokens - s.cached_tokens
+    return f"{s.prompt_tokens} ({fresh} fresh, {s.cached_tokens} cached at ${s.cached_usd:.4f})"
 
 
 def simulated_note(simulated_usd: float, cost_usd: float) -> str:

@@ -41,6 +41,7 @@ LAYERS: list[tuple[str, ...]] = [
         "synth.judge",
         "synth.spend",
         "synth.alternatives",
+        "synth.check",
     ),
     ("synth.review",),
     ("synth.runner", "synth.filtering", "synth.distributed"),

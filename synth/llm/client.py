@@ -496,7 +496,8 @@ class ReplyRecorder:
         if status in ("invalid", "failed") and reason is None:
             reason = Unusable.FAILED
         stored, whole = capped(body)
-        cost = self.cost(call.model, prompt_tokens, completion_tokens)
+        cached = usage.cached_tokens
+        cost = self.cost(call.model, prompt_tokens, completion_tokens, cached)
         self.calls.record_reply(
             call.id,
             status=status,
@@ -505,6 +506,8 @@ class ReplyRecorder:
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
             cost_usd=cost,
+            cached_tokens=cached,
+            cached_usd=self.cost(call.model, cached, 0, cached),
             latency_ms=latency_ms,
             served_model=served_model,
             repairs=repairs,
@@ -515,12 +518,18 @@ class ReplyRecorder:
         if self.ledger is not None:
             self.ledger.settle(call.id, cost)
 
-    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
-        """USD for the tokens at the model's price; 0 for a model with no price."""
+    def cost(
+        self, model: str, prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0
+    ) -> float:
+        """USD for the tokens at the model's price, the ``cached_tokens`` of the prompt
+        at its cached rate; 0 for a model with no price."""
         price = self.settings.price(model)
         if price is None:
             return 0.0
-        listed = (prompt_tokens * price.input + completion_tokens * price.output) / 1e6
+        fresh = prompt_tokens - cached_tokens
+        listed = (
+            fresh * price.input + cached_tokens * price.cached + completion_tokens * price.output
+        ) / 1e6
         return listed * self.price_factor
 
 

@@ -86,7 +86,10 @@ def worst_cost(
     (times ``factor``, the Batch API's discount); 0 for a model with no price."""
     if price is None:
         return 0.0
-    return (prompt_bound(messages) * price.input + max_tokens * price.output) / 1e6 * factor
+    # A cached prompt token is billed at cached_input, which is meant to be lower but
+    # may be set higher: the worst case takes the dearer of the two.
+    p_in = max(price.input, price.cached)
+    return (prompt_bound(messages) * p_in + max_tokens * price.output) / 1e6 * factor
 
 
 @dataclass

@@ -132,6 +132,10 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     estimated: bool = False
+    # Of prompt_tokens, those served from the provider's prompt cache, never more
+    # than prompt_tokens (a count past it is not believed: it would price fresh
+    # tokens at the cached rate).
+    cached_tokens: int = 0
 
     @property
     def total(self) -> int:
@@ -163,7 +167,10 @@ def read_usage(raw: Any, prompt_estimate: int, completion_estimate: int) -> Usag
         if count is None:
             count, estimated = estimate, True
         counts.append(count)
-    return Usage(counts[0], counts[1], estimated)
+    details = raw.get("prompt_tokens_details")
+    cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else None
+    cached = min(cached or 0, counts[0])
+    return Usage(counts[0], counts[1], estimated, cached)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ import pydantic
 import uvicorn
 
 from synth.serving import listening_socket
-from synth.sim.chat import ChatEndpoint, _idempotency_key, _Slots
+from synth.sim.cache import PromptCache
+from synth.sim.chat import ChatEndpoint, _idempotency_key, _Slots, model_not_found
 from synth.sim.config import MODEL_ID, OUTCOMES, Scripted, SimConfig, parse_outcome
 from synth.sim.files import FilesAndBatches, _Batch, _File
 from synth.sim.items import ITEM_KINDS
@@ -52,6 +53,7 @@ class SimServer(ChatEndpoint, FilesAndBatches):
         self._slots = _Slots(self.config.max_in_flight)
         self._script: deque[Scripted] = deque()
         self._occurrences: dict[bytes, int] = {}
+        self._prompt_cache = PromptCache()
         self._closing = asyncio.Event()
         self._files: dict[str, _File] = {}
         self._batches: dict[str, _Batch] = {}
@@ -69,6 +71,7 @@ class SimServer(ChatEndpoint, FilesAndBatches):
         self.request_times: list[float] = []
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.cached_tokens = 0  # of prompt_tokens, reported as cached (synth.sim.cache)
         self.peak_in_flight = self.in_flight
         self.batches = 0
         self.batch_requests = 0
@@ -101,6 +104,7 @@ class SimServer(ChatEndpoint, FilesAndBatches):
             "request_times": list(self.request_times),
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "cached_tokens": self.cached_tokens,
             "items": dict(self.by_item),
             "batches": self.batches,
             "batch_requests": self.batch_requests,
@@ -117,6 +121,7 @@ class SimServer(ChatEndpoint, FilesAndBatches):
         (``in_flight`` is a live gauge)."""
         self._zero()
         self._occurrences.clear()
+        self._prompt_cache.clear()
         self._script.clear()
         for batch in self._batches.values():
             for timer in batch.timers:
@@ -163,16 +168,22 @@ class SimServer(ChatEndpoint, FilesAndBatches):
         method, path = scope["method"], scope["path"]
         if len(path) > 1 and path.endswith("/"):
             path = path[:-1]
-        if method == "POST" and path == "/v1/chat/completions":
+        if path.startswith("/v1/") and not _authorized(scope, self.config.require_key):
+            await _reply(send, 401, _unauthorized(scope))
+        elif method == "POST" and path == "/v1/chat/completions":
             await self._chat(receive, send, _idempotency_key(scope))
         elif method == "GET" and path == "/stats":
             await _reply(send, 200, json.dumps(self.stats()).encode())
         elif method == "GET" and path == "/v1/models":
-            data = {"object": "list", "data": [self._model(MODEL_ID)]}
+            served = self.config.models or (MODEL_ID,)
+            data = {"object": "list", "data": [self._model(m) for m in served]}
             await _reply(send, 200, json.dumps(data).encode())
         elif method == "GET" and path.startswith("/v1/models/"):
-            model = self._model(path[len("/v1/models/") :])
-            await _reply(send, 200, json.dumps(model).encode())
+            name = path[len("/v1/models/") :]
+            if self.config.models is not None and name not in self.config.models:
+                await _reply(send, 404, model_not_found(name))
+            else:
+                await _reply(send, 200, json.dumps(self._model(name)).encode())
         elif method == "GET" and path == "/props" and self.config.n_ctx is not None:
             props = {"default_generation_settings": {"n_ctx": self.config.n_ctx}}
             await _reply(send, 200, json.dumps(props).encode())
@@ -223,6 +234,33 @@ class SimServer(ChatEndpoint, FilesAndBatches):
             await _reply(send, 422, json.dumps({"detail": [{"msg": str(e)}]}).encode())
             return
         await _reply(send, 200, json.dumps(result).encode())
+
+
+def _authorized(scope: Scope, key: str | None) -> bool:
+    if key is None:
+        return True
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            return bytes(value) == b"Bearer " + key.encode()
+    return False
+
+
+def _unauthorized(scope: Scope) -> bytes:
+    """OpenAI's refusal of a wrong or missing key, word for word but for the key."""
+    sent = next((bytes(v) for n, v in scope.get("headers", ()) if n == b"authorization"), b"")
+    key = sent.decode("latin-1").removeprefix("Bearer ")
+    if not key:
+        msg = (
+            "You didn't provide an API key. You need to provide your API key in an"
+            " Authorization header."
+        )
+        return _error_body(msg, "invalid_request_error", None)
+    shown = key[:3] + "*" * 10 + key[-4:] if len(key) > 8 else key
+    msg = (
+        f"Incorrect API key provided: {shown}. You can find your API key at"
+        " https://platform.openai.com/account/api-keys."
+    )
+    return _error_body(msg, "invalid_request_error", "invalid_api_key")
 
 
 # ---------------------------------------------------------------------------

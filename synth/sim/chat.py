@@ -24,6 +24,7 @@ from random import Random
 from typing import Any
 
 from synth.records import SIMULATOR_FINGERPRINT
+from synth.sim.cache import PromptCache
 from synth.sim.config import MODEL_ID, Scripted, SimConfig
 from synth.sim.items import ItemWriter
 from synth.sim.judge import candidate_text, judge_kind
@@ -222,6 +223,29 @@ def _context_error(prompt_tokens: int, n_ctx: int) -> bytes:
     ).encode()
 
 
+def model_not_found(model: str) -> bytes:
+    """OpenAI's answer for a model it does not serve, word for word."""
+    msg = f"The model `{model}` does not exist or you do not have access to it."
+    return _error_body(msg, "invalid_request_error", "model_not_found")
+
+
+def _refused(body: dict[str, Any], config: SimConfig) -> tuple[int, bytes] | None:
+    """The status and error for a request for a model not served or a response_format
+    refused (``SimConfig.models``, ``refuse_formats``); None for one answered."""
+    model = body.get("model")
+    if config.models is not None and model not in config.models:
+        return 404, model_not_found(str(model))
+    fmt = body.get("response_format")
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind in config.refuse_formats:
+        msg = (
+            f"Invalid parameter: 'response_format' of type '{kind}' is not supported"
+            " with this model."
+        )
+        return 400, _error_body(msg, "invalid_request_error", None, "response_format")
+    return None
+
+
 async def _rate_limited(send: Send, seconds: float) -> None:
     msg = f"Rate limit reached for requests on model {MODEL_ID}. Please try again in {seconds:g}s."
     headers = [
@@ -253,6 +277,8 @@ class ChatEndpoint:
     judged: list[str]
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int
+    _prompt_cache: PromptCache
     in_flight: int
     queued: int
     peak_in_flight: int
@@ -285,6 +311,11 @@ class ChatEndpoint:
             await _reply(send, 400, _error_body(str(e), "invalid_request_error", None))
             return
         config = self.config
+        refused = _refused(body, config)
+        if refused is not None:
+            self.by_outcome["bad_request"] += 1
+            await _reply(send, *refused)
+            return
         if config.n_ctx is not None and _tokens(task.prompt_chars) > config.n_ctx:
             self.by_outcome["context_full"] += 1
             await _reply(send, 400, _context_error(_tokens(task.prompt_chars), config.n_ctx))
@@ -341,6 +372,11 @@ class ChatEndpoint:
             )
             for k in kinds:
                 self.by_item[k] += 1
+            cached = self._prompt_cache.cached_tokens(body["messages"])
+            if cached:
+                usage = reply["usage"]
+                usage["prompt_tokens_details"] = {"cached_tokens": cached}
+                self.cached_tokens += cached
             judged = candidate_text(body)
             if judged is not None:
                 self.judged.append(judged)

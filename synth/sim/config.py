@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
@@ -58,6 +58,15 @@ class SimConfig(BaseModel):
     - ``ignore_idempotency_keys``: bill (count in ``requests``) every request,
       a repeated Idempotency-Key too, as most providers do; by default a repeat is
       served but counted once (``replayed``), as a provider that honours keys bills.
+    - ``require_key``: the API key every ``/v1`` request must carry (``Authorization:
+      Bearer KEY``); one without it is refused with OpenAI's 401
+      (``invalid_api_key``). None: any key, or none, is taken.
+    - ``models``: the models served, listed at ``GET /v1/models``; a request for
+      another is refused with OpenAI's 404 (``model_not_found``). None: any name is
+      answered (as a local server answers), and ``sim-1`` is listed.
+    - ``refuse_formats``: ``response_format`` types (``json_schema``,
+      ``json_object``) refused with a 400, as a server or model without structured
+      outputs or JSON mode refuses them.
     - ``batch_delay_s``: how long a batch takes from creation to completed (a
       quarter of it validating, the rest in progress).
     - ``p_batch_line_fail``: share of batch lines that fail with a 500, drawn per
@@ -93,6 +102,9 @@ class SimConfig(BaseModel):
     p_batch_line_fail: Share = 0.0
     n_ctx: int | None = Field(None, ge=1)
     ignore_idempotency_keys: bool = False
+    require_key: str | None = None
+    models: tuple[str, ...] | None = None
+    refuse_formats: tuple[Literal["json_schema", "json_object"], ...] = ()
 
     @pydantic.model_validator(mode="after")
     def _shares_fit(self) -> SimConfig:

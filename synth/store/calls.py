@@ -171,17 +171,22 @@ class Calls(Part):
         completion_tokens: int,
         cost_usd: float,
         latency_ms: float | None,
+        cached_tokens: int = 0,
+        cached_usd: float = 0.0,
         served_model: str | None = None,
         repairs: Sequence[str] = (),
         reason: str | None = None,
     ) -> None:
         """A reply (or the failure that ended the call), committed as it arrives, with
         the model the server says served it, how its shape was mended, if it was, and
-        why it is unusable, if it is (a ``synth.records.Unusable`` word)."""
+        why it is unusable, if it is (a ``synth.records.Unusable`` word). Of the
+        prompt's tokens and ``cost_usd``, ``cached_tokens`` and ``cached_usd`` are
+        what the provider's prompt cache served."""
         self.conn.execute(
             "UPDATE llm_calls SET status = :status, response_json = :response_json,"
             " error = :error, prompt_tokens = :prompt_tokens,"
             " completion_tokens = :completion_tokens, cost_usd = :cost_usd,"
+            " cached_tokens = :cached_tokens, cached_usd = :cached_usd,"
             " latency_ms = :latency_ms, answered_at = :answered_at,"
             " served_model = :served_model, repairs_json = :repairs_json, reason = :reason,"
             " processed = CASE WHEN :status = 'ok' THEN processed ELSE 1 END WHERE id = :id",
@@ -195,6 +200,8 @@ class Calls(Part):
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
                 "cost_usd": cost_usd,
+                "cached_tokens": cached_tokens,
+                "cached_usd": cached_usd,
                 "latency_ms": latency_ms,
                 "answered_at": now(),
                 "id": call_id,
@@ -247,7 +254,8 @@ class Calls(Part):
             "SELECT count(*), coalesce(sum(attempts), 0), coalesce(sum(prompt_tokens), 0),"
             " coalesce(sum(completion_tokens), 0), coalesce(sum(cost_usd), 0),"
             " coalesce(sum(unanswered_attempts), 0), coalesce(sum(unanswered_tokens), 0),"
-            " coalesce(sum(unanswered_usd), 0)"
+            " coalesce(sum(unanswered_usd), 0), coalesce(sum(cached_tokens), 0),"
+            " coalesce(sum(cached_usd), 0)"
             f" FROM llm_calls {where}",
             params,
         ).fetchone()

@@ -79,6 +79,9 @@ class Spend:
     unanswered_attempts: int = 0
     unanswered_tokens: int = 0
     unanswered_usd: float = 0.0
+    # Of prompt_tokens and cost_usd, what the provider's prompt cache served.
+    cached_tokens: int = 0
+    cached_usd: float = 0.0
 
 
 @dataclass(frozen=True)

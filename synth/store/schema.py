@@ -357,3 +357,17 @@ def m010_pairs(db: sqlite_utils.Database) -> None:
         CREATE INDEX pairs_rejected ON pairs(rejected_id);
         """
     )
+
+
+@migrations()
+def m011_cached_tokens(db: sqlite_utils.Database) -> None:
+    # Providers bill prompt tokens served from their prompt cache (a prefix sent
+    # before) at a fraction of the input price and say how many in
+    # usage.prompt_tokens_details.cached_tokens. Both are parts of the call's
+    # prompt_tokens and cost_usd, kept so that reports can split fresh from cached.
+    db.executescript(
+        """
+        ALTER TABLE llm_calls ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE llm_calls ADD COLUMN cached_usd REAL NOT NULL DEFAULT 0;
+        """
+    )
