@@ -244,9 +244,12 @@ def report_lines(est: Estimate) -> list[str]:
         span = f"{_n(c.calls_left.point)} ({_n(c.calls_left.low)}-{_n(c.calls_left.high)})"
         cost = f"{_usd(c.usd_left.point)} ({_usd(c.usd_left.low)}-{_usd(c.usd_left.high)})"
         per_row = _usd(c.usd_per_row) if c.calls else "-"
+        # A cell full before the preview had no call: nothing was seen of it.
+        seen = f"{y.point:.2f} ({y.low:.2f}-{y.high:.2f})   {c.per_call:9.1f}"
+        if not c.calls:
+            seen = f"{'-':28}"
         out.append(
-            f"{c.cell!s:{width}}  {c.deficit:7}  {y.point:.2f} ({y.low:.2f}-{y.high:.2f})"
-            f"   {c.per_call:9.1f}  {span:18}  {cost:27}  {per_row}"
+            f"{c.cell!s:{width}}  {c.deficit:7}  {seen}  {span:18}  {cost:27}  {per_row}"
             + ("  rare/expensive" if c.rare else "")
         )
     calls, tokens, usd_total = est.calls_left, est.tokens_left, est.usd_total

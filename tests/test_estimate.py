@@ -107,3 +107,22 @@ def test_a_cell_of_one_seed_under_a_tight_near_dedup_is_flagged_rare(sim_project
     assert "default/exchange_rate" in rare
     assert not rare & {"default/card_arrival", "default/lost_or_stolen_card"}
     assert "rare/expensive: default/exchange_rate" in "\n".join(report_lines(est))
+
+
+def test_the_command_prints_each_cell_and_the_total(sim_project, sim):
+    from click.testing import CliRunner
+
+    from synth.cli import cli
+    from synth.seeds import read_seeds
+
+    config = sim_project.config()
+    with sim_project.store() as store:
+        store.examples.add_seeds(read_seeds(sim_project.seeds, config).seeds)
+    result = CliRunner().invoke(
+        cli, ["--config", str(sim_project.config_path), "estimate", "--preview", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert out.startswith("preview: run ")
+    assert "default/card_arrival" in out and "\nto quota: " in out
+    assert sim.stats()["requests"] == 4  # one call for each of the four cells
