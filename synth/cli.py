@@ -135,6 +135,31 @@ def run_cmd(ctx: click.Context, quiet: bool) -> None:
         sys.exit(3)
 
 
+@cli.command()
+@click.option(
+    "--preview",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Generation calls per cell in the preview.",
+)
+@click.pass_context
+def estimate(ctx: click.Context, preview: int) -> None:
+    """Project the calls, tokens and cost to quota from a short preview of the run.
+
+    The preview is the run's first calls per cell, through the filters and the judge,
+    stored like any run: `synth run` afterwards builds on them and pays for none again.
+    Cells far dearer per accepted row than the median are flagged rare/expensive.
+    """
+    from synth.estimate import estimate as estimate_run
+    from synth.estimate import report_lines
+
+    config = _config(ctx)
+    say = partial(click.echo, err=True)
+    for line in report_lines(estimate_run(config, preview, notice=say)):
+        click.echo(line)
+
+
 @cli.command("filter")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(

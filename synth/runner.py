@@ -146,13 +146,23 @@ class Interrupted(KeyboardInterrupt):
 
 
 def run(
-    config: Config, *, progress: Progress | None = None, notice: Notice | None = None
+    config: Config,
+    *,
+    progress: Progress | None = None,
+    notice: Notice | None = None,
+    preview: int | None = None,
 ) -> RunSummary:
     """Run generation to quota; the store is ``config.project.db``. Ctrl-C raises
-    ``Interrupted`` (a KeyboardInterrupt) once everything in flight is put down."""
+    ``Interrupted`` (a KeyboardInterrupt) once everything in flight is put down.
+
+    ``preview``: plan at most this many generation calls per cell, then stop (the
+    run's reason says so) without sampling for review: a sample of the run to come,
+    whose calls and rows the next run builds on (``synth.estimate``)."""
     with Store(config.db_path) as store:
         try:
-            return asyncio.run(run_async(config, store, progress=progress, notice=notice))
+            return asyncio.run(
+                run_async(config, store, progress=progress, notice=notice, preview=preview)
+            )
         except KeyboardInterrupt:
             raise _interrupted(store) from None
 
@@ -173,9 +183,10 @@ async def run_async(
     *,
     progress: Progress | None = None,
     notice: Notice | None = None,
+    preview: int | None = None,
 ) -> RunSummary:
     with _collect_garbage_less():
-        return await _run_async(config, store, progress, notice)
+        return await _run_async(config, store, progress, notice, preview)
 
 
 @contextmanager
@@ -197,7 +208,11 @@ def _collect_garbage_less() -> Iterator[None]:
 
 
 async def _run_async(
-    config: Config, store: Store, progress: Progress | None, notice: Notice | None
+    config: Config,
+    store: Store,
+    progress: Progress | None,
+    notice: Notice | None,
+    preview: int | None = None,
 ) -> RunSummary:
     template = load_template(config.resolve(config.generate.template), config.generate.template)
     # Reachable, key taken, model served (synth.check): a wrong address, key or model
@@ -207,7 +222,7 @@ async def _run_async(
         if skipped is not None:
             notice(skipped)
         notice(_preparing(config))
-    runner = Runner(config, store, template, progress, notice)
+    runner = Runner(config, store, template, progress, notice, preview)
     judge_config = config.with_llm(**judge_llm_changes(runner.judge_spec))
     # What each endpoint's context holds goes to its client (to tell a full context
     # from max_tokens) and to the judge (to fit its prompts), not into the stored
@@ -286,8 +301,11 @@ class Runner:
         template: Template,
         progress: Progress | None,
         notice: Notice | None = None,
+        preview: int | None = None,
     ) -> None:
         self.config = config
+        self.preview = preview
+        self.previewed: Counter[CellKey] = Counter()  # calls planned per cell, for preview
         self.store = store
         self.template = template
         self.progress = progress
@@ -408,12 +426,15 @@ class Runner:
                 # Before the clients close: a judge call left running would fail on a
                 # closed client, in a task nobody reads.
                 await self.judge.cancel()
-        review_ids = sample_for_review(
-            store.examples.accepted_ids(run.id),
-            config.review.fraction,
-            config.review.min_per_cell,
-            config.review.seed,
-        )
+        # A preview's rows are sampled with the run that completes them.
+        review_ids = []
+        if self.preview is None:
+            review_ids = sample_for_review(
+                store.examples.accepted_ids(run.id),
+                config.review.fraction,
+                config.review.min_per_cell,
+                config.review.seed,
+            )
         store.runs.finish(run.id, status, reason, review_ids)
         summary.status, summary.stop_reason = status, reason
         summary.review_marked = len(review_ids)
@@ -426,6 +447,8 @@ class Runner:
             return "finished", None
         if self.budget is not None:
             return "stopped", self.budget
+        if self.preview is not None:
+            return "stopped", f"preview: {self.preview} calls per cell"
         stopped = self.flagged | self.capped
         names = ", ".join(
             str(p.cell) + self._unusable_note(p.cell) for p in stalled if p.cell not in stopped
@@ -490,6 +513,11 @@ class Runner:
                 self.capped.add(cell)
                 self.cells.stalled.add(cell)
             needed[cell] = int(min(needed[cell], calls * per_call))
+            if self.preview is not None:
+                left = self.preview - self.previewed[cell]
+                needed[cell] = min(needed[cell], left * per_call)
+                if left <= 0:
+                    self.cells.stalled.add(cell)
         sizes = call_sizes(needed, per_call, allowed)
         specs: list[tuple[CellPlan, int, int]] = []
         by_cell = {p.cell: p for p in open_cells}
@@ -500,6 +528,7 @@ class Runner:
                     cell, self.template.sha, self.config.llm.model
                 )
             self.next_index[cell] = first + len(cell_sizes)
+            self.previewed[cell] += len(cell_sizes)
             specs += [(by_cell[cell], first + i, n) for i, n in enumerate(cell_sizes)]
         return specs
 

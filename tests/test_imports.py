@@ -54,6 +54,7 @@ LAYERS: list[tuple[str, ...]] = [
         "synth.status",
         "synth.show",
         "synth.rows",
+        "synth.estimate",
         "synth.report",
         "synth.demo",
     ),

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from synth.records import SIMULATOR_FINGERPRINT, CellKey, canonical_json
 from synth.store._part import Part, in_chunks, new_id, now
-from synth.store.rows import CallRow, PlannedCall, Spend
+from synth.store.rows import CallRow, CellSpend, PlannedCall, Spend
 
 _CALL_COLUMNS = (
     "id, run_id, request_sha, slice, label, template, template_sha, model, params_json,"
@@ -270,3 +270,20 @@ class Calls(Part):
             (run_id,),
         )
         return {CellKey(slice=s, label=label): float(usd or 0) for s, label, usd in rows}
+
+    def spend_by_cell(self, run_id: str) -> dict[CellKey, CellSpend]:
+        """A run's generation calls per cell, and the tokens and USD of every call of
+        the cell (its judge calls carry the cell of the candidate they judge)."""
+        rows = self.conn.execute(
+            "SELECT coalesce(slice, ''), coalesce(label, ''),"
+            " sum(purpose = 'generate' AND status != 'pending'),"
+            " sum(prompt_tokens), sum(completion_tokens), sum(cost_usd)"
+            " FROM llm_calls WHERE run_id = ? GROUP BY 1, 2",
+            (run_id,),
+        )
+        return {
+            CellKey(slice=s, label=label): CellSpend(
+                int(calls or 0), int(p or 0), int(c or 0), float(usd or 0)
+            )
+            for s, label, calls, p, c, usd in rows
+        }

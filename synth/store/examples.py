@@ -355,6 +355,17 @@ class Examples(Part):
             )
         ]
 
+    def outcomes_by_cell(self, run_id: str) -> dict[CellKey, tuple[int, int]]:
+        """(candidates, rows counting toward the target) a run stored, per cell."""
+        return {
+            CellKey(slice=s, label=label): (int(n), int(counted or 0))
+            for s, label, n, counted in self.conn.execute(
+                f"SELECT slice, label, count(*), sum({COUNTED}) FROM examples"
+                " WHERE run_id = ? AND source = 'synthetic' GROUP BY 1, 2",
+                (run_id,),
+            )
+        }
+
     # -- reading rows back ---------------------------------------------------------
 
     def by_id(self, ids: Sequence[str]) -> list[ExampleRow]:

@@ -85,6 +85,17 @@ class Spend:
 
 
 @dataclass(frozen=True)
+class CellSpend:
+    """What a run spent on one cell: its generation calls, and the tokens and cost of
+    those and of the judge calls on its candidates."""
+
+    calls: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+@dataclass(frozen=True)
 class NewReview:
     """One reviewer's verdict on one queued row, as ``store.reviews.add`` takes it."""
 
