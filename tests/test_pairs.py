@@ -16,6 +16,7 @@ from synth.alternatives import choose_pair
 from synth.cli import cli
 from synth.config import load_config
 from synth.errors import ConfigError
+from synth.store.pairs import Response
 
 PAIRS = '\n[pairs]\nresponses = 3\ntemplate = "respond.md.j2"\nmin_gap = 0.5\n'
 
@@ -36,7 +37,7 @@ def _project(tmp_path: Path, base_url: str, extra: str = PAIRS) -> Path:
 
 
 def test_the_best_and_the_worst_judged_responses_make_the_pair() -> None:
-    responses = [
+    responses: list[Response] = [
         {"id": "own", "score": 4.0},
         {"id": "a1", "score": 2.5},
         {"id": "a2", "score": None},  # the judge failed: not ranked
