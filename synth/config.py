@@ -69,9 +69,33 @@ class Price(Section):
         return self.input if self.cached_input is None else self.cached_input
 
 
-class LLMSettings(Section):
+class Since(Section):
+    """A section that gained keys after stores were first written: each new key is
+    left out of the stored config while it holds its default, so a config written
+    before it keeps its sha (and an interrupted run of it resumes as the same run)."""
+
+    _since: ClassVar[dict[str, Any]] = {}
+
+    @model_serializer(mode="wrap")
+    def _omit_new_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
+        out = handler(self)
+        for key, default in self._since.items():
+            if out.get(key) == default:
+                del out[key]
+        return out
+
+
+class LLMSettings(Since):
+    _since: ClassVar[dict[str, Any]] = {"base_urls": [], "cooldown_s": 30.0}
+
     model: str = "gpt-4o-mini"
     base_url: str = ""  # empty: OPENAI_BASE_URL, then api.openai.com
+    # Several endpoints serving the same model, instead of base_url: each attempt goes
+    # to the one with the fewest requests in flight (synth.llm.endpoints).
+    base_urls: list[str] = Field(default_factory=list)
+    # Seconds an endpoint that failed (no connection, a timeout, a 5xx) is put aside
+    # while the others take its calls.
+    cooldown_s: float = Field(default=30.0, ge=0)
     api_key_env: str = "OPENAI_API_KEY"
     temperature: float = Field(default=1.0, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
@@ -115,6 +139,12 @@ class LLMSettings(Section):
     adaptive_concurrency: bool = True
     prices: dict[str, Price] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _one_way_to_name_endpoints(self) -> LLMSettings:
+        if self.base_url and self.base_urls:
+            raise ValueError("set llm.base_url or llm.base_urls, not both")
+        return self
+
     def price(self, model: str) -> Price | None:
         return self.prices.get(model)
 
@@ -122,22 +152,6 @@ class LLMSettings(Section):
         """Seconds an attempt may take in all, for a reply of up to ``max_tokens``."""
         tokens = self.max_tokens if max_tokens is None else max_tokens
         return self.timeout + tokens / self.min_tokens_per_s
-
-
-class Since(Section):
-    """A section that gained keys after stores were first written: each new key is
-    left out of the stored config while it holds its default, so a config written
-    before it keeps its sha (and an interrupted run of it resumes as the same run)."""
-
-    _since: ClassVar[dict[str, Any]] = {}
-
-    @model_serializer(mode="wrap")
-    def _omit_new_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
-        out = handler(self)
-        for key, default in self._since.items():
-            if out.get(key) == default:
-                del out[key]
-        return out
 
 
 class FieldSpec(Section):
@@ -586,9 +600,11 @@ class Config(Since):
         return self.model_copy(update={"llm": self.llm.model_copy(update=changes)})
 
     def endpoint(self) -> str:
-        """The base URL requests go to: ``llm.base_url``, else ``OPENAI_BASE_URL``,
-        else OpenAI's, as the openai package resolves it."""
-        return self.llm.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
+        """The base URL requests go to: ``llm.base_url`` (the first of
+        ``llm.base_urls``), else ``OPENAI_BASE_URL``, else OpenAI's, as the openai
+        package resolves it."""
+        first = self.llm.base_urls[0] if self.llm.base_urls else ""
+        return self.llm.base_url or first or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
 
     def api_key(self) -> str:
         """The key from the environment; a loopback endpoint needs none."""

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -271,9 +271,12 @@ def decision_filters(specs: Sequence[FilterParams], labelled: bool = True) -> li
     return names
 
 
-def judge_llm_changes(spec: RubricParams | None) -> dict[str, str]:
+def judge_llm_changes(spec: RubricParams | None) -> dict[str, Any]:
     """What the judge's endpoint changes in ``[llm]``; empty when it shares it."""
     if spec is None:
         return {}
-    changes = {"base_url": spec.base_url, "api_key_env": spec.api_key_env}
-    return {k: v for k, v in changes.items() if v}
+    changes: dict[str, Any] = {"base_url": spec.base_url, "api_key_env": spec.api_key_env}
+    changes = {k: v for k, v in changes.items() if v}
+    if spec.base_url:
+        changes["base_urls"] = []  # its one endpoint replaces [llm]'s list
+    return changes

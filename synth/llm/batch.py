@@ -70,10 +70,12 @@ class BatchClient:
         self.jobs = jobs
         self.ledger = ledger  # the run's caps: each line holds its worst case
         # Uploads, polls and downloads may be repeated safely, so the openai client's
-        # own retries serve them; creating a batch is retried here (see _create).
+        # own retries serve them; creating a batch is retried here (see _create). A
+        # batch lives on the server that took it: the first of llm.base_urls.
+        first = settings.base_urls[0] if settings.base_urls else None
         self.client = openai.AsyncOpenAI(
             api_key=api_key,
-            base_url=base_url or settings.base_url or None,
+            base_url=base_url or settings.base_url or first,
             max_retries=settings.retries,
             timeout=settings.timeout,
         )

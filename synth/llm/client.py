@@ -35,6 +35,7 @@ from tenacity import (
 
 from synth.config import LLMSettings
 from synth.errors import SynthError
+from synth.llm.endpoints import Endpoints
 from synth.llm.ledger import Ledger, QuotaSpent, Refused, quota_spent, take_call
 from synth.llm.limits import AdaptiveSlots, Pacer, estimate_tokens
 from synth.llm.reply import BadReply, Usage, capped, one_line, read_completion
@@ -182,9 +183,10 @@ class LLMClient:
             timeout=settings.timeout,
             http_client=self.http,
         )
-        # What the openai client puts on every request, taken from it once: its URL,
-        # its auth and default headers (User-Agent, X-Stainless-*).
-        self._url = httpx2.URL(str(self.client.base_url).rstrip("/") + "/chat/completions")
+        # What the openai client puts on every request, taken from it once: its URL
+        # (or llm.base_urls), its auth and default headers (User-Agent, X-Stainless-*).
+        urls = settings.base_urls if base_url is None and settings.base_urls else []
+        self.endpoints = Endpoints(urls or [str(self.client.base_url)], settings.cooldown_s)
         self._headers = {
             **{k: v for k, v in self.client.default_headers.items() if isinstance(v, str)},
             **self.client.auth_headers,
@@ -315,8 +317,10 @@ class LLMClient:
         if isinstance(exc, openai.APIStatusError):
             self.answered = True
         # An endpoint that never answered is more likely misnamed than restarting:
-        # waiting out every retry would only delay saying so.
-        return retryable(exc) and (self.answered or not unreachable(exc))
+        # waiting out every retry would only delay saying so, unless another can serve.
+        if not retryable(exc):
+            return False
+        return self.answered or not unreachable(exc) or self.endpoints.any_ready()
 
     async def _post(self, call: CallRow, idempotency_key: str) -> bytes:
         """POST the call's request, already plain JSON, through the openai client's
@@ -340,22 +344,28 @@ class LLMClient:
         # The attempt's estimated cost stands from the moment it leaves until the
         # server answers: a reply lost to a kill or a timeout keeps it (ledger.py).
         ledger = AttemptLedger(self.calls, call.id, estimate(call, self.cost))
+        endpoint = self.endpoints.take()
         request = httpx2.Request(
             "POST",
-            self._url,
+            endpoint.url,
             content=body,
             headers={**self._headers, "Idempotency-Key": idempotency_key},
             extensions={"timeout": self._timeout, "synth_attempt": attempt, "synth_ledger": ledger},
         )
+        failure: BaseException | None = None
         try:
             raw = await self._fetch(attempt, request)
         except openai.APIConnectionError as e:
+            failure = e
             if unreachable(e):
                 ledger.answered()  # it never reached a server
             raise
-        except openai.APIError:
+        except openai.APIError as e:
+            failure = e
             ledger.answered()  # an error status, or an error in the stream: answered
             raise
+        finally:
+            self.endpoints.give_back(endpoint, failure)
         # Taken back once the reply is stored (``_settle``): a kill between the two
         # leaves the estimate standing beside the reply, never a lost reply without it.
         self._replied[call.id] = ledger
