@@ -91,7 +91,13 @@ def endpoints(config: Config) -> list[Endpoint]:
     """The generator's endpoint, and the judge's (its own config when it has its own
     base_url or key, with its models)."""
     _, judge = split_judge(config.filters, config.source.name)
-    out = [Endpoint("generator", config, (config.llm.model,))]
+    urls = config.llm.base_urls
+    if len(urls) > 1:  # each asked on its own: a run uses the ones that answer
+        out = [
+            Endpoint("generator", config.with_llm(base_urls=[u]), (config.llm.model,)) for u in urls
+        ]
+    else:
+        out = [Endpoint("generator", config, (config.llm.model,))]
     if judge is not None:
         judge_config = config.with_llm(**judge_llm_changes(judge))
         out.append(Endpoint("judge", judge_config, tuple(judge.models) or (config.llm.model,)))
@@ -216,7 +222,9 @@ async def preflight(config: Config) -> str | None:
     """The cheap part of the check, for ``synth run``: raises ``SynthError`` with the
     first failure's line; returns a note when an endpoint was too slow to ask within
     ``PREFLIGHT_S`` (the run goes on without it), None when all is well."""
-    for endpoint in endpoints(config):
+    asked = endpoints(config)
+    failed: list[tuple[Endpoint, Verdict]] = []
+    for endpoint in asked:
         try:
             verdicts = await probe_models(endpoint, PREFLIGHT_S)
         except httpx2.TimeoutException:
@@ -224,10 +232,18 @@ async def preflight(config: Config) -> str | None:
                 f"preflight skipped: {endpoint.config.endpoint()} did not answer GET /models"
                 f" within {PREFLIGHT_S:g} s"
             )
-        for v in verdicts:
-            if v.status == "fail":
-                raise SynthError("llm", f"{v.what}: {v.detail}" + (f"; {v.fix}" if v.fix else ""))
-    return None
+        failed += [(endpoint, v) for v in verdicts if v.status == "fail"][:1]
+    generators = sum(e.role == "generator" for e in asked)
+    down = [e for e, _ in failed if e.role == "generator"]
+    notes = []
+    for endpoint, v in failed:
+        line = f"{v.what}: {v.detail}" + (f"; {v.fix}" if v.fix else "")
+        if endpoint.role == "generator" and len(down) < generators:
+            # Another endpoint of the list answers; the run puts this one aside.
+            notes.append(f"preflight: {line}; the run goes on with the other endpoints")
+            continue
+        raise SynthError("llm", line)
+    return "\n".join(notes) or None
 
 
 # -- the check -----------------------------------------------------------------------

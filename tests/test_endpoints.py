@@ -201,3 +201,22 @@ def test_a_run_over_three_endpoints_outlives_one_killed_mid_run(project, simulat
     unseen = attempts - sum(survivors) - before_kill["requests"]
     assert retried > 0, "the kill cut off calls in flight"
     assert 0 <= unseen <= retried + failed
+
+
+def test_a_run_whose_first_endpoint_is_down_from_the_start_uses_the_others(project, sim):
+    """The preflight asks every endpoint of the list; one that does not answer is left
+    to the run, which puts it aside, instead of stopping the run before it starts."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    project.write_config(base_url="")
+    text = project.config_path.read_text()
+    text = text.replace('base_url = ""', f'base_urls = ["{closed}", "{sim.base_url}"]')
+    project.config_path.write_text(text)
+    assert synth(project, "seeds", "import", str(project.seeds)).returncode == 0
+    ran = synth(project, "run")
+    assert ran.returncode == 0, ran.stderr
+    assert "the run goes on with the other endpoints" in ran.stderr
+    assert "finished" in ran.stdout
