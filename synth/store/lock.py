@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 
 
@@ -35,9 +36,17 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+            # The holder writes its pid just after it takes the lock: a refusal in that
+            # instant would read nothing, or the pid of the holder before it.
+            deadline = time.monotonic() + 0.5
+            while True:
+                text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+                pid = int(text) if text.isdigit() else 0
+                if (pid and _alive(pid)) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
             os.close(fd)
-            return int(text) if text.isdigit() else 0
+            return pid
         except BaseException:
             os.close(fd)
             raise
@@ -50,3 +59,13 @@ class RunLock:
         if self._fd is not None:
             os.close(self._fd)  # closing the last descriptor drops the flock
             self._fd = None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
