@@ -1003,13 +1003,15 @@ def write_project(
     pii = next((PiiParams(**f) for f in filters if f["kind"] == "pii"), None)
     actions = {k: pii.actions.get(k, pii.action) if pii else "keep" for k in CARRIERS}
     seeds, rows, specs, skipped = build(data, work, sizes, seed, actions)
+    text = dict(raw["schema"]["fields"][raw["schema"].get("text", "text")])
+    # Seeds are held to the schema as an import holds them ("help me" is too short).
+    seeds = [s for s in seeds if len(s.text) >= text.get("min_length", 0)]
     write_jsonl(work / "seeds.jsonl", [{"text": s.text, "label": s.label} for s in seeds])
     write_jsonl(work / "candidates.jsonl", [{"text": r.text, "label": r.label} for r in rows])
     write_jsonl(work / "answers.jsonl", [r.answer() for r in rows])
     for f in filters:
         if f["kind"] == "contamination":
             f["eval_sets"] = [s.model_dump(mode="json", exclude_defaults=True) for s in specs]
-    text = dict(raw["schema"]["fields"][raw["schema"].get("text", "text")])
     text["max_length"] = MAX_CHARS
     config = {
         "project": {"name": "quality-bench", "db": "bench.db"},
