@@ -44,6 +44,28 @@ class Task:
     formats: tuple[str, ...] = ()
 
 
+def _shape(name: str, about: str, formats: tuple[str, ...], *, eval_set: bool = True) -> Task:
+    """A dataset shape laid out as every one is: ``prompts/<name>/`` (its config,
+    templates and rubric) and ``seeds/<name>.jsonl`` (and its eval set)."""
+    seeds = f"seeds/{name}.jsonl"
+    return Task(
+        name=name,
+        about=about,
+        files=(
+            "config.toml",
+            f"prompts/{name}/generate.md.j2",
+            f"prompts/{name}/grade.md.j2",
+            f"prompts/{name}/rubric.toml",
+            seeds,
+            *((f"seeds/{name}_eval.jsonl",) if eval_set else ()),
+            "seeds/README.md",
+        ),
+        seeds=seeds,
+        config_source=f"prompts/{name}/config.toml",
+        formats=formats,
+    )
+
+
 TASKS: dict[str, Task] = {
     "classification": Task(
         name="classification",
@@ -60,52 +82,21 @@ TASKS: dict[str, Task] = {
         ),
         seeds="seeds/banking.jsonl",
     ),
-    "instruction": Task(
-        name="instruction",
-        about="instruction -> response pairs, Alpaca style (Self-Instruct tasks to start from)",
-        files=(
-            "config.toml",
-            "prompts/instruction/generate.md.j2",
-            "prompts/instruction/grade.md.j2",
-            "prompts/instruction/rubric.toml",
-            "seeds/instruction.jsonl",
-            "seeds/instruction_eval.jsonl",
-            "seeds/README.md",
-        ),
-        seeds="seeds/instruction.jsonl",
-        config_source="prompts/instruction/config.toml",
-        formats=("alpaca", "chat"),
+    "instruction": _shape(
+        "instruction",
+        "instruction -> response pairs, Alpaca style (Self-Instruct tasks to start from)",
+        ("alpaca", "chat"),
     ),
-    "qa": Task(
-        name="qa",
-        about="a context, a question about it and the answer it supports (grounded Q&A)",
-        files=(
-            "config.toml",
-            "prompts/qa/generate.md.j2",
-            "prompts/qa/grade.md.j2",
-            "prompts/qa/rubric.toml",
-            "seeds/qa.jsonl",
-            "seeds/qa_eval.jsonl",
-            "seeds/README.md",
-        ),
-        seeds="seeds/qa.jsonl",
-        config_source="prompts/qa/config.toml",
-        formats=("chat", "alpaca"),
+    "qa": _shape(
+        "qa",
+        "a context, a question about it and the answer it supports (grounded Q&A)",
+        ("chat", "alpaca"),
     ),
-    "chat": Task(
-        name="chat",
-        about="multi-turn dialogues of 2 to 8 turns, user and assistant alternating",
-        files=(
-            "config.toml",
-            "prompts/chat/generate.md.j2",
-            "prompts/chat/grade.md.j2",
-            "prompts/chat/rubric.toml",
-            "seeds/chat.jsonl",
-            "seeds/README.md",
-        ),
-        seeds="seeds/chat.jsonl",
-        config_source="prompts/chat/config.toml",
-        formats=("chat",),
+    "chat": _shape(
+        "chat",
+        "multi-turn dialogues of 2 to 8 turns, user and assistant alternating",
+        ("chat",),
+        eval_set=False,
     ),
 }
 

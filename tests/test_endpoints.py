@@ -4,7 +4,6 @@ failed endpoint put aside, and a run that outlives one of its servers."""
 from __future__ import annotations
 
 import asyncio
-import re
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import httpx2
 import openai
 import pytest
 from test_client import _call
-from test_processes import _banking_seeds, _env, synth
+from test_processes import _banking_seeds, _env, simulator_processes, synth
 
 from synth.config import load_config
 from synth.errors import ConfigError
@@ -114,29 +113,8 @@ def test_a_5xx_puts_the_endpoint_aside_and_the_retry_goes_to_another(project, si
 
 @pytest.fixture
 def simulators() -> Iterator:
-    procs: list[subprocess.Popen[str]] = []
-
-    def start(*flags: str) -> tuple[str, subprocess.Popen[str]]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "synth", "simulate", "--port", "0", *flags],
-            stdout=subprocess.PIPE,
-            text=True,
-            env=_env(),
-        )
-        procs.append(proc)
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        match = re.search(r"(http://127\.0\.0\.1:\d+/v1)", line)
-        assert match, line
-        return match.group(1), proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-        proc.wait(timeout=10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    with simulator_processes() as start:
+        yield start
 
 
 def _stats(base_url: str) -> dict:

@@ -11,7 +11,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -26,11 +27,13 @@ def _env() -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def simulate() -> Iterator:
+@contextmanager
+def simulator_processes() -> Iterator[Callable[..., tuple[str, subprocess.Popen[str]]]]:
+    """``start(*flags)``: a `synth simulate` process on a free port, its base URL and
+    the process; every one started is stopped at the end."""
     procs: list[subprocess.Popen[str]] = []
 
-    def start(*flags: str) -> str:
+    def start(*flags: str) -> tuple[str, subprocess.Popen[str]]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "synth", "simulate", "--port", "0", *flags],
             stdout=subprocess.PIPE,
@@ -42,14 +45,23 @@ def simulate() -> Iterator:
         line = proc.stdout.readline()
         match = re.search(r"(http://127\.0\.0\.1:\d+/v1)", line)
         assert match, line
-        return match.group(1)
+        return match.group(1), proc
 
-    yield start
-    for proc in procs:
-        proc.terminate()
-        proc.wait(timeout=10)
-        if proc.stdout is not None:
-            proc.stdout.close()
+    try:
+        yield start
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+            proc.wait(timeout=10)
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+@pytest.fixture
+def simulate() -> Iterator:
+    with simulator_processes() as start:
+        yield lambda *flags: start(*flags)[0]
 
 
 def _banking_seeds(project, per_label: int) -> None:

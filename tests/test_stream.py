@@ -7,6 +7,8 @@ import asyncio
 import json
 import time
 
+from test_run import _planned
+
 from synth.llm.client import LLMClient
 from synth.llm.stream import Reassembly
 from synth.runner import Snapshot, run
@@ -33,19 +35,7 @@ def _one_call(project, sha: str = "cd"):
     async def go():
         with project.store() as store:
             run_row = store.runs.begin(config.as_json(), config.sha)
-            planned = {
-                "request_sha": sha * 32,
-                "slice": "default",
-                "label": "card_arrival",
-                "sample_index": 0,
-                "template": "t",
-                "template_sha": "0" * 64,
-                "model": config.llm.model,
-                "params": {"max_tokens": 50},
-                "messages": [{"role": "user", "content": "write 1 example"}],
-                "parent_ids": [],
-            }
-            [call] = store.calls.plan(run_row.id, [planned])
+            [call] = store.calls.plan(run_row.id, [_planned(config, sha * 32)])
             async with LLMClient(config.llm, store.calls, api_key="unused") as client:
                 started = time.monotonic()
                 result = await client.complete(call)
