@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sqlite3
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from conftest import ROOT
+from shapes import bundled_project, synth_cli
 
-from synth.cli import cli
 from synth.config import load_config
 from synth.errors import ConfigError
 from synth.generate import attributes_for
@@ -28,16 +25,14 @@ GRID = (
 )
 
 
+SEEDS = ("instruction.jsonl", "instruction_eval.jsonl")
+
+
 def _project(tmp_path: Path, base_url: str, extra: str = GRID) -> Path:
     """The bundled instruction project, pointed at ``base_url``, with ``extra`` added
     to its config."""
-    shutil.copytree(ROOT / "prompts" / "instruction", tmp_path / "prompts" / "instruction")
-    (tmp_path / "seeds").mkdir()
-    for name in ("instruction.jsonl", "instruction_eval.jsonl"):
-        shutil.copy(ROOT / "seeds" / name, tmp_path / "seeds" / name)
-    config = tmp_path / "prompts" / "instruction" / "config.toml"
+    config = bundled_project(tmp_path, "instruction", SEEDS, base_url)
     text = config.read_text(encoding="utf-8")
-    text = text.replace("[llm]\n", f'[llm]\nbase_url = "{base_url}"\n', 1)
     text = text.replace("\n[[filters]]", extra + "\n[[filters]]", 1)
     config.write_text(text, encoding="utf-8")
     return config
@@ -76,10 +71,7 @@ def test_a_run_spreads_rows_over_the_grid_and_stores_each_rows_combination(
 ) -> None:
     config = _project(tmp_path, sim.base_url)  # type: ignore[attr-defined]
 
-    def synth(*args: str) -> str:
-        result = CliRunner().invoke(cli, ["--config", str(config), *args])
-        assert result.exit_code == 0, result.output
-        return result.output
+    synth = synth_cli(config)
 
     synth("seeds", "import", str(tmp_path / "seeds" / "instruction.jsonl"))
     assert "finished" in synth("run", "--quiet")

@@ -4,13 +4,12 @@ sides of every pair traceable with `synth show`."""
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT
+from shapes import bundled_project, synth_cli
 
 from synth.alternatives import choose_pair
 from synth.cli import cli
@@ -21,15 +20,13 @@ from synth.store.pairs import Response
 PAIRS = '\n[pairs]\nresponses = 3\ntemplate = "respond.md.j2"\nmin_gap = 0.5\n'
 
 
+SEEDS = ("instruction.jsonl", "instruction_eval.jsonl")
+
+
 def _project(tmp_path: Path, base_url: str, extra: str = PAIRS) -> Path:
     """The bundled instruction project with pairs on, pointed at ``base_url``."""
-    shutil.copytree(ROOT / "prompts" / "instruction", tmp_path / "prompts" / "instruction")
-    (tmp_path / "seeds").mkdir()
-    for name in ("instruction.jsonl", "instruction_eval.jsonl"):
-        shutil.copy(ROOT / "seeds" / name, tmp_path / "seeds" / name)
-    config = tmp_path / "prompts" / "instruction" / "config.toml"
+    config = bundled_project(tmp_path, "instruction", SEEDS, base_url)
     text = config.read_text(encoding="utf-8")
-    text = text.replace("[llm]\n", f'[llm]\nbase_url = "{base_url}"\n', 1)
     # A smaller project: the missing task type to 12 rows, the other to its 40 seeds.
     text = text.replace("per_label = 48", "per_label = 12")
     config.write_text(text + extra, encoding="utf-8")
@@ -94,10 +91,7 @@ def test_a_run_to_quota_makes_judged_pairs_that_export_as_dpo_and_trace_back(
 ) -> None:
     config = _project(tmp_path, sim.base_url)  # type: ignore[attr-defined]
 
-    def synth(*args: str) -> str:
-        result = CliRunner().invoke(cli, ["--config", str(config), *args])
-        assert result.exit_code == 0, result.output
-        return result.output
+    synth = synth_cli(config)
 
     synth("seeds", "import", str(tmp_path / "seeds" / "instruction.jsonl"))
     out = synth("run", "--quiet")
