@@ -237,8 +237,10 @@ _CHANCE = 1e-3
 
 
 def binomial_tail(k: int, n: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p), summed in log space from k up (the terms fall
-    fast past the mode, so the sum stops when they no longer matter)."""
+    """P(X >= k) for X ~ Binomial(n, p): the regularized incomplete beta function
+    I_p(k, n - k + 1), which agrees with the sum of the terms from k up to 1e-10 of the
+    tail and takes a microsecond where the sum took tens (it is asked for every
+    frequent phrase of every batch)."""
     if k <= 0:
         return 1.0
     if k > n:
@@ -247,17 +249,9 @@ def binomial_tail(k: int, n: int, p: float) -> float:
         return 0.0
     if p >= 1.0:
         return 1.0
-    log_p, log_q = math.log(p), math.log1p(-p)
-    base = math.lgamma(n + 1)
-    total = 0.0
-    for i in range(k, n + 1):
-        term = math.exp(
-            base - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q
-        )
-        total += term
-        if i > n * p and term < total * 1e-12:
-            break
-    return min(1.0, total)
+    from scipy.special import betainc
+
+    return min(1.0, float(betainc(k, n - k + 1, p)))
 
 
 def overused(count: int, n: int, real: float, share: float, lift: float) -> bool:
@@ -278,6 +272,26 @@ def overused(count: int, n: int, real: float, share: float, lift: float) -> bool
     if q <= share or q < lift * real:
         return False
     return binomial_tail(count, n, real) < _CHANCE
+
+
+def overused_many(
+    counts: np.ndarray, n: int, real: np.ndarray, share: float, lift: float
+) -> np.ndarray:
+    """:func:`overused` over arrays of phrase counts and real rows' shares at once."""
+    if n <= 0:
+        return np.zeros(len(counts), dtype=bool)
+    from scipy.special import betainc
+
+    counts = np.asarray(counts, dtype=np.float64)
+    q = counts / n
+    out = (q > share) & (q >= lift * real)
+    maybe = np.flatnonzero(out)
+    if len(maybe):
+        k, p = counts[maybe], np.clip(real[maybe], 0.0, 1.0)
+        tail = betainc(np.maximum(k, 1.0), n - k + 1.0, p)
+        tail = np.where(p <= 0.0, 0.0, np.where(p >= 1.0, 1.0, tail))
+        out[maybe] = tail < _CHANCE
+    return out
 
 
 class PhraseCounts(Generic[K]):

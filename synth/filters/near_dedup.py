@@ -70,11 +70,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache, partial
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
+from synth.filters.bands import BandIndex, band_keys
 from synth.filters.base import Filter, FilterContext, FilterParams
 from synth.filters.calibration import (
     FilterCalibration,
@@ -84,6 +85,7 @@ from synth.filters.calibration import (
     fixed,
     nearest_jaccard,
     overused,
+    overused_many,
     real_share,
     sample_positions,
 )
@@ -94,13 +96,9 @@ from synth.filters.shingles import (
     minhash_signatures,
     shingle_hashes,
     shingle_sequence,
-    to_minhash,
     token_hashes,
 )
 from synth.records import Candidate, CellKey, Decision, SeenItem, Source, Verdict
-
-if TYPE_CHECKING:  # imported where used: datasketch takes 0.3 s to import
-    from datasketch import MinHash, MinHashLSH
 
 DEFAULT_N: dict[str, int] = {"word": 2, "char": 5}
 
@@ -286,6 +284,17 @@ class _Item:
     tokens: np.ndarray  # the text's token hashes in order, for the edit distance
     seed: bool = False  # a real row: its own shingles are never boilerplate against it
 
+    def grams(self, n: int) -> list[int]:
+        """The token n-gram hashes in order (:func:`shingle_sequence`), computed once
+        (a row is compared with many others) and kept as an array, a third of the
+        memory of a list."""
+        key = f"_grams{n}"
+        grams: np.ndarray | None = self.__dict__.get(key)
+        if grams is None:
+            grams = self.__dict__[key] = shingle_sequence(self.tokens, n)
+        values: list[int] = grams.tolist()
+        return values
+
 
 # A row left with fewer of its own shingles than this once boilerplate is taken out is
 # compared whole. A template leaves each row its own words ("lost my card" keeps three
@@ -307,8 +316,14 @@ def _without(shingles: np.ndarray, drop: Hashes) -> np.ndarray:
     """The shingles minus boilerplate; all of them if too few are left."""
     if not drop or not len(shingles):
         return shingles
-    rest = shingles[~np.isin(shingles, np.fromiter(drop, np.uint64, len(drop)))]
-    return rest if len(rest) >= min(_MIN_OWN, len(shingles)) else shingles
+    # A row has tens of shingles and ``drop`` may have thousands: a set lookup per
+    # shingle is ten times faster than np.isin building an array of ``drop``.
+    rest = [h for h in shingles.tolist() if h not in drop]
+    if len(rest) == len(shingles):
+        return shingles
+    return (
+        np.array(rest, dtype=np.uint64) if len(rest) >= min(_MIN_OWN, len(shingles)) else shingles
+    )
 
 
 def _pair(a: np.ndarray, b: np.ndarray, drop: Hashes) -> tuple[set[int], set[int]]:
@@ -324,17 +339,19 @@ def _pair(a: np.ndarray, b: np.ndarray, drop: Hashes) -> tuple[set[int], set[int
     return whole_a, whole_b
 
 
-def _own_tokens(tokens: np.ndarray, n: int, drop: Hashes) -> np.ndarray | None:
+def _own_tokens(item: _Item, n: int, drop: Hashes) -> np.ndarray | None:
     """The tokens not covered by a boilerplate word n-gram, in order; None if too few
     are left (the row is then compared whole, as :func:`_pair` does)."""
+    tokens = item.tokens
     if not drop or len(tokens) < n:
         return tokens
-    hit = np.fromiter((h in drop for h in shingle_sequence(tokens, n).tolist()), bool)
-    if not hit.any():
+    hit = [h in drop for h in item.grams(n)]
+    if not any(hit):
         return tokens
     covered = np.zeros(len(tokens), dtype=bool)
+    spans = np.array(hit, dtype=bool)
     for k in range(n):
-        covered[k : k + len(hit)] |= hit
+        covered[k : k + len(spans)] |= spans
     covered = _long_runs(covered, _MIN_TEMPLATE_RUN)
     rest = tokens[~covered]
     return rest if len(rest) >= min(_MIN_OWN, len(tokens)) else None
@@ -363,7 +380,7 @@ def _edit_pair(a: _Item, b: _Item, n: int, drop: Hashes) -> tuple[list[int], lis
     rest of that phrase as edits too."""
     if drop:
         drop = drop.intersection(a.shingles.tolist()).intersection(b.shingles.tolist())
-    own_a, own_b = _own_tokens(a.tokens, n, drop), _own_tokens(b.tokens, n, drop)
+    own_a, own_b = _own_tokens(a, n, drop), _own_tokens(b, n, drop)
     if own_a is None or own_b is None:
         return a.tokens.tolist(), b.tokens.tolist()
     return own_a.tolist(), own_b.tolist()
@@ -504,14 +521,10 @@ class _Shared:
                     if len(seen) >= self.min_cells:
                         self.spread.add(h)
 
-    def with_batch(
-        self,
-        by_cell: dict[str, list[np.ndarray]],
-        reference: Callable[[str], Callable[[int], float] | None],
-    ) -> Hashes:
+    def with_batch(self, by_cell: dict[str, list[np.ndarray]], rates: _RealRates | None) -> Hashes:
         """The shared boilerplate with a batch's items counted too. The real rows' rate
         a shingle is compared with is that of each generated row's own cell's seeds
-        (``reference``), averaged over the generated rows: generated rows drawn mostly
+        (``rates``), averaged over the generated rows: generated rows drawn mostly
         from cells that say "my account" are expected to say it more than all the
         seeds do."""
         per_cell = Counter(self.per_cell)
@@ -529,22 +542,83 @@ class _Shared:
                     extra[h] += 1
                     extra_cells.setdefault(h, set()).add(cell)
         n = self.n + len(digests)
-        out = []
         # Only a shingle found in enough cells can count: those of the kept items, and
         # those the batch brings to enough.
-        pool = self.spread | {
-            h
-            for h, cells in extra_cells.items()
-            if len(cells | set(self.cells.get(h, ()))) >= self.min_cells
-        }
-        rates = [(k, reference(cell)) for cell, k in per_cell.items()]
-        if not pool or any(rate is None for _, rate in rates):
+        cells_of = self.cells.get
+        pool = list(
+            self.spread.union(
+                h
+                for h, cells in extra_cells.items()
+                if len(cells.union(cells_of(h, ()))) >= self.min_cells
+            )
+        )
+        if not pool or rates is None:
             return _NONE
-        for h in pool:
-            real = sum(k * rate(h) for k, rate in rates if rate is not None) / n
-            if overused(self.counts[h] + extra[h], n, real, 0.0, self.lift):
-                out.append(h)
-        return frozenset(out)
+        count_of, extra_of = self.counts.get, extra.get
+        counts = np.fromiter(
+            (count_of(h, 0) + extra_of(h, 0) for h in pool), dtype=np.float64, count=len(pool)
+        )
+        hot = overused_many(counts, n, rates.mixed(pool, per_cell), 0.0, self.lift)
+        return frozenset(pool[i] for i in np.flatnonzero(hot))
+
+
+class _RealRates:
+    """The real rows' share of shingles (:func:`real_share`) for a mix of cells' generated
+    rows, computed for thousands of shingles at once: the seeds' counts as a sparse
+    matrix of shingles by reference (a cell's seeds, a label's), so a batch's mix is one
+    matrix-vector product rather than a sum over cells for every shingle."""
+
+    def __init__(
+        self,
+        refs: dict[tuple[str, str], PhraseCounts[int]],
+        narrow_of: Callable[[str], tuple[str, str] | None],
+    ) -> None:
+        from scipy.sparse import csr_matrix
+
+        wide = refs[("all", "")]
+        self.narrow_of = narrow_of
+        self.wide_n = wide.n
+        self.row_of = {h: i for i, h in enumerate(wide.counts)}
+        self.wide_counts = np.fromiter(
+            wide.counts.values(), dtype=np.float64, count=len(wide.counts)
+        )
+        keys = [k for k in refs if k[0] != "all"]
+        self.col_of = {k: j for j, k in enumerate(keys)}
+        self.narrow_n = np.array([refs[k].n for k in keys], dtype=np.float64)
+        rows: list[int] = []
+        cols: list[int] = []
+        values: list[int] = []
+        for j, k in enumerate(keys):
+            for h, c in refs[k].counts.items():
+                rows.append(self.row_of[h])
+                cols.append(j)
+                values.append(c)
+        self.matrix = csr_matrix(
+            (np.array(values, dtype=np.float64), (rows, cols)), shape=(len(self.row_of), len(keys))
+        )
+
+    def mixed(self, hashes: Sequence[int], per_cell: Counter[str]) -> np.ndarray:
+        """Each shingle's real share averaged over ``per_cell`` generated rows."""
+        weights = np.zeros(len(self.col_of), dtype=np.float64)
+        base = 0.0  # the weight of the all-seeds rate
+        for cell, k in per_cell.items():
+            key = self.narrow_of(cell)
+            j = self.col_of.get(key) if key is not None else None
+            if j is None or not self.narrow_n[j]:
+                base += k
+            else:
+                share = k / (self.narrow_n[j] + 1)
+                weights[j] += share
+                base += share
+        rows = np.fromiter(
+            (self.row_of.get(h, -1) for h in hashes), dtype=np.int64, count=len(hashes)
+        )
+        known = rows >= 0
+        wide = np.zeros(len(hashes), dtype=np.float64)
+        wide[known] = self.wide_counts[rows[known]]
+        out = (wide + 0.5) / (self.wide_n + 1) * base
+        out[known] += (self.matrix @ weights)[rows[known]]
+        return out / max(1, sum(per_cell.values()))
 
 
 @dataclass
@@ -579,11 +653,12 @@ class NearDedupFilter(Filter):
         )
         self._items: dict[str, _Item] = {}
         self._cells: dict[str, _Cell] = {}
-        self._indexes: dict[str, MinHashLSH] = {}
+        self._indexes: dict[str, BandIndex] = {}
         # Real rows' shingle frequencies: per cell, per label, and over all of them.
         self._labels: dict[str, str] = {}  # cell -> its label
         self._refs: dict[tuple[str, str], PhraseCounts[int]] = {}
         self._shared = _Shared(params.boilerplate_cells, params.boilerplate_lift)
+        self._rates: _RealRates | None = None  # built from _refs when first needed
         # Shingles of the last batch, so admit does not hash the kept ones again.
         self._pending: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
         self.same_cell, self.other_cell = self._thresholds([], [])
@@ -604,6 +679,8 @@ class NearDedupFilter(Filter):
             for key in (("cell", cell), ("label", s.cell.label), ("all", "")):
                 self._refs.setdefault(key, PhraseCounts()).add(shingles.tolist())
             self._pending[(s.id, s.text)] = (shingles, tokens)
+        if fresh:
+            self._rates = None
         self._add([(s.id, s.cell, s.text, s.source is Source.REAL) for s in items])
         seeds = [x for x in self._items.values() if x.seed]
         self.same_cell, self.other_cell = self._thresholds(
@@ -651,7 +728,7 @@ class NearDedupFilter(Filter):
                 if k and any(np.array_equal(sig, a) for a in asks[:k]):
                     continue
                 if index is not None:
-                    keys.update(index.query(self._minhash(sig)))
+                    keys.update(index.query(sig))
                 keys.update(run.query(item, sig))
             same, other, edited = self._best_match(item, keys, run)
             decision = self.conclude(
@@ -740,11 +817,9 @@ class NearDedupFilter(Filter):
         a, b = tokens[0].tolist(), tokens[1].tolist()
         return j, within(a, b, edit_cut(cut, a, b))
 
-    def new_index(self) -> MinHashLSH:
+    def new_index(self) -> BandIndex:
         """An empty LSH index with this filter's bands and rows."""
-        from datasketch import MinHashLSH
-
-        return MinHashLSH(num_perm=self.params.num_perm, params=(self.bands, self.rows))
+        return BandIndex(self.bands, self.rows)
 
     def calibration_table(self) -> FilterCalibration:
         thresholds: tuple[Threshold, ...] = (self.same_cell,)
@@ -866,30 +941,41 @@ class NearDedupFilter(Filter):
             generated = [x.shingles for x in cell_items if not x.seed]
             if self.params.boilerplate_cells:
                 self._shared.add(key, generated)
+            before = group.freq.boilerplate
             if generated and group.freq.add(generated):
+                # Only rows holding a shingle that joined or left the boilerplate are
+                # signed differently now; the rest keep their signatures.
                 self.stats.rebuilds += 1
-                self._unindex(group.ids)
-                group.ids.extend(x.id for x in cell_items)
-                self._index([self._items[i] for i in group.ids])
-            else:
-                group.ids.extend(x.id for x in cell_items)
-                self._index(cell_items)
+                moved = before ^ group.freq.boilerplate
+                stale = [
+                    i for i in group.ids if not moved.isdisjoint(self._items[i].shingles.tolist())
+                ]
+                self._unindex(stale)
+                self._index([self._items[i] for i in stale])
+            group.ids.extend(x.id for x in cell_items)
+            self._index(cell_items)
 
     def _index(self, items: Sequence[_Item]) -> None:
         items = [x for x in items if len(x.shingles)]
         views = [_without(x.shingles, self._boilerplate(x.cell)) for x in items]
-        for item, sig in zip(items, self._sign(views), strict=True):
-            scope = self._scope(item.cell)
+        signatures = self._sign(views)
+        by_scope: dict[str, list[int]] = {}
+        for k, item in enumerate(items):
+            by_scope.setdefault(self._scope(item.cell), []).append(k)
+        for scope, positions in by_scope.items():
             index = self._indexes.get(scope)
             if index is None:
                 index = self._indexes[scope] = self.new_index()
-            index.insert(item.id, self._minhash(sig), check_duplication=False)
+            index.add([items[k].id for k in positions], signatures[positions])
 
     def _unindex(self, ids: Sequence[str]) -> None:
+        by_scope: dict[str, list[str]] = {}
         for id_ in ids:
-            index = self._indexes.get(self._scope(self._items[id_].cell))
-            if index is not None and id_ in index:
-                index.remove(id_)
+            by_scope.setdefault(self._scope(self._items[id_].cell), []).append(id_)
+        for scope, scoped in by_scope.items():
+            index = self._indexes.get(scope)
+            if index is not None:
+                index.remove(scoped)
 
     def reference(self, cell: str) -> Callable[[int], float] | None:
         """The real rows' share of each shingle that a cell's generated rows are compared
@@ -898,10 +984,24 @@ class NearDedupFilter(Filter):
         wide = self._refs.get(("all", ""))
         if wide is None or not wide.n:
             return None
-        narrow = self._refs.get(("cell", cell)) or self._refs.get(
-            ("label", self._labels.get(cell, ""))
-        )
-        return partial(real_share, narrow=narrow, wide=wide)
+        key = self._narrow(cell)
+        return partial(real_share, narrow=self._refs[key] if key else None, wide=wide)
+
+    def _narrow(self, cell: str) -> tuple[str, str] | None:
+        """Whose seeds a cell's generated rows are compared with: its own, else its
+        label's."""
+        for key in (("cell", cell), ("label", self._labels.get(cell, ""))):
+            if key in self._refs:
+                return key
+        return None
+
+    def real_rates(self) -> _RealRates | None:
+        wide = self._refs.get(("all", ""))
+        if wide is None or not wide.n:
+            return None
+        if self._rates is None:
+            self._rates = _RealRates(self._refs, self._narrow)
+        return self._rates
 
     def frequencies(self, cell: str, base: _Frequencies | None = None) -> _Frequencies:
         p = self.params
@@ -926,9 +1026,6 @@ class NearDedupFilter(Filter):
 
     def _sign(self, sets: Sequence[np.ndarray]) -> np.ndarray:
         return minhash_signatures(sets, self.params.num_perm, self.params.seed)
-
-    def _minhash(self, signature: np.ndarray) -> MinHash:
-        return to_minhash(signature, self.params.seed)
 
     def _shingles(self, texts: Sequence[str]) -> list[np.ndarray]:
         return shingle_hashes(texts, self.params.shingle, self.params.ngram)
@@ -958,7 +1055,7 @@ class _BatchRun:
         self.majority: dict[str, Hashes] = {}
         self.shared: Hashes = _NONE
         if owner.params.boilerplate_cells and owner.params.boilerplate_df < 1.0:
-            self.shared = owner._shared.with_batch(by_cell, owner.reference)
+            self.shared = owner._shared.with_batch(by_cell, owner.real_rates())
         for cell, cell_sets in by_cell.items():
             freq = owner.frequencies(cell, owner.stored_frequencies(cell))
             freq.add(cell_sets)
@@ -1007,15 +1104,4 @@ class _BatchRun:
         self.scopes.append(self.owner._scope(item.cell))
 
     def _band_keys(self, signatures: np.ndarray) -> np.ndarray:
-        """One 64-bit key per band: its values packed exactly when they fit in 64 bits,
-        else combined by a polynomial hash (a collision costs one more exact Jaccard,
-        never a wrong decision)."""
-        bands, rows = self.owner.bands, self.owner.rows
-        sigs = np.atleast_2d(signatures)[:, : bands * rows]
-        values = sigs.reshape(len(sigs), bands, rows).astype(np.uint64)
-        multiplier = np.uint64(1 << 32) if rows <= 2 else np.uint64(0x9E3779B97F4A7C15)
-        keys = values[:, :, 0].copy()
-        for j in range(1, rows):
-            keys *= multiplier
-            keys ^= values[:, :, j]
-        return keys
+        return band_keys(signatures, self.owner.bands, self.owner.rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import random
 import re
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -397,3 +398,26 @@ def test_a_template_spread_thinly_over_many_labels_is_boilerplate_across_them():
 
     assert len(rejected(NearDedupParams(boilerplate_cells=0))) > 40
     assert rejected(NearDedupParams()) == []
+
+
+def test_the_mix_of_real_rates_is_the_per_cell_sum_it_replaces():
+    # The shared-boilerplate test weighs each cell's seeds by its generated rows; the
+    # matrix form must give what summing real_share over the cells gives.
+    rows = labelled("train.csv")
+    intents = sorted({label for _, label in rows})[:12]
+    seeds = [
+        seed(t, k, CellKey(slice="default", label=label))
+        for k, (t, label) in enumerate(r for r in rows if r[1] in intents[:10])
+    ]
+    f = NearDedupFilter(NearDedupParams(), CTX)
+    f.prepare(seeds)
+    for label in intents[10:]:  # cells with no seeds of their own lean on all seeds
+        f._labels[f"default/{label}"] = label
+    cells = [str(CellKey(slice="default", label=label)) for label in intents]
+    per_cell = Counter({cell: k for k, cell in enumerate(cells, start=1)})
+    hashes = sorted(f._refs[("all", "")].counts)[:3000] + [12345, 67890]  # two unseen
+    mixed = f.real_rates().mixed(hashes, per_cell)
+    total = sum(per_cell.values())
+    for h, value in zip(hashes, mixed, strict=True):
+        expected = sum(k * f.reference(cell)(h) for cell, k in per_cell.items()) / total
+        assert value == pytest.approx(expected, rel=1e-9)

@@ -1,0 +1,69 @@
+"""The band index proposes what datasketch's MinHashLSH proposes, in a fraction of its
+memory, through merges, removals and compaction."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+from conftest import DATA
+from datasketch import MinHashLSH
+
+from synth.filters import bands
+from synth.filters.bands import BandIndex
+from synth.filters.shingles import minhash_signatures, shingle_hashes, to_minhash
+
+BANDS, ROWS, PERM = 42, 3, 128
+
+
+def signatures(n: int) -> np.ndarray:
+    with open(DATA / "banking77" / "train.csv", newline="", encoding="utf-8") as fh:
+        texts = [row["text"] for row in csv.DictReader(fh)][:n]
+    return minhash_signatures(shingle_hashes(texts, "word", 2), PERM)
+
+
+def test_it_proposes_exactly_what_minhashlsh_proposes_on_real_messages(monkeypatch):
+    sigs = signatures(3000)
+    monkeypatch.setattr(bands, "_MERGE_AT", 20_000)  # some merged, some pending
+    lsh = MinHashLSH(num_perm=PERM, params=(BANDS, ROWS))
+    index = BandIndex(BANDS, ROWS)
+    ids = [f"r{i}" for i in range(len(sigs))]
+    for i, sig in enumerate(sigs):
+        lsh.insert(ids[i], to_minhash(sig), check_duplication=False)
+    for start in range(0, len(ids), 70):
+        index.add(ids[start : start + 70], sigs[start : start + 70])
+    assert len(index._keys) and len(index._new_keys)  # both levels are asked
+    pairs = 0
+    for sig in sigs:
+        theirs = set(lsh.query(to_minhash(sig)))
+        assert set(index.query(sig)) == theirs
+        pairs += len(theirs)
+    assert pairs > 2 * len(sigs)  # real messages share bands: the test has pairs to see
+
+
+def test_removed_rows_are_never_proposed_and_compaction_keeps_the_rest():
+    sigs = signatures(2500)
+    ids = [f"r{i}" for i in range(len(sigs))]
+    index = BandIndex(BANDS, ROWS)
+    index.add(ids, sigs)
+    gone = set(ids) - set(ids[::3])
+    index.remove(sorted(gone))  # 1,666 dead of 2,500: compacted
+    assert index._dead == 0 and len(index) == len(ids) - len(gone)
+    fresh = BandIndex(BANDS, ROWS)
+    fresh.add(ids[::3], sigs[::3])
+    for sig in sigs[:500]:
+        found = index.query(sig)
+        assert not gone & set(found)
+        assert found == fresh.query(sig)
+
+
+def test_adding_an_id_again_replaces_its_signature():
+    sigs = signatures(50)
+    keys = bands.band_keys(sigs, BANDS, ROWS)
+    apart = next(k for k in range(1, len(sigs)) if not (keys[0] == keys[k]).any())
+    index = BandIndex(BANDS, ROWS)
+    index.add(["a"], sigs[:1])
+    index.add(["a"], sigs[apart : apart + 1])
+    assert len(index) == 1
+    assert index.query(sigs[apart]) == ["a"]
+    assert index.query(sigs[0]) == []
