@@ -10,6 +10,12 @@ into a second, small sorted array that is merged into the first once it holds 65
 keys (an insert copies at most that, a merge happens once per ~1,500 rows), and a
 removed row is a cleared flag until the dead outnumber the living.
 
+A query may also ask for a floor on the Jaccard that the two signatures estimate (the
+share of their values that agree, kept as 16-bit values: 2 bytes per value per row).
+Rows that share a band by chance, far below the Jaccard the bands are tuned for, then
+never reach the caller's exact check: in a cell of 100,000 similar rows they are most
+of what a band proposes, and their number grows with the cell.
+
 A band's key packs its values exactly when they fit in 64 bits and is mixed with the
 band's number otherwise; two different bands or values that collide only propose one
 more pair to verify. Every proposal is checked exactly by the caller, so a collision
@@ -54,6 +60,7 @@ class BandIndex:
         self._slots = np.empty(0, dtype=np.int32)
         self._new_keys = np.empty(0, dtype=np.uint64)
         self._new_slots = np.empty(0, dtype=np.int32)
+        self._sigs = np.empty((0, bands * rows), dtype=np.uint16)  # slot -> low bits
         self._ids: list[str | None] = []  # slot -> id; None once removed
         self._slot: dict[str, int] = {}
         self._dead = 0
@@ -74,6 +81,7 @@ class BandIndex:
         for k, id_ in enumerate(ids):
             self._slot[id_] = start + k
         self._ids.extend(ids)
+        self._keep_signatures(start, signatures)
         slots = np.repeat(np.arange(start, start + len(ids), dtype=np.int32), self.bands)
         self._new_keys, self._new_slots = _merged(
             self._new_keys, self._new_slots, keys.ravel(), slots
@@ -90,8 +98,10 @@ class BandIndex:
         if self._dead > max(1024, len(self._slot)):
             self._compact()
 
-    def query(self, signature: np.ndarray) -> list[str]:
-        """Ids that share at least one band with ``signature``, in slot order."""
+    def query(self, signature: np.ndarray, floor: float = 0.0) -> list[str]:
+        """Ids that share at least one band with ``signature``, in slot order; with a
+        ``floor``, only those whose signature agrees with it in at least that share of
+        its values (the MinHash estimate of their Jaccard)."""
         keys = self._mixed(band_keys(signature, self.bands, self.rows))[0]
         found: list[int] = []
         for sorted_keys, slots in ((self._keys, self._slots), (self._new_keys, self._new_slots)):
@@ -102,8 +112,25 @@ class BandIndex:
             hits = np.flatnonzero(hi > lo)
             for a, b in zip(lo[hits].tolist(), hi[hits].tolist(), strict=True):
                 found.extend(slots[a:b].tolist())
+        if not found:
+            return []
         ids = self._ids
-        return [i for i in (ids[s] for s in sorted(set(found))) if i is not None]
+        slots = np.unique(np.array(found, dtype=np.int64))
+        if floor > 0.0:
+            width = self.bands * self.rows
+            mine = np.asarray(signature)[:width].astype(np.uint16)
+            agree = (self._sigs[slots] == mine).sum(axis=1)
+            slots = slots[agree >= floor * width]
+        return [i for i in (ids[s] for s in slots.tolist()) if i is not None]
+
+    def _keep_signatures(self, start: int, signatures: np.ndarray) -> None:
+        sigs = np.atleast_2d(signatures)[:, : self.bands * self.rows].astype(np.uint16)
+        end = start + len(sigs)
+        if end > len(self._sigs):  # grown by half again: amortised copies
+            grown = np.empty((max(end, len(self._sigs) * 3 // 2, 1024), sigs.shape[1]), np.uint16)
+            grown[: len(self._sigs)] = self._sigs
+            self._sigs = grown
+        self._sigs[start:end] = sigs
 
     def _mixed(self, keys: np.ndarray) -> np.ndarray:
         """Band keys made distinct per band, so one sorted array holds every band."""
@@ -124,6 +151,7 @@ class BandIndex:
         keep = alive[self._slots]
         self._keys = self._keys[keep]
         self._slots = renumber[self._slots[keep]].astype(np.int32)
+        self._sigs = self._sigs[: len(alive)][alive]
         self._ids = [i for i in self._ids if i is not None]
         self._slot = {id_: s for s, id_ in enumerate(self._ids) if id_ is not None}
         self._dead = 0

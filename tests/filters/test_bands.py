@@ -67,3 +67,22 @@ def test_adding_an_id_again_replaces_its_signature():
     assert len(index) == 1
     assert index.query(sigs[apart]) == ["a"]
     assert index.query(sigs[0]) == []
+
+
+def test_a_floor_leaves_out_chance_collisions_and_keeps_near_pairs():
+    sigs = signatures(3000)
+    index = BandIndex(BANDS, ROWS)
+    ids = [f"r{i}" for i in range(len(sigs))]
+    index.add(ids, sigs)
+    width = BANDS * ROWS
+    dropped = kept = 0
+    for sig in sigs[:300]:
+        everything = index.query(sig)
+        floored = index.query(sig, 0.25)
+        assert set(floored) <= set(everything)
+        for id_ in everything:
+            agree = (sigs[int(id_[1:])][:width] == sig[:width]).mean()
+            assert (id_ in floored) == (agree >= 0.25)
+            dropped += id_ not in floored
+            kept += id_ in floored
+    assert dropped and kept  # both kinds are there to see
