@@ -164,10 +164,11 @@ def measure(
     stats: dict[str, float] = {}
 
     def note(p: FilterProgress) -> None:
-        if p.kept // step == last["mark"] and p.kept < target and p.done < p.total:
+        first = not last["done"]  # the first chunk also prepares the chain: start after it
+        if not first and p.kept // step == last["mark"] and p.kept < target and p.done < p.total:
             return
         cpu, wall = time.process_time(), time.perf_counter()
-        if last["done"]:  # the first chunk also prepares the chain: start after it
+        if not first:
             done = p.done - last["done"]
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             print(

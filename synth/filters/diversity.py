@@ -235,10 +235,14 @@ class DiversityFilter(Filter):
     candidates kept earlier in the same batch, above a threshold calibrated on the
     seeds.
 
-    Every decision's score is that max (0.0 for a first row of its cell); a reject
-    names the nearest item and the threshold. Among equally near items the smallest
-    id is named, so a resumed run, which loads kept rows in store order, writes the
-    same reasons.
+    A reject's score is that max, and it names the nearest item and the threshold;
+    among equally near items the smallest id is named, so a resumed run, which loads
+    kept rows in store order, writes the same reasons. The search is exact for every
+    item that could exceed the threshold and reads nothing else (see
+    :meth:`RougeIndex.nearest_tokens`'s ``floor``), so its cost stays flat as a cell
+    grows to 100,000 rows. A kept row's score is its nearest among the items that
+    could have exceeded the threshold (by the tokens they share), a lower bound of its
+    nearest ROUGE-L; 0.0 when none could.
     """
 
     name = "diversity"
@@ -315,9 +319,10 @@ class DiversityFilter(Filter):
             for c, toks in zip(batch, tokens, strict=True):
                 index, boilerplate, _ = indexes[c.cell]
                 own = strip_boilerplate(toks, boilerplate)
-                match = index.nearest_tokens(own)
+                match = index.nearest_tokens(own, floor=limit.value)
                 if len(own) != len(toks):
-                    whole = self._seed_index(self._cells[c.cell]).nearest_tokens(toks)
+                    seeds = self._seed_index(self._cells[c.cell])
+                    whole = seeds.nearest_tokens(toks, floor=limit.value)
                     if whole.key is not None and (whole.score, match.key or "") > (
                         match.score,
                         whole.key,

@@ -192,10 +192,21 @@ class RougeIndex:
     def _item(self, position: int) -> array[int]:
         return self._flat[self._starts[position] : self._starts[position + 1]]
 
-    def nearest_tokens(self, tokens: Sequence[str], *, skip: int | None = None) -> Match:
-        """As :meth:`nearest`, for a text already split by this index's tokenizer."""
+    def nearest_tokens(
+        self, tokens: Sequence[str], *, skip: int | None = None, floor: float = 0.0
+    ) -> Match:
+        """As :meth:`nearest`, for a text already split by this index's tokenizer.
+
+        With a ``floor``, the search is exact only for an item scoring at least
+        ``floor``: if one does, the nearest is found as without it; if none does, the
+        nearest of the items that could have reached it is returned (a lower bound of
+        the nearest score; None and 0.0 if no item could), whatever the order the
+        items were added in. Items that cannot reach the floor are not read, so
+        a search for "anything above the threshold" stays cheap as the index grows:
+        the postings of the query's common words, which grow with it, are skipped.
+        """
         get = self._vocab.get
-        return self._nearest([get(t, -1) for t in tokens], skip)
+        return self._nearest([get(t, -1) for t in tokens], skip, floor)
 
     def nearest_item(self, position: int) -> Match:
         """The nearest *other* item to the item at ``position``."""
@@ -225,7 +236,7 @@ class RougeIndex:
         """
         return self._nearest(self.encode(text), skip)
 
-    def _nearest(self, query: Sequence[int], skip: int | None) -> Match:
+    def _nearest(self, query: Sequence[int], skip: int | None, floor: float = 0.0) -> Match:
         m = len(query)
         if m == 0 or not self._keys:
             return Match(None, 0.0)
@@ -235,7 +246,7 @@ class RougeIndex:
         if not postings:
             return Match(None, 0.0)
         lengths = np.frombuffer(self._lengths, dtype=np.int32)
-        search = _Search(query, self._keys, self._item, skip)
+        search = _Search(query, self._keys, self._item, skip, floor)
 
         # First look: the items sharing most of the rarest occurrences.
         read, entries = 1, len(postings[0])
@@ -243,7 +254,12 @@ class RougeIndex:
             entries += len(postings[read])
             read += 1
         items, shared = _shared(postings[:read], len(lengths))
-        if len(items) > _FIRST_LOOK:
+        if floor > 0.0:
+            # No first look: with a floor, which items get scored must not depend on
+            # the order they were added in (ties in the look would), so that a kept
+            # row's score is the same in a resumed run.
+            first = []
+        elif len(items) > _FIRST_LOOK:
             top = np.argpartition(-shared, _FIRST_LOOK)[:_FIRST_LOOK]
             first = sorted(items[top].tolist())
         else:
@@ -256,7 +272,7 @@ class RougeIndex:
         first_read = read
         while read < len(postings):
             rest = len(postings) - read
-            if 2 * rest < (search.best - _MARGIN) * (m + rest):
+            if 2 * rest < (search.bar - _MARGIN) * (m + rest):
                 break
             read += 1
         if read > first_read:
@@ -264,7 +280,7 @@ class RougeIndex:
         rest = len(postings) - read
         n = lengths[items]
         bound = 2 * np.minimum(shared + rest, n) / (m + n)
-        keep = bound >= search.best - _MARGIN
+        keep = bound >= search.bar - _MARGIN
         items, shared, n = items[keep], shared[keep], n[keep]
         # The items left get their exact share of the unread occurrences, one posting
         # at a time (a binary search: postings are sorted, as items are added in
@@ -276,11 +292,11 @@ class RougeIndex:
             held = np.frombuffer(posting, dtype=np.int32)
             at = np.minimum(np.searchsorted(held, items), len(held) - 1)
             shared = shared + (held[at] == items)
-            keep = 2 * np.minimum(shared + rest, n) >= (search.best - _MARGIN) * (m + n)
+            keep = 2 * np.minimum(shared + rest, n) >= (search.bar - _MARGIN) * (m + n)
             items, shared, n = items[keep], shared[keep], n[keep]
         bound = 2 * np.minimum(shared, n) / (m + n)
         for at in np.argsort(-bound, kind="stable").tolist():
-            if bound[at] < search.best - _MARGIN:
+            if bound[at] < search.bar - _MARGIN:
                 break
             search.score(int(items[at]))
         return Match(search.best_key, search.best)
@@ -320,6 +336,7 @@ class _Search:
         keys: list[str],
         item: Callable[[int], array[int]],
         skip: int | None,
+        floor: float = 0.0,
     ) -> None:
         self.m = len(query)
         self.get = _masks(query).get
@@ -329,6 +346,12 @@ class _Search:
         self.done: set[int] = set() if skip is None else {skip}
         self.best = 0.0
         self.best_key: str | None = None
+        self.floor = floor
+
+    @property
+    def bar(self) -> float:
+        """What an item must be able to reach to be worth reading."""
+        return max(self.best, self.floor)
 
     def score(self, position: int) -> None:
         if position in self.done:

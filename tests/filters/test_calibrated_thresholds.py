@@ -115,10 +115,14 @@ def test_a_real_rephrasing_of_a_seed_is_kept(calibrate, verdict):
     f = DiversityFilter(DiversityParams(calibrate=calibrate), CTX)
     f.prepare(seeds(rows))
     [d] = f.decide([cand(PAIR[0], "activate_my_card")])
-    assert d.verdict is verdict and d.score == pytest.approx(0.75)
+    assert d.verdict is verdict
     if calibrate:
+        # Kept: the search reads only what could exceed the threshold, so the score is
+        # a lower bound of the pair's 0.75.
+        assert d.score <= 0.75 + 1e-9
         assert f.threshold.rule == "seeds" and f.threshold.value > 0.8
     else:
+        assert d.score == pytest.approx(0.75)
         assert d.reason == f"too_similar: rouge_l=0.750 with seed_{len(rows) - 1} (> 0.700: fixed)"
 
 

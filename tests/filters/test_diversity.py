@@ -155,14 +155,17 @@ def test_rejects_near_copy_of_a_seed_and_names_it() -> None:
     assert (d.filter, d.filter_version, d.example_id) == ("diversity", "2", "ex_1")
 
 
-def test_keep_scores_the_nearest_similarity() -> None:
+def test_keep_scores_the_nearest_of_the_rows_that_could_exceed_the_threshold() -> None:
     f = make()
     f.prepare([seen("how do I reset my password", "s1")])
-    [d] = f.decide([cand("where can I see my invoices", 1)])
-    assert d.verdict is Verdict.KEEP
-    assert d.reason == ""
-    assert d.score == pytest.approx(2 * 2 / (6 + 6))  # LCS "i my": 2 of 6 and 6 tokens
-    [first] = make().decide([cand("the first row of an empty cell", 2)])
+    # The same six words reordered could have exceeded 0.7, so the seed is scored.
+    [d] = f.decide([cand("reset my password how do I", 1)])
+    assert (d.verdict, d.reason) == (Verdict.KEEP, "")
+    assert d.score == pytest.approx(2 * 3 / (6 + 6))  # LCS "how do i": 3 of 6 and 6
+    # Two shared words of six could not: the seed is not read, and the score is 0.0.
+    [d] = f.decide([cand("where can I see my invoices", 2)])
+    assert (d.verdict, d.score) == (Verdict.KEEP, 0.0)
+    [first] = make().decide([cand("the first row of an empty cell", 3)])
     assert (first.verdict, first.score) == (Verdict.KEEP, 0.0)
 
 

@@ -258,6 +258,40 @@ def test_index_answers_exactly_as_scoring_every_item() -> None:
         assert tuple(index.nearest(q)) == brute_nearest(items[:500], tokenize(q), None), q
 
 
+def test_a_floor_finds_exactly_what_reaches_it_and_a_lower_bound_otherwise() -> None:
+    """Real instructions and near copies of them: with a floor, a search whose nearest
+    reaches the floor names the item and score scoring every item gives; one whose
+    nearest does not returns at most that score, the same whatever order the items
+    were added in."""
+    rng = random.Random(11)
+    rows = [r["instruction"] for r in read_jsonl(V1)[:1200]]
+    texts, unseen = rows[:800], rows[800:]
+    for text in list(texts[:300]):
+        words = text.split()
+        del words[rng.randrange(len(words))]
+        texts.append(" ".join(words))
+    items = [(f"ex_{i:04d}", tokenize(t)) for i, t in enumerate(texts)]
+    forward, backward = RougeIndex(), RougeIndex()
+    for key, tokens in items:
+        forward.add_tokens(key, tokens)
+    for key, tokens in reversed(items):
+        backward.add_tokens(key, tokens)
+    reached = below = 0
+    for q in rng.sample(texts, 100) + [t + " please" for t in rng.sample(texts, 50)] + unseen:
+        query = tokenize(q)
+        key, best = brute_nearest(items, query, None)
+        for floor in (0.5, 0.7, 0.9):
+            found = forward.nearest_tokens(query, floor=floor)
+            assert tuple(found) == tuple(backward.nearest_tokens(query, floor=floor))
+            if best >= floor:
+                reached += 1
+                assert tuple(found) == (key, best), q
+            else:
+                below += 1
+                assert found.score <= best
+    assert reached > 300 and below > 300
+
+
 def test_index_finds_a_nearest_item_that_shares_only_common_words() -> None:
     """The search skips the postings of the query's most common words only when no item
     sharing nothing else can win: here the winner is a short text of common words, and
