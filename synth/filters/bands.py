@@ -11,7 +11,9 @@ keys (an insert copies at most that, a merge happens once per ~1,500 rows), and 
 removed row is a cleared flag until the dead outnumber the living.
 
 A query may also ask for a floor on the Jaccard that the two signatures estimate (the
-share of their values that agree, kept as 16-bit values: 2 bytes per value per row).
+share of their values that agree, kept as their low 8 bits: one byte per value per
+row; two different values agree there once in 256, which lifts a Jaccard estimate by
+under 0.004).
 Rows that share a band by chance, far below the Jaccard the bands are tuned for, then
 never reach the caller's exact check: in a cell of 100,000 similar rows they are most
 of what a band proposes, and their number grows with the cell.
@@ -60,7 +62,7 @@ class BandIndex:
         self._slots = np.empty(0, dtype=np.int32)
         self._new_keys = np.empty(0, dtype=np.uint64)
         self._new_slots = np.empty(0, dtype=np.int32)
-        self._sigs = np.empty((0, bands * rows), dtype=np.uint16)  # slot -> low bits
+        self._sigs = np.empty((0, bands * rows), dtype=np.uint8)  # slot -> low bits
         self._ids: list[str | None] = []  # slot -> id; None once removed
         self._slot: dict[str, int] = {}
         self._dead = 0
@@ -118,16 +120,16 @@ class BandIndex:
         slots = np.unique(np.array(found, dtype=np.int64))
         if floor > 0.0:
             width = self.bands * self.rows
-            mine = np.asarray(signature)[:width].astype(np.uint16)
+            mine = np.asarray(signature)[:width].astype(np.uint8)
             agree = (self._sigs[slots] == mine).sum(axis=1)
             slots = slots[agree >= floor * width]
         return [i for i in (ids[s] for s in slots.tolist()) if i is not None]
 
     def _keep_signatures(self, start: int, signatures: np.ndarray) -> None:
-        sigs = np.atleast_2d(signatures)[:, : self.bands * self.rows].astype(np.uint16)
+        sigs = np.atleast_2d(signatures)[:, : self.bands * self.rows].astype(np.uint8)
         end = start + len(sigs)
         if end > len(self._sigs):  # grown by half again: amortised copies
-            grown = np.empty((max(end, len(self._sigs) * 3 // 2, 1024), sigs.shape[1]), np.uint16)
+            grown = np.empty((max(end, len(self._sigs) * 3 // 2, 1024), sigs.shape[1]), np.uint8)
             grown[: len(self._sigs)] = self._sigs
             self._sigs = grown
         self._sigs[start:end] = sigs

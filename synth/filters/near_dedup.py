@@ -274,10 +274,12 @@ Hashes = frozenset[int]
 _NONE: Hashes = frozenset()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Item:
+    """One indexed row, in about 600 bytes: a cell of 100,000 rows holds 100,000."""
+
     id: str
-    cell: str
+    cell: str  # one string object per cell, shared by its rows
     # Sorted unique 64-bit shingle hashes of the full text: a numpy array is a tenth of
     # the memory of a Python set, and a set is built only for the pairs verified.
     shingles: np.ndarray
@@ -285,14 +287,8 @@ class _Item:
     seed: bool = False  # a real row: its own shingles are never boilerplate against it
 
     def grams(self, n: int) -> list[int]:
-        """The token n-gram hashes in order (:func:`shingle_sequence`), computed once
-        (a row is compared with many others) and kept as an array, a third of the
-        memory of a list."""
-        key = f"_grams{n}"
-        grams: np.ndarray | None = self.__dict__.get(key)
-        if grams is None:
-            grams = self.__dict__[key] = shingle_sequence(self.tokens, n)
-        values: list[int] = grams.tolist()
+        """The token n-gram hashes in order (:func:`shingle_sequence`)."""
+        values: list[int] = shingle_sequence(self.tokens, n).tolist()
         return values
 
 
@@ -657,6 +653,7 @@ class NearDedupFilter(Filter):
         k = self.bands * self.rows
         self.floor = max(0.0, tuned - 3.5 * (tuned * (1 - tuned) / k) ** 0.5)
         self._items: dict[str, _Item] = {}
+        self._cell_names: dict[str, str] = {}
         self._cells: dict[str, _Cell] = {}
         self._indexes: dict[str, BandIndex] = {}
         # Real rows' shingle frequencies: per cell, per label, and over all of them.
@@ -936,7 +933,10 @@ class NearDedupFilter(Filter):
         for id_, (cell_name, text, real) in new.items():
             pending = self._pending.get((id_, text))
             shingles, tokens = pending if pending is not None else next(computed)
-            item = _Item(id_, cell_name, shingles, tokens, seed=real)
+            # Copies: the batch's arrays were cut from one buffer per batch, which a
+            # view would keep whole, rejected rows' hashes included.
+            cell_name = self._cell_names.setdefault(cell_name, cell_name)
+            item = _Item(id_, cell_name, shingles.copy(), tokens.copy(), seed=real)
             self._items[id_] = item
             by_cell.setdefault(cell_name, []).append(item)
         for key, cell_items in by_cell.items():

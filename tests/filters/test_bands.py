@@ -81,7 +81,8 @@ def test_a_floor_leaves_out_chance_collisions_and_keeps_near_pairs():
         floored = index.query(sig, 0.25)
         assert set(floored) <= set(everything)
         for id_ in everything:
-            agree = (sigs[int(id_[1:])][:width] == sig[:width]).mean()
+            low = sigs[:, :width].astype(np.uint8)  # the index keeps the low 8 bits
+            agree = (low[int(id_[1:])] == sig[:width].astype(np.uint8)).mean()
             assert (id_ in floored) == (agree >= 0.25)
             dropped += id_ not in floored
             kept += id_ in floored
