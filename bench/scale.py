@@ -49,6 +49,7 @@ from synth.seeds import read_seeds  # noqa: E402
 from synth.store import Store  # noqa: E402
 
 STEP = 10_000
+MILLION = 1_000_000
 END = "\x00"
 
 
@@ -162,6 +163,7 @@ def measure(
     print(f"{'kept':>8} {'candidates':>10} {'CPU ms/cand':>11} {'cand/s':>7} {'peak RSS MB':>11}")
     last = {"done": 0, "cpu": 0.0, "wall": 0.0, "mark": 0}
     stats: dict[str, float] = {}
+    curve: list[tuple[int, float]] = []  # (candidates, peak RSS MB)
 
     def note(p: FilterProgress) -> None:
         first = not last["done"]  # the first chunk also prepares the chain: start after it
@@ -176,6 +178,7 @@ def measure(
                 f" {done / (wall - last['wall']):>7.0f} {peak:>11,.0f}",
                 flush=True,
             )
+            curve.append((p.done, peak))
         last.update(done=p.done, cpu=cpu, wall=wall, mark=p.kept // step)
         stats.update(kept=p.kept, done=p.done, elapsed=p.elapsed)
         if p.kept >= target:
@@ -194,6 +197,15 @@ def measure(
         f" {stats['elapsed']:.0f} s: {stats['done'] / stats['elapsed']:.0f} candidates/s,"
         f" {cpu / stats['done'] * 1000:.2f} ms CPU per candidate (reading the file included)"
     )
+    if len(curve) >= 4:
+        # The growth over the second half of the curve, where start-up costs are behind.
+        half = curve[len(curve) // 2 :]
+        (x0, y0), (x1, y1) = half[0], half[-1]
+        slope = (y1 - y0) / (x1 - x0) if x1 > x0 else 0.0
+        print(
+            f"peak RSS grows {slope * 1024:.2f} KB per candidate here:"
+            f" {y1 + slope * (MILLION - x1):,.0f} MB at {MILLION:,} candidates, extrapolated"
+        )
 
 
 def main() -> None:

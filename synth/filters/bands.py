@@ -105,23 +105,26 @@ class BandIndex:
         ``floor``, only those whose signature agrees with it in at least that share of
         its values (the MinHash estimate of their Jaccard)."""
         keys = self._mixed(band_keys(signature, self.bands, self.rows))[0]
-        found: list[int] = []
+        parts = []
         for sorted_keys, slots in ((self._keys, self._slots), (self._new_keys, self._new_slots)):
             if not len(sorted_keys):
                 continue
             lo = np.searchsorted(sorted_keys, keys, "left")
-            hi = np.searchsorted(sorted_keys, keys, "right")
-            hits = np.flatnonzero(hi > lo)
-            for a, b in zip(lo[hits].tolist(), hi[hits].tolist(), strict=True):
-                found.extend(slots[a:b].tolist())
-        if not found:
+            sizes = np.searchsorted(sorted_keys, keys, "right") - lo
+            total = int(sizes.sum())
+            if total:
+                # Every [lo, lo + size) range at once: each position's offset in its run.
+                runs = np.repeat(lo - (np.cumsum(sizes) - sizes), sizes)
+                parts.append(slots[runs + np.arange(total)])
+        if not parts:
             return []
+        found = np.concatenate(parts) if len(parts) > 1 else parts[0]
         ids = self._ids
-        slots = np.unique(np.array(found, dtype=np.int64))
+        slots = np.unique(found)
         if floor > 0.0:
             width = self.bands * self.rows
             mine = np.asarray(signature)[:width].astype(np.uint8)
-            agree = (self._sigs[slots] == mine).sum(axis=1)
+            agree = np.count_nonzero(self._sigs[slots] == mine, axis=1)
             slots = slots[agree >= floor * width]
         return [i for i in (ids[s] for s in slots.tolist()) if i is not None]
 
