@@ -5,23 +5,22 @@ Why not ``MinHashLSH``: it keeps a Python set per band bucket and a bytes key pe
 per row, about 13 KB per indexed row with 42 bands, and spends ~80 us on an insert
 (byte-swapping each band). A cell of 100,000 kept rows then holds 1.3 GB of index, and
 re-signing it when its template boilerplate moves takes seconds. Here each row costs
-12 bytes per band (one 64-bit key, one 32-bit slot) in a sorted array; new rows go
-into a second, small sorted array that is merged into the first once it holds 65,536
-keys (an insert copies at most that, a merge happens once per ~1,500 rows), and a
-removed row is a cleared flag until the dead outnumber the living.
+8 bytes per band (a 32-bit key, a 32-bit slot) in a sorted array; new rows go into a
+second, small sorted array that is merged into the first once it holds 65,536 keys
+(an insert copies at most that, a merge happens once per ~1,500 rows), and a removed
+row is a cleared flag until the dead outnumber the living.
 
 A query may also ask for a floor on the Jaccard that the two signatures estimate (the
 share of their values that agree, kept as their low 8 bits: one byte per value per
 row; two different values agree there once in 256, which lifts a Jaccard estimate by
-under 0.004).
-Rows that share a band by chance, far below the Jaccard the bands are tuned for, then
-never reach the caller's exact check: in a cell of 100,000 similar rows they are most
-of what a band proposes, and their number grows with the cell.
+under 0.004). Rows that share a band by chance, far below the Jaccard the bands are
+tuned for, then never reach the caller's exact check: in a cell of 100,000 similar
+rows they are most of what a band proposes, and their number grows with the cell.
 
-A band's key packs its values exactly when they fit in 64 bits and is mixed with the
-band's number otherwise; two different bands or values that collide only propose one
-more pair to verify. Every proposal is checked exactly by the caller, so a collision
-can cost time, never a wrong decision.
+A band's key is its values and the band's number hashed to 32 bits. Two bands that
+collide only propose one more pair (at 1,000,000 rows, about one per query, which
+the floor then drops); every proposal is checked exactly by the caller, so a
+collision can cost time, never a wrong decision.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ _MERGE_AT = 1 << 16  # band keys in the small array before it is merged into the
 
 
 def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """One 64-bit key per band, ``(len(signatures), bands)``: the band's ``rows``
+    """One 64-bit value per band, ``(len(signatures), bands)``: the band's ``rows``
     values packed exactly when they fit in 64 bits, else combined by a polynomial
     hash."""
     sigs = np.atleast_2d(signatures)[:, : bands * rows]
@@ -58,9 +57,9 @@ class BandIndex:
         self.rows = rows
         self._salt = (np.arange(bands, dtype=np.uint64) + np.uint64(1)) * _MIX
         # Two sorted levels of (key, slot): the big one, and the small one new rows join.
-        self._keys = np.empty(0, dtype=np.uint64)
+        self._keys = np.empty(0, dtype=np.uint32)
         self._slots = np.empty(0, dtype=np.int32)
-        self._new_keys = np.empty(0, dtype=np.uint64)
+        self._new_keys = np.empty(0, dtype=np.uint32)
         self._new_slots = np.empty(0, dtype=np.int32)
         self._sigs = np.empty((0, bands * rows), dtype=np.uint8)  # slot -> low bits
         self._ids: list[str | None] = []  # slot -> id; None once removed
@@ -138,14 +137,15 @@ class BandIndex:
         self._sigs[start:end] = sigs
 
     def _mixed(self, keys: np.ndarray) -> np.ndarray:
-        """Band keys made distinct per band, so one sorted array holds every band."""
+        """Band values made distinct per band and hashed to 32 bits (the high half of a
+        multiplicative hash), so one sorted array holds every band."""
         with np.errstate(over="ignore"):
-            mixed: np.ndarray = (keys ^ self._salt) * _GOLDEN
+            mixed: np.ndarray = ((keys ^ self._salt) * _GOLDEN >> np.uint64(32)).astype(np.uint32)
         return mixed
 
     def _merge(self) -> None:
         self._keys, self._slots = _merged(self._keys, self._slots, self._new_keys, self._new_slots)
-        self._new_keys = np.empty(0, dtype=np.uint64)
+        self._new_keys = np.empty(0, dtype=np.uint32)
         self._new_slots = np.empty(0, dtype=np.int32)
 
     def _compact(self) -> None:

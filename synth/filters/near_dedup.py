@@ -276,15 +276,32 @@ _NONE: Hashes = frozenset()
 
 @dataclass(frozen=True, slots=True)
 class _Item:
-    """One indexed row, in about 600 bytes: a cell of 100,000 rows holds 100,000."""
+    """One indexed row. Its shingle hashes (sorted, unique) and token hashes (in order)
+    are one bytes object: two numpy arrays per row cost twice the memory in headers
+    alone, and a cell can hold 100,000 rows."""
 
     id: str
     cell: str  # one string object per cell, shared by its rows
-    # Sorted unique 64-bit shingle hashes of the full text: a numpy array is a tenth of
-    # the memory of a Python set, and a set is built only for the pairs verified.
-    shingles: np.ndarray
-    tokens: np.ndarray  # the text's token hashes in order, for the edit distance
+    packed: bytes  # the shingle hashes, then the token hashes, as uint64
+    n_shingles: int
     seed: bool = False  # a real row: its own shingles are never boilerplate against it
+
+    @classmethod
+    def of(
+        cls, id_: str, cell: str, shingles: np.ndarray, tokens: np.ndarray, seed: bool = False
+    ) -> _Item:
+        return cls(id_, cell, shingles.tobytes() + tokens.tobytes(), len(shingles), seed)
+
+    @property
+    def shingles(self) -> np.ndarray:
+        """Sorted unique 64-bit shingle hashes of the full text (a set is built only for
+        the pairs verified)."""
+        return np.frombuffer(self.packed, dtype=np.uint64, count=self.n_shingles)
+
+    @property
+    def tokens(self) -> np.ndarray:
+        """The text's token hashes in order, for the edit distance."""
+        return np.frombuffer(self.packed, dtype=np.uint64, offset=8 * self.n_shingles)
 
     def grams(self, n: int) -> list[int]:
         """The token n-gram hashes in order (:func:`shingle_sequence`)."""
@@ -719,7 +736,7 @@ class NearDedupFilter(Filter):
             if not len(sets[i]):
                 out.append(self.keep(c, score=0.0))
                 continue
-            item = _Item(c.id, cells[i], sets[i], tokens[i])
+            item = _Item.of(c.id, cells[i], sets[i], tokens[i])
             index = self._indexes.get(self._scope(item.cell))
             # The batch may make more of this row boilerplate than the stored items were
             # signed without: its own part may be a near copy of a stored row (a seed
@@ -933,10 +950,10 @@ class NearDedupFilter(Filter):
         for id_, (cell_name, text, real) in new.items():
             pending = self._pending.get((id_, text))
             shingles, tokens = pending if pending is not None else next(computed)
-            # Copies: the batch's arrays were cut from one buffer per batch, which a
-            # view would keep whole, rejected rows' hashes included.
+            # Packed into bytes of its own: the batch's arrays were cut from one buffer
+            # per batch, which a view would keep whole, rejected rows' hashes included.
             cell_name = self._cell_names.setdefault(cell_name, cell_name)
-            item = _Item(id_, cell_name, shingles.copy(), tokens.copy(), seed=real)
+            item = _Item.of(id_, cell_name, shingles, tokens, seed=real)
             self._items[id_] = item
             by_cell.setdefault(cell_name, []).append(item)
         for key, cell_items in by_cell.items():

@@ -22,7 +22,7 @@ def signatures(n: int) -> np.ndarray:
     return minhash_signatures(shingle_hashes(texts, "word", 2), PERM)
 
 
-def test_it_proposes_exactly_what_minhashlsh_proposes_on_real_messages(monkeypatch):
+def test_it_proposes_what_minhashlsh_proposes_on_real_messages(monkeypatch):
     sigs = signatures(3000)
     monkeypatch.setattr(bands, "_MERGE_AT", 20_000)  # some merged, some pending
     lsh = MinHashLSH(num_perm=PERM, params=(BANDS, ROWS))
@@ -33,12 +33,15 @@ def test_it_proposes_exactly_what_minhashlsh_proposes_on_real_messages(monkeypat
     for start in range(0, len(ids), 70):
         index.add(ids[start : start + 70], sigs[start : start + 70])
     assert len(index._keys) and len(index._new_keys)  # both levels are asked
-    pairs = 0
+    pairs = extra = 0
     for sig in sigs:
         theirs = set(lsh.query(to_minhash(sig)))
-        assert set(index.query(sig)) == theirs
+        ours = set(index.query(sig))
+        assert theirs <= ours  # 32-bit keys: a collision may add a pair, never lose one
         pairs += len(theirs)
+        extra += len(ours - theirs)
     assert pairs > 2 * len(sigs)  # real messages share bands: the test has pairs to see
+    assert extra <= pairs / 1000
 
 
 def test_removed_rows_are_never_proposed_and_compaction_keeps_the_rest():
