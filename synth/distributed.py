@@ -460,6 +460,8 @@ def _proposed(
     so no key collision proposes a pair the local index would not."""
     n = len(sigs)
     codes = np.empty(0, dtype=np.int64)
+    pending: list[np.ndarray] = []  # bands' pairs not yet merged into codes
+    waiting = 0
     for band in range(bands):
         values = sigs[:, band * rows : (band + 1) * rows]
         order = np.lexsort([values[:, r] for r in reversed(range(rows))] + [scopes])
@@ -471,19 +473,24 @@ def _proposed(
         # Runs are contiguous: a position whose run ends before i + d has no partner
         # at i + d + 1 either, so each step looks only at positions still in a run.
         live = np.arange(n - 1)
-        found = []
         d = 1
         while len(live):
             live = live[live + d < n]
             live = live[run[live + d] == run[live]]
             x, y = order[live], order[live + d]
-            found.append(np.minimum(x, y) * n + np.maximum(x, y))
+            low = np.minimum(x, y)
+            mine = low < first_stored  # no pair of two stored rows
+            pending.append(low[mine] * n + np.maximum(x, y)[mine])
+            waiting += int(mine.sum())
             d += 1
-        if found:
-            codes = np.unique(np.concatenate([codes, *found]))
-    a, b = codes // n, codes % n
-    keep = a < first_stored
-    return a[keep], b[keep]
+        # Close pairs share most bands: merging every band would sort the same pairs
+        # 42 times over, merging never would hold them all 42 times.
+        if waiting > max(4 * len(codes), 1 << 22):
+            codes = np.unique(np.concatenate([codes, *pending]))
+            pending, waiting = [], 0
+    if pending:
+        codes = np.unique(np.concatenate([codes, *pending]))
+    return codes // n, codes % n
 
 
 def _flat(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -631,6 +638,12 @@ class _Replay:
         # the smallest id among its kept rows (a match names the smallest id of its
         # best, and every row of a group scores alike against any other).
         self.kept: dict[int, str] = {}
+        # Groups a row can be matched with now (stored rows, self.kept, this chunk's
+        # keeps): most of a group's pairs are with rows never kept, and this mask
+        # skips them without a Python step each.
+        groups = len(found.ptr) - 1
+        self.seen = np.zeros(max(groups, 0), dtype=bool)
+        self.seen[found.first_stored :] = True
 
     def chunk(self, chunk: Sequence[Candidate]) -> list[Outcome]:
         found = self.found
@@ -660,6 +673,7 @@ class _Replay:
                     d = self._near(f, g, c, kept_here)
                     if d.verdict is Verdict.KEEP and g >= 0:
                         kept_here[g] = min(kept_here.get(g, c.id), c.id)
+                        self.seen[g] = True
                     decisions.append(d)
             else:
                 decisions = f.decide(cands)
@@ -674,10 +688,13 @@ class _Replay:
                 f.admit_keyed([chunk[i].id for i in kept], [found.keys[contents[i]] for i in kept])
             elif step == "local":
                 f.admit([outcomes[i].candidate for i in kept])
+        for g in kept_here:
+            self.seen[g] = g in self.kept
         for i in kept:
             g = int(found.groups[contents[i]])
             if g >= 0:
                 self.kept[g] = min(self.kept.get(g, chunk[i].id), chunk[i].id)
+                self.seen[g] = True
         return outcomes
 
     def _row(
@@ -687,8 +704,12 @@ class _Replay:
         content got them, under its own id."""
         out = parsed.get(i)
         if out is None:
+            # Decisions a worker made and dumped: validated there, and rebuilt here
+            # without validating again (a row has a few, a file a million rows).
             out = parsed[i] = {
-                d["filter"]: Decision.model_validate({**d, "example_id": id_})
+                d["filter"]: Decision.model_construct(
+                    **{**d, "example_id": id_, "verdict": Verdict(d["verdict"])}
+                )
                 for d in json.loads(self.found.decisions[content])
             }
         return out
@@ -707,14 +728,15 @@ class _Replay:
         visible: list[tuple[str, float, float, bool]] = []
         if g >= 0:
             lo, hi = int(found.ptr[g]), int(found.ptr[g + 1])
+            at = lo + np.flatnonzero(self.seen[found.partner[lo:hi]])
             pairs: Iterable[tuple[int, float, float, bool]] = zip(
-                found.partner[lo:hi].tolist(),
-                found.j[lo:hi].tolist(),
-                found.e[lo:hi].tolist(),
-                found.same[lo:hi].tolist(),
+                found.partner[at].tolist(),
+                found.j[at].tolist(),
+                found.e[at].tolist(),
+                found.same[at].tolist(),
                 strict=True,
             )
-            if found.self_j[g] == found.self_j[g]:  # not NaN: a group of two rows or more
+            if found.self_j[g] == found.self_j[g] and self.seen[g]:  # NaN: a group of one
                 pairs = itertools.chain(
                     pairs, [(g, float(found.self_j[g]), float(found.self_e[g]), True)]
                 )
