@@ -93,6 +93,8 @@ _SEP = "\x00"  # joins an exact-dedup key's scope and hash into one column
 _MAP_BATCH = 2_000
 # Pairs per verification batch: each pair is a few microseconds of work.
 _PAIR_BATCH = 20_000
+# Pairs checked against earlier bands at once (a bounded temporary array).
+_PAIR_SLICE = 16_384
 
 
 def require_ray() -> None:
@@ -249,15 +251,15 @@ class _Found:
     keys: list[Key | None] = field(default_factory=list)  # content -> exact key if held twice
     groups: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int32))
     # Near dedup, over the groups (rows', then stored rows' at first_stored + k): a
-    # group's verified pairs are partner[ptr[g]:ptr[g + 1]], with their Jaccard, edit
-    # share (NaN: not within the cut) and whether both are of one cell.
+    # group's verified pairs are partner[ptr[g]:ptr[g + 1]], with their Jaccard and
+    # edit share (NaN: not within the cut); cells[g] numbers each group's cell.
     first_stored: int = 0
     stored_ids: list[str] = field(default_factory=list)
     ptr: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
     partner: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int32))
     j: np.ndarray = field(default_factory=lambda: np.empty(0))
     e: np.ndarray = field(default_factory=lambda: np.empty(0))
-    same: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
+    cells: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int32))
     # A group's pair with itself (two rows of one group): NaN if it has one row.
     self_j: np.ndarray = field(default_factory=lambda: np.empty(0))
     self_e: np.ndarray = field(default_factory=lambda: np.empty(0))
@@ -421,6 +423,9 @@ class _Cluster:
         sh_flat, sh_ptr = _flat(sh)
         tok_flat, tok_ptr = _flat(tok)
         tokens = np.diff(tok_ptr)
+        # The driver's peak is the pairs' arrays below: nothing else is held by then.
+        features.sh, features.tok, features.members = [], [], []
+        del sh, tok, twice
         js = np.empty(len(a))
         es = np.empty(len(a))
         if len(a):
@@ -435,20 +440,29 @@ class _Cluster:
             for batch in verified.iter_batches(batch_format="numpy", batch_size=None):
                 js[batch["idx"]] = batch["j"]
                 es[batch["idx"]] = batch["e"]
-        cell_ids = np.unique(np.array(cells, dtype=object), return_inverse=True)[1]
+            del pairs, verified
+        del sh_flat, tok_flat
+        found.cells = np.unique(np.array(cells, dtype=object), return_inverse=True)[1].astype(
+            np.int32
+        )
         own = a == b
         found.self_j = np.full(len(cells), np.nan)
         found.self_e = np.full(len(cells), np.nan)
         found.self_j[a[own]] = js[own]
         found.self_e[a[own]] = es[own]
         a, b, js, es = a[~own], b[~own], js[~own], es[~own]
+        # Each pair in both directions, sorted by the first: the index into the
+        # pairs is taken in place rather than the pairs' values copied twice.
         src = np.concatenate([a, b])
         order = np.argsort(src, kind="stable")
-        found.partner = np.concatenate([b, a])[order]
-        found.j = np.concatenate([js, js])[order]
-        found.e = np.concatenate([es, es])[order]
-        found.same = cell_ids[src[order]] == cell_ids[found.partner]
         found.ptr = np.searchsorted(src[order], np.arange(len(cells) + 1)).astype(np.int64)
+        del src
+        found.partner = np.concatenate([b, a])[order]
+        del a, b
+        order[order >= len(js)] -= len(js)
+        found.j = js[order]
+        found.e = es[order]
+        del order, js, es
         found.tokens = tokens.astype(np.int64)
 
 
@@ -459,9 +473,8 @@ def _proposed(
     within one scope (no pair of two stored rows). Bands are compared value by value,
     so no key collision proposes a pair the local index would not."""
     n = len(sigs)
-    codes = np.empty(0, dtype=np.int64)
-    pending: list[np.ndarray] = []  # bands' pairs not yet merged into codes
-    waiting = 0
+    out_a: list[np.ndarray] = []
+    out_b: list[np.ndarray] = []
     for band in range(bands):
         values = sigs[:, band * rows : (band + 1) * rows]
         order = np.lexsort([values[:, r] for r in reversed(range(rows))] + [scopes])
@@ -478,19 +491,27 @@ def _proposed(
             live = live[live + d < n]
             live = live[run[live + d] == run[live]]
             x, y = order[live], order[live + d]
-            low = np.minimum(x, y)
-            mine = low < first_stored  # no pair of two stored rows
-            pending.append(low[mine] * n + np.maximum(x, y)[mine])
-            waiting += int(mine.sum())
+            a, b = np.minimum(x, y), np.maximum(x, y)
+            mine = a < first_stored  # no pair of two stored rows
+            a, b = a[mine], b[mine]
+            # A pair is kept in the first band its rows share, so each is found once
+            # (close pairs share most of the 42 bands; holding every copy to dedup
+            # them later cost more memory than the pairs themselves).
+            if band:
+                first = np.ones(len(a), dtype=bool)
+                for s in range(0, len(a), _PAIR_SLICE):
+                    sa, sb = sigs[a[s : s + _PAIR_SLICE]], sigs[b[s : s + _PAIR_SLICE]]
+                    earlier = (sa[:, : band * rows] == sb[:, : band * rows]).reshape(
+                        len(sa), band, rows
+                    )
+                    first[s : s + _PAIR_SLICE] = ~earlier.all(axis=2).any(axis=1)
+                a, b = a[first], b[first]
+            out_a.append(a.astype(np.int32))
+            out_b.append(b.astype(np.int32))
             d += 1
-        # Close pairs share most bands: merging every band would sort the same pairs
-        # 42 times over, merging never would hold them all 42 times.
-        if waiting > max(4 * len(codes), 1 << 22):
-            codes = np.unique(np.concatenate([codes, *pending]))
-            pending, waiting = [], 0
-    if pending:
-        codes = np.unique(np.concatenate([codes, *pending]))
-    return codes // n, codes % n
+    if not out_a:
+        return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.int32)
+    return np.concatenate(out_a), np.concatenate(out_b)
 
 
 def _flat(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -733,7 +754,7 @@ class _Replay:
                 found.partner[at].tolist(),
                 found.j[at].tolist(),
                 found.e[at].tolist(),
-                found.same[at].tolist(),
+                (found.cells[found.partner[at]] == found.cells[g]).tolist(),
                 strict=True,
             )
             if found.self_j[g] == found.self_j[g] and self.seen[g]:  # NaN: a group of one
