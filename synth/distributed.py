@@ -426,21 +426,26 @@ class _Cluster:
         # The driver's peak is the pairs' arrays below: nothing else is held by then.
         features.sh, features.tok, features.members = [], [], []
         del sh, tok, twice
-        js = np.empty(len(a))
-        es = np.empty(len(a))
+        js = es = np.empty(0)
         if len(a):
-            pairs = pa.table({"idx": np.arange(len(a), dtype=np.int64), "a": a, "b": b})
-            verified = self._blocks(pairs, _PAIR_BATCH).map_batches(
+            # The pairs come back with their scores in any order (they are sorted
+            # below), so none is held here while the cluster verifies them.
+            pairs = self._blocks(pa.table({"a": a, "b": b}), _PAIR_BATCH)
+            del a, b
+            verified = pairs.map_batches(
                 _Verify,
                 fn_constructor_args=(fresh, sh_flat, sh_ptr, tok_flat, tok_ptr),
                 batch_size=_PAIR_BATCH,
                 batch_format="numpy",
                 compute=self._actors(),
             )
+            parts: dict[str, list[np.ndarray]] = {"a": [], "b": [], "j": [], "e": []}
             for batch in verified.iter_batches(batch_format="numpy", batch_size=None):
-                js[batch["idx"]] = batch["j"]
-                es[batch["idx"]] = batch["e"]
+                for k, got in parts.items():
+                    got.append(batch[k])
             del pairs, verified
+            a, b, js, es = (np.concatenate(got) for got in parts.values())
+            del parts
         del sh_flat, tok_flat
         found.cells = np.unique(np.array(cells, dtype=object), return_inverse=True)[1].astype(
             np.int32
@@ -542,10 +547,10 @@ class _RowStage:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outcomes = [
-            # The id is left out of what is sent (module doc); decisions carry it back
-            # as "", and each row's own is set on the driver.
-            Outcome(Candidate.model_validate({**json.loads(c), "id": ""}))
-            for c in batch["candidate"]
+            # The id is left out of what is sent (one content stands for many rows): a
+            # stand-in, unique in the batch, and each row's own is set on the driver.
+            Outcome(Candidate.model_validate({**json.loads(c), "id": f"content_{i}"}))
+            for i, c in zip(batch["idx"].tolist(), batch["candidate"], strict=True)
         ]
         n = len(outcomes)
         keys = [""] * n
@@ -630,7 +635,8 @@ class _Verify:
             js.append(j)
             es.append(np.nan if e is None else e)
         return {
-            "idx": batch["idx"],
+            "a": batch["a"],
+            "b": batch["b"],
             "j": np.array(js, dtype=np.float64),
             "e": np.array(es, dtype=np.float64),
         }
