@@ -223,8 +223,9 @@ class RayDecider:
             started = True
         try:
             _quiet(ray)
-            payloads, self._payloads = self._payloads, []
-            self._found = _Cluster(self.chain, self.ctx, payloads, rows).run()
+            cluster = _Cluster(self.chain, self.ctx, self._payloads, rows)
+            self._payloads = []  # the cluster drops them once they are sent
+            self._found = cluster.run()
         finally:
             if started:
                 ray.shutdown()
@@ -332,7 +333,9 @@ class _Cluster:
             {"idx": np.arange(n, dtype=np.int64), "candidate": pa.array(self.payloads)}
         )
         self.payloads = []
-        mapped = self._blocks(table, _MAP_BATCH).map_batches(
+        blocks = self._blocks(table, _MAP_BATCH)
+        del table
+        mapped = blocks.map_batches(
             _RowStage,
             fn_constructor_args=(steps, self.text_field, scope, fresh),
             batch_size=_MAP_BATCH,
@@ -444,8 +447,7 @@ class _Cluster:
                 for k, got in parts.items():
                     got.append(batch[k])
             del pairs, verified
-            a, b, js, es = (np.concatenate(got) for got in parts.values())
-            del parts
+            a, b, js, es = (np.concatenate(parts.pop(k)) for k in ("a", "b", "j", "e"))
         del sh_flat, tok_flat
         found.cells = np.unique(np.array(cells, dtype=object), return_inverse=True)[1].astype(
             np.int32
@@ -460,14 +462,17 @@ class _Cluster:
         # pairs is taken in place rather than the pairs' values copied twice.
         src = np.concatenate([a, b])
         order = np.argsort(src, kind="stable")
+        if len(src) < 2**31:
+            order = order.astype(np.int32)  # held while the scores are gathered by it
         found.ptr = np.searchsorted(src[order], np.arange(len(cells) + 1)).astype(np.int64)
         del src
         found.partner = np.concatenate([b, a])[order]
         del a, b
         order[order >= len(js)] -= len(js)
         found.j = js[order]
+        del js
         found.e = es[order]
-        del order, js, es
+        del order, es
         found.tokens = tokens.astype(np.int64)
 
 
