@@ -55,7 +55,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from synth.config import Config
 from synth.errors import ConfigError, SeedError, SynthError
@@ -81,6 +81,9 @@ from synth.seeds import iter_seeds
 from synth.spend import RunSpend
 from synth.store import Store
 from synth.store.rows import FiledRow, JudgeScore
+
+if TYPE_CHECKING:
+    from synth.distributed import RayDecider
 
 # Rows decided and stored together: one transaction, one progress report. Large
 # enough that a chunk's store work is small next to its filtering; small enough that
@@ -464,7 +467,7 @@ class _Job:
         self.started = started
         self.chunk = chunk
         self.outputs: dict[str, _Output] = {}
-        self.decided: dict[str, Outcome] | None = None  # by the Ray backend, ahead
+        self.ray: RayDecider | None = None  # the Ray backend, its work done ahead
         self.fields = set(config.data_schema.generated)
         self.done = 0
         # Synthetic rows fill quotas as generated ones do; the counts are kept in
@@ -533,30 +536,23 @@ class _Job:
                 self._emit(batch)
 
     def decide_on_ray(self, run_id: str, stored: set[str]) -> None:
-        """Decide every new row on Ray, in the chunks ``run`` will store them in."""
-        from synth.distributed import decide_chunks
+        """Do the Ray backend's work over every new row; ``_decide`` then takes each
+        chunk's decisions from it, in the chunks ``run`` stores them in."""
+        from synth.distributed import RayDecider
 
-        chunks: list[list[Candidate]] = []
+        decider = RayDecider(self.chain, self.ctx)
         for i, (where, seed, _) in enumerate(_rows(self.path, self.config, skip_invalid=True)):
-            if i % self.chunk == 0:
-                chunks.append([])
             if i < len(self.scan.ids) and self.scan.ids[i] not in stored:
-                chunks[-1].append(self._candidate(run_id, _Row(where, self.scan.ids[i], seed)))
+                decider.add(self._candidate(run_id, _Row(where, self.scan.ids[i], seed)))
         settings = self.config.ray
-        decided = decide_chunks(
-            self.chain,
-            self.ctx,
-            [c for c in chunks if c],
-            address=settings.address or None,
-            num_cpus=settings.num_cpus,
-        )
-        self.decided = {o.candidate.id: o for chunk in decided for o in chunk}
+        decider.run(address=settings.address or None, num_cpus=settings.num_cpus)
+        self.ray = decider
 
     def _decide(self, run_id: str, rows: Sequence[_Row]) -> list[Outcome]:
         """The cheap filters' decisions; their survivors join the chain's indexes now,
         as in a run, so a later copy is caught before any judge is paid for it."""
-        if self.decided is not None:
-            outcomes = [self.decided.pop(r.id) for r in rows]
+        if self.ray is not None:
+            outcomes = self.ray.decide([self._candidate(run_id, r) for r in rows])
         else:
             outcomes = self.chain.decide([self._candidate(run_id, r) for r in rows])
             self.chain.admit([o.candidate for o in outcomes if o.verdict is not Verdict.REJECT])

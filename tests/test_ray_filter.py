@@ -9,6 +9,7 @@ decisions (filter, verdict, reason, score) and status.
 from __future__ import annotations
 
 import logging
+import random
 import sys
 from pathlib import Path
 
@@ -92,6 +93,23 @@ def test_chunks_on_ray_decide_as_local_chunks_do(tmp_path, local_ray):
             filter_file(config, store, data.path, chunk=64, ray=backend == "ray")
         outcomes.append(decisions(config))
     assert outcomes[0] == outcomes[1] and len(outcomes[0]) == len(data.rows)
+
+
+def test_a_file_that_repeats_its_rows_decides_as_the_local_path(tmp_path, local_ray):
+    # Ray sees each content once and near dedup each group of identical rows once; a
+    # copy in a later chunk of a row rejected earlier (a near copy, a leaked eval
+    # item) reaches near dedup again, and must meet what was kept since.
+    outcomes = []
+    for backend in ("local", "ray"):
+        config, data = project(tmp_path / backend)
+        again = list(data.rows)
+        random.Random(3).shuffle(again)
+        write_jsonl(data.path, [*data.rows, *again, *data.rows[:50]])
+        with Store(config.db_path) as store:
+            report = filter_file(config, store, data.path, chunk=64, ray=backend == "ray")
+        outcomes.append(decisions(config))
+    assert outcomes[0] == outcomes[1] and len(outcomes[0]) == 2 * len(data.rows) + 50
+    assert set(report.rejected_by) >= {"exact_dedup", "near_dedup", "contamination"}
 
 
 def test_the_template_guard_is_refused_before_anything_is_stored(tmp_path):
