@@ -133,7 +133,10 @@ def one_cell(data: Path, rng: random.Random) -> tuple[list[str], Iterator[dict[s
 def many_cells(
     data: Path, rng: random.Random, cells: int
 ) -> tuple[list[str], Iterator[dict[str, str]]]:
-    by_label = dict(sorted(banking(data).items())[:cells])
+    by_label = {
+        label: [t for t in texts if len(t) <= 400]  # config.toml's max_length
+        for label, texts in sorted(banking(data).items())[:cells]
+    }
     chains = {label: Chain(texts) for label, texts in by_label.items()}
     labels = list(chains)
 

@@ -417,7 +417,9 @@ class _Cluster:
             sigs[first:] = fresh.sign([s for _, _, s, _ in stored])[:, :width]
         features.sigs = []
         scope_ids = np.unique(np.array(scopes, dtype=object), return_inverse=True)[1]
-        a, b = _proposed(sigs, scope_ids.astype(np.int64), fresh.bands, fresh.rows, first)
+        a, b = _proposed(
+            sigs, scope_ids.astype(np.int64), fresh.bands, fresh.rows, first, fresh.floor
+        )
         del sigs
         # Two rows of one group are a pair too (of identical rows: Jaccard 1).
         twice = np.flatnonzero(np.array(features.members, dtype=np.int64) >= 2)
@@ -477,11 +479,18 @@ class _Cluster:
 
 
 def _proposed(
-    sigs: np.ndarray, scopes: np.ndarray, bands: int, rows: int, first_stored: int
+    sigs: np.ndarray,
+    scopes: np.ndarray,
+    bands: int,
+    rows: int,
+    first_stored: int,
+    floor: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The pairs (a < b) the LSH proposes: all ``rows`` values of some band equal,
-    within one scope (no pair of two stored rows). Bands are compared value by value,
-    so no key collision proposes a pair the local index would not."""
+    within one scope (no pair of two stored rows), whose signatures agree in at least
+    ``floor`` of their values' low 8 bits, as the local index's floor counts them
+    (:mod:`synth.filters.bands`). Bands are compared value by value, so no key
+    collision proposes a pair the local index would not."""
     n = len(sigs)
     out_a: list[np.ndarray] = []
     out_b: list[np.ndarray] = []
@@ -516,6 +525,14 @@ def _proposed(
                     )
                     first[s : s + _PAIR_SLICE] = ~earlier.all(axis=2).any(axis=1)
                 a, b = a[first], b[first]
+            if floor > 0.0 and len(a):
+                close = np.ones(len(a), dtype=bool)
+                low = sigs.shape[1]
+                for s in range(0, len(a), _PAIR_SLICE):
+                    sa = sigs[a[s : s + _PAIR_SLICE]].astype(np.uint8)
+                    sb = sigs[b[s : s + _PAIR_SLICE]].astype(np.uint8)
+                    close[s : s + _PAIR_SLICE] = np.count_nonzero(sa == sb, axis=1) >= floor * low
+                a, b = a[close], b[close]
             out_a.append(a.astype(np.int32))
             out_b.append(b.astype(np.int32))
             d += 1

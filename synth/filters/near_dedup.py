@@ -1069,6 +1069,8 @@ class _BatchRun:
         self.ids: list[str] = []
         self.scopes: list[str] = []
         self.keys = np.empty((len(cells), owner.bands), dtype=np.uint64)
+        # The low bits of each kept candidate's signature, for the index's floor.
+        self.low = np.empty((len(cells), owner.bands * owner.rows), dtype=np.uint8)
         by_cell: dict[str, list[np.ndarray]] = {}
         for cell, s in zip(cells, sets, strict=True):
             if len(s):
@@ -1113,14 +1115,22 @@ class _BatchRun:
         return out
 
     def query(self, item: _Item, signature: np.ndarray) -> list[str]:
+        """The batch's kept candidates that share a band with ``signature`` and pass
+        the index's floor (:meth:`BandIndex.query`), in the item's scope."""
         if not self.ids:
             return []
-        hit = (self.keys[: len(self.ids)] == self._band_keys(signature)).any(axis=1)
+        n = len(self.ids)
+        hit = (self.keys[:n] == self._band_keys(signature)).any(axis=1)
+        width = self.low.shape[1]
+        agree = np.count_nonzero(self.low[:n] == signature[:width].astype(np.uint8), axis=1)
+        hit &= agree >= self.owner.floor * width
         scope = self.owner._scope(item.cell)
         return [self.ids[i] for i in np.flatnonzero(hit) if self.scopes[i] == scope]
 
     def add(self, item: _Item, signature: np.ndarray) -> None:
-        self.keys[len(self.ids)] = self._band_keys(signature)[0]
+        n = len(self.ids)
+        self.keys[n] = self._band_keys(signature)[0]
+        self.low[n] = signature[: self.low.shape[1]].astype(np.uint8)
         self.items[item.id] = item
         self.ids.append(item.id)
         self.scopes.append(self.owner._scope(item.cell))
