@@ -53,6 +53,11 @@ MILLION = 1_000_000
 END = "\x00"
 
 
+def fits(text: str) -> bool:
+    """Within config.toml's text lengths, which ``synth filter`` holds rows to."""
+    return 8 <= len(text) <= 400
+
+
 class Chain:
     """A word-bigram Markov chain over real sentences: new text in real phrasing."""
 
@@ -120,12 +125,14 @@ def one_cell(data: Path, rng: random.Random) -> tuple[list[str], Iterator[dict[s
         json.loads(line)["instruction"]
         for line in (data / "self-instruct" / "seed_tasks.jsonl").read_text().splitlines()
     ]
-    seeds = [s for s in seeds if len(s) <= 400]  # config.toml's max_length
+    seeds = [s for s in seeds if fits(s)]
     chain = Chain(instructions(data))
 
     def rows() -> Iterator[dict[str, str]]:
         while True:
-            yield {"text": chain.sentence(rng, 10, 40), "label": "instruction"}
+            text = chain.sentence(rng, 10, 40)
+            if fits(text):
+                yield {"text": text, "label": "instruction"}
 
     return [json.dumps({"text": s, "label": "instruction"}) for s in seeds], rows()
 
@@ -134,7 +141,7 @@ def many_cells(
     data: Path, rng: random.Random, cells: int
 ) -> tuple[list[str], Iterator[dict[str, str]]]:
     by_label = {
-        label: [t for t in texts if len(t) <= 400]  # config.toml's max_length
+        label: [t for t in texts if fits(t)]
         for label, texts in sorted(banking(data).items())[:cells]
     }
     chains = {label: Chain(texts) for label, texts in by_label.items()}
@@ -143,7 +150,9 @@ def many_cells(
     def rows() -> Iterator[dict[str, str]]:
         while True:
             label = rng.choice(labels)
-            yield {"text": chains[label].sentence(rng, 3, 40), "label": label}
+            text = chains[label].sentence(rng, 3, 40)
+            if fits(text):
+                yield {"text": text, "label": label}
 
     seeds = [json.dumps({"text": t, "label": k}) for k, texts in by_label.items() for t in texts]
     return seeds, rows()
