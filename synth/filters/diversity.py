@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import random
 import statistics
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -155,10 +156,10 @@ def strip_boilerplate(tokens: Sequence[str], boilerplate: frozenset[Bigram]) -> 
     return rest if len(rest) >= min(_MIN_OWN, len(tokens)) else list(tokens)
 
 
-def _digest(tokens: Sequence[str]) -> bytes:
-    return hashlib.blake2b(
-        "\x00".join(tokens).encode("utf-8", "surrogatepass"), digest_size=16
-    ).digest()
+def _digest(tokens: Sequence[str]) -> int:
+    """A row's 64-bit digest (an int is 36 bytes in a set, 16 bytes of digest 49)."""
+    text = "\x00".join(tokens).encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
 
 
 class _Counts:
@@ -172,7 +173,7 @@ class _Counts:
     def __init__(self, share: float) -> None:
         self.counts: Counter[Bigram] = Counter()
         self.n = 0
-        self.digests: set[bytes] = set()
+        self.digests: set[int] = set()
         self.share = share
         self.frequent: set[Bigram] = set()
 
@@ -202,7 +203,7 @@ class _Counts:
         boilerplate once ``batch`` is counted in; nothing is changed."""
         extra: Counter[Bigram] = Counter()
         n = self.n
-        digests: set[bytes] = set()
+        digests: set[int] = set()
         for tokens in batch:
             if not tokens:
                 continue
@@ -223,8 +224,17 @@ class _Counts:
 class _Cell:
     generated: _Counts
     seeds: list[tuple[str, Sequence[str]]] = field(default_factory=list)
-    # Kept generated rows, their tokens shared with every other row (see _words).
-    rows: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    # Kept generated rows: their ids, and their tokens as word numbers (see _words),
+    # one flat array for the cell (4 bytes a token, not a tuple of references a row).
+    row_ids: list[str] = field(default_factory=list)
+    row_words: array[int] = field(default_factory=lambda: array("i"))
+    row_starts: array[int] = field(default_factory=lambda: array("q", [0]))
+
+    def add_row(self, id_: str, words: Sequence[int]) -> None:
+        self.row_ids.append(id_)
+        self.row_words.extend(words)
+        self.row_starts.append(len(self.row_words))
+
     boilerplate: frozenset[Bigram] = frozenset()
     index: RougeIndex | None = None
     seed_index: RougeIndex | None = None  # the seeds alone, for stripped candidates
@@ -254,9 +264,10 @@ class DiversityFilter(Filter):
         self._cells: dict[CellKey, _Cell] = {}
         self._ids: set[str] = set()
         self._refs: dict[tuple[str, str], PhraseCounts[Bigram]] = {}
-        # One string object per distinct word: a row's tokens are then 8 bytes each,
-        # not a string each (a cell can hold 100,000 rows).
-        self._words: dict[str, str] = {}
+        # Every distinct word once, numbered: a kept row's tokens are stored as their
+        # numbers (a cell can hold 100,000 rows).
+        self._words: dict[str, int] = {}
+        self._word_list: list[str] = []
         self.threshold = self._calibrate()
 
     def _cell(self, cell: CellKey) -> _Cell:
@@ -268,9 +279,22 @@ class DiversityFilter(Filter):
     def _tokens(self, text: str) -> list[str]:
         return tokenize(text, self.params.tokenizer)
 
-    def _stored(self, tokens: Sequence[str]) -> tuple[str, ...]:
-        words = self._words
-        return tuple([words.setdefault(t, t) for t in tokens])
+    def _numbered(self, tokens: Sequence[str]) -> list[int]:
+        words, names = self._words, self._word_list
+        out = []
+        for t in tokens:
+            number = words.get(t)
+            if number is None:
+                number = words[t] = len(names)
+                names.append(t)
+            out.append(number)
+        return out
+
+    def _rows(self, state: _Cell) -> Iterable[tuple[str, list[str]]]:
+        """A cell's kept rows, with their tokens."""
+        names, flat, starts = self._word_list, state.row_words, state.row_starts
+        for k, id_ in enumerate(state.row_ids):
+            yield id_, [names[w] for w in flat[starts[k] : starts[k + 1]]]
 
     # --- the Filter contract -------------------------------------------------------
 
@@ -286,7 +310,7 @@ class DiversityFilter(Filter):
                 for key in (("cell", str(s.cell)), ("label", s.cell.label), ("all", "")):
                     self._refs.setdefault(key, PhraseCounts()).add(_bigrams(tokens))
             else:
-                state.rows.append((s.id, self._stored(tokens)))
+                state.add_row(s.id, self._numbered(tokens))
                 state.generated.add(tokens)
         for cell, state in self._cells.items():
             state.generated.prune()
@@ -355,7 +379,7 @@ class DiversityFilter(Filter):
             self._ids.add(c.id)
             tokens = self._tokens(c.text)
             state = self._cell(c.cell)
-            state.rows.append((c.id, self._stored(tokens)))
+            state.add_row(c.id, self._numbered(tokens))
             state.generated.add(tokens)
             touched.add(c.cell)
             if state.index is not None:
@@ -392,7 +416,7 @@ class DiversityFilter(Filter):
         index = RougeIndex(self.params.tokenizer)
         for key, tokens in state.seeds:
             index.add_tokens(key, tokens)
-        for key, tokens in state.rows:
+        for key, tokens in self._rows(state):
             index.add_tokens(key, strip_boilerplate(tokens, boilerplate))
         return index
 

@@ -212,7 +212,7 @@ def test_admit_grows_the_index_and_ignores_repeats() -> None:
     assert d.verdict is Verdict.KEEP
     f.admit([cand("book a table for two tonight", 1)])
     f.admit([cand("book a table for two tonight", 1)])  # the same row again
-    assert len(f._cells[CELL].rows) == 1
+    assert len(f._cells[CELL].row_ids) == 1
     [d] = f.decide([cand("book a table for two tonight please", 2)])
     assert d.verdict is Verdict.REJECT and parts(d.reason)[1] == "ex_1"
 
