@@ -1,7 +1,7 @@
 """How the cost per candidate grows with the dataset: one big cell, and many cells.
 
     python bench/scale.py [--rows 100000] [--cells 77] [--per-cell 1000] [--part one|many|both]
-                          [--data ../shared/data] [--workdir DIR]
+                          [--agree N] [--data ../shared/data] [--workdir DIR]
 
 Candidates go through ``synth filter``'s code path (as ``bench/filter.py``): a fresh
 store, ``config.toml``'s chain without the judge (schema, pii, exact_dedup,
@@ -20,7 +20,9 @@ rows per transaction, as a run stores the candidates of its replies.
 Prints, per step of 10,000 kept rows (one cell) or of each tenth of the target (many
 cells): candidates decided, CPU ms per candidate in that step (process time: robust to
 other load on the machine), candidates/s in wall time, the peak RSS so far; then the
-funnel. The curve is the point: the cost per candidate should stay flat as the cell
+funnel. ``--agree N`` also decides N one-cell candidates twice, with near dedup's
+band floor and with every pair its bands propose verified, and prints how many
+verdicts agree. The curve is the point: the cost per candidate should stay flat as the cell
 grows. The whole text is made before the clock starts and is read once by the
 command (as ``synth filter`` reads any file), which is part of the peak RSS.
 """
@@ -39,6 +41,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -220,6 +223,51 @@ def measure(
         )
 
 
+def agreement(root: Path, seeds: list[str], rows: Iterator[dict[str, str]], n: int) -> None:
+    """The first ``n`` candidates decided twice, on fresh stores: as configured, and
+    with near dedup verifying every pair its bands propose (no signature floor; the
+    diversity search is exact for every decision either way). Prints the share of
+    rows with the same verdict from the same filter."""
+    from synth.filters import near_dedup
+
+    lines = [json.dumps(next(rows)) for _ in range(n)]
+    verdicts = []
+    made = near_dedup.NearDedupFilter.__init__
+
+    def without_floor(self: near_dedup.NearDedupFilter, *a: Any, **k: Any) -> None:
+        made(self, *a, **k)
+        self.floor = 0.0
+
+    for floor in (True, False):
+        folder = root / ("floor" if floor else "every-pair")
+        config = load_config(project(folder))
+        (folder / "seeds.jsonl").write_text("\n".join(seeds) + "\n", encoding="utf-8")
+        (folder / "candidates.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        if not floor:
+            near_dedup.NearDedupFilter.__init__ = without_floor  # type: ignore[method-assign]
+        try:
+            with Store(config.db_path) as store:
+                store.examples.add_seeds(read_seeds(folder / "seeds.jsonl", config).seeds)
+                cpu = time.process_time()
+                filter_file(config, store, folder / "candidates.jsonl", source="synthetic")
+                cpu = time.process_time() - cpu
+                verdicts.append(
+                    dict(
+                        store.conn.execute(
+                            "SELECT e.id, e.outcome || ' ' || coalesce(group_concat("
+                            " CASE WHEN d.verdict != 'keep' THEN d.filter END), '')"
+                            " FROM examples e JOIN decisions d ON d.example_id = e.id"
+                            " WHERE e.source = 'synthetic' GROUP BY e.id"
+                        )
+                    )
+                )
+        finally:
+            near_dedup.NearDedupFilter.__init__ = made  # type: ignore[method-assign]
+        print(f"  {folder.name:10} {cpu / n * 1000:.2f} ms CPU per candidate")
+    same = sum(verdicts[1].get(k) == v for k, v in verdicts[0].items())
+    print(f"same verdicts: {same:,} of {len(verdicts[0]):,} rows ({same / len(verdicts[0]):.4f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=100_000, help="kept rows in the one cell")
@@ -228,6 +276,13 @@ def main() -> None:
     parser.add_argument("--part", choices=("one", "many", "both"), default="both")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--workdir", type=Path, help="Keep the stores here.")
+    parser.add_argument(
+        "--agree",
+        type=int,
+        default=0,
+        help="Also decide this many one-cell candidates with every LSH pair verified"
+        " and print how many verdicts agree.",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = args.workdir or Path(tmp)
@@ -235,6 +290,10 @@ def main() -> None:
             print(f"one cell grown to {args.rows:,} kept rows")
             seeds, rows = one_cell(args.data, random.Random(0))
             measure(root / "one", seeds, rows, args.rows, STEP)
+        if args.agree:
+            print(f"{args.agree:,} one-cell candidates, with and without the band floor")
+            seeds, rows = one_cell(args.data, random.Random(2))
+            agreement(root / "agree", seeds, rows, args.agree)
         if args.part in ("many", "both"):
             target = args.cells * args.per_cell
             print(f"{args.cells} cells grown to {args.per_cell:,} kept rows each")
