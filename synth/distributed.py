@@ -70,6 +70,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from synth.errors import ConfigError
+from synth.filters.bands import agreeing, low_bits
 from synth.filters.base import Filter, FilterContext, FilterParams
 from synth.filters.chain import FilterChain, record
 from synth.filters.edits import SHORT_TEXT_TOKENS
@@ -527,11 +528,11 @@ def _proposed(
                 a, b = a[first], b[first]
             if floor > 0.0 and len(a):
                 close = np.ones(len(a), dtype=bool)
-                low = sigs.shape[1]
+                width = sigs.shape[1]
                 for s in range(0, len(a), _PAIR_SLICE):
-                    sa = sigs[a[s : s + _PAIR_SLICE]].astype(np.uint8)
-                    sb = sigs[b[s : s + _PAIR_SLICE]].astype(np.uint8)
-                    close[s : s + _PAIR_SLICE] = np.count_nonzero(sa == sb, axis=1) >= floor * low
+                    sa = low_bits(sigs[a[s : s + _PAIR_SLICE]], width)
+                    sb = low_bits(sigs[b[s : s + _PAIR_SLICE]], width)
+                    close[s : s + _PAIR_SLICE] = agreeing(sa, sb, floor)
                 a, b = a[close], b[close]
             out_a.append(a.astype(np.int32))
             out_b.append(b.astype(np.int32))

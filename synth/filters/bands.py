@@ -49,6 +49,20 @@ def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
     return keys
 
 
+def low_bits(signatures: np.ndarray, width: int) -> np.ndarray:
+    """The low 8 bits of the first ``width`` values of each signature: what the floor
+    compares."""
+    low: np.ndarray = np.asarray(signatures)[..., :width].astype(np.uint8)
+    return low
+
+
+def agreeing(low: np.ndarray, other: np.ndarray, floor: float) -> np.ndarray:
+    """Whether each row of ``low`` agrees with ``other`` (one row, or as many) in at
+    least ``floor`` of its values (:func:`low_bits`): the floor every path applies."""
+    agree: np.ndarray = np.count_nonzero(low == other, axis=-1) >= floor * low.shape[-1]
+    return agree
+
+
 class BandIndex:
     """Ids indexed by the band keys of their MinHash signatures."""
 
@@ -121,14 +135,12 @@ class BandIndex:
         ids = self._ids
         slots = np.unique(found)
         if floor > 0.0:
-            width = self.bands * self.rows
-            mine = np.asarray(signature)[:width].astype(np.uint8)
-            agree = np.count_nonzero(self._sigs[slots] == mine, axis=1)
-            slots = slots[agree >= floor * width]
+            mine = low_bits(signature, self.bands * self.rows)
+            slots = slots[agreeing(self._sigs[slots], mine, floor)]
         return [i for i in (ids[s] for s in slots.tolist()) if i is not None]
 
     def _keep_signatures(self, start: int, signatures: np.ndarray) -> None:
-        sigs = np.atleast_2d(signatures)[:, : self.bands * self.rows].astype(np.uint8)
+        sigs = low_bits(np.atleast_2d(signatures), self.bands * self.rows)
         end = start + len(sigs)
         if end > len(self._sigs):  # grown by half again: amortised copies
             grown = np.empty((max(end, len(self._sigs) * 3 // 2, 1024), sigs.shape[1]), np.uint8)

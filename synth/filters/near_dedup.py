@@ -75,7 +75,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from synth.filters.bands import BandIndex, band_keys
+from synth.filters.bands import BandIndex, agreeing, band_keys, low_bits
 from synth.filters.base import Filter, FilterContext, FilterParams
 from synth.filters.calibration import (
     FilterCalibration,
@@ -1126,16 +1126,14 @@ class _BatchRun:
             return []
         n = len(self.ids)
         hit = (self.keys[:n] == self._band_keys(signature)).any(axis=1)
-        width = self.low.shape[1]
-        agree = np.count_nonzero(self.low[:n] == signature[:width].astype(np.uint8), axis=1)
-        hit &= agree >= self.owner.floor * width
+        hit &= agreeing(self.low[:n], low_bits(signature, self.low.shape[1]), self.owner.floor)
         scope = self.owner._scope(item.cell)
         return [self.ids[i] for i in np.flatnonzero(hit) if self.scopes[i] == scope]
 
     def add(self, item: _Item, signature: np.ndarray) -> None:
         n = len(self.ids)
         self.keys[n] = self._band_keys(signature)[0]
-        self.low[n] = signature[: self.low.shape[1]].astype(np.uint8)
+        self.low[n] = low_bits(signature, self.low.shape[1])
         self.items[item.id] = item
         self.ids.append(item.id)
         self.scopes.append(self.owner._scope(item.cell))
