@@ -87,8 +87,7 @@ if TYPE_CHECKING:
 RAY_MISSING = "ray is not installed: pip install 'synth[ray]'"
 
 Step = Literal["row", "exact", "near", "local"]
-Key = tuple[str, str]
-_SEP = "\x00"  # joins an exact-dedup key's scope and hash into one column
+Key = int
 # Rows per map batch: the row filters vectorise over a batch (contamination's TF-IDF
 # and MinHash), and each batch is one round trip through the object store.
 _MAP_BATCH = 2_000
@@ -666,12 +665,11 @@ class _Verify:
 
 
 def _join_key(key: Key) -> str:
-    return f"{key[0]}{_SEP}{key[1]}"
+    return str(key)
 
 
 def _split_key(text: str) -> Key:
-    scope, _, digest = text.rpartition(_SEP)
-    return scope, digest
+    return int(text)
 
 
 # --- on the driver ------------------------------------------------------------------

@@ -53,6 +53,7 @@ from synth.filters.calibration import (
     real_share,
     sample_positions,
 )
+from synth.filters.digests import DigestSet
 from synth.filters.rouge import RougeIndex, TokenizerName, nearest_neighbour_scores, tokenize
 from synth.records import Candidate, CellKey, Decision, SeenItem, Source
 
@@ -156,6 +157,12 @@ def strip_boilerplate(tokens: Sequence[str], boilerplate: frozenset[Bigram]) -> 
     return rest if len(rest) >= min(_MIN_OWN, len(tokens)) else list(tokens)
 
 
+def _id_key(id_: str) -> int:
+    """An id as 64 bits (Python's own string hash, kept with the string): what the
+    set of admitted ids holds instead of the string."""
+    return hash(id_) & 0xFFFF_FFFF_FFFF_FFFF
+
+
 def _digest(tokens: Sequence[str]) -> int:
     """A row's 64-bit digest (an int is 36 bytes in a set, 16 bytes of digest 49)."""
     text = "\x00".join(tokens).encode("utf-8", "surrogatepass")
@@ -173,7 +180,7 @@ class _Counts:
     def __init__(self, share: float) -> None:
         self.counts: Counter[Bigram] = Counter()
         self.n = 0
-        self.digests: set[int] = set()
+        self.digests = DigestSet()
         self.share = share
         self.frequent: set[Bigram] = set()
 
@@ -262,7 +269,7 @@ class DiversityFilter(Filter):
         self.params = params
         self.ctx = ctx
         self._cells: dict[CellKey, _Cell] = {}
-        self._ids: set[str] = set()
+        self._ids = DigestSet()  # of the ids admitted: hash(id), 64 bits
         self._refs: dict[tuple[str, str], PhraseCounts[Bigram]] = {}
         # Every distinct word once, numbered: a kept row's tokens are stored as their
         # numbers (a cell can hold 100,000 rows).
@@ -300,9 +307,9 @@ class DiversityFilter(Filter):
 
     def prepare(self, seen: Iterable[SeenItem]) -> None:
         """Index the seeds and kept rows; calibrate the threshold on the seeds."""
-        items = [s for s in seen if s.id not in self._ids]
-        for s in items:
-            self._ids.add(s.id)
+        for s in seen:
+            if not self._ids.add(_id_key(s.id)):
+                continue
             tokens = self._tokens(s.text)
             state = self._cell(s.cell)
             if s.source is Source.REAL:
@@ -374,9 +381,8 @@ class DiversityFilter(Filter):
         # resume); a second copy would change nothing but the work per search.
         touched: set[CellKey] = set()
         for c in kept:
-            if c.id in self._ids:
+            if not self._ids.add(_id_key(c.id)):
                 continue
-            self._ids.add(c.id)
             tokens = self._tokens(c.text)
             state = self._cell(c.cell)
             state.add_row(c.id, self._numbered(tokens))

@@ -89,6 +89,7 @@ from synth.filters.calibration import (
     real_share,
     sample_positions,
 )
+from synth.filters.digests import DigestSet
 from synth.filters.edits import SHORT_TEXT_TOKENS, edit_cut, within
 from synth.filters.shingles import (
     ShingleKind,
@@ -430,7 +431,7 @@ class _Frequencies:
         self.reference = reference
         self.base = base
         self.counts: Counter[int] = Counter()
-        self.digests: set[int] = set()  # shingle sets already counted
+        self.digests = DigestSet()  # shingle sets already counted
         self.n: int = base.n if base is not None else 0
         self.boilerplate: Hashes = base.boilerplate if base is not None else _NONE
 
@@ -517,7 +518,7 @@ class _Shared:
         self.counts: Counter[int] = Counter()
         self.cells: dict[int, tuple[str, ...]] = {}  # up to min_cells cells per shingle
         self.spread: set[int] = set()  # shingles found in min_cells cells or more
-        self.digests: set[int] = set()
+        self.digests = DigestSet()
         self.n = 0
         self.per_cell: Counter[str] = Counter()  # items counted per cell
 

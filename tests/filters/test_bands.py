@@ -90,3 +90,38 @@ def test_a_floor_leaves_out_chance_collisions_and_keeps_near_pairs():
             dropped += id_ not in floored
             kept += id_ in floored
     assert dropped and kept  # both kinds are there to see
+
+
+def test_closed_levels_propose_what_one_level_proposes_through_compaction(monkeypatch):
+    sigs = signatures(3000)
+    ids = [f"r{i}" for i in range(len(sigs))]
+    whole = BandIndex(BANDS, ROWS)
+    whole.add(ids, sigs)
+    monkeypatch.setattr(bands, "_MERGE_AT", 5_000)
+    monkeypatch.setattr(bands, "_CLOSE_AT", 20_000)
+    split = BandIndex(BANDS, ROWS)
+    for start in range(0, len(ids), 70):
+        split.add(ids[start : start + 70], sigs[start : start + 70])
+    assert len(split._closed) >= 3 and len(split._new_keys)
+    for sig in sigs[::7]:
+        assert split.query(sig) == whole.query(sig)
+        assert split.query(sig, floor=0.3) == whole.query(sig, floor=0.3)
+    gone = sorted(set(ids) - set(ids[::3]))
+    split.remove(gone)
+    whole.remove(gone)
+    assert split._dead == 0
+    for sig in sigs[::7]:
+        assert split.query(sig, floor=0.3) == whole.query(sig, floor=0.3)
+
+
+def test_signature_rows_keep_their_values_as_they_grow():
+    rows = bands._Rows(126)
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 256, size=(20_000, 126), dtype=np.uint8)
+    for start in range(0, len(values), 900):  # grown several times, in place
+        rows.put(start, values[start : start + 900])
+    picked = rng.integers(0, len(values), size=500)
+    assert (rows.take(picked) == values[picked]).all()
+    alive = np.arange(len(values)) % 4 != 0
+    rows.keep(alive)
+    assert (rows.take(np.arange(alive.sum())) == values[alive]).all()
