@@ -50,16 +50,18 @@ import json
 import os
 import tempfile
 import time
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from synth.config import Config
 from synth.errors import ConfigError, SeedError, SynthError
 from synth.filters import FilterChain, FilterContext, build_chain
+from synth.filters.digests import DigestSet
 from synth.filters.rubric import RubricParams, decision_filters, judge_llm_changes, split_judge
 from synth.generate import SeedPool
 from synth.judge.grading import JudgeStage
@@ -347,6 +349,30 @@ def row_id(source: Source, content: str, copy: int) -> str:
     return "row_" + sha256_text(f"{source.value}:{content}:{copy}")[:16]
 
 
+class RowIds(Sequence[str]):
+    """A file's row ids in order, 8 bytes each: an id is ``row_`` and 16 hex digits,
+    which a 64-bit number holds; a list of the strings costs ~77 bytes a row (77 MB
+    for a file of a million rows, held for the whole call)."""
+
+    def __init__(self) -> None:
+        self._values = array("Q")
+
+    def append(self, id_: str) -> None:
+        self._values.append(int(id_.removeprefix("row_"), 16))
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            return [f"row_{v:016x}" for v in self._values[i]]
+        return f"row_{self._values[i]:016x}"
+
+
 # --- reading ----------------------------------------------------------------------
 
 
@@ -355,7 +381,7 @@ class _Scan:
     """What the first read of the file learnt: every valid row's id, in order."""
 
     name: str  # the file as stored origins name it
-    ids: list[str] = field(default_factory=list)
+    ids: RowIds = field(default_factory=lambda: RowIds())
     cells: set[CellKey] = field(default_factory=set)
     problems: list[str] = field(default_factory=list)
 
@@ -377,9 +403,10 @@ def _rows(
     path: Path, config: Config, skip_invalid: bool, problems: list[str] | None = None
 ) -> Iterator[tuple[str, Seed, int]]:
     """(FILE:LINE, row, which copy of its content) of every valid row, in order."""
-    # Keyed by 64 bits of the content sha: a 64-character string key would cost
-    # ~110 bytes more per row of the file.
-    copies: Counter[int] = Counter()
+    # 64 bits of each content sha, ~10 bytes a row (a Counter of the hex shas would
+    # hold ~180); only contents met again are counted.
+    seen = DigestSet()
+    again: Counter[int] = Counter()
     for where, item in iter_seeds(path, config):
         if isinstance(item, str):
             if not skip_invalid:
@@ -388,8 +415,11 @@ def _rows(
                 problems.append(f"{where}: {item}")
             continue
         sha = int(item.content_sha[:16], 16)
-        yield where, item, copies[sha]
-        copies[sha] += 1
+        if seen.add(sha):
+            yield where, item, 0
+        else:
+            again[sha] += 1
+            yield where, item, again[sha]
 
 
 # --- the work ---------------------------------------------------------------------
