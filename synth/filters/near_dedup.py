@@ -66,9 +66,10 @@ prepared with everything kept so far decides exactly as one that ran from the st
 from __future__ import annotations
 
 import hashlib
+from array import array
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from functools import cache, partial
 from typing import Literal
 
@@ -280,13 +281,12 @@ _NONE: Hashes = frozenset()
 
 @dataclass(frozen=True, slots=True)
 class _Item:
-    """One indexed row. Its shingle hashes (sorted, unique) and token hashes (in order)
-    are one bytes object: two numpy arrays per row cost twice the memory in headers
-    alone, and a cell can hold 100,000 rows."""
+    """One row: its shingle hashes (sorted, unique) and token hashes (in order) packed
+    one after the other. Kept rows are not held as these (see :class:`_Items`)."""
 
     id: str
     cell: str  # one string object per cell, shared by its rows
-    packed: bytes  # the shingle hashes, then the token hashes, as uint64
+    packed: bytes | array[int]  # the shingle hashes, then the token hashes, as uint64
     n_shingles: int
     seed: bool = False  # a real row: its own shingles are never boilerplate against it
 
@@ -311,6 +311,86 @@ class _Item:
         """The token n-gram hashes in order (:func:`shingle_sequence`)."""
         values: list[int] = shingle_sequence(self.tokens, n).tolist()
         return values
+
+
+class _Items:
+    """The kept rows, column by column: every row's hashes in one array, its cell, seed
+    flag and where its hashes start in others, and a dict from id to row number.
+
+    An object and a bytes object per row cost ~110 bytes of headers beside the hashes,
+    and small objects that live as long as the run, allocated among a batch's
+    short-lived ones, leave the allocator's pages part-used once those are freed.
+    Here a row costs its hashes, 21 bytes, and its dict entry; an :class:`_Item` is
+    made when one is asked for.
+    """
+
+    def __init__(self) -> None:
+        self._row: dict[str, int] = {}
+        self._ids: list[str] = []
+        self._cell_names: list[str] = []
+        self._cell_codes: dict[str, int] = {}
+        self._cell_of = array("i")
+        self._seed = bytearray()
+        self._n_shingles = array("i")
+        self._starts = array("q", [0])
+        self._values = array("Q")
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, id_: object) -> bool:
+        return id_ in self._row
+
+    def __getitem__(self, id_: str) -> _Item:
+        return self._at(self._row[id_])
+
+    def get(self, id_: str) -> _Item | None:
+        row = self._row.get(id_)
+        return None if row is None else self._at(row)
+
+    def values(self) -> Iterator[_Item]:
+        return (self._at(row) for row in range(len(self._ids)))
+
+    def add(self, item: _Item) -> None:
+        self._row[item.id] = len(self._ids)
+        self._ids.append(item.id)
+        code = self._cell_codes.get(item.cell)
+        if code is None:
+            code = self._cell_codes[item.cell] = len(self._cell_names)
+            self._cell_names.append(item.cell)
+        self._cell_of.append(code)
+        self._seed.append(item.seed)
+        self._n_shingles.append(item.n_shingles)
+        self._values.frombytes(item.packed)
+        self._starts.append(len(self._values))
+
+    def _at(self, row: int) -> _Item:
+        packed = self._values[self._starts[row] : self._starts[row + 1]]  # a copy
+        cell, seed = self._cell_names[self._cell_of[row]], bool(self._seed[row])
+        return _Item(self._ids[row], cell, packed, self._n_shingles[row], seed)
+
+    def having(self, cell: str, hashes: Iterable[int], below: int) -> list[str]:
+        """The ids of the rows of ``cell`` among the first ``below`` whose shingles
+        include any of ``hashes``: read from the columns, 65,536 rows at a time."""
+        code = self._cell_codes.get(cell)
+        wanted = np.fromiter(hashes, dtype=np.uint64)
+        if code is None or not len(wanted):
+            return []
+        found: list[str] = []
+        # Views of the arrays, dropped on return (an array cannot grow while viewed).
+        values = np.frombuffer(self._values, dtype=np.uint64)
+        starts = np.frombuffer(self._starts, dtype=np.int64)
+        sizes = np.frombuffer(self._n_shingles, dtype=np.int32)
+        cells = np.frombuffer(self._cell_of, dtype=np.int32)
+        for lo in range(0, below, 1 << 16):
+            hi = min(below, lo + (1 << 16))
+            first = starts[lo]
+            hit = np.isin(values[first : starts[hi]], wanted)
+            counts = np.concatenate(([0], np.cumsum(hit, dtype=np.int32)))
+            begin = starts[lo:hi] - first
+            rows = (counts[begin + sizes[lo:hi]] > counts[begin]) & (cells[lo:hi] == code)
+            found += [self._ids[lo + r] for r in np.flatnonzero(rows).tolist()]
+        return found
 
 
 # A row left with fewer of its own shingles than this once boilerplate is taken out is
@@ -643,7 +723,6 @@ class _RealRates:
 @dataclass
 class _Cell:
     freq: _Frequencies
-    ids: list[str] = field(default_factory=list)
 
 
 @cache
@@ -675,7 +754,7 @@ class NearDedupFilter(Filter):
         # 126 values; a 15 % token edit of a short row sits near 0.5, 5 errors above).
         k = self.bands * self.rows
         self.floor = max(0.0, tuned - 3.5 * (tuned * (1 - tuned) / k) ** 0.5)
-        self._items: dict[str, _Item] = {}
+        self._items = _Items()
         self._cell_names: dict[str, str] = {}
         self._cells: dict[str, _Cell] = {}
         self._indexes: dict[str, BandIndex] = {}
@@ -953,6 +1032,7 @@ class NearDedupFilter(Filter):
         missing = [text for id_, (_, text, _) in new.items() if (id_, text) not in self._pending]
         computed = zip(self._shingles(missing), token_hashes(missing), strict=True)
         by_cell: dict[str, list[_Item]] = {}
+        before = len(self._items)
         for id_, (cell_name, text, real) in new.items():
             pending = self._pending.get((id_, text))
             shingles, tokens = pending if pending is not None else next(computed)
@@ -960,7 +1040,7 @@ class NearDedupFilter(Filter):
             # per batch, which a view would keep whole, rejected rows' hashes included.
             cell_name = self._cell_names.setdefault(cell_name, cell_name)
             item = _Item.of(id_, cell_name, shingles, tokens, seed=real)
-            self._items[id_] = item
+            self._items.add(item)
             by_cell.setdefault(cell_name, []).append(item)
         for key, cell_items in by_cell.items():
             group = self._cells.get(key)
@@ -969,18 +1049,17 @@ class NearDedupFilter(Filter):
             generated = [x.shingles for x in cell_items if not x.seed]
             if self.params.boilerplate_cells:
                 self._shared.add(key, generated)
-            before = group.freq.boilerplate
+            boilerplate = group.freq.boilerplate
             if generated and group.freq.add(generated):
                 # Only rows holding a shingle that joined or left the boilerplate are
-                # signed differently now; the rest keep their signatures.
+                # signed differently now; the rest keep their signatures. A few
+                # thousand at a time: a signature is 1 KB until it is indexed.
                 self.stats.rebuilds += 1
-                moved = before ^ group.freq.boilerplate
-                stale = [
-                    i for i in group.ids if not moved.isdisjoint(self._items[i].shingles.tolist())
-                ]
+                moved = boilerplate ^ group.freq.boilerplate
+                stale = self._items.having(key, moved, before)
                 self._unindex(stale)
-                self._index([self._items[i] for i in stale])
-            group.ids.extend(x.id for x in cell_items)
+                for at in range(0, len(stale), 4096):
+                    self._index([self._items[i] for i in stale[at : at + 4096]])
             self._index(cell_items)
 
     def _index(self, items: Sequence[_Item]) -> None:

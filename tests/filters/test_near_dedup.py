@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import DATA
 from pydantic import ValidationError
@@ -421,3 +422,22 @@ def test_the_mix_of_real_rates_is_the_per_cell_sum_it_replaces():
     for h, value in zip(hashes, mixed, strict=True):
         expected = sum(k * f.reference(cell)(h) for cell, k in per_cell.items()) / total
         assert value == pytest.approx(expected, rel=1e-9)
+
+
+def test_kept_rows_holding_moved_boilerplate_are_found_from_the_columns():
+    from synth.filters.near_dedup import _Item, _Items
+
+    rng = np.random.default_rng(0)
+    items = _Items()
+    rows = []
+    for k in range(70_000):  # more than one chunk of rows
+        cell = ("a", "b", "c")[k % 3]
+        shingles = np.unique(rng.integers(0, 5_000, size=rng.integers(0, 12), dtype=np.uint64))
+        tokens = rng.integers(0, 5_000, size=6, dtype=np.uint64)  # a moved hash here is no hit
+        rows.append((f"r{k}", cell, set(shingles.tolist())))
+        items.add(_Item.of(f"r{k}", cell, shingles, tokens))
+    moved = {7, 99, 4_321}
+    below = 69_000
+    expected = [i for i, cell, s in rows[:below] if cell == "b" and s & moved]
+    assert items.having("b", moved, below) == expected and expected
+    assert items["r5"].cell == "c" and set(items["r5"].shingles.tolist()) == rows[5][2]
