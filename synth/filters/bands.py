@@ -31,6 +31,7 @@ collision can cost time, never a wrong decision.
 from __future__ import annotations
 
 import mmap
+from array import array
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -86,24 +87,22 @@ class BandIndex:
         self._new_slots = np.empty(0, dtype=np.int32)
         self._sigs = _Rows(bands * rows)  # slot -> low bits
         self._ids: list[str | None] = []  # slot -> id; None once removed
-        self._slot: dict[str, int] = {}
+        # slot -> the id's hash, for finding the slots to remove: 8 bytes a row where a
+        # dict from id to slot costs ~100 (an int object and a table entry).
+        self._hashes = array("q")
         self._dead = 0
 
     def __len__(self) -> int:
-        return len(self._slot)
-
-    def __contains__(self, id_: str) -> bool:
-        return id_ in self._slot
+        return len(self._ids) - self._dead
 
     def add(self, ids: Sequence[str], signatures: np.ndarray) -> None:
-        """Index rows (an id already present is re-indexed with its new signature)."""
+        """Index rows; their ids must not be in the index (re-index a row by removing
+        it first)."""
         if not len(ids):
             return
-        self.remove([i for i in ids if i in self._slot])
         keys = self._mixed(band_keys(signatures, self.bands, self.rows))
         start = len(self._ids)
-        for k, id_ in enumerate(ids):
-            self._slot[id_] = start + k
+        self._hashes.extend(hash(id_) for id_ in ids)
         self._ids.extend(ids)
         self._keep_signatures(start, signatures)
         slots = np.repeat(np.arange(start, start + len(ids), dtype=np.int32), self.bands)
@@ -114,12 +113,21 @@ class BandIndex:
             self._merge()
 
     def remove(self, ids: Iterable[str]) -> None:
-        for id_ in ids:
-            slot = self._slot.pop(id_, None)
-            if slot is not None:
+        """Unindex these rows (ids not in the index are ignored). One pass over the
+        index's hashes: a removal is rare (a cell's boilerplate moved), a lookup per
+        added row is not."""
+        gone = set(ids)
+        if not gone:
+            return
+        wanted = np.fromiter((hash(id_) for id_ in gone), dtype=np.int64, count=len(gone))
+        hashes = np.frombuffer(self._hashes, dtype=np.int64)
+        slots = np.flatnonzero(np.isin(hashes, wanted)).tolist()
+        del hashes  # the array cannot grow while a view of it lives
+        for slot in slots:
+            if self._ids[slot] in gone:
                 self._ids[slot] = None
                 self._dead += 1
-        if self._dead > max(1024, len(self._slot)):
+        if self._dead > max(1024, len(self)):
             self._compact()
 
     def query(self, signature: np.ndarray, floor: float = 0.0) -> list[str]:
@@ -185,8 +193,10 @@ class BandIndex:
             levels.append((keys[keep], renumber[slots[keep]].astype(np.int32)))
         *self._closed, (self._keys, self._slots) = levels
         self._sigs.keep(alive)
+        kept = np.frombuffer(self._hashes, dtype=np.int64)[alive].tobytes()
+        self._hashes = array("q")
+        self._hashes.frombytes(kept)
         self._ids = [i for i in self._ids if i is not None]
-        self._slot = {id_: s for s, id_ in enumerate(self._ids) if id_ is not None}
         self._dead = 0
 
 

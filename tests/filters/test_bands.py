@@ -60,13 +60,15 @@ def test_removed_rows_are_never_proposed_and_compaction_keeps_the_rest():
         assert found == fresh.query(sig)
 
 
-def test_adding_an_id_again_replaces_its_signature():
+def test_a_row_removed_and_added_again_is_found_by_its_new_signature():
     sigs = signatures(50)
     keys = bands.band_keys(sigs, BANDS, ROWS)
     apart = next(k for k in range(1, len(sigs)) if not (keys[0] == keys[k]).any())
     index = BandIndex(BANDS, ROWS)
-    index.add(["a"], sigs[:1])
+    index.add(["a", "b"], sigs[:2])
+    index.remove(["a", "never added"])
     index.add(["a"], sigs[apart : apart + 1])
+    index.remove(["b"])
     assert len(index) == 1
     assert index.query(sigs[apart]) == ["a"]
     assert index.query(sigs[0]) == []
