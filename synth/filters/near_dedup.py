@@ -196,7 +196,7 @@ class NearDedupParams(FilterParams):
             datasketch's choice of LSH bands and rows, tuned to the floor. Every LSH
             hit is verified, so the default leans towards not missing pairs: 42 bands
             of 3 rows at the default ``lsh_threshold`` find 99.6 % of pairs at 0.5
-            and 94 % at 0.4, at about 460 bytes of index per kept row
+            and 94 % at 0.4, at about 480 bytes of index per kept row
             (:mod:`synth.filters.bands`). Proposals whose signatures estimate a
             Jaccard 3.5 standard errors below this one are chance collisions and
             are not verified.
