@@ -30,7 +30,6 @@ Also :func:`diversity_figures`, the per-cell numbers ``synth status`` reports.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import statistics
 from array import array
@@ -53,7 +52,7 @@ from synth.filters.calibration import (
     real_share,
     sample_positions,
 )
-from synth.filters.digests import DigestSet
+from synth.filters.digests import DigestSet, digest64
 from synth.filters.rouge import RougeIndex, TokenizerName, nearest_neighbour_scores, tokenize
 from synth.records import Candidate, CellKey, Decision, SeenItem, Source
 
@@ -164,9 +163,7 @@ def _id_key(id_: str) -> int:
 
 
 def _digest(tokens: Sequence[str]) -> int:
-    """A row's 64-bit digest (an int is 36 bytes in a set, 16 bytes of digest 49)."""
-    text = "\x00".join(tokens).encode("utf-8", "surrogatepass")
-    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
+    return digest64("\x00".join(tokens).encode("utf-8", "surrogatepass"))
 
 
 class _Counts:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
 from synth.filters.base import Filter, FilterContext, FilterParams
+from synth.filters.digests import digest64
 from synth.records import Candidate, Decision, SeenItem
 from synth.text import normalize_text
 
@@ -39,8 +39,7 @@ class ExactDedupFilter(Filter):
         rows hold 140 MB less. Two different texts share a key once in ~10^19 pairs:
         at 1,000,000 rows, a false duplicate in one run of 40 million."""
         scope_key = str(cell) if scope == "cell" else ""
-        data = f"{scope_key}\x00{normalize_text(text)}".encode("utf-8", "surrogatepass")
-        return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+        return digest64(f"{scope_key}\x00{normalize_text(text)}".encode("utf-8", "surrogatepass"))
 
     def prepare(self, seen: Iterable[SeenItem]) -> None:
         for item in seen:

@@ -65,7 +65,6 @@ prepared with everything kept so far decides exactly as one that ran from the st
 
 from __future__ import annotations
 
-import hashlib
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -90,7 +89,7 @@ from synth.filters.calibration import (
     real_share,
     sample_positions,
 )
-from synth.filters.digests import DigestSet
+from synth.filters.digests import DigestSet, digest64
 from synth.filters.edits import SHORT_TEXT_TOKENS, edit_cut, within
 from synth.filters.shingles import (
     ShingleKind,
@@ -484,9 +483,7 @@ def _edit_pair(a: _Item, b: _Item, n: int, drop: Hashes) -> tuple[list[int], lis
 
 
 def _digest(shingles: np.ndarray) -> int:
-    """A shingle set's 64-bit digest: an int is 36 bytes in a set, 16 bytes of digest
-    49; two of a million sets share one about once in 37 million runs."""
-    return int.from_bytes(hashlib.blake2b(shingles.tobytes(), digest_size=8).digest(), "little")
+    return digest64(shingles.tobytes())
 
 
 class _Frequencies:
@@ -755,7 +752,6 @@ class NearDedupFilter(Filter):
         k = self.bands * self.rows
         self.floor = max(0.0, tuned - 3.5 * (tuned * (1 - tuned) / k) ** 0.5)
         self._items = _Items()
-        self._cell_names: dict[str, str] = {}
         self._cells: dict[str, _Cell] = {}
         self._indexes: dict[str, BandIndex] = {}
         # Real rows' shingle frequencies: per cell, per label, and over all of them.
@@ -1038,7 +1034,6 @@ class NearDedupFilter(Filter):
             shingles, tokens = pending if pending is not None else next(computed)
             # Packed into bytes of its own: the batch's arrays were cut from one buffer
             # per batch, which a view would keep whole, rejected rows' hashes included.
-            cell_name = self._cell_names.setdefault(cell_name, cell_name)
             item = _Item.of(id_, cell_name, shingles, tokens, seed=real)
             self._items.add(item)
             by_cell.setdefault(cell_name, []).append(item)
