@@ -15,7 +15,8 @@ that its peak RSS is its own:
 
 Prints calls/s (timed in each child after its imports; the whole process time, start-
 up included, beside it), the fraction of ideal, CPU per call (process time in the
-child: robust to other load on the machine) and peak RSS for each, the simulator's
+child, with its filter process's: robust to other load on the machine) and peak RSS
+(the largest of the two) for each, the simulator's
 CPU share (of one core, from /proc) to show it is not the bottleneck, and the
 synth/reference ratio (median of the repeats), at 100 in flight, then how both scale
 at 25 and 400, then a run with 10 % 429s and 2 % 500s in which every call must
@@ -162,12 +163,13 @@ def run_synth(base_url: str, concurrency: int, calls: int, chain: str = "short")
     with tempfile.TemporaryDirectory() as tmp:
         config = make_project(Path(tmp), base_url, concurrency, calls, chain)
         wall, rss, out = measure([sys.executable, "-c", SYNTH, str(config)])
-        sent, work, cpu = out.split()
+        sent, work, cpu, filters = out.split()
         prompts = prompts_of(Path(tmp) / "synth.db")
     return {
         "calls": int(sent),
         "work": float(work),
-        "cpu": float(cpu),
+        "cpu": float(cpu) + float(filters),
+        "filters_cpu": float(filters),
         "wall": wall,
         "rss": rss,
         "prompts": prompts,
@@ -187,15 +189,22 @@ def prompts_of(db: Path) -> list[dict]:
 # Both children time their work after their imports, from before their client is
 # made, and the parent times the whole process; the ratio compares work, the process
 # time is printed beside it.
+# The filters run in a process of the run's own, ended and reaped when the run ends:
+# its CPU is the child's RUSAGE_CHILDREN.
 SYNTH = """
-import sys, time
+import resource, sys, time
 from synth.config import load_config
 from synth.runner import run
 
+def children():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
 config = load_config(sys.argv[1])
-started, cpu = time.perf_counter(), time.process_time()
+started, cpu, filters = time.perf_counter(), time.process_time(), children()
 summary = run(config)
-print(summary.calls, time.perf_counter() - started, time.process_time() - cpu)
+took, cpu, filters = time.perf_counter() - started, time.process_time() - cpu, children() - filters
+print(summary.calls, took, cpu, filters)
 """
 
 REFERENCE = """
@@ -240,11 +249,14 @@ def run_reference(base_url: str, concurrency: int, prompts: list[dict]) -> dict:
 
 def row(name: str, r: dict, ideal: float) -> str:
     rate = r["calls"] / r["work"]
+    per_call = r["cpu"] / r["calls"] * 1000
+    cpu = f"CPU {per_call:4.2f} ms/call"
+    if "filters_cpu" in r:
+        cpu += f" (filter process {r['filters_cpu'] / r['calls'] * 1000:4.2f})"
+    started = f"process {r['wall']:5.2f} s with start-up: {r['calls'] / r['wall']:6.1f} calls/s"
     line = (
         f"  {name:9} {r['calls']:5} calls  {rate:7.1f} calls/s  {rate / ideal:5.2f} of ideal"
-        f"  CPU {r['cpu'] / r['calls'] * 1000:4.2f} ms/call"
-        f"  (process {r['wall']:5.2f} s with start-up: {r['calls'] / r['wall']:6.1f} calls/s)"
-        f"  peak RSS {r['rss']:6.1f} MB"
+        f"  {cpu}  ({started})  peak RSS {r['rss']:6.1f} MB"
     )
     if "sim_cpu" in r:
         line += f"  simulator {r['sim_cpu'] / r['work']:4.0%} of a core"

@@ -9,7 +9,8 @@
         store.calls.plan                  recorded as pending before anything is sent
         client.complete_all               each reply committed as it arrives
     replies filtered in plan order, between reads and sends:
-        chain.decide                      every decision kept
+        chain.decide                      every decision kept; in a process of its
+                                          own, while the loop reads and sends
         judge (if configured)             the survivors' judge calls, concurrently;
                                           judged chunks settle in plan order
         quotas                            accepted until the cell is full, then surplus
@@ -43,8 +44,9 @@ from synth.alternatives import Alternatives, Spent
 from synth.check import preflight
 from synth.config import Config
 from synth.errors import SynthError
-from synth.filters import FilterChain, Outcome, build_chain
-from synth.filters.contamination import ContaminationFilter, ContaminationParams
+from synth.filters import Outcome
+from synth.filters.contamination import ContaminationParams
+from synth.filters.process import ChainProcess
 from synth.filters.rubric import judge_llm_changes, split_judge
 from synth.generate import SeedPool, build_call, candidates_from
 from synth.judge.grading import JudgeStage
@@ -223,6 +225,13 @@ async def _run_async(
             notice(skipped)
         notice(_preparing(config))
     runner = Runner(config, store, template, progress, notice, preview)
+    try:
+        return await _run_with(runner, config, store)
+    finally:
+        runner.chain.close()
+
+
+async def _run_with(runner: Runner, config: Config, store: Store) -> RunSummary:
     judge_config = config.with_llm(**judge_llm_changes(runner.judge_spec))
     # What each endpoint's context holds goes to its client (to tell a full context
     # from max_tokens) and to the judge (to fit its prompts), not into the stored
@@ -286,9 +295,8 @@ def _preparing(config: Config) -> str:
     return f"preparing filters: {', '.join(names)} ..."
 
 
-def _ready(chain: FilterChain, seconds: float, endpoint: str) -> str:
+def _ready(items: int, seconds: float, endpoint: str) -> str:
     """ "filters ready in 0.8 s (contamination index over 400 eval items); calling URL"."""
-    items = sum(len(f.index.items) for f in chain.filters if isinstance(f, ContaminationFilter))
     index = f" (contamination index over {items} eval items)" if items else ""
     return f"filters ready in {seconds:.1f} s{index}; calling {endpoint}"
 
@@ -315,7 +323,6 @@ class Runner:
         ctx = config.filter_context(labels)
         cheap, judge = split_judge(config.filters, config.source.name)
         self.judge_spec = judge
-        self.chain: FilterChain = build_chain(cheap, ctx)
         self.pool = SeedPool.from_rows(store.examples.seeds())
         self.judge = None if judge is None else JudgeStage(judge, config, store, self.pool, ctx)
         # Preference pairs, once the quotas are met; built now so that a template error
@@ -360,6 +367,10 @@ class Runner:
         self.sending: set[asyncio.Future[list[CallResult]]] = set()
         self.usable = 0  # replies of this invocation filtered and found readable
         self.unusable: dict[CellKey, Counter[str]] = {}  # the others, per cell, by why
+        # Chunks with the filters, in plan order, not yet settled.
+        self.filtering: list[_Filtering] = []
+        # Last: a process to close, once nothing above can fail.
+        self.chain = ChainProcess(cheap, ctx)
 
     async def execute(self, client: Completer, judge_client: Completer | None = None) -> RunSummary:
         config, store = self.config, self.store
@@ -374,10 +385,10 @@ class Runner:
         store.calls.add_template(self.template.name, self.template.source, self.template.sha)
         run = store.runs.begin(config.as_json(), config.sha)
         summary = RunSummary(run.id, "running", None, resumed=run.resumes > 0)
-        self.chain.prepare(store.examples.seen_items())
+        eval_items = self.chain.prepare(store.examples.seen_items())
         if self.notice is not None:
             took = time.monotonic() - self.preparing_since
-            self.notice(_ready(self.chain, took, config.endpoint()))
+            self.notice(_ready(eval_items, took, config.endpoint()))
         # Kept in memory from here on (one run writes to a store at a time): asking
         # the store after every chunk of replies costs a scan of all examples. Only
         # reviewers change them beside the run; _reread_reviews catches that.
@@ -634,7 +645,14 @@ class Runner:
         the next step at each of its fixed points. Chunks end at those points and at
         the ends of steps, so a step is planned from exactly what came before it.
         The loop is given back between chunks: replies waiting to be read and calls
-        waiting for a slot come before filtering, which can wait."""
+        waiting for a slot come before filtering, which can wait. Chunks the filters
+        have decided settle in plan order as they come back; at a fixed point all of
+        them do before the next step is planned."""
+        try:
+            self._settle_filtered()
+        except Exception as e:  # a filter or the store: the run fails with it
+            self._end(e)
+            return
         while self.done < self.planned and not self.ended.done():
             ready = self.done
             while ready < len(self.results) and self.results[ready] is not None:
@@ -647,15 +665,17 @@ class Runner:
             if end - self.done < STREAM_CHUNK and end not in (point, step.end):
                 return
             chunk: list[CallResult] = self.results[self.done : end]  # type: ignore[assignment]
+            fixed = end in (point, step.end, self.planned)
             try:
-                accepted, candidates = self._process(
-                    self.run_id, chunk, self.asked_of[self.done : end]
-                )
+                step.candidates += self._submit(step, chunk, self.asked_of[self.done : end])
+                if fixed:
+                    await self._filtered()
+                else:
+                    self._settle_filtered()
             except Exception as e:  # a filter or the store: the run fails with it
                 self._end(e)
                 return
-            step.candidates += candidates
-            if self.judge is not None and end in (point, step.end, self.planned):
+            if self.judge is not None and fixed:
                 # Chunks are judged in the background and settled here, in the order
                 # they were submitted; a step is planned, and a step ends, only from
                 # settled counts, so the plan does not depend on when the judge's
@@ -663,12 +683,13 @@ class Runner:
                 try:
                     submitted, self.with_judge = self.with_judge, []
                     for judged, ids in zip(await self.judge.drain(), submitted, strict=True):
-                        accepted += self._settle(self.run_id, judged.outcomes, ids, judged.scores)
+                        step.accepted += self._settle(
+                            self.run_id, judged.outcomes, ids, judged.scores
+                        )
                         self.spend.judged(o.candidate for o in judged.outcomes)
                 except Exception as e:
                     self._end(e)
                     return
-            step.accepted += accepted
             for r, n in zip(chunk, self.asked_of[self.done : end], strict=True):
                 self.ahead[_cell_of(r.call)] -= n
                 if r.reason == Unusable.OVER_BUDGET:
@@ -748,8 +769,8 @@ class Runner:
             )
         )
 
-    def _process(self, run_id: str, results: list[CallResult], asked: list[int]) -> tuple[int, int]:
-        """Filter a batch's candidates in plan order, fill quotas, store it all.
+    def _submit(self, step: _Step, results: list[CallResult], asked: list[int]) -> int:
+        """Hand a chunk's candidates to the filters; the number of candidates.
 
         A cell is charged the examples each answered call asked for, whether its
         reply could be read or not (or its prompt did not fit the context): a model
@@ -766,19 +787,39 @@ class Runner:
                 continue
             items = r.items if r.items is not None else parse_reply(r.content)
             cell_match = matches.get(r.call.slice or "", {})
-            candidates += candidates_from(r.call, items, self.config, cell_match, run_id)
+            candidates += candidates_from(r.call, items, self.config, cell_match, self.run_id)
             processed.append(r.call.id)
             self.asked[_cell_of(r.call)] += max(n, len(items))
-        outcomes = self.chain.decide(candidates)
-        self.spend.filtered((r.call for r in results), outcomes)
-        # The cheap filters' survivors join their indexes now, before any judging, so a
-        # duplicate of one in a later chunk never reaches the judge.
-        self.chain.admit([o.candidate for o in outcomes if o.verdict is not Verdict.REJECT])
-        if self.judge is None:
-            return self._settle(run_id, outcomes, processed), len(candidates)
-        self.judge.submit(self.judge_client, run_id, outcomes)
-        self.with_judge.append(processed)
-        return 0, len(candidates)
+        if candidates:
+            # Decided and admitted there before the next chunk: the cheap filters'
+            # survivors are in their indexes before any judging, so a duplicate of one
+            # in a later chunk never reaches the judge.
+            outcomes = self.chain.submit(candidates)
+            outcomes.add_done_callback(lambda _: self.wake.set())
+        else:
+            outcomes = asyncio.get_running_loop().create_future()
+            outcomes.set_result([])
+        self.filtering.append(_Filtering(step, results, processed, outcomes))
+        return len(candidates)
+
+    def _settle_filtered(self) -> None:
+        """Settle the chunks the filters have decided, in plan order, up to the first
+        they are still deciding."""
+        while self.filtering and self.filtering[0].outcomes.done():
+            chunk = self.filtering.pop(0)
+            outcomes = chunk.outcomes.result()
+            self.spend.filtered((r.call for r in chunk.results), outcomes)
+            if self.judge is None:
+                chunk.step.accepted += self._settle(self.run_id, outcomes, chunk.processed)
+            else:
+                self.judge.submit(self.judge_client, self.run_id, outcomes)
+                self.with_judge.append(chunk.processed)
+
+    async def _filtered(self) -> None:
+        """Wait for the filters to decide every chunk handed to them, and settle all."""
+        if self.filtering:
+            await asyncio.wait([chunk.outcomes for chunk in self.filtering])
+        self._settle_filtered()
 
     def _settle(
         self,
@@ -815,6 +856,16 @@ class Runner:
                 self.kept[cell] += 1
         self.store.examples.add_outcomes(run_id, outcomes, statuses, processed, scores)
         return accepted
+
+
+@dataclass
+class _Filtering:
+    """A chunk of replies whose candidates are with the filters."""
+
+    step: _Step
+    results: list[CallResult]
+    processed: list[str]  # the calls whose replies were read
+    outcomes: asyncio.Future[list[Outcome]]
 
 
 def _cell_of(call: CallRow) -> CellKey:
