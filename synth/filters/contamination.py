@@ -738,6 +738,26 @@ _TYPO_MIN_TOKENS = 3
 _TYPO_MIN_CHARS = 3
 
 
+def _sorted_keys(table: dict[int, Any]) -> np.ndarray:
+    return np.array(sorted(table), dtype=np.uint64)
+
+
+def _present(groups: Sequence[np.ndarray], keys: np.ndarray) -> list[list[int]]:
+    """Of each group of hashes, those in ``keys`` (sorted), in one pass over all."""
+    if not groups:
+        return []
+    flat = np.concatenate(groups).astype(np.uint64, copy=False)
+    if not len(keys) or not len(flat):
+        return [[] for _ in groups]
+    at = np.minimum(np.searchsorted(keys, flat), len(keys) - 1)
+    found = keys[at] == flat
+    ends = np.cumsum([len(g) for g in groups])
+    hits = np.flatnonzero(found)
+    cuts = np.searchsorted(hits, ends)
+    values = flat[hits].tolist()
+    return [values[a:b] for a, b in zip([0, *cuts[:-1].tolist()], cuts.tolist(), strict=True)]
+
+
 def _masked(tokens: Sequence[str], at: int) -> int:
     """A key for ``tokens`` with the word at ``at`` left out (checked on a hit)."""
     return hash((at, tuple(tokens[:at]), tuple(tokens[at + 1 :])))
@@ -794,14 +814,19 @@ class _NgramIndex:
                 for k, word in enumerate(t):
                     if len(word) >= _TYPO_MIN_CHARS:
                         self.masked.setdefault(_masked(t, k), []).append((i, k))
+        # The hashes each table holds, sorted: a batch's hashes are looked up in one
+        # vectorised pass, and only the few that are there one by one in Python.
+        self.owned = _sorted_keys(self.owners)
+        self.run_keys = {length: _sorted_keys(table) for length, table in self.runs.items()}
 
     def match(self, token_lists: Sequence[list[str]]) -> list[list[tuple[int, Match]]]:
         joined = [" ".join(t) for t in token_lists]
         found: list[list[tuple[int, Match]]] = [[] for _ in joined]
-        for k, hashes in enumerate(shingle_hashes(joined, "word", self.n)):
+        grams = shingle_hashes(joined, "word", self.n)
+        for k, known in enumerate(_present(grams, self.owned)):
             shared: Counter[int] = Counter()
-            for h in hashes.tolist():
-                shared.update(self.owners.get(h, ()))
+            for h in known:
+                shared.update(self.owners[h])
             for item, count in shared.items():
                 score = min(1.0, count / self.sizes[item])
                 found[k].append((int(self.sets[item]), Match("ngram", item, score)))
@@ -844,11 +869,12 @@ class _NgramIndex:
         for length, table in self.runs.items():
             if length < self.min_tokens:
                 continue
-            for k, hashes in enumerate(shingle_hashes(joined, "word", length)):
+            runs = shingle_hashes(joined, "word", length)
+            for k, known in enumerate(_present(runs, self.run_keys[length])):
                 if len(token_lists[k]) <= length:
                     continue
-                for h in hashes.tolist():
-                    for item in table.get(h, ()):
+                for h in known:
+                    for item in table[h]:
                         found[k].append((int(self.sets[item]), Match("ngram", item, 1.0, length)))
 
 
