@@ -106,9 +106,21 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
     return out
 
 
+# The last few batches' token hashes: the chain's filters tokenize the same batch of
+# texts several times (near dedup for its shingles and its token edits, contamination
+# once per n-gram length it looks for), and tokenizing is most of hashing.
+_RECENT_BATCHES = 4
+_recent_words: dict[tuple[str, ...], tuple[np.ndarray, np.ndarray]] = {}
+
+
 def _elements(texts: Sequence[str], kind: ShingleKind) -> tuple[np.ndarray, np.ndarray]:
-    """Per-element 64-bit hashes of all texts concatenated, and each text's length."""
+    """Per-element 64-bit hashes of all texts concatenated, and each text's length
+    (read-only arrays)."""
     if kind == "word":
+        key = tuple(texts)
+        known = _recent_words.get(key)
+        if known is not None:
+            return known
         token_lists = [tokenize(t) for t in texts]
         lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=len(texts))
         flat = np.fromiter(
@@ -116,6 +128,11 @@ def _elements(texts: Sequence[str], kind: ShingleKind) -> tuple[np.ndarray, np.n
             dtype=np.uint64,
             count=int(lengths.sum()),
         )
+        flat.setflags(write=False)
+        lengths.setflags(write=False)
+        if len(_recent_words) >= _RECENT_BATCHES:
+            del _recent_words[next(iter(_recent_words))]
+        _recent_words[key] = flat, lengths
         return flat, lengths
     if kind == "char":
         streams = [" ".join(tokenize(t)) for t in texts]
