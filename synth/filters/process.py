@@ -19,6 +19,7 @@ Ctrl-C, which the run's process handles (it closes the pipes).
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import subprocess
@@ -40,6 +41,8 @@ from synth.records import Candidate, Decision, Outcome, SeenItem, Verdict
 
 # Seconds a closed chain's process gets to exit before it is terminated.
 EXIT_WAIT_S = 5.0
+# Allocations between young-generation collections in the filter process.
+GC_THRESHOLD = 10_000
 
 
 class FilterProcessError(RuntimeError):
@@ -168,6 +171,12 @@ def _serve(requests: Connection, replies: Connection) -> None:
         try:
             if kind == "prepare":
                 chain.prepare(payload)
+                # What the chain holds lives as long as the process: out of the
+                # collector's walks. A chunk allocates thousands of short-lived
+                # containers; at Python's threshold (700) the young generation is
+                # collected every few candidates.
+                gc.freeze()
+                gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
                 eval_items = sum(
                     len(f.index.items) for f in chain.filters if isinstance(f, ContaminationFilter)
                 )
