@@ -156,6 +156,43 @@ class BandIndex:
             slots = slots[agreeing(self._sigs.take(slots), mine, floor)]
         return [i for i in (ids[s] for s in slots.tolist()) if i is not None]
 
+    def query_many(self, signatures: np.ndarray, floor: float = 0.0) -> list[list[str]]:
+        """:meth:`query` for each row of ``signatures``, in one vectorised pass: the
+        same ids in the same order."""
+        sigs = np.atleast_2d(signatures)
+        count = len(sigs)
+        if not count:
+            return []
+        keys = self._mixed(band_keys(sigs, self.bands, self.rows)).ravel()
+        asker = np.repeat(np.arange(count, dtype=np.int64), self.bands)
+        found, askers = [], []
+        for sorted_keys, slots in self._levels():
+            if not len(sorted_keys):
+                continue
+            lo = np.searchsorted(sorted_keys, keys, "left")
+            sizes = np.searchsorted(sorted_keys, keys, "right") - lo
+            total = int(sizes.sum())
+            if total:
+                runs = np.repeat(lo - (np.cumsum(sizes) - sizes), sizes)
+                found.append(slots[runs + np.arange(total)])
+                askers.append(np.repeat(asker, sizes))
+        if not found:
+            return [[] for _ in range(count)]
+        # (asker, slot) pairs as one number, made unique and sorted: each asker's slots
+        # in slot order, as query gives them.
+        pairs = np.unique((np.concatenate(askers) << 32) | np.concatenate(found).astype(np.int64))
+        who, slots = pairs >> 32, pairs & 0xFFFFFFFF
+        if floor > 0.0:
+            mine = low_bits(sigs, self.bands * self.rows)
+            keep = agreeing(self._sigs.take(slots), mine[who], floor)
+            who, slots = who[keep], slots[keep]
+        bounds = np.searchsorted(who, np.arange(count + 1)).tolist()
+        ids = self._ids
+        named = [ids[s] for s in slots.tolist()]
+        return [
+            [i for i in named[bounds[k] : bounds[k + 1]] if i is not None] for k in range(count)
+        ]
+
     def _keep_signatures(self, start: int, signatures: np.ndarray) -> None:
         self._sigs.put(start, low_bits(np.atleast_2d(signatures), self.bands * self.rows))
 

@@ -482,6 +482,15 @@ def _edit_pair(a: _Item, b: _Item, n: int, drop: Hashes) -> tuple[list[int], lis
     return own_a.tolist(), own_b.tolist()
 
 
+def _distinct(signatures: list[np.ndarray]) -> list[np.ndarray]:
+    """The signatures, each once."""
+    out: list[np.ndarray] = []
+    for sig in signatures:
+        if not any(np.array_equal(sig, seen) for seen in out):
+            out.append(sig)
+    return out
+
+
 def _digest(shingles: np.ndarray) -> int:
     return digest64(shingles.tobytes())
 
@@ -811,6 +820,15 @@ class NearDedupFilter(Filter):
             if len(_without(s, run.boilerplate(k))) != len(s)
         ]
         whole = dict(zip(reduced, self._sign([sets[i] for i in reduced]), strict=True))
+        # The batch may make more of a row boilerplate than the stored items were
+        # signed without: its own part may be a near copy of a stored row (a seed
+        # behind a template), so it asks with each of its signatures.
+        asks = [
+            _distinct([stored[i], signatures[i]] + ([whole[i]] if i in whole else []))
+            for i in range(len(batch))
+        ]
+        # The stored rows do not change while a batch is decided: one query for all.
+        found = self._stored_matches(cells, sets, asks)
         out = []
         for i, c in enumerate(batch):
             self.stats.checked += 1
@@ -818,17 +836,8 @@ class NearDedupFilter(Filter):
                 out.append(self.keep(c, score=0.0))
                 continue
             item = _Item.of(c.id, cells[i], sets[i], tokens[i])
-            index = self._indexes.get(self._scope(item.cell))
-            # The batch may make more of this row boilerplate than the stored items were
-            # signed without: its own part may be a near copy of a stored row (a seed
-            # behind a template), so ask with each of its signatures.
-            asks = [stored[i], signatures[i]] + ([whole[i]] if i in whole else [])
-            keys: set[str] = set()
-            for k, sig in enumerate(asks):
-                if k and any(np.array_equal(sig, a) for a in asks[:k]):
-                    continue
-                if index is not None:
-                    keys.update(index.query(sig, self.floor))
+            keys = found[i]
+            for sig in asks[i]:
                 keys.update(run.query(item, sig))
             same, other, edited = self._best_match(item, keys, run)
             decision = self.conclude(
@@ -838,6 +847,24 @@ class NearDedupFilter(Filter):
             if decision.verdict is Verdict.KEEP:
                 run.add(item, signatures[i])
         return out
+
+    def _stored_matches(
+        self, cells: Sequence[str], sets: Sequence[np.ndarray], asks: list[list[np.ndarray]]
+    ) -> list[set[str]]:
+        """Per candidate, the stored rows of its scope any of its signatures finds."""
+        found: list[set[str]] = [set() for _ in cells]
+        by_scope: dict[str, list[tuple[int, np.ndarray]]] = {}
+        for i, cell in enumerate(cells):
+            if len(sets[i]):
+                by_scope.setdefault(self._scope(cell), []).extend((i, sig) for sig in asks[i])
+        for scope, queries in by_scope.items():
+            index = self._indexes.get(scope)
+            if index is None:
+                continue
+            signatures = np.stack([sig for _, sig in queries])
+            for (i, _), ids in zip(queries, index.query_many(signatures, self.floor), strict=True):
+                found[i].update(ids)
+        return found
 
     def conclude(
         self,
