@@ -319,3 +319,43 @@ def _private_map(size: int) -> mmap.mmap | None:
         return mmap.mmap(-1, size, flags=private)
     except OSError:
         return None
+
+
+class FixedBands:
+    """A fixed set of rows (an eval set) indexed by each band of their signatures,
+    asked for a whole batch at once. A row is proposed when all ``rows`` values of
+    some band equal the query's, which is datasketch's ``MinHashLSH.query`` (exactly
+    when ``rows`` <= 2, as two 32-bit values pack into a key; beyond, up to 64-bit
+    hash collisions)."""
+
+    def __init__(self, signatures: np.ndarray, ids: np.ndarray, bands: int, rows: int) -> None:
+        self.bands = bands
+        self.rows = rows
+        keys = band_keys(signatures, bands, rows) if len(ids) else np.empty((0, bands), np.uint64)
+        self._by_band = []
+        for band in range(bands):
+            order = np.argsort(keys[:, band], kind="stable")
+            self._by_band.append((keys[order, band], np.asarray(ids, dtype=np.int64)[order]))
+
+    def query_many(self, signatures: np.ndarray) -> list[np.ndarray]:
+        """Per signature, the ids proposed, sorted."""
+        count = len(signatures)
+        if not count:
+            return []
+        keys = band_keys(signatures, self.bands, self.rows)
+        found, askers = [], []
+        everyone = np.arange(count, dtype=np.int64)
+        for band, (sorted_keys, ids) in enumerate(self._by_band):
+            lo = np.searchsorted(sorted_keys, keys[:, band], "left")
+            sizes = np.searchsorted(sorted_keys, keys[:, band], "right") - lo
+            total = int(sizes.sum())
+            if total:
+                runs = np.repeat(lo - (np.cumsum(sizes) - sizes), sizes)
+                found.append(ids[runs + np.arange(total)])
+                askers.append(np.repeat(everyone, sizes))
+        if not found:
+            return [np.empty(0, dtype=np.int64) for _ in range(count)]
+        pairs = np.unique((np.concatenate(askers) << 32) | np.concatenate(found))
+        who, ids = pairs >> 32, pairs & 0xFFFFFFFF
+        bounds = np.searchsorted(who, np.arange(count + 1))
+        return [ids[bounds[k] : bounds[k + 1]] for k in range(count)]

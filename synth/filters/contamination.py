@@ -82,6 +82,7 @@ from pydantic import (
 
 from synth.datafiles import FormatChoice, Row, read_records
 from synth.errors import EvalSetError
+from synth.filters.bands import FixedBands
 from synth.filters.base import Filter, FilterContext, FilterParams
 from synth.filters.calibration import (
     FilterCalibration,
@@ -96,7 +97,6 @@ from synth.filters.shingles import (
     jaccard,
     minhash_signatures,
     shingle_hashes,
-    to_minhash,
     token_hashes,
 )
 from synth.messages import text_of
@@ -917,13 +917,13 @@ class _MinHashIndex:
         from datasketch import MinHashLSH
 
         # Lean towards proposing too much: proposals are verified. The LSH is tuned to
-        # the floor; calibrated thresholds are never lower.
-        self.lsh = MinHashLSH(
+        # the floor (datasketch chooses its bands); calibrated thresholds are never
+        # lower.
+        tuned = MinHashLSH(
             threshold=params.minhash_threshold, num_perm=params.num_perm, weights=(0.1, 0.9)
         )
-        for i, (s, sig) in enumerate(zip(self.sets, self.signatures, strict=True)):
-            if s:
-                self.lsh.insert(i, to_minhash(sig), check_duplication=False)
+        indexed = np.array([i for i, s in enumerate(self.sets) if s], dtype=np.int64)
+        self.lsh = FixedBands(self.signatures[indexed], indexed, tuned.b, tuned.r)
 
     def _hashes(self, texts: Sequence[str]) -> list[np.ndarray]:
         return shingle_hashes(texts, self.params.minhash_shingle, self.params.minhash_n)
@@ -934,10 +934,11 @@ class _MinHashIndex:
         on the same texts."""
         sets = [frozenset(h.tolist()) - self.stock for h in self._hashes(texts)]
         signatures = minhash_signatures(sets, self.params.num_perm)
+        proposals = self.lsh.query_many(signatures)
         out: list[list[tuple[int, Match]]] = []
         self._proposals = {}
         for t, (own, sig) in enumerate(zip(sets, signatures, strict=True)):
-            proposed = np.array(sorted(self.lsh.query(to_minhash(sig))) if own else [], int)
+            proposed = proposals[t] if own else proposals[t][:0]
             found: list[tuple[int, Match]] = []
             if len(proposed):
                 estimate = (self.signatures[proposed] == sig).sum(axis=1)

@@ -10,7 +10,7 @@ from conftest import DATA
 from datasketch import MinHashLSH
 
 from synth.filters import bands
-from synth.filters.bands import BandIndex
+from synth.filters.bands import BandIndex, FixedBands
 from synth.filters.shingles import minhash_signatures, shingle_hashes, to_minhash
 
 BANDS, ROWS, PERM = 42, 3, 128
@@ -146,3 +146,23 @@ def test_signature_rows_keep_their_values_as_they_grow():
     alive = np.arange(len(values)) % 4 != 0
     rows.keep(alive)
     assert (rows.take(np.arange(alive.sum())) == values[alive]).all()
+
+
+def test_fixed_bands_propose_what_minhashlsh_proposes_on_real_messages():
+    sigs = signatures(3000)
+    lsh = MinHashLSH(threshold=0.25, num_perm=PERM, weights=(0.1, 0.9))
+    indexed = np.arange(0, 2000, dtype=np.int64)
+    for i in indexed.tolist():
+        lsh.insert(i, to_minhash(sigs[i]), check_duplication=False)
+    fixed = FixedBands(sigs[indexed], indexed, lsh.b, lsh.r)
+    asked = sigs[::7]  # rows in the index and rows not
+    found = fixed.query_many(asked)
+    pairs = 0
+    for sig, ours in zip(asked, found, strict=True):
+        theirs = sorted(lsh.query(to_minhash(sig)))
+        assert ours.tolist() == theirs
+        pairs += len(theirs)
+    assert pairs > 2 * len(asked)  # real messages share bands: there are pairs to see
+    assert [
+        len(x) for x in FixedBands(sigs[:0], indexed[:0], lsh.b, lsh.r).query_many(asked[:2])
+    ] == [0, 0]
