@@ -422,10 +422,9 @@ def _without(shingles: np.ndarray, drop: Hashes) -> np.ndarray:
     )
 
 
-def _pair(a: np.ndarray, b: np.ndarray, drop: Hashes) -> tuple[set[int], set[int]]:
+def _pair(whole_a: set[int], whole_b: set[int], drop: Hashes) -> tuple[set[int], set[int]]:
     """Two rows' shingle sets as compared: without boilerplate, unless either row would
     be left with too few of its own (a repeat, not a template instance: both whole)."""
-    whole_a, whole_b = set(a.tolist()), set(b.tolist())
     if drop:
         rest_a, rest_b = whole_a - drop, whole_b - drop
         if len(rest_a) >= min(_MIN_OWN, len(whole_a)) and len(rest_b) >= min(
@@ -467,15 +466,17 @@ def _long_runs(mask: np.ndarray, length: int) -> np.ndarray:
     return out
 
 
-def _edit_pair(a: _Item, b: _Item, n: int, drop: Hashes) -> tuple[list[int], list[int]]:
+def _edit_pair(
+    a: _Item, b: _Item, n: int, drop: Hashes, sets: tuple[set[int], set[int]]
+) -> tuple[list[int], list[int]]:
     """Two rows' tokens as the edit distance compares them: without the tokens covered
     by boilerplate that both rows contain (a template's opening and closing), unless
     either row would be left with too few of its own (the same rule as :func:`_pair`
     for shingle sets). Boilerplate only one row has stays: an edit that falls on
     frequent phrasing is still an edit, and taking it out of one side would count the
-    rest of that phrase as edits too."""
+    rest of that phrase as edits too. ``sets``: the two rows' shingles."""
     if drop:
-        drop = drop.intersection(a.shingles.tolist()).intersection(b.shingles.tolist())
+        drop = drop.intersection(sets[0]).intersection(sets[1])
     own_a, own_b = _own_tokens(a, n, drop), _own_tokens(b, n, drop)
     if own_a is None or own_b is None:
         return a.tokens.tolist(), b.tokens.tolist()
@@ -1014,28 +1015,31 @@ class NearDedupFilter(Filter):
         n = self.params.ngram if self.params.shingle == "word" else 0
         own_drop = run.boilerplate(item.cell) | run.shared
         own_template = run.template(item.cell)
+        mine = set(item.shingles.tolist())  # made once, for every pair it is in
 
-        def edit_drop(other: _Item) -> Hashes:
+        def edit_drop(other: _Item, theirs: set[int]) -> Hashes:
             drop = own_template
             if other.cell != item.cell:
                 drop = drop | run.template(other.cell)
-            return drop - set(other.shingles.tolist()) if other.seed else drop
+            return drop - theirs if other.seed else drop
 
         for key in sorted(keys):
             other = self._items.get(key) or run.items.get(key)
             if other is None or other.id == item.id:
                 continue
             self.stats.verified += 1
+            theirs = set(other.shingles.tolist())
             same = other.cell == item.cell
             drop = own_drop if same else own_drop | run.boilerplate(other.cell)
             if other.seed and drop:
                 # A seed's own shingles count in full against that seed.
-                drop = drop - set(other.shingles.tolist())
-            j = jaccard(*_pair(item.shingles, other.shingles, drop))
+                drop = drop - theirs
+            j = jaccard(*_pair(mine, theirs, drop))
             if j > best[same][0]:
                 best[same] = (j, key)
             if cut > 0:
-                a, b = _edit_pair(item, other, n, edit_drop(other) if n else _NONE)
+                dropped = edit_drop(other, theirs) if n else _NONE
+                a, b = _edit_pair(item, other, n, dropped, (mine, theirs))
                 e = within(a, b, edit_cut(cut, a, b))
                 if e is not None and (edited is None or e < edited[0]):
                     edited = (e, j, key, "same cell" if same else "other cell")
