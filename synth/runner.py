@@ -361,6 +361,8 @@ class Runner:
         self.results: list[CallResult | None] = []
         self.asked_of: list[int] = []  # examples asked for, per call
         self.done = 0  # the first `done` calls of the plan order are filtered and stored
+        self.handed = 0  # the first `handed` calls' replies went to the filters
+        self.handing = 0  # steps[handing] holds call number `handed`
         self.steps: list[_Step] = []
         self.reported = 0  # steps[:reported] are reported
         self.budget: str | None = None  # the cap that stopped the planning
@@ -641,37 +643,28 @@ class Runner:
             self._end(task.exception())  # type: ignore[arg-type]
 
     async def _flush(self) -> None:
-        """Filter and store the replies ready in plan order, a chunk at a time, and plan
-        the next step at each of its fixed points. Chunks end at those points and at
-        the ends of steps, so a step is planned from exactly what came before it.
-        The loop is given back between chunks: replies waiting to be read and calls
-        waiting for a slot come before filtering, which can wait. Chunks the filters
-        have decided settle in plan order as they come back; at a fixed point all of
-        them do before the next step is planned."""
-        try:
-            self._settle_filtered()
-        except Exception as e:  # a filter or the store: the run fails with it
-            self._end(e)
-            return
-        while self.done < self.planned and not self.ended.done():
-            ready = self.done
-            while ready < len(self.results) and self.results[ready] is not None:
-                ready += 1
-            step = self.steps[self.reported]  # the step that holds call number `done`
-            point = (self.done // self.step + 1) * self.step
-            end = min(ready, point, step.end, self.done + STREAM_CHUNK)
-            if end == self.done:
-                return
-            if end - self.done < STREAM_CHUNK and end not in (point, step.end):
-                return
-            chunk: list[CallResult] = self.results[self.done : end]  # type: ignore[assignment]
-            fixed = end in (point, step.end, self.planned)
+        """Hand the replies ready in plan order to the filters, a chunk at a time, and
+        settle the chunks they have decided, in plan order: count them, fill quotas,
+        store them, and plan the next step at each fixed point. Chunks end at those
+        points and at the ends of steps, so a step is planned from exactly what came
+        before it. Chunks after a point go to the filters before the step at it is
+        planned (the filters decide in plan order whatever they are handed), but are
+        counted only after it, so the filters have work while the run plans. The
+        loop is given back between chunks: replies waiting to be read and calls
+        waiting for a slot come before settling, which can wait."""
+        while not self.ended.done():
             try:
-                step.candidates += self._submit(step, chunk, self.asked_of[self.done : end])
-                if fixed:
-                    await self._filtered()
-                else:
-                    self._settle_filtered()
+                self._hand_over()
+            except Exception as e:  # an unreadable reply, the filter process
+                self._end(e)
+                return
+            if not self.filtering or not self.filtering[0].outcomes.done():
+                return  # woken again by a reply or a decided chunk
+            chunk = self.filtering.pop(0)
+            step = chunk.step
+            fixed = chunk.end in (chunk.point, step.end, self.planned)
+            try:
+                self._settle_filtered(chunk)
             except Exception as e:  # a filter or the store: the run fails with it
                 self._end(e)
                 return
@@ -690,23 +683,9 @@ class Runner:
                 except Exception as e:
                     self._end(e)
                     return
-            for r, n in zip(chunk, self.asked_of[self.done : end], strict=True):
-                self.ahead[_cell_of(r.call)] -= n
-                if r.reason == Unusable.OVER_BUDGET:
-                    continue  # not sent: the budget's, not the endpoint's doing
-                if r.status == "failed" and r.reason != Unusable.CONTEXT_FULL:
-                    step.failed += 1
-                    step.dropped += r.reason == Unusable.CONNECTION
-                    step.first_error = step.first_error or r.error
-                if r.status == "ok":
-                    self.usable += 1
-                else:
-                    why = r.reason or Unusable.FAILED
-                    self.unusable.setdefault(_cell_of(r.call), Counter())[why] += 1
-            self.results[self.done : end] = [None] * (end - self.done)  # in the store now
-            self.done = end
+            self.done = chunk.end
             self._report(self.run_id)
-            if end == step.end:
+            if chunk.end == step.end:
                 self.reported += 1
                 try:
                     self._step_done(step)
@@ -716,9 +695,29 @@ class Runner:
                 if (reason := unusable_stop(self.usable, self.unusable)) is not None:
                     self._end(("stopped", reason))
                     return
-            if end == point or self.done == self.planned:
+            if chunk.end == chunk.point or self.done == self.planned:
                 await self._plan_step()
             await asyncio.sleep(0.001)  # a timer: the loop reads and sends first
+
+    def _hand_over(self) -> None:
+        """Hand every chunk of replies ready in plan order to the filters."""
+        while self.handed < self.planned:
+            ready = self.handed
+            while ready < len(self.results) and self.results[ready] is not None:
+                ready += 1
+            while self.steps[self.handing].end <= self.handed:
+                self.handing += 1
+            step = self.steps[self.handing]  # the step that holds call number `handed`
+            point = (self.handed // self.step + 1) * self.step
+            end = min(ready, point, step.end, self.handed + STREAM_CHUNK)
+            if end == self.handed:
+                return
+            if end - self.handed < STREAM_CHUNK and end not in (point, step.end):
+                return
+            chunk: list[CallResult] = self.results[self.handed : end]  # type: ignore[assignment]
+            self._submit(step, point, end, chunk, self.asked_of[self.handed : end])
+            self.results[self.handed : end] = [None] * (end - self.handed)  # with the chunk
+            self.handed = end
 
     def _step_done(self, step: _Step) -> None:
         if step.failed == step.end - step.start and self.client.fatal is not None:
@@ -769,27 +768,23 @@ class Runner:
             )
         )
 
-    def _submit(self, step: _Step, results: list[CallResult], asked: list[int]) -> int:
-        """Hand a chunk's candidates to the filters; the number of candidates.
-
-        A cell is charged the examples each answered call asked for, whether its
-        reply could be read or not (or its prompt did not fit the context): a model
-        whose replies are unusable yields nothing per example asked, and a cell of
-        such replies stalls (and the run says so) instead of asking again until a
-        budget cap ends it."""
+    def _submit(
+        self, step: _Step, point: int, end: int, results: list[CallResult], asked: list[int]
+    ) -> None:
+        """Hand a chunk's candidates to the filters."""
         matches = {s.name: dict(s.match) for s in self.config.slices}
         candidates: list[Candidate] = []
         processed: list[str] = []
-        for r, n in zip(results, asked, strict=True):
-            if r.status == "invalid" or r.reason == Unusable.CONTEXT_FULL:
-                self.asked[_cell_of(r.call)] += n
+        read: list[int] = []  # examples each reply holds, -1 for one not read
+        for r in results:
             if r.status != "ok":
+                read.append(-1)
                 continue
             items = r.items if r.items is not None else parse_reply(r.content)
             cell_match = matches.get(r.call.slice or "", {})
             candidates += candidates_from(r.call, items, self.config, cell_match, self.run_id)
             processed.append(r.call.id)
-            self.asked[_cell_of(r.call)] += max(n, len(items))
+            read.append(len(items))
         if candidates:
             # Decided and admitted there before the next chunk: the cheap filters'
             # survivors are in their indexes before any judging, so a duplicate of one
@@ -799,27 +794,45 @@ class Runner:
         else:
             outcomes = asyncio.get_running_loop().create_future()
             outcomes.set_result([])
-        self.filtering.append(_Filtering(step, results, processed, outcomes))
-        return len(candidates)
+        self.filtering.append(
+            _Filtering(step, point, end, results, asked, read, processed, len(candidates), outcomes)
+        )
 
-    def _settle_filtered(self) -> None:
-        """Settle the chunks the filters have decided, in plan order, up to the first
-        they are still deciding."""
-        while self.filtering and self.filtering[0].outcomes.done():
-            chunk = self.filtering.pop(0)
-            outcomes = chunk.outcomes.result()
-            self.spend.filtered((r.call for r in chunk.results), outcomes)
-            if self.judge is None:
-                chunk.step.accepted += self._settle(self.run_id, outcomes, chunk.processed)
+    def _settle_filtered(self, chunk: _Filtering) -> None:
+        """Count a chunk the filters decided, and settle or judge its outcomes.
+
+        A cell is charged the examples each answered call asked for, whether its
+        reply could be read or not (or its prompt did not fit the context): a model
+        whose replies are unusable yields nothing per example asked, and a cell of
+        such replies stalls (and the run says so) instead of asking again until a
+        budget cap ends it."""
+        step = chunk.step
+        step.candidates += chunk.candidates
+        for r, n, items in zip(chunk.results, chunk.asked, chunk.read, strict=True):
+            cell = _cell_of(r.call)
+            if r.status == "invalid" or r.reason == Unusable.CONTEXT_FULL:
+                self.asked[cell] += n
+            if r.status == "ok":
+                self.asked[cell] += max(n, items)
+            self.ahead[cell] -= n
+            if r.reason == Unusable.OVER_BUDGET:
+                continue  # not sent: the budget's, not the endpoint's doing
+            if r.status == "failed" and r.reason != Unusable.CONTEXT_FULL:
+                step.failed += 1
+                step.dropped += r.reason == Unusable.CONNECTION
+                step.first_error = step.first_error or r.error
+            if r.status == "ok":
+                self.usable += 1
             else:
-                self.judge.submit(self.judge_client, self.run_id, outcomes)
-                self.with_judge.append(chunk.processed)
-
-    async def _filtered(self) -> None:
-        """Wait for the filters to decide every chunk handed to them, and settle all."""
-        if self.filtering:
-            await asyncio.wait([chunk.outcomes for chunk in self.filtering])
-        self._settle_filtered()
+                why = r.reason or Unusable.FAILED
+                self.unusable.setdefault(cell, Counter())[why] += 1
+        outcomes = chunk.outcomes.result()
+        self.spend.filtered((r.call for r in chunk.results), outcomes)
+        if self.judge is None:
+            step.accepted += self._settle(self.run_id, outcomes, chunk.processed)
+        else:
+            self.judge.submit(self.judge_client, self.run_id, outcomes)
+            self.with_judge.append(chunk.processed)
 
     def _settle(
         self,
@@ -860,11 +873,17 @@ class Runner:
 
 @dataclass
 class _Filtering:
-    """A chunk of replies whose candidates are with the filters."""
+    """A chunk of replies whose candidates are with the filters: calls up to ``end``
+    of the plan order."""
 
     step: _Step
+    point: int  # the fixed point the chunk is before (or at)
+    end: int
     results: list[CallResult]
+    asked: list[int]  # examples each call asked for
+    read: list[int]  # examples each reply held, -1 for one not read
     processed: list[str]  # the calls whose replies were read
+    candidates: int
     outcomes: asyncio.Future[list[Outcome]]
 
 
