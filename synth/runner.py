@@ -387,10 +387,6 @@ class Runner:
         store.calls.add_template(self.template.name, self.template.source, self.template.sha)
         run = store.runs.begin(config.as_json(), config.sha)
         summary = RunSummary(run.id, "running", None, resumed=run.resumes > 0)
-        eval_items = self.chain.prepare(store.examples.seen_items())
-        if self.notice is not None:
-            took = time.monotonic() - self.preparing_since
-            self.notice(_ready(eval_items, took, config.endpoint()))
         # Kept in memory from here on (one run writes to a store at a time): asking
         # the store after every chunk of replies costs a scan of all examples. Only
         # reviewers change them beside the run; _reread_reviews catches that.
@@ -403,6 +399,12 @@ class Runner:
             asyncio.get_running_loop().create_future()
         )
         self.wake = asyncio.Event()
+        # The filter process indexes the stored rows while the first calls go out.
+        prepared = self.chain.prepare(store.examples.seen_items())
+        prepared.add_done_callback(self._prepared)
+        if self.notice is not None:
+            took = time.monotonic() - self.preparing_since
+            self.notice(_ready(self.chain.eval_items, took, config.endpoint()))
         # A slow server may take minutes over the first replies: the display hears
         # what is on the wire meanwhile.
         ticker = asyncio.ensure_future(self._tick()) if self.progress else None
@@ -624,6 +626,10 @@ class Runner:
         self.sending.add(task)
         task.add_done_callback(self._sent)
         await asyncio.sleep(0)  # the lot goes out before the next is rendered
+
+    def _prepared(self, prepared: asyncio.Future[None]) -> None:
+        if not prepared.cancelled() and prepared.exception() is not None:
+            self._end(prepared.exception())  # type: ignore[arg-type]
 
     def _end(self, outcome: tuple[str, str | None] | BaseException) -> None:
         if self.ended.done():

@@ -94,16 +94,19 @@ class ChainProcess:
         self.closed = False
         try:
             self._requests.send((list(specs), ctx))
-            self.names: list[str] = self._reply()
+            names, eval_items = self._reply()
         except BaseException:
             self.close()
             raise
+        self.names: list[str] = names
+        self.eval_items: int = eval_items  # what the contamination index covers
 
-    def prepare(self, seen: Sequence[SeenItem]) -> int:
-        """Index what the store holds; the eval items the contamination index covers."""
-        self._requests.send(("prepare", list(seen)))
-        count: int = self._reply()
-        return count
+    def prepare(self, seen: Sequence[SeenItem]) -> asyncio.Future[None]:
+        """Index what the store holds, while the run sends its first calls: the first
+        chunk is decided after it."""
+        loop = asyncio.get_running_loop()
+        self._sender.submit(self._requests.send, ("prepare", list(seen)))
+        return loop.run_in_executor(self._receiver, self._reply)
 
     def submit(self, batch: Sequence[Candidate]) -> asyncio.Future[list[Outcome]]:
         """Decide a chunk and admit its survivors; its outcomes, when decided."""
@@ -162,7 +165,10 @@ def _serve(requests: Connection, replies: Connection) -> None:
     except Exception as e:
         replies.send(("error", _described(e)))
         return
-    replies.send(("ok", chain.names))
+    eval_items = sum(
+        len(f.index.items) for f in chain.filters if isinstance(f, ContaminationFilter)
+    )
+    replies.send(("ok", (chain.names, eval_items)))
     while True:
         try:
             kind, payload = requests.recv()
@@ -170,17 +176,19 @@ def _serve(requests: Connection, replies: Connection) -> None:
             return
         try:
             if kind == "prepare":
-                chain.prepare(payload)
+                try:
+                    chain.prepare(payload)
+                except Exception as e:
+                    # Not half prepared: the chunks after it are not decided at all.
+                    replies.send(("error", _described(e)))
+                    return
                 # What the chain holds lives as long as the process: out of the
                 # collector's walks. A chunk allocates thousands of short-lived
                 # containers; at Python's threshold (700) the young generation is
                 # collected every few candidates.
                 gc.freeze()
                 gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
-                eval_items = sum(
-                    len(f.index.items) for f in chain.filters if isinstance(f, ContaminationFilter)
-                )
-                replies.send(("ok", eval_items))
+                replies.send(("ok", None))
             else:
                 outcomes = chain.decide(payload)
                 chain.admit([o.candidate for o in outcomes if o.verdict is not Verdict.REJECT])

@@ -86,11 +86,14 @@ def test_same_decisions_as_the_chain_in_process() -> None:
     process = ChainProcess(specs, ctx)
     try:
         assert process.names == local.names
-        assert process.prepare(seen) > 0  # the eval items the contamination index holds
+        assert process.eval_items > 0  # what the contamination index holds
 
         async def decide_all() -> list[Outcome]:
-            # All queued at once: each is decided after the one before it is admitted.
+            # All queued at once, behind the stored rows' indexing: each is decided
+            # after the one before it is admitted.
+            prepared = process.prepare(seen)
             futures = [process.submit(chunk) for chunk in chunks]
+            await prepared
             return [o for f in futures for o in await f]
 
         got = summary(asyncio.run(decide_all()))
