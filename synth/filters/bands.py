@@ -134,31 +134,10 @@ class BandIndex:
         """Ids that share at least one band with ``signature``, in slot order; with a
         ``floor``, only those whose signature agrees with it in at least that share of
         its values (the MinHash estimate of their Jaccard)."""
-        keys = self._mixed(band_keys(signature, self.bands, self.rows))[0]
-        parts = []
-        for sorted_keys, slots in self._levels():
-            if not len(sorted_keys):
-                continue
-            lo = np.searchsorted(sorted_keys, keys, "left")
-            sizes = np.searchsorted(sorted_keys, keys, "right") - lo
-            total = int(sizes.sum())
-            if total:
-                # Every [lo, lo + size) range at once: each position's offset in its run.
-                runs = np.repeat(lo - (np.cumsum(sizes) - sizes), sizes)
-                parts.append(slots[runs + np.arange(total)])
-        if not parts:
-            return []
-        found = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        ids = self._ids
-        slots = np.unique(found)
-        if floor > 0.0:
-            mine = low_bits(signature, self.bands * self.rows)
-            slots = slots[agreeing(self._sigs.take(slots), mine, floor)]
-        return [i for i in (ids[s] for s in slots.tolist()) if i is not None]
+        return self.query_many(np.atleast_2d(signature), floor)[0]
 
     def query_many(self, signatures: np.ndarray, floor: float = 0.0) -> list[list[str]]:
-        """:meth:`query` for each row of ``signatures``, in one vectorised pass: the
-        same ids in the same order."""
+        """:meth:`query` for each row of ``signatures``, in one vectorised pass."""
         sigs = np.atleast_2d(signatures)
         count = len(sigs)
         if not count:
@@ -168,24 +147,15 @@ class BandIndex:
         # where the last ended, in memory the last one brought in.
         order = np.argsort(keys, kind="stable")
         keys = keys[order]
-        asker = order // self.bands
         found, askers = [], []
         for sorted_keys, slots in self._levels():
-            if not len(sorted_keys):
-                continue
-            lo = np.searchsorted(sorted_keys, keys, "left")
-            sizes = np.searchsorted(sorted_keys, keys, "right") - lo
-            total = int(sizes.sum())
-            if total:
-                runs = np.repeat(lo - (np.cumsum(sizes) - sizes), sizes)
-                found.append(slots[runs + np.arange(total)])
-                askers.append(np.repeat(asker, sizes))
-        if not found:
-            return [[] for _ in range(count)]
+            if len(sorted_keys):
+                at, matched = _runs(sorted_keys, slots, keys)
+                found.append(matched)
+                askers.append(order[at] // self.bands)
         # (asker, slot) pairs as one number, made unique and sorted: each asker's slots
-        # in slot order, as query gives them.
-        pairs = np.unique((np.concatenate(askers) << 32) | np.concatenate(found).astype(np.int64))
-        who, slots = pairs >> 32, pairs & 0xFFFFFFFF
+        # in slot order.
+        who, slots = _grouped(askers, found)
         if floor > 0.0:
             mine = low_bits(sigs, self.bands * self.rows)
             keep = agreeing(self._sigs.take(slots), mine[who], floor)
@@ -344,18 +314,32 @@ class FixedBands:
             return []
         keys = band_keys(signatures, self.bands, self.rows)
         found, askers = [], []
-        everyone = np.arange(count, dtype=np.int64)
         for band, (sorted_keys, ids) in enumerate(self._by_band):
-            lo = np.searchsorted(sorted_keys, keys[:, band], "left")
-            sizes = np.searchsorted(sorted_keys, keys[:, band], "right") - lo
-            total = int(sizes.sum())
-            if total:
-                runs = np.repeat(lo - (np.cumsum(sizes) - sizes), sizes)
-                found.append(ids[runs + np.arange(total)])
-                askers.append(np.repeat(everyone, sizes))
-        if not found:
-            return [np.empty(0, dtype=np.int64) for _ in range(count)]
-        pairs = np.unique((np.concatenate(askers) << 32) | np.concatenate(found))
-        who, ids = pairs >> 32, pairs & 0xFFFFFFFF
+            at, matched = _runs(sorted_keys, ids, keys[:, band])
+            found.append(matched)
+            askers.append(at)
+        who, ids = _grouped(askers, found)
         bounds = np.searchsorted(who, np.arange(count + 1))
         return [ids[bounds[k] : bounds[k + 1]] for k in range(count)]
+
+
+def _runs(
+    sorted_keys: np.ndarray, values: np.ndarray, keys: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Every match of ``keys`` in ``sorted_keys``: the position of the key asked and the
+    ``values`` beside the match, each key's whole run of equal keys at once."""
+    lo = np.searchsorted(sorted_keys, keys, "left")
+    sizes = np.searchsorted(sorted_keys, keys, "right") - lo
+    total = int(sizes.sum())
+    # Each position's offset in its run, for every [lo, lo + size) range at once.
+    runs = np.repeat(lo - (np.cumsum(sizes) - sizes), sizes)
+    asked = np.repeat(np.arange(len(keys), dtype=np.int64), sizes)
+    return asked, values[runs + np.arange(total)]
+
+
+def _grouped(askers: list[np.ndarray], found: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (asker, value) pairs, sorted by asker then value (values < 2**32)."""
+    if not found:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    pairs = np.unique((np.concatenate(askers) << 32) | np.concatenate(found).astype(np.int64))
+    return pairs >> 32, pairs & 0xFFFFFFFF
