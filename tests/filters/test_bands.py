@@ -116,23 +116,35 @@ def test_closed_levels_propose_what_one_level_proposes_through_compaction(monkey
         assert split.query(sig, floor=0.3) == whole.query(sig, floor=0.3)
 
 
-def test_one_query_for_many_signatures_finds_what_each_query_finds(monkeypatch):
+def test_one_query_for_many_signatures_finds_what_a_scan_of_every_row_finds(monkeypatch):
     sigs = signatures(3000)
     ids = [f"r{i}" for i in range(len(sigs))]
     monkeypatch.setattr(bands, "_MERGE_AT", 5_000)
     monkeypatch.setattr(bands, "_CLOSE_AT", 20_000)
     index = BandIndex(BANDS, ROWS)
-    for start in range(0, 2000, 70):
-        index.add(ids[start : start + 70], sigs[start : start + 70])
-    index.remove(ids[:2000:5])  # dead slots are skipped, not compacted away
+    for start in range(0, 2000, 80):
+        index.add(ids[start : start + 80], sigs[start : start + 80])
+    removed = set(range(0, 2000, 5))
+    index.remove([ids[i] for i in sorted(removed)])  # dead slots are skipped, not compacted
     assert len(index._closed) and len(index._new_keys) and index._dead
-    asked = sigs[::9]  # rows in the index and rows not
+    keys = index._mixed(bands.band_keys(sigs, BANDS, ROWS))  # the index's own band keys
+    low = bands.low_bits(sigs, BANDS * ROWS)
+    asked = list(range(0, 3000, 9))  # rows in the index, removed and never added
     for floor in (0.0, 0.3):
-        many = index.query_many(asked, floor)
-        assert many == [index.query(sig, floor) for sig in asked]
-        assert sum(map(len, many)) > len(asked)  # there are matches to compare
+        found = index.query_many(sigs[asked], floor)
+        for q, ours in zip(asked, found, strict=True):
+            scanned = [
+                ids[i]
+                for i in range(2000)
+                if i not in removed
+                and (keys[i] == keys[q]).any()
+                and (low[i] == low[q]).mean() >= floor
+            ]
+            assert ours == scanned  # the same rows, in the order they were added
+        assert sum(map(len, found)) > len(asked)  # there are matches to compare
+    assert index.query(sigs[asked[1]]) == found[1]
     assert index.query_many(sigs[:0]) == []
-    assert BandIndex(BANDS, ROWS).query_many(asked[:3]) == [[], [], []]
+    assert BandIndex(BANDS, ROWS).query_many(sigs[:3]) == [[], [], []]
 
 
 def test_signature_rows_keep_their_values_as_they_grow():
