@@ -492,6 +492,11 @@ def _distinct(signatures: list[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
+# The pair fewest token edits apart: edit share, its Jaccard, id, "same cell" or
+# "other cell"; None when none is within max_edits.
+_Edited = tuple[float, float, str, str] | None
+
+
 def _digest(shingles: np.ndarray) -> int:
     return digest64(shingles.tobytes())
 
@@ -872,12 +877,14 @@ class NearDedupFilter(Filter):
         c: Candidate,
         same: tuple[float, str | None],
         other: tuple[float, str | None],
-        edited: tuple[float, float, str, str] | None,
+        edited: _Edited | Callable[[], _Edited],
         long_enough: Callable[[str], bool],
     ) -> Decision:
         """The decision on a candidate from its best verified matches (as
         ``_best_match`` gives them): the one place its reasons are worded, for the
-        local chain and for the Ray backend (:mod:`synth.distributed`) alike."""
+        local chain and for the Ray backend (:mod:`synth.distributed`) alike.
+        ``edited`` may be a function that finds it: it is asked only when no Jaccard
+        threshold is reached (token edits are the slower measure)."""
         fired = [
             (j, match, kind, t)
             for (j, match), kind, t in (
@@ -891,6 +898,8 @@ class NearDedupFilter(Filter):
             self.stats.rejected += 1
             reason = f"near_dup: j={j:.2f} with {match} (>= {t.value:.2f} {kind}: {t.why()})"
             return self.reject(c, reason, score=round(j, 4))
+        if callable(edited):
+            edited = edited()
         if edited is not None:
             # Within the edit cut: a near duplicate by definition, whatever its
             # Jaccard (the pair's Jaccard is the score, as for every decision).
@@ -998,31 +1007,16 @@ class NearDedupFilter(Filter):
 
     def _best_match(
         self, item: _Item, keys: set[str], run: _BatchRun
-    ) -> tuple[
-        tuple[float, str | None],
-        tuple[float, str | None],
-        tuple[float, float, str, str] | None,
-    ]:
+    ) -> tuple[tuple[float, str | None], tuple[float, str | None], Callable[[], _Edited]]:
         """The highest exact Jaccard among the LSH's proposals in the item's own cell and
-        in other cells, and the proposal fewest token edits away if that is within
-        ``max_edits`` (edit share, its Jaccard, id, "same cell" or "other cell"); ties go
-        to the smaller id."""
+        in other cells, and a function finding the proposal fewest token edits away if
+        that is within ``max_edits`` (edit share, its Jaccard, id, "same cell" or "other
+        cell"); ties go to the smaller id."""
         self.stats.lsh_candidates += len(keys)
         best: dict[bool, tuple[float, str | None]] = {True: (0.0, None), False: (0.0, None)}
-        edited: tuple[float, float, str, str] | None = None
-        cut = self.params.max_edits
-        # Token n-grams are what boilerplate is made of only with word shingles.
-        n = self.params.ngram if self.params.shingle == "word" else 0
         own_drop = run.boilerplate(item.cell) | run.shared
-        own_template = run.template(item.cell)
         mine = set(item.shingles.tolist())  # made once, for every pair it is in
-
-        def edit_drop(other: _Item, theirs: set[int]) -> Hashes:
-            drop = own_template
-            if other.cell != item.cell:
-                drop = drop | run.template(other.cell)
-            return drop - theirs if other.seed else drop
-
+        pairs: list[tuple[str, _Item, set[int], float]] = []
         for key in sorted(keys):
             other = self._items.get(key) or run.items.get(key)
             if other is None or other.id == item.id:
@@ -1037,13 +1031,39 @@ class NearDedupFilter(Filter):
             j = jaccard(*_pair(mine, theirs, drop))
             if j > best[same][0]:
                 best[same] = (j, key)
-            if cut > 0:
-                dropped = edit_drop(other, theirs) if n else _NONE
-                a, b = _edit_pair(item, other, n, dropped, (mine, theirs))
-                e = within(a, b, edit_cut(cut, a, b))
-                if e is not None and (edited is None or e < edited[0]):
-                    edited = (e, j, key, "same cell" if same else "other cell")
-        return best[True], best[False], edited
+            pairs.append((key, other, theirs, j))
+        return best[True], best[False], partial(self._fewest_edits, item, mine, pairs, run)
+
+    def _fewest_edits(
+        self,
+        item: _Item,
+        mine: set[int],
+        pairs: list[tuple[str, _Item, set[int], float]],
+        run: _BatchRun,
+    ) -> _Edited:
+        """Of the verified pairs (in id order), the one fewest token edits apart, if
+        within ``max_edits``."""
+        cut = self.params.max_edits
+        if cut <= 0:
+            return None
+        # Token n-grams are what boilerplate is made of only with word shingles.
+        n = self.params.ngram if self.params.shingle == "word" else 0
+        own_template = run.template(item.cell)
+        edited: _Edited = None
+        for key, other, theirs, j in pairs:
+            drop = _NONE
+            if n:
+                drop = own_template
+                if other.cell != item.cell:
+                    drop = drop | run.template(other.cell)
+                if other.seed:
+                    drop = drop - theirs
+            a, b = _edit_pair(item, other, n, drop, (mine, theirs))
+            e = within(a, b, edit_cut(cut, a, b))
+            if e is not None and (edited is None or e < edited[0]):
+                same = other.cell == item.cell
+                edited = (e, j, key, "same cell" if same else "other cell")
+        return edited
 
     # --- state ---------------------------------------------------------------------
 
