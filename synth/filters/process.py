@@ -39,8 +39,10 @@ from synth.filters.chain import record
 from synth.filters.contamination import ContaminationFilter
 from synth.records import Candidate, Decision, Outcome, SeenItem, Verdict
 
-# Seconds a closed chain's process gets to exit before it is terminated.
-EXIT_WAIT_S = 5.0
+# Seconds a closed chain's process gets to exit before it is killed: it holds nothing
+# to save, and chunks still queued for it (a run ended by Ctrl-C or an error) would
+# only be decided for nobody.
+EXIT_WAIT_S = 1.0
 # Allocations between young-generation collections in the filter process.
 GC_THRESHOLD = 10_000
 
