@@ -40,6 +40,7 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX = np.uint64(0xBF58476D1CE4E5B9)
 _MERGE_AT = 1 << 16  # band keys in the small array before it is merged into the big one
 _CLOSE_AT = 1 << 22  # band keys in the big array before it is closed and another begun
+_ASKED_AT_ONCE = 256  # signatures a query_many pass looks up together
 
 
 def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
@@ -137,11 +138,17 @@ class BandIndex:
         return self.query_many(np.atleast_2d(signature), floor)[0]
 
     def query_many(self, signatures: np.ndarray, floor: float = 0.0) -> list[list[str]]:
-        """:meth:`query` for each row of ``signatures``, in one vectorised pass."""
+        """:meth:`query` for each row of ``signatures``, a few hundred at a time in one
+        vectorised pass: in a big cell each band key matches many rows, and the matches
+        of thousands of signatures would be held, and sorted, at once."""
         sigs = np.atleast_2d(signatures)
+        out: list[list[str]] = []
+        for start in range(0, len(sigs), _ASKED_AT_ONCE):
+            out += self._query_part(sigs[start : start + _ASKED_AT_ONCE], floor)
+        return out
+
+    def _query_part(self, sigs: np.ndarray, floor: float) -> list[list[str]]:
         count = len(sigs)
-        if not count:
-            return []
         keys = self._mixed(band_keys(sigs, self.bands, self.rows)).ravel()
         # Sorted, the keys are found in a third of the time: each search starts near
         # where the last ended, in memory the last one brought in.

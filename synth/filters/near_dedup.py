@@ -492,9 +492,6 @@ def _distinct(signatures: list[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
-# Signatures asked of the stored rows' band index in one pass.
-_ASKED_AT_ONCE = 256
-
 # The pair fewest token edits apart: edit share, its Jaccard, id, "same cell" or
 # "other cell"; None when none is within max_edits.
 _Edited = tuple[float, float, str, str] | None
@@ -870,14 +867,9 @@ class NearDedupFilter(Filter):
             index = self._indexes.get(scope)
             if index is None:
                 continue
-            # A few hundred signatures at a time: in a big cell each band key matches
-            # many rows, and the matches of a whole chunk of `synth filter`'s (a
-            # thousand rows) would be held at once.
-            for start in range(0, len(queries), _ASKED_AT_ONCE):
-                part = queries[start : start + _ASKED_AT_ONCE]
-                signatures = np.stack([sig for _, sig in part])
-                for (i, _), ids in zip(part, index.query_many(signatures, self.floor), strict=True):
-                    found[i].update(ids)
+            signatures = np.stack([sig for _, sig in queries])
+            for (i, _), ids in zip(queries, index.query_many(signatures, self.floor), strict=True):
+                found[i].update(ids)
         return found
 
     def conclude(
