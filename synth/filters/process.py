@@ -176,25 +176,24 @@ def _serve(requests: Connection, replies: Connection) -> None:
             kind, payload = requests.recv()
         except (EOFError, OSError):
             return
+        if kind == "prepare":
+            try:
+                chain.prepare(payload)
+            except Exception as e:
+                # Not half prepared: the chunks after it are not decided at all.
+                replies.send(("error", _described(e)))
+                return
+            # What the chain holds lives as long as the process: out of the collector's
+            # walks. A chunk allocates thousands of short-lived containers; at Python's
+            # threshold (700) the young generation is collected every few candidates.
+            gc.freeze()
+            gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+            replies.send(("ok", None))
+            continue
         try:
-            if kind == "prepare":
-                try:
-                    chain.prepare(payload)
-                except Exception as e:
-                    # Not half prepared: the chunks after it are not decided at all.
-                    replies.send(("error", _described(e)))
-                    return
-                # What the chain holds lives as long as the process: out of the
-                # collector's walks. A chunk allocates thousands of short-lived
-                # containers; at Python's threshold (700) the young generation is
-                # collected every few candidates.
-                gc.freeze()
-                gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
-                replies.send(("ok", None))
-            else:
-                outcomes = chain.decide(payload)
-                chain.admit([o.candidate for o in outcomes if o.verdict is not Verdict.REJECT])
-                replies.send(("ok", [o.decisions for o in outcomes]))
+            outcomes = chain.decide(payload)
+            chain.admit([o.candidate for o in outcomes if o.verdict is not Verdict.REJECT])
+            replies.send(("ok", [o.decisions for o in outcomes]))
         except Exception as e:
             replies.send(("error", _described(e)))
 
