@@ -75,7 +75,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from synth.filters.bands import BandIndex, agreeing, band_keys, low_bits
+from synth.filters.bands import BandIndex
 from synth.filters.base import Filter, FilterContext, FilterParams
 from synth.filters.calibration import (
     FilterCalibration,
@@ -434,40 +434,37 @@ def _pair(whole_a: set[int], whole_b: set[int], drop: Hashes) -> tuple[set[int],
     return whole_a, whole_b
 
 
-def _own_tokens(item: _Item, n: int, drop: Hashes) -> np.ndarray | None:
-    """The tokens not covered by a boilerplate word n-gram, in order; None if too few
-    are left (the row is then compared whole, as :func:`_pair` does)."""
-    tokens = item.tokens
+def _own_tokens(tokens: list[int], grams: list[int], n: int, drop: Hashes) -> list[int] | None:
+    """The tokens not covered by boilerplate word n-grams (``grams``: the tokens'
+    n-grams in order), in order; None if too few are left (the row is then compared
+    whole, as :func:`_pair` does). Plain lists: a row has tens of tokens, too few for
+    numpy to pay for its calls."""
     if not drop or len(tokens) < n:
         return tokens
-    hit = [h in drop for h in item.grams(n)]
+    hit = [h in drop for h in grams]
     if not any(hit):
         return tokens
-    covered = np.zeros(len(tokens), dtype=bool)
-    spans = np.array(hit, dtype=bool)
-    for k in range(n):
-        covered[k : k + len(spans)] |= spans
-    covered = _long_runs(covered, _MIN_TEMPLATE_RUN)
-    rest = tokens[~covered]
+    covered = [False] * len(tokens)
+    for start, on in enumerate(hit):
+        if on:
+            covered[start : start + n] = [True] * n
+    rest: list[int] = []
+    stretch: list[int] = []  # the covered tokens since the last own one
+    for token, on in zip(tokens, covered, strict=True):
+        if on:
+            stretch.append(token)
+            continue
+        if len(stretch) < _MIN_TEMPLATE_RUN:
+            rest += stretch
+        stretch = []
+        rest.append(token)
+    if len(stretch) < _MIN_TEMPLATE_RUN:
+        rest += stretch
     return rest if len(rest) >= min(_MIN_OWN, len(tokens)) else None
 
 
-def _long_runs(mask: np.ndarray, length: int) -> np.ndarray:
-    """``mask`` with its runs of True shorter than ``length`` cleared."""
-    out = mask.copy()
-    start = None
-    for i, on in enumerate([*mask.tolist(), False]):
-        if on and start is None:
-            start = i
-        elif not on and start is not None:
-            if i - start < length:
-                out[start:i] = False
-            start = None
-    return out
-
-
 def _edit_pair(
-    a: _Item, b: _Item, n: int, drop: Hashes, sets: tuple[set[int], set[int]]
+    a: _Item, b: _Item, drop: Hashes, sets: tuple[set[int], set[int]], run: _BatchRun, n: int
 ) -> tuple[list[int], list[int]]:
     """Two rows' tokens as the edit distance compares them: without the tokens covered
     by boilerplate that both rows contain (a template's opening and closing), unless
@@ -477,10 +474,10 @@ def _edit_pair(
     rest of that phrase as edits too. ``sets``: the two rows' shingles."""
     if drop:
         drop = drop.intersection(sets[0]).intersection(sets[1])
-    own_a, own_b = _own_tokens(a, n, drop), _own_tokens(b, n, drop)
+    own_a, own_b = run.own_tokens(a, drop, n), run.own_tokens(b, drop, n)
     if own_a is None or own_b is None:
-        return a.tokens.tolist(), b.tokens.tolist()
-    return own_a.tolist(), own_b.tolist()
+        return run.tokens(a), run.tokens(b)
+    return own_a, own_b
 
 
 def _distinct(signatures: list[np.ndarray]) -> list[np.ndarray]:
@@ -776,6 +773,9 @@ class NearDedupFilter(Filter):
         self._rates: _RealRates | None = None  # built from _refs when first needed
         # Shingles of the last batch, so admit does not hash the kept ones again.
         self._pending: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+        # Their signatures, and the boilerplate they were signed without: a kept row
+        # whose cell's boilerplate did not move is indexed by the one it was asked with.
+        self._signed: dict[tuple[str, str], tuple[np.ndarray, Hashes]] = {}
         self.same_cell, self.other_cell = self._thresholds([], [])
 
     # --- the Filter contract -------------------------------------------------------
@@ -817,6 +817,9 @@ class NearDedupFilter(Filter):
         stored = self._sign(
             [_without(s, self._boilerplate(k)) for k, s in zip(cells, sets, strict=True)]
         )
+        self._signed = {
+            (c.id, c.text): (stored[i], self._boilerplate(cells[i])) for i, c in enumerate(batch)
+        }
         signatures = run.signatures(stored)
         # Rows with boilerplate taken out also ask with all their shingles: a row that is
         # a near copy of another whole (a repeated text) is signed whole.
@@ -835,6 +838,7 @@ class NearDedupFilter(Filter):
         ]
         # The stored rows do not change while a batch is decided: one query for all.
         found = self._stored_matches(cells, sets, asks)
+        run.propose([c.id for c in batch], signatures, asks)
         out = []
         for i, c in enumerate(batch):
             self.stats.checked += 1
@@ -843,15 +847,14 @@ class NearDedupFilter(Filter):
                 continue
             item = _Item.of(c.id, cells[i], sets[i], tokens[i])
             keys = found[i]
-            for sig in asks[i]:
-                keys.update(run.query(item, sig))
+            keys.update(run.kept_proposals(i))
             same, other, edited = self._best_match(item, keys, run)
             decision = self.conclude(
                 c, same, other, edited, partial(self._long_enough, item, run=run)
             )
             out.append(decision)
             if decision.verdict is Verdict.KEEP:
-                run.add(item, signatures[i])
+                run.items[item.id] = item
         return out
 
     def _stored_matches(
@@ -922,6 +925,7 @@ class NearDedupFilter(Filter):
     def admit(self, kept: Sequence[Candidate]) -> None:
         self._add([(c.id, c.cell, c.text, False) for c in kept])
         self._pending = {}
+        self._signed = {}
 
     # --- for the Ray backend (synth.distributed) ------------------------------------
 
@@ -1018,11 +1022,11 @@ class NearDedupFilter(Filter):
         mine = set(item.shingles.tolist())  # made once, for every pair it is in
         pairs: list[tuple[str, _Item, set[int], float]] = []
         for key in sorted(keys):
-            other = self._items.get(key) or run.items.get(key)
-            if other is None or other.id == item.id:
+            row = run.row(key)
+            if row is None or key == item.id:
                 continue
+            other, theirs = row
             self.stats.verified += 1
-            theirs = set(other.shingles.tolist())
             same = other.cell == item.cell
             drop = own_drop if same else own_drop | run.boilerplate(other.cell)
             if other.seed and drop:
@@ -1058,7 +1062,7 @@ class NearDedupFilter(Filter):
                     drop = drop | run.template(other.cell)
                 if other.seed:
                     drop = drop - theirs
-            a, b = _edit_pair(item, other, n, drop, (mine, theirs))
+            a, b = _edit_pair(item, other, drop, (mine, theirs), run, n)
             e = within(a, b, edit_cut(cut, a, b))
             if e is not None and (edited is None or e < edited[0]):
                 same = other.cell == item.cell
@@ -1080,7 +1084,10 @@ class NearDedupFilter(Filter):
         computed = zip(self._shingles(missing), token_hashes(missing), strict=True)
         by_cell: dict[str, list[_Item]] = {}
         before = len(self._items)
+        signed = {}
         for id_, (cell_name, text, real) in new.items():
+            if (id_, text) in self._signed:
+                signed[id_] = self._signed[(id_, text)]
             pending = self._pending.get((id_, text))
             shingles, tokens = pending if pending is not None else next(computed)
             # Packed into bytes of its own: the batch's arrays were cut from one buffer
@@ -1106,12 +1113,29 @@ class NearDedupFilter(Filter):
                 self._unindex(stale)
                 for at in range(0, len(stale), 4096):
                     self._index([self._items[i] for i in stale[at : at + 4096]])
-            self._index(cell_items)
+            self._index(cell_items, signed)
 
-    def _index(self, items: Sequence[_Item]) -> None:
+    def _index(
+        self, items: Sequence[_Item], signed: dict[str, tuple[np.ndarray, Hashes]] | None = None
+    ) -> None:
+        """Index rows by their signatures under their cell's boilerplate, taken from
+        ``signed`` (by id: a signature and the boilerplate it was made without) where
+        that boilerplate is still the cell's."""
         items = [x for x in items if len(x.shingles)]
-        views = [_without(x.shingles, self._boilerplate(x.cell)) for x in items]
-        signatures = self._sign(views)
+        known: dict[int, np.ndarray] = {}
+        for k, x in enumerate(items):
+            at_hand = signed.get(x.id) if signed else None
+            if at_hand is not None and at_hand[1] == self._boilerplate(x.cell):
+                known[k] = at_hand[0]
+        unsigned = [k for k in range(len(items)) if k not in known]
+        signatures = self._sign(
+            [_without(items[k].shingles, self._boilerplate(items[k].cell)) for k in unsigned]
+        )
+        if known:
+            fresh = signatures
+            signatures = np.empty((len(items), fresh.shape[1]), dtype=fresh.dtype)
+            signatures[unsigned] = fresh
+            signatures[list(known)] = np.stack(list(known.values()))
         by_scope: dict[str, list[int]] = {}
         for k, item in enumerate(items):
             by_scope.setdefault(self._scope(item.cell), []).append(k)
@@ -1186,9 +1210,7 @@ class NearDedupFilter(Filter):
 
 class _BatchRun:
     """One batch being decided: each cell's boilerplate with the batch counted, and the
-    candidates kept so far, matched by the LSH's own rule (all ``rows`` signature
-    values of some band equal) over a matrix of band keys instead of a throw-away
-    index."""
+    candidates kept so far, matched by the LSH's own rule (:meth:`BandIndex.query`)."""
 
     def __init__(
         self, owner: NearDedupFilter, cells: Sequence[str], sets: Sequence[np.ndarray]
@@ -1196,12 +1218,12 @@ class _BatchRun:
         self.owner = owner
         self.cells = cells
         self.sets = sets
-        self.items: dict[str, _Item] = {}
-        self.ids: list[str] = []
-        self.scopes: list[str] = []
-        self.keys = np.empty((len(cells), owner.bands), dtype=np.uint64)
-        # The low bits of each kept candidate's signature, for the index's floor.
-        self.low = np.empty((len(cells), owner.bands * owner.rows), dtype=np.uint8)
+        self.items: dict[str, _Item] = {}  # the candidates kept so far
+        self.proposed: list[list[str]] = [[] for _ in cells]
+        self._own: dict[tuple[str, Hashes], list[int] | None] = {}
+        self._tokens: dict[str, list[int]] = {}
+        self._rows: dict[str, tuple[_Item, set[int]]] = {}
+        self._grams: dict[str, list[int]] = {}
         by_cell: dict[str, list[np.ndarray]] = {}
         for cell, s in zip(cells, sets, strict=True):
             if len(s):
@@ -1245,24 +1267,59 @@ class _BatchRun:
         out[moved] = self.owner._sign(views)
         return out
 
-    def query(self, item: _Item, signature: np.ndarray) -> list[str]:
-        """The batch's kept candidates that share a band with ``signature`` and pass
-        the index's floor (:meth:`BandIndex.query`), in the item's scope."""
-        if not self.ids:
-            return []
-        n = len(self.ids)
-        hit = (self.keys[:n] == self._band_keys(signature)).any(axis=1)
-        hit &= agreeing(self.low[:n], low_bits(signature, self.low.shape[1]), self.owner.floor)
-        scope = self.owner._scope(item.cell)
-        return [self.ids[i] for i in np.flatnonzero(hit) if self.scopes[i] == scope]
+    def row(self, id_: str) -> tuple[_Item, set[int]] | None:
+        """A stored row or a kept candidate, and its shingles as a set: made once per
+        batch, as a row near many candidates is proposed to each."""
+        row = self._rows.get(id_)
+        if row is None:
+            item = self.owner._items.get(id_) or self.items.get(id_)
+            if item is None:
+                return None
+            row = self._rows[id_] = (item, set(item.shingles.tolist()))
+        return row
 
-    def add(self, item: _Item, signature: np.ndarray) -> None:
-        n = len(self.ids)
-        self.keys[n] = self._band_keys(signature)[0]
-        self.low[n] = low_bits(signature, self.low.shape[1])
-        self.items[item.id] = item
-        self.ids.append(item.id)
-        self.scopes.append(self.owner._scope(item.cell))
+    def tokens(self, item: _Item) -> list[int]:
+        """A row's token hashes as a list, made once per batch."""
+        tokens = self._tokens.get(item.id)
+        if tokens is None:
+            tokens = self._tokens[item.id] = item.tokens.tolist()
+        return tokens
 
-    def _band_keys(self, signatures: np.ndarray) -> np.ndarray:
-        return band_keys(signatures, self.owner.bands, self.owner.rows)
+    def own_tokens(self, item: _Item, drop: Hashes, n: int) -> list[int] | None:
+        """:func:`_own_tokens`, once per row and boilerplate in a batch: a candidate
+        meets the same template in most of its pairs, and a popular stored row meets it
+        in many candidates' pairs."""
+        tokens = self.tokens(item)
+        if not drop:
+            return tokens
+        key = (item.id, drop)
+        if key not in self._own:
+            grams = self._grams.get(item.id)
+            if grams is None:
+                grams = self._grams[item.id] = item.grams(n)
+            self._own[key] = _own_tokens(tokens, grams, n, drop)
+        return self._own[key]
+
+    def propose(
+        self, ids: Sequence[str], signatures: np.ndarray, asks: Sequence[list[np.ndarray]]
+    ) -> None:
+        """Pair the batch's candidates before any is decided: each one's asks against
+        every other's signature under this batch's boilerplate (what a kept one is
+        indexed by), in one index per scope. One vectorised pass costs less than a
+        query per ask against the candidates kept so far; only those count
+        (:meth:`kept_proposals`)."""
+        by_scope: dict[str, list[int]] = {}
+        for i, cell in enumerate(self.cells):
+            if len(self.sets[i]):
+                by_scope.setdefault(self.owner._scope(cell), []).append(i)
+        for members in by_scope.values():
+            index = self.owner.new_index()
+            index.add([ids[i] for i in members], signatures[members])
+            asked = [i for i in members for _ in asks[i]]
+            queries = np.stack([sig for i in members for sig in asks[i]])
+            for i, found in zip(asked, index.query_many(queries, self.owner.floor), strict=True):
+                self.proposed[i] += found
+
+    def kept_proposals(self, i: int) -> list[str]:
+        """The candidates kept so far that candidate ``i`` was paired with."""
+        return [id_ for id_ in self.proposed[i] if id_ in self.items]
