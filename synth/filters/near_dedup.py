@@ -1113,7 +1113,8 @@ class NearDedupFilter(Filter):
                 self._unindex(stale)
                 for at in range(0, len(stale), 4096):
                     self._index([self._items[i] for i in stale[at : at + 4096]])
-            self._index(cell_items, signed)
+        # The new rows last, in one pass: their cells' boilerplate is settled by now.
+        self._index([x for cell_items in by_cell.values() for x in cell_items], signed)
 
     def _index(
         self, items: Sequence[_Item], signed: dict[str, tuple[np.ndarray, Hashes]] | None = None
