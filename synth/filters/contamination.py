@@ -94,9 +94,9 @@ from synth.filters.calibration import (
 from synth.filters.edits import within
 from synth.filters.shingles import (
     ShingleKind,
-    jaccard,
     minhash_signatures,
     shingle_hashes,
+    shingle_sequence,
     token_hashes,
 )
 from synth.messages import text_of
@@ -455,7 +455,9 @@ class ContaminationIndex:
                 continue
             sets = self.set_of[subset]
             if signal == "ngram":
-                self._ngram = _NgramIndex([tokens[i] for i in subset], sets, params)
+                self._ngram = _NgramIndex(
+                    [self.items[i].text for i in subset], [tokens[i] for i in subset], sets, params
+                )
             elif signal == "minhash":
                 self._minhash = _MinHashIndex(
                     [self.items[i].text for i in subset],
@@ -478,21 +480,30 @@ class ContaminationIndex:
         signal order (``ngram``, ``minhash``, ``semantic``) and set order."""
         out: list[list[Match]] = [[] for _ in texts]
         token_lists = [tokenize(t) for t in texts]
+        joined = [" ".join(t) for t in token_lists]
         if self._stock:
-            for i, t in enumerate(token_lists):
-                item = self._stock.get(" ".join(t))
+            for i, j in enumerate(joined):
+                item = self._stock.get(j)
                 if item is not None:
                     out[i].append(Match("ngram", item, 1.0, stock=True))
+        tokens = _TokenRuns(token_hashes(list(texts)))
+        # The n-gram signal hashes the tokens of the tokens joined by spaces: the same
+        # tokens, unless casefolding and NFKC undo each other somewhere in a text.
+        retokenized = all(
+            t.isascii() or tokenize(j) == toks
+            for t, j, toks in zip(texts, joined, token_lists, strict=True)
+        )
+        words = tokens if retokenized else _TokenRuns(token_hashes(joined))
         found: list[list[tuple[int, Match]]]
         # The edits signal checks the MinHash index's proposals for these texts.
         by_minhash = self._minhash.match(texts) if self._minhash is not None else []
         for signal in SIGNALS:
             if signal == "ngram" and self._ngram is not None:
-                found = self._ngram.match(token_lists)
+                found = self._ngram.match(token_lists, words, tokens)
             elif signal == "edits" and self._minhash is not None and "edits" in self.subsets:
                 found = [
                     [(s, m) for s, m in per_set if signal in self.checked[self.names[s]]]
-                    for per_set in self._minhash.edits(texts)
+                    for per_set in self._minhash.edits(tokens.per_text)
                 ]
             elif signal == "minhash" and self._minhash is not None:
                 found = [
@@ -742,25 +753,80 @@ def _sorted_keys(table: dict[int, Any]) -> np.ndarray:
     return np.array(sorted(table), dtype=np.uint64)
 
 
-def _present(groups: Sequence[np.ndarray], keys: np.ndarray) -> list[list[int]]:
-    """Of each group of hashes, those in ``keys`` (sorted), in one pass over all."""
-    if not groups:
-        return []
-    flat = np.concatenate(groups).astype(np.uint64, copy=False)
-    if not len(keys) or not len(flat):
-        return [[] for _ in groups]
-    at = np.minimum(np.searchsorted(keys, flat), len(keys) - 1)
-    found = keys[at] == flat
-    ends = np.cumsum([len(g) for g in groups])
-    hits = np.flatnonzero(found)
-    cuts = np.searchsorted(hits, ends)
-    values = flat[hits].tolist()
-    return [values[a:b] for a, b in zip([0, *cuts[:-1].tolist()], cuts.tolist(), strict=True)]
+def _found_in(values: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Which of ``values`` are in ``keys`` (sorted)."""
+    if not len(keys):
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(keys, values), len(keys) - 1)
+    found: np.ndarray = keys[at] == values
+    return found
 
 
-def _masked(tokens: Sequence[str], at: int) -> int:
-    """A key for ``tokens`` with the word at ``at`` left out (checked on a hit)."""
-    return hash((at, tuple(tokens[:at]), tuple(tokens[at + 1 :])))
+def _by_text(texts: np.ndarray, hashes: np.ndarray) -> dict[int, list[int]]:
+    """The distinct hashes of each text, sorted, from parallel arrays of hits."""
+    out: dict[int, list[int]] = {}
+    for k, h in sorted(set(zip(texts.tolist(), hashes.tolist(), strict=True))):
+        out.setdefault(k, []).append(h)
+    return out
+
+
+def _group_starts(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """For each row of pairs sorted by (first, second), the row where its pair begins."""
+    starts = np.ones(len(first), dtype=bool)
+    starts[1:] = (first[1:] != first[:-1]) | (second[1:] != second[:-1])
+    at: np.ndarray = np.maximum.accumulate(np.where(starts, np.arange(len(first)), 0))
+    return at
+
+
+class _TokenRuns:
+    """A batch's token hashes in one array: its runs of n tokens are hashed, and looked
+    up, for all texts at once. Nearly no run is in any table; only those that are get
+    a look in Python."""
+
+    def __init__(self, per_text: Sequence[np.ndarray]) -> None:
+        self.per_text = per_text
+        self.lengths = np.fromiter(map(len, per_text), dtype=np.int64, count=len(per_text))
+        self.ends = np.cumsum(self.lengths)
+        self.starts = self.ends - self.lengths
+        self.flat = np.concatenate(per_text) if per_text else np.empty(0, dtype=np.uint64)
+        self.text_of = np.repeat(np.arange(len(per_text)), self.lengths)
+        self._hashes: dict[int, np.ndarray] = {}
+
+    def hashes(self, n: int) -> np.ndarray:
+        """At each position, the hash of the n tokens from there on (those that run
+        past the end of their text mean nothing)."""
+        if n not in self._hashes:
+            self._hashes[n] = shingle_sequence(self.flat, n)
+        return self._hashes[n]
+
+    def inside(self, n: int, texts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every run of n tokens inside one of the ``texts`` (a flag per text): the
+        text it is in and its hash."""
+        runs = self.hashes(n)
+        text = self.text_of[: len(runs)]
+        keep = (np.arange(len(runs)) + n <= self.ends[text]) & texts[text]
+        return text[keep], runs[keep]
+
+
+# Weights of the positions of a text of up to 2 * 64 tokens (the longest ``ngram``)
+# in the key of its token sequence; any odd number will do (they are powers of it).
+_WEIGHTS = np.array([pow(0xC2B2AE3D27D4EB4F, e, 1 << 64) for e in range(128)], dtype=np.uint64)
+_BLANK = np.uint64(0x165667B19E3779F9)
+
+
+def _blanked(per_text: Sequence[np.ndarray]) -> np.ndarray:
+    """For each token of each text, a key of the text with that token blanked out:
+    two texts equal but for the token at one place share that place's key (and other
+    pairs do by chance, so a shared key is checked)."""
+    lengths = np.fromiter(map(len, per_text), dtype=np.int64, count=len(per_text))
+    flat = np.concatenate(per_text)
+    ends = np.cumsum(lengths)
+    text = np.repeat(np.arange(len(per_text)), lengths)
+    weights = _WEIGHTS[ends[text] - 1 - np.arange(len(flat))]
+    sums = np.concatenate((np.zeros(1, dtype=np.uint64), np.cumsum(flat * weights)))
+    whole = sums[ends] - sums[ends - lengths]
+    keys: np.ndarray = whole[text] + (_BLANK - flat) * weights
+    return keys
 
 
 def _one_typo(a: str, b: str) -> bool:
@@ -784,7 +850,11 @@ class _NgramIndex:
     word misspelled."""
 
     def __init__(
-        self, tokens: Sequence[list[str]], sets: np.ndarray, params: ContaminationParams
+        self,
+        texts: Sequence[str],
+        tokens: Sequence[list[str]],
+        sets: np.ndarray,
+        params: ContaminationParams,
     ) -> None:
         n = params.ngram
         self.n = n
@@ -800,9 +870,9 @@ class _NgramIndex:
         self.sizes = {i: len(g) for i, g in zip(long_items, grams, strict=True)}
         # Short items: length -> run hash -> items.
         self.runs: dict[int, dict[int, tuple[int, ...]]] = {}
-        # Items of up to twice ``n`` tokens with one word left out, for a text that is
+        # Items of up to twice ``n`` tokens with one word blanked out, for a text that is
         # an item with one word misspelled (a typo in a 14-token item breaks both of its
-        # 13-grams): hash of (words before, words after) -> (item, position).
+        # 13-grams): key of the item with the word blanked -> (item, position).
         self.tokens = tokens
         self.masked: dict[int, list[tuple[int, int]]] = {}
         for i, t in enumerate(tokens):
@@ -810,72 +880,108 @@ class _NgramIndex:
                 [h] = shingle_hashes([" ".join(t)], "word", len(t))[0].tolist()
                 table = self.runs.setdefault(len(t), {})
                 table[h] = table.get(h, ()) + (i,)
-            if _TYPO_MIN_TOKENS <= len(t) <= 2 * n:
-                for k, word in enumerate(t):
+        typo_items = [i for i, t in enumerate(tokens) if _TYPO_MIN_TOKENS <= len(t) <= 2 * n]
+        if typo_items:
+            hashed = token_hashes([texts[i] for i in typo_items])
+            keys = _blanked(hashed).tolist()
+            at = 0
+            for i in typo_items:
+                for k, word in enumerate(tokens[i]):
                     if len(word) >= _TYPO_MIN_CHARS:
-                        self.masked.setdefault(_masked(t, k), []).append((i, k))
+                        self.masked.setdefault(keys[at + k], []).append((i, k))
+                at += len(tokens[i])
         # The hashes each table holds, sorted: a batch's hashes are looked up in one
         # vectorised pass, and only the few that are there one by one in Python.
         self.owned = _sorted_keys(self.owners)
         self.run_keys = {length: _sorted_keys(table) for length, table in self.runs.items()}
+        self.masked_keys = _sorted_keys(self.masked)
 
-    def match(self, token_lists: Sequence[list[str]]) -> list[list[tuple[int, Match]]]:
-        joined = [" ".join(t) for t in token_lists]
-        found: list[list[tuple[int, Match]]] = [[] for _ in joined]
-        grams = shingle_hashes(joined, "word", self.n)
-        for k, known in enumerate(_present(grams, self.owned)):
+    def match(
+        self, token_lists: Sequence[list[str]], words: _TokenRuns, tokens: _TokenRuns
+    ) -> list[list[tuple[int, Match]]]:
+        """``words``: the hashes of the tokens of the texts' tokens joined by spaces;
+        ``tokens``: of the texts' tokens (the same, unless tokenizing is not idempotent
+        on some text)."""
+        found: list[list[tuple[int, Match]]] = [[] for _ in token_lists]
+        texts, grams = words.inside(self.n, np.ones(len(token_lists), dtype=bool))
+        hit = _found_in(grams, self.owned)
+        for k, known in _by_text(texts[hit], grams[hit]).items():
             shared: Counter[int] = Counter()
             for h in known:
                 shared.update(self.owners[h])
             for item, count in shared.items():
                 score = min(1.0, count / self.sizes[item])
                 found[k].append((int(self.sets[item]), Match("ngram", item, score)))
-        self._short(token_lists, joined, found)
+        self._short(token_lists, words, tokens, found)
         return [_best_per_set(f) for f in found]
 
     def _short(
         self,
         token_lists: Sequence[list[str]],
-        joined: Sequence[str],
+        words: _TokenRuns,
+        tokens: _TokenRuns,
         found: list[list[tuple[int, Match]]],
     ) -> None:
         """Short items: a text that is one (run 0), or one found inside a text."""
-        by_length: dict[int, list[int]] = {}
-        for k, t in enumerate(token_lists):
-            if 0 < len(t) < self.n and len(t) in self.runs:
-                by_length.setdefault(len(t), []).append(k)
-        for length, ks in by_length.items():
-            table = self.runs[length]
-            for k, hashes in zip(
-                ks, shingle_hashes([joined[k] for k in ks], "word", length), strict=True
-            ):
-                [h] = hashes.tolist()
-                for item in table.get(h, ()):
+        sizes = tokens.lengths
+        for length, table in self.runs.items():
+            ks = np.flatnonzero((sizes == length) & (words.lengths == length))
+            if not len(ks):
+                continue
+            whole = words.hashes(length)[words.starts[ks]]
+            hit = _found_in(whole, self.run_keys[length])
+            for k, h in zip(ks[hit].tolist(), whole[hit].tolist(), strict=True):
+                for item in table[h]:
                     found[k].append((int(self.sets[item]), Match("ngram", item, 1.0)))
-        for k, t in enumerate(token_lists):
-            if self.masked and _TYPO_MIN_TOKENS <= len(t) <= 2 * self.n and not found[k]:
-                for at, word in enumerate(t):
-                    for item, pos in self.masked.get(_masked(t, at), ()):
-                        other = self.tokens[item]
-                        if (
-                            pos == at
-                            and len(other) == len(t)
-                            and _one_typo(word, other[pos])
-                            and other[:pos] == t[:at]
-                            and other[pos + 1 :] == t[at + 1 :]
-                        ):
-                            match = Match("ngram", item, 1.0, typo=True)
-                            found[k].append((int(self.sets[item]), match))
+        if self.masked:
+            self._typos(token_lists, tokens, found)
         for length, table in self.runs.items():
             if length < self.min_tokens:
                 continue
-            runs = shingle_hashes(joined, "word", length)
-            for k, known in enumerate(_present(runs, self.run_keys[length])):
-                if len(token_lists[k]) <= length:
-                    continue
+            texts, runs = words.inside(length, sizes > length)
+            hit = _found_in(runs, self.run_keys[length])
+            for k, known in _by_text(texts[hit], runs[hit]).items():
                 for h in known:
                     for item in table[h]:
                         found[k].append((int(self.sets[item]), Match("ngram", item, 1.0, length)))
+
+    def _typos(
+        self,
+        token_lists: Sequence[list[str]],
+        tokens: _TokenRuns,
+        found: list[list[tuple[int, Match]]],
+    ) -> None:
+        """A text nothing else matched that is an item with one word misspelled."""
+        ks = [
+            k
+            for k, size in enumerate(tokens.lengths.tolist())
+            if _TYPO_MIN_TOKENS <= size <= 2 * self.n and not found[k]
+        ]
+        if not ks:
+            return
+        per_text = [tokens.per_text[k] for k in ks]
+        blanked = _blanked(per_text)
+        hit = np.flatnonzero(_found_in(blanked, self.masked_keys))
+        if not len(hit):
+            return
+        keys = blanked[hit].tolist()
+        ends = np.cumsum([len(t) for t in per_text])
+        which = np.searchsorted(ends, hit, "right")
+        places = (hit - (ends - tokens.lengths[ks])[which]).tolist()
+        for j, at, key in zip(which.tolist(), places, keys, strict=True):
+            k = ks[j]
+            t = token_lists[k]
+            for item, pos in self.masked[key]:
+                other = self.tokens[item]
+                if (
+                    pos == at
+                    and len(other) == len(t)
+                    and _one_typo(t[at], other[pos])
+                    and other[:pos] == t[:at]
+                    and other[pos + 1 :] == t[at + 1 :]
+                ):
+                    match = Match("ngram", item, 1.0, typo=True)
+                    found[k].append((int(self.sets[item]), match))
 
 
 # Pairs up to this share of token edits apart are scored by the edits signal: the
@@ -905,15 +1011,22 @@ class _MinHashIndex:
         self.params = params
         self.sets_of = sets
         self.tokens = token_hashes(list(texts)) if edits else []
-        self._proposals: dict[int, list[tuple[int, np.ndarray]]] = {}
-        shingle_sets = [frozenset(h.tolist()) for h in self._hashes(texts)]
-        spread: Counter[int] = Counter()
-        for s in shingle_sets:
-            spread.update(s)
-        limit = max(params.stock_df * len(shingle_sets), params.generic_items)
-        self.stock = frozenset(h for h, c in spread.items() if c > limit)
-        self.sets = [s - self.stock for s in shingle_sets]
+        self._proposals: dict[int, list[tuple[int, list[int]]]] = {}
+        hashes = self._hashes(texts)
+        every = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
+        # Each item's hashes are distinct: a hash's count is the number of items with it.
+        distinct, spread = np.unique(every, return_counts=True)
+        limit = max(params.stock_df * len(hashes), params.generic_items)
+        self.stock = distinct[spread > limit]
+        self.sets = [h[~_found_in(h, self.stock)] for h in hashes]
         self.signatures = minhash_signatures(self.sets, params.num_perm)
+        # Every item's shingles as one sorted array of (item, shingle number) keys: the
+        # Jaccard of a batch's pairs is counted in one pass.
+        self.sizes = np.fromiter(map(len, self.sets), dtype=np.int64, count=len(self.sets))
+        self.shingles = np.unique(np.concatenate(self.sets)) if self.sets else every
+        self.keys = np.repeat(np.arange(len(self.sets)), self.sizes) * len(self.shingles)
+        if len(self.keys):
+            self.keys += np.searchsorted(self.shingles, np.concatenate(self.sets))
         from datasketch import MinHashLSH
 
         # Lean towards proposing too much: proposals are verified. The LSH is tuned to
@@ -922,7 +1035,7 @@ class _MinHashIndex:
         tuned = MinHashLSH(
             threshold=params.minhash_threshold, num_perm=params.num_perm, weights=(0.1, 0.9)
         )
-        indexed = np.array([i for i, s in enumerate(self.sets) if s], dtype=np.int64)
+        indexed = np.flatnonzero(self.sizes).astype(np.int64)
         self.lsh = FixedBands(self.signatures[indexed], indexed, tuned.b, tuned.r)
 
     def _hashes(self, texts: Sequence[str]) -> list[np.ndarray]:
@@ -932,41 +1045,91 @@ class _MinHashIndex:
         """Per text, the best Jaccard in each eval set among the ``_VERIFY`` proposals
         the signatures rank highest there. The proposals are kept for :meth:`edits`
         on the same texts."""
-        sets = [frozenset(h.tolist()) - self.stock for h in self._hashes(texts)]
-        signatures = minhash_signatures(sets, self.params.num_perm)
-        proposals = self.lsh.query_many(signatures)
-        out: list[list[tuple[int, Match]]] = []
+        hashes = self._hashes(texts)
         self._proposals = {}
-        for t, (own, sig) in enumerate(zip(sets, signatures, strict=True)):
-            proposed = proposals[t] if own else proposals[t][:0]
-            found: list[tuple[int, Match]] = []
-            if len(proposed):
-                estimate = (self.signatures[proposed] == sig).sum(axis=1)
-                # Stable: equal estimates keep item order, so the choice is reproducible.
-                order = proposed[np.argsort(-estimate, kind="stable")]
-                owners = self.sets_of[order]
-                ranked_per_set = []
-                for s in np.unique(owners).tolist():
-                    ranked = order[owners == s][: self._VERIFY]
-                    ranked_per_set.append((s, ranked))
-                    best, item = max((jaccard(own, self.sets[i]), -int(i)) for i in ranked)
-                    if best > 0:
-                        found.append((s, Match("minhash", -item, best)))
-                self._proposals[t] = ranked_per_set
-            out.append(found)
+        if not hashes:
+            return []
+        shingles = np.concatenate(hashes)
+        text_of = np.repeat(np.arange(len(hashes)), [len(h) for h in hashes])
+        kept = ~_found_in(shingles, self.stock)
+        shingles, text_of = shingles[kept], text_of[kept]
+        sizes = np.bincount(text_of, minlength=len(hashes))
+        signatures = minhash_signatures(
+            np.split(shingles, np.cumsum(sizes)[:-1]), self.params.num_perm
+        )
+        proposals = self.lsh.query_many(signatures)
+        counts = np.fromiter(map(len, proposals), dtype=np.int64, count=len(proposals))
+        counts[sizes == 0] = 0  # a text without shingles is like nothing
+        who = np.repeat(np.arange(len(hashes)), counts)
+        proposed = np.concatenate(proposals)[np.repeat(sizes > 0, [len(p) for p in proposals])]
+        owners = self.sets_of[proposed]
+        # Per text and eval set, the proposals whose signatures agree most, then the
+        # lowest items; the first ``_VERIFY`` of them are verified.
+        estimate = (self.signatures[proposed] == signatures[who]).sum(axis=1)
+        order = np.lexsort((proposed, -estimate, owners, who))
+        who, owners, proposed = who[order], owners[order], proposed[order]
+        ranked = np.arange(len(who)) - _group_starts(who, owners) < self._VERIFY
+        who, owners, proposed = who[ranked], owners[ranked], proposed[ranked]
+        for t, s, i in zip(who.tolist(), owners.tolist(), proposed.tolist(), strict=True):
+            per_set = self._proposals.setdefault(t, [])
+            if not per_set or per_set[-1][0] != s:
+                per_set.append((s, []))
+            per_set[-1][1].append(i)
+        score = self._jaccard(shingles, text_of, sizes, who, proposed)
+        # Per text and eval set, the best Jaccard; of equal ones, the lowest item.
+        order = np.lexsort((proposed, -score, owners, who))
+        who, owners, proposed, score = who[order], owners[order], proposed[order], score[order]
+        best = (np.arange(len(who)) == _group_starts(who, owners)) & (score > 0)
+        out: list[list[tuple[int, Match]]] = [[] for _ in hashes]
+        for t, s, i, j in zip(
+            who[best].tolist(),
+            owners[best].tolist(),
+            proposed[best].tolist(),
+            score[best].tolist(),
+            strict=True,
+        ):
+            out[t].append((s, Match("minhash", i, j)))
         return out
 
-    def edits(self, texts: Sequence[str]) -> list[list[tuple[int, Match]]]:
-        """Per text, the proposal of each eval set fewest token edits away, scored
-        1 - edits / the longer one's tokens; pairs more than half edited are left out.
-        Reads the proposals :meth:`match` kept for the same texts."""
+    def _jaccard(
+        self,
+        shingles: np.ndarray,
+        text_of: np.ndarray,
+        sizes: np.ndarray,
+        who: np.ndarray,
+        items: np.ndarray,
+    ) -> np.ndarray:
+        """The exact Jaccard of each pair of a text (``who``) and an item, from the
+        texts' shingles (sorted per text, each text's after the previous one's)."""
+        if not len(who) or not len(self.shingles):
+            return np.zeros(len(who))
+        at = np.searchsorted(self.shingles, shingles)
+        known = self.shingles[np.minimum(at, len(self.shingles) - 1)] == shingles
+        at, text_of = at[known], text_of[known]
+        # Each pair's text's known shingles, all pairs' one after another.
+        counts = np.bincount(text_of, minlength=len(sizes))
+        firsts = np.cumsum(counts) - counts
+        lengths = counts[who]
+        pair_of = np.repeat(np.arange(len(who)), lengths)
+        offsets = np.cumsum(lengths) - lengths
+        positions = firsts[who][pair_of] + np.arange(len(pair_of)) - offsets[pair_of]
+        keys = items[pair_of] * len(self.shingles) + at[positions]
+        shared = np.bincount(pair_of[_found_in(keys, self.keys)], minlength=len(who))
+        score: np.ndarray = shared / (sizes[who] + self.sizes[items] - shared)
+        return score
+
+    def edits(self, tokens: Sequence[np.ndarray]) -> list[list[tuple[int, Match]]]:
+        """Per text (its :func:`token_hashes`), the proposal of each eval set fewest
+        token edits away, scored 1 - edits / the longer one's tokens; pairs more than
+        half edited are left out. Reads the proposals :meth:`match` kept for the same
+        texts."""
         out: list[list[tuple[int, Match]]] = []
-        for t, own in enumerate(token_hashes(list(texts))):
+        for t, own in enumerate(tokens):
             found: list[tuple[int, Match]] = []
             mine = own.tolist()
             for s, ranked in self._proposals.get(t, []):
                 best: tuple[float, int] | None = None
-                for i in ranked.tolist():
+                for i in ranked:
                     share = within(mine, self.tokens[i].tolist(), _EDITS_SEARCHED)
                     if share is not None and (best is None or (share, i) < best):
                         best = (share, i)
@@ -1055,20 +1218,28 @@ class _SemanticIndex:
             query = _sublinear(self.vectorizer.transform(chunk).tocsr())
             query = _rows_normalised(query.multiply(weights.idf[None, :]).tocsr())
             sims = (query @ weights.items).tocsr()
-            for row in range(len(chunk)):
-                lo, hi = sims.indptr[row], sims.indptr[row + 1]
-                items, values = sims.indices[lo:hi], sims.data[lo:hi]
-                ratio = max(1, lengths[start + row]) / self.lengths[items]
-                values = np.where((ratio <= self.ratio) & (ratio * self.ratio >= 1), values, 0)
-                found: list[tuple[int, Match]] = []
-                if len(values) and values.max() > 0:
-                    owners = self.sets_of[items]
-                    for s in np.unique(owners[values > 0]).tolist():
-                        masked = np.where(owners == s, values, -1.0)
-                        best = int(np.argmax(masked))
-                        score = float(min(1.0, masked[best]))
-                        found.append((s, Match("semantic", int(items[best]), score)))
-                out.append(found)
+            rows = np.repeat(np.arange(len(chunk)), np.diff(sims.indptr))
+            mine = np.maximum(1, np.asarray(lengths[start : start + len(chunk)], dtype=np.int64))
+            ratio = mine[rows] / self.lengths[sims.indices]
+            comparable = (ratio <= self.ratio) & (ratio * self.ratio >= 1) & (sims.data > 0)
+            where = np.flatnonzero(comparable)
+            rows, items, values = rows[where], sims.indices[where], sims.data[where]
+            owners = self.sets_of[items]
+            # Per row and eval set, the highest value; of equal ones, the first stored.
+            order = np.lexsort((where, -values, owners, rows))
+            rows, owners, items, values = rows[order], owners[order], items[order], values[order]
+            first = np.ones(len(rows), dtype=bool)
+            first[1:] = (rows[1:] != rows[:-1]) | (owners[1:] != owners[:-1])
+            found: list[list[tuple[int, Match]]] = [[] for _ in chunk]
+            for row, s, item, value in zip(
+                rows[first].tolist(),
+                owners[first].tolist(),
+                items[first].tolist(),
+                values[first].tolist(),
+                strict=True,
+            ):
+                found[row].append((s, Match("semantic", item, min(1.0, value))))
+            out += found
         return out
 
 

@@ -278,6 +278,33 @@ def test_unicode_eval_sets(tmp_path, text, verdict):
     assert d.verdict == verdict, d.reason
 
 
+SHORT_ITEMS = ["Where is my card?", "How do I activate the new card I was sent today?"]
+
+
+@pytest.mark.parametrize(
+    ("text", "detail"),
+    [
+        ("where is my crad", "the whole item, one word misspelled"),
+        ("Where's my card?", None),  # a word replaced, not misspelled
+        ("How do I activate the new crad I was sent today", "one word misspelled"),
+        ("Hi! How do I activate the new card I was sent today? Thanks", "11-token item inside"),
+        ("Where is my card? " * 3, None),  # a 4-token item counts inside a row at 6+
+        ("I was sent a new card today", None),
+    ],
+)
+def test_short_items_misspelled_or_inside_a_row(tmp_path, text, detail):
+    write_jsonl(tmp_path / "evals.jsonl", [{"q": t} for t in SHORT_ITEMS])
+    params = ContaminationParams(
+        eval_sets=[{"name": "mine", "path": "evals.jsonl", "field": "q"}], signals=["ngram"]
+    )
+    f = ContaminationFilter(params, FilterContext(tmp_path, "text", "label"))
+    [d] = f.decide([cand(text)])
+    if detail is None:
+        assert d.verdict == "keep", d.reason
+    else:
+        assert d.verdict == "reject" and detail in d.reason, d.reason
+
+
 # --- eval-set files -------------------------------------------------------------------
 
 
