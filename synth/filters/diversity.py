@@ -37,8 +37,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import compress
 from typing import Literal
 
+import numpy as np
 from pydantic import Field
 
 from synth.filters.base import Filter, FilterContext, FilterParams
@@ -48,7 +50,7 @@ from synth.filters.calibration import (
     Threshold,
     calibrate,
     fixed,
-    overused,
+    overused_many,
     real_share,
     sample_positions,
 )
@@ -156,6 +158,28 @@ def strip_boilerplate(tokens: Sequence[str], boilerplate: frozenset[Bigram]) -> 
     return rest if len(rest) >= min(_MIN_OWN, len(tokens)) else list(tokens)
 
 
+def _strip_rows(
+    words: np.ndarray, lengths: np.ndarray, boilerplate: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`strip_boilerplate` of many rows at once: the rows as word numbers, one
+    after another (row ``k`` has ``lengths[k]`` of them), the boilerplate as pairs of
+    word numbers (``first << 32 | second``). The words left and each row's count."""
+    if not len(boilerplate) or len(words) < 2:
+        return words, lengths
+    hit = np.isin(words[:-1].astype(np.int64) << 32 | words[1:], boilerplate)
+    starts = np.cumsum(lengths)
+    between = starts[(starts > 0) & (starts < len(words))]
+    hit[between - 1] = False  # a row's last word and the next row's first
+    covered = np.zeros(len(words), dtype=bool)
+    covered[:-1] = hit
+    covered[1:] |= hit
+    left = np.r_[0, np.cumsum(~covered)][np.r_[0, starts]]
+    own = left[1:] - left[:-1]
+    whole = own < np.minimum(_MIN_OWN, lengths)
+    covered &= ~np.repeat(whole, lengths)
+    return words[~covered], np.where(whole, lengths, own)
+
+
 def _id_key(id_: str) -> int:
     """An id as 64 bits (Python's own string hash, kept with the string): what the
     set of admitted ids holds instead of the string."""
@@ -228,6 +252,9 @@ class _Counts:
 class _Cell:
     generated: _Counts
     seeds: list[tuple[str, Sequence[str]]] = field(default_factory=list)
+    # The seeds' tokens as word numbers too, one after another.
+    seed_words: array[int] = field(default_factory=lambda: array("i"))
+    seed_lengths: array[int] = field(default_factory=lambda: array("i"))
     # Kept generated rows: their ids, and their tokens as word numbers (see _words),
     # one flat array for the cell (4 bytes a token, not a tuple of references a row).
     row_ids: list[str] = field(default_factory=list)
@@ -269,9 +296,9 @@ class DiversityFilter(Filter):
         self._ids = DigestSet()  # of the ids admitted: hash(id), 64 bits
         self._refs: dict[tuple[str, str], PhraseCounts[Bigram]] = {}
         # Every distinct word once, numbered: a kept row's tokens are stored as their
-        # numbers (a cell can hold 100,000 rows).
+        # numbers (a cell can hold 100,000 rows), and the indexes share the numbering,
+        # so that one is built from those numbers at once.
         self._words: dict[str, int] = {}
-        self._word_list: list[str] = []
         self.threshold = self._calibrate()
 
     def _cell(self, cell: CellKey) -> _Cell:
@@ -284,21 +311,11 @@ class DiversityFilter(Filter):
         return tokenize(text, self.params.tokenizer)
 
     def _numbered(self, tokens: Sequence[str]) -> list[int]:
-        words, names = self._words, self._word_list
-        out = []
-        for t in tokens:
-            number = words.get(t)
-            if number is None:
-                number = words[t] = len(names)
-                names.append(t)
-            out.append(number)
-        return out
+        words = self._words
+        return [words.setdefault(t, len(words)) for t in tokens]
 
-    def _rows(self, state: _Cell) -> Iterable[tuple[str, list[str]]]:
-        """A cell's kept rows, with their tokens."""
-        names, flat, starts = self._word_list, state.row_words, state.row_starts
-        for k, id_ in enumerate(state.row_ids):
-            yield id_, [names[w] for w in flat[starts[k] : starts[k + 1]]]
+    def _index(self) -> RougeIndex:
+        return RougeIndex(self.params.tokenizer, self._words)
 
     # --- the Filter contract -------------------------------------------------------
 
@@ -311,6 +328,8 @@ class DiversityFilter(Filter):
             state = self._cell(s.cell)
             if s.source is Source.REAL:
                 state.seeds.append((s.id, tokens))
+                state.seed_words.extend(self._numbered(tokens))
+                state.seed_lengths.append(len(tokens))
                 for key in (("cell", str(s.cell)), ("label", s.cell.label), ("all", "")):
                     self._refs.setdefault(key, PhraseCounts()).add(_bigrams(tokens))
             else:
@@ -385,8 +404,6 @@ class DiversityFilter(Filter):
             state.add_row(c.id, self._numbered(tokens))
             state.generated.add(tokens)
             touched.add(c.cell)
-            if state.index is not None:
-                state.index.add_tokens(c.id, strip_boilerplate(tokens, state.boilerplate))
         for cell in touched:
             state = self._cells[cell]
             state.generated.prune()
@@ -405,23 +422,54 @@ class DiversityFilter(Filter):
 
     def _seed_index(self, state: _Cell) -> RougeIndex:
         if state.seed_index is None:
-            state.seed_index = RougeIndex(self.params.tokenizer)
+            state.seed_index = self._index()
             for key, tokens in state.seeds:
                 state.seed_index.add_tokens(key, tokens)
         return state.seed_index
 
     def _stored_index(self, state: _Cell) -> RougeIndex:
+        """The seeds and kept rows under the cell's boilerplate. The rows admitted
+        since it was last asked for join it here, all at once: most batches build
+        an index of their own instead (see :meth:`_build`)."""
         if state.index is None:
             state.index = self._build(state, state.boilerplate)
+        else:
+            indexed = len(state.index) - len(state.seeds)
+            if indexed < len(state.row_ids):
+                state.index.extend(*self._stripped_rows(state, state.boilerplate, indexed))
         return state.index
 
     def _build(self, state: _Cell, boilerplate: frozenset[Bigram]) -> RougeIndex:
-        index = RougeIndex(self.params.tokenizer)
-        for key, tokens in state.seeds:
-            index.add_tokens(key, tokens)
-        for key, tokens in self._rows(state):
-            index.add_tokens(key, strip_boilerplate(tokens, boilerplate))
+        """The seeds and the kept rows stripped of ``boilerplate``: built again for
+        about every other batch, as a batch's rows change which pairs are
+        boilerplate."""
+        keys, rows, lengths = self._stripped_rows(state, boilerplate, 0)
+        index = self._index()
+        index.extend(
+            [key for key, _ in state.seeds] + keys,
+            np.concatenate((np.frombuffer(state.seed_words, dtype=np.int32), rows)),
+            np.concatenate((np.frombuffer(state.seed_lengths, dtype=np.int32), lengths)),
+        )
         return index
+
+    def _stripped_rows(
+        self, state: _Cell, boilerplate: frozenset[Bigram], first: int
+    ) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """The kept rows from the ``first``-th on, stripped of ``boilerplate``: their
+        ids, their words left (as numbers) and how many each has left."""
+        words = self._words
+        pairs = [
+            words[former] << 32 | words[latter]
+            for former, latter in boilerplate
+            if former in words and latter in words
+        ]
+        starts = np.frombuffer(state.row_starts, dtype=np.int64)[first:]
+        rows, lengths = _strip_rows(
+            np.frombuffer(state.row_words, dtype=np.int32)[starts[0] :],
+            np.diff(starts),
+            np.array(pairs, dtype=np.int64),
+        )
+        return state.row_ids[first:], rows, lengths
 
     def _reference(self, cell: CellKey) -> Callable[[Bigram], float] | None:
         """The real rows' share of each word pair: the cell's seeds (else its label's)
@@ -443,13 +491,19 @@ class DiversityFilter(Filter):
             p.boilerplate_df if ref is not None else max(p.boilerplate_df, _SHARE_WITHOUT_REFERENCE)
         )
         limit = share * n
-        out = []
-        for bigram, count in counts.items():
-            if count <= limit:
-                continue
-            if ref is None or overused(count, n, ref(bigram), share, p.boilerplate_lift):
-                out.append(bigram)
-        return frozenset(out)
+        frequent = [bigram for bigram, count in counts.items() if count > limit]
+        if ref is None or not frequent:
+            return frozenset(frequent)
+        # All at once: one binomial tail at a time costs more than the rest of a batch's
+        # boilerplate check.
+        flags = overused_many(
+            np.array([counts[b] for b in frequent], dtype=np.float64),
+            n,
+            np.array([ref(b) for b in frequent], dtype=np.float64),
+            share,
+            p.boilerplate_lift,
+        )
+        return frozenset(compress(frequent, flags.tolist()))
 
     def _calibrate(self) -> Threshold:
         """The threshold the seeds imply: the quantile of their nearest-neighbour

@@ -140,13 +140,19 @@ class RougeIndex:
     Parameters:
         tokenizer: "unicode" (any script) or "rouge_score" (exact reproduction of
             published English figures).
+        vocab: the token ids to use and extend (each new token gets the next number,
+            ``len(vocab)``), shared with the caller, who can then add items as ids
+            (:meth:`extend`) from tokens it numbered the same way; by default the
+            index's own.
     """
 
-    def __init__(self, tokenizer: TokenizerName = "unicode") -> None:
+    def __init__(
+        self, tokenizer: TokenizerName = "unicode", vocab: dict[str, int] | None = None
+    ) -> None:
         if tokenizer not in TOKENIZERS:
             raise ValueError(f"unknown tokenizer {tokenizer!r}; expected one of {TOKENIZERS}")
         self.tokenizer: TokenizerName = tokenizer
-        self._vocab: dict[str, int] = {}
+        self._vocab: dict[str, int] = {} if vocab is None else vocab
         self._keys: list[str] = []
         self._flat = array("i")  # every item's token ids, one after the other
         self._starts = array("q", [0])  # item i is _flat[_starts[i]:_starts[i + 1]]
@@ -188,6 +194,48 @@ class RougeIndex:
             if posting is None:
                 posting = postings[occurrence] = array("i")
             posting.append(position)
+
+    def extend(self, keys: Sequence[str], ids: np.ndarray, lengths: np.ndarray) -> None:
+        """Add many items at once, as :meth:`add_tokens` one by one would: item ``i``
+        has the next ``lengths[i]`` token ids of ``ids`` (ids of this index's
+        vocabulary, see ``vocab``).
+
+        The occurrences are counted and grouped in numpy: what is left in Python is a
+        dict entry per distinct occurrence, not a dozen steps per token.
+        """
+        ids = np.asarray(ids, dtype=np.int32)
+        lengths = np.asarray(lengths, dtype=np.int64)
+        first = len(self._keys)
+        self._keys.extend(keys)
+        self._flat.frombytes(ids.tobytes())
+        self._starts.frombytes((np.cumsum(lengths) + self._starts[-1]).tobytes())
+        self._lengths.frombytes(lengths.astype(np.int32).tobytes())
+        if not len(ids):
+            return
+        # Sorted by item, then token (a stable sort), a token's k-th occurrence in an
+        # item is the k-th of its run of equal pairs.
+        items = np.repeat(np.arange(first, len(self._keys), dtype=np.int64), lengths)
+        order = np.lexsort((ids, items))
+        items, tokens = items[order], ids[order].astype(np.int64)
+        pairs = items << 32 | tokens
+        new_run = np.ones(len(pairs), dtype=bool)
+        new_run[1:] = pairs[1:] != pairs[:-1]
+        at = np.arange(len(pairs))
+        occurrences = (at - np.maximum.accumulate(np.where(new_run, at, 0))) << 32 | tokens
+        # Grouped by occurrence; a stable sort keeps each group's items in increasing
+        # order, as postings must be.
+        by = np.argsort(occurrences, kind="stable")
+        occurrences, held = occurrences[by], items[by].astype(np.int32).tobytes()
+        bounds = np.flatnonzero(occurrences[1:] != occurrences[:-1]) + 1
+        starts, ends = [0, *bounds.tolist()], [*bounds.tolist(), len(occurrences)]
+        postings = self._postings
+        for occurrence, start, end in zip(occurrences[starts].tolist(), starts, ends, strict=True):
+            chunk = held[4 * start : 4 * end]
+            posting = postings.get(occurrence)
+            if posting is None:
+                postings[occurrence] = array("i", chunk)
+            else:
+                posting.frombytes(chunk)
 
     def _item(self, position: int) -> array[int]:
         return self._flat[self._starts[position] : self._starts[position + 1]]
@@ -243,8 +291,8 @@ class RougeIndex:
         # The query's token occurrences that some item holds, rarest first.
         postings = [p for p in map(self._postings.get, _occurrences(query)) if p is not None]
         postings.sort(key=len)
-        if not postings:
-            return Match(None, 0.0)
+        if not postings or 2 * len(postings) < (floor - _MARGIN) * (m + len(postings)):
+            return Match(None, 0.0)  # no item shares enough tokens to reach the floor
         lengths = np.frombuffer(self._lengths, dtype=np.int32)
         search = _Search(query, self._keys, self._item, skip, floor)
 
@@ -281,20 +329,27 @@ class RougeIndex:
         n = lengths[items]
         bound = 2 * np.minimum(shared + rest, n) / (m + n)
         keep = bound >= search.bar - _MARGIN
-        items, shared, n = items[keep], shared[keep], n[keep]
-        # The items left get their exact share of the unread occurrences, one posting
-        # at a time (a binary search: postings are sorted, as items are added in
-        # order), and each time those that can no longer reach the best are dropped.
-        for posting in postings[read:]:
-            if not len(items):
-                break
-            rest -= 1
-            held = np.frombuffer(posting, dtype=np.int32)
-            at = np.minimum(np.searchsorted(held, items), len(held) - 1)
-            shared = shared + (held[at] == items)
-            keep = 2 * np.minimum(shared + rest, n) >= (search.bar - _MARGIN) * (m + n)
+        if not rest:
+            # Every occurrence was read: the bounds are already exact.
+            items, bound = items[keep], bound[keep]
+        else:
             items, shared, n = items[keep], shared[keep], n[keep]
-        bound = 2 * np.minimum(shared, n) / (m + n)
+            # The items left get their exact share of the unread occurrences, one
+            # posting at a time (a binary search: postings are sorted, as items are
+            # added in order), and each time those that can no longer reach the best
+            # are dropped.
+            for posting in postings[read:]:
+                if not len(items):
+                    break
+                rest -= 1
+                held = np.frombuffer(posting, dtype=np.int32)
+                at = np.minimum(np.searchsorted(held, items), len(held) - 1)
+                shared = shared + (held[at] == items)
+                keep = 2 * np.minimum(shared + rest, n) >= (search.bar - _MARGIN) * (m + n)
+                items, shared, n = items[keep], shared[keep], n[keep]
+            bound = 2 * np.minimum(shared, n) / (m + n)
+        if not len(items):
+            return Match(search.best_key, search.best)
         for at in np.argsort(-bound, kind="stable").tolist():
             if bound[at] < search.bar - _MARGIN:
                 break
@@ -318,13 +373,13 @@ def _occurrences(ids: Iterable[int]) -> list[int]:
 
 def _shared(postings: Sequence[array[int]], size: int) -> tuple[np.ndarray, np.ndarray]:
     """The items found in any of ``postings`` and in how many of them each is."""
-    hits = np.concatenate([np.frombuffer(p, dtype=np.int32) for p in postings])
+    hits = np.frombuffer(b"".join(postings), dtype=np.int32)
     if len(hits) * 8 < size:
         items, shared = np.unique(hits, return_counts=True)
         return items, shared
     counts = np.bincount(hits, minlength=size)
-    items = np.flatnonzero(counts)
-    return items, counts[items]
+    (held,) = counts.nonzero()
+    return held, counts[held]
 
 
 class _Search:
@@ -338,8 +393,10 @@ class _Search:
         skip: int | None,
         floor: float = 0.0,
     ) -> None:
+        self.query = query
         self.m = len(query)
-        self.get = _masks(query).get
+        # Made on the first score: most searches with a floor score nothing.
+        self.get: Callable[[Hashable], int | None] | None = None
         self.full = (1 << self.m) - 1
         self.keys = keys
         self.item = item
@@ -358,8 +415,11 @@ class _Search:
             return
         self.done.add(position)
         seq = self.item(position)
+        get = self.get
+        if get is None:
+            get = self.get = _masks(self.query).get
         # The LCS loop is inlined: a function call per token costs as much as the loop.
-        get, full = self.get, self.full
+        full = self.full
         v = full
         for t in seq:
             u = get(t)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -18,8 +19,10 @@ from synth.filters.diversity import (
     DiversityFigures,
     DiversityFilter,
     DiversityParams,
+    _strip_rows,
     diversity_figures,
     exceeds,
+    strip_boilerplate,
 )
 from synth.filters.rouge import nearest_neighbour_scores
 from synth.records import Candidate, CellKey, SeenItem, Source, Verdict
@@ -215,6 +218,28 @@ def test_admit_grows_the_index_and_ignores_repeats() -> None:
     assert len(f._cells[CELL].row_ids) == 1
     [d] = f.decide([cand("book a table for two tonight please", 2)])
     assert d.verdict is Verdict.REJECT and parts(d.reason)[1] == "ex_1"
+
+
+def test_rows_are_stripped_at_once_as_one_by_one() -> None:
+    """Rows of a few words with word pairs of them as boilerplate, empty rows and rows
+    of one word among them: stripped all at once, each row keeps what
+    :func:`strip_boilerplate` leaves it."""
+    rng = random.Random(2)
+    vocab = ["i", "am", "a", "customer", "my", "card", "is", "lost", "help", "me"]
+    for _ in range(200):
+        rows = [rng.choices(vocab, k=rng.choice((0, 1, 2, 3, 5, 8))) for _ in range(12)]
+        boilerplate = frozenset(
+            (rng.choice(vocab), rng.choice(vocab)) for _ in range(rng.randint(0, 12))
+        )
+        number = {w: i for i, w in enumerate(vocab)}
+        words, lengths = _strip_rows(
+            np.array([number[w] for row in rows for w in row], dtype=np.int32),
+            np.array([len(row) for row in rows], dtype=np.int64),
+            np.array([number[a] << 32 | number[b] for a, b in boilerplate], dtype=np.int64),
+        )
+        expected = [strip_boilerplate(row, boilerplate) for row in rows]
+        assert lengths.tolist() == [len(row) for row in expected]
+        assert [vocab[w] for w in words.tolist()] == [w for row in expected for w in row]
 
 
 def test_review_action() -> None:

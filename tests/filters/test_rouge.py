@@ -9,6 +9,7 @@ import time
 import unicodedata
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from synth.filters.diversity import exceeds
@@ -256,6 +257,37 @@ def test_index_answers_exactly_as_scoring_every_item() -> None:
         index.add_tokens(key, tokens)
     for q in queries[100:200]:
         assert tuple(index.nearest(q)) == brute_nearest(items[:500], tokenize(q), None), q
+
+
+def test_extend_builds_the_index_add_tokens_builds() -> None:
+    """Items given at once as ids, with repeated tokens and empty items, onto an index
+    that already holds some: the same items, postings and answers as adding them one
+    by one."""
+    rng = random.Random(5)
+    texts = [r["instruction"] for r in read_jsonl(V1)[:300]]
+    texts += ["", "the the the", "a a b a", ""]
+    items = [(f"ex_{rng.randrange(10**6):06d}", tokenize(t)) for t in texts]
+    rng.shuffle(items)
+    vocab: dict[str, int] = {}
+    one_by_one, at_once = RougeIndex(), RougeIndex(vocab=vocab)
+    for key, tokens in items:
+        one_by_one.add_tokens(key, tokens)
+    for key, tokens in items[:50]:
+        at_once.add_tokens(key, tokens)
+    rest = items[50:]
+    ids = [vocab.setdefault(t, len(vocab)) for _, tokens in rest for t in tokens]
+    at_once.extend([k for k, _ in rest], np.array(ids), np.array([len(t) for _, t in rest]))
+    at_once.extend([], np.array([], dtype=np.int32), np.array([], dtype=np.int64))
+    assert at_once._vocab is vocab and vocab == one_by_one._vocab
+    assert at_once._keys == one_by_one._keys
+    assert (at_once._flat, at_once._starts, at_once._lengths) == (
+        one_by_one._flat,
+        one_by_one._starts,
+        one_by_one._lengths,
+    )
+    assert at_once._postings == one_by_one._postings
+    for q in rng.sample(texts, 50):
+        assert at_once.nearest(q) == one_by_one.nearest(q)
 
 
 def test_a_floor_finds_exactly_what_reaches_it_and_a_lower_bound_otherwise() -> None:
