@@ -68,8 +68,10 @@ from __future__ import annotations
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import cache, partial
+from itertools import repeat
 from typing import Literal
 
 import numpy as np
@@ -422,7 +424,9 @@ def _without(shingles: np.ndarray, drop: Hashes) -> np.ndarray:
     )
 
 
-def _pair(whole_a: set[int], whole_b: set[int], drop: Hashes) -> tuple[set[int], set[int]]:
+def _pair(
+    whole_a: set[int], whole_b: set[int], drop: AbstractSet[int]
+) -> tuple[set[int], set[int]]:
     """Two rows' shingle sets as compared: without boilerplate, unless either row would
     be left with too few of its own (a repeat, not a template instance: both whole)."""
     if drop:
@@ -464,16 +468,14 @@ def _own_tokens(tokens: list[int], grams: list[int], n: int, drop: Hashes) -> li
 
 
 def _edit_pair(
-    a: _Item, b: _Item, drop: Hashes, sets: tuple[set[int], set[int]], run: _BatchRun, n: int
+    a: _Item, b: _Item, drop: Hashes, run: _BatchRun, n: int
 ) -> tuple[list[int], list[int]]:
     """Two rows' tokens as the edit distance compares them: without the tokens covered
     by boilerplate that both rows contain (a template's opening and closing), unless
     either row would be left with too few of its own (the same rule as :func:`_pair`
     for shingle sets). Boilerplate only one row has stays: an edit that falls on
     frequent phrasing is still an edit, and taking it out of one side would count the
-    rest of that phrase as edits too. ``sets``: the two rows' shingles."""
-    if drop:
-        drop = drop.intersection(sets[0]).intersection(sets[1])
+    rest of that phrase as edits too. ``drop``: the boilerplate both rows contain."""
     own_a, own_b = run.own_tokens(a, drop, n), run.own_tokens(b, drop, n)
     if own_a is None or own_b is None:
         return run.tokens(a), run.tokens(b)
@@ -718,9 +720,7 @@ class _RealRates:
                 share = k / (self.narrow_n[j] + 1)
                 weights[j] += share
                 base += share
-        rows = np.fromiter(
-            (self.row_of.get(h, -1) for h in hashes), dtype=np.int64, count=len(hashes)
-        )
+        rows = np.fromiter(map(self.row_of.get, hashes, repeat(-1)), np.int64, len(hashes))
         known = rows >= 0
         wide = np.zeros(len(hashes), dtype=np.float64)
         wide[known] = self.wide_counts[rows[known]]
@@ -1018,7 +1018,7 @@ class NearDedupFilter(Filter):
         cell"); ties go to the smaller id."""
         self.stats.lsh_candidates += len(keys)
         best: dict[bool, tuple[float, str | None]] = {True: (0.0, None), False: (0.0, None)}
-        own_drop = run.boilerplate(item.cell) | run.shared
+        own_drop = run.dropped(item.cell)
         mine = set(item.shingles.tolist())  # made once, for every pair it is in
         pairs: list[tuple[str, _Item, set[int], float]] = []
         for key in sorted(keys):
@@ -1028,10 +1028,15 @@ class NearDedupFilter(Filter):
             other, theirs = row
             self.stats.verified += 1
             same = other.cell == item.cell
-            drop = own_drop if same else own_drop | run.boilerplate(other.cell)
+            # Only the boilerplate in the pair matters: intersections cost the size of
+            # the pair, a union of boilerplate its thousands of shingles.
+            both = mine | theirs
+            drop = both & own_drop
+            if not same:
+                drop |= both & run.boilerplate(other.cell)
             if other.seed and drop:
                 # A seed's own shingles count in full against that seed.
-                drop = drop - theirs
+                drop -= theirs
             j = jaccard(*_pair(mine, theirs, drop))
             if j > best[same][0]:
                 best[same] = (j, key)
@@ -1056,13 +1061,14 @@ class NearDedupFilter(Filter):
         edited: _Edited = None
         for key, other, theirs, j in pairs:
             drop = _NONE
-            if n:
-                drop = own_template
+            # Against a seed, none of its own shingles is boilerplate: nothing both share.
+            if n and not other.seed:
+                shared = mine & theirs
+                found = shared & own_template
                 if other.cell != item.cell:
-                    drop = drop | run.template(other.cell)
-                if other.seed:
-                    drop = drop - theirs
-            a, b = _edit_pair(item, other, drop, (mine, theirs), run, n)
+                    found |= shared & run.template(other.cell)
+                drop = frozenset(found)
+            a, b = _edit_pair(item, other, drop, run, n)
             e = within(a, b, edit_cut(cut, a, b))
             if e is not None and (edited is None or e < edited[0]):
                 same = other.cell == item.cell
@@ -1225,6 +1231,8 @@ class _BatchRun:
         self._tokens: dict[str, list[int]] = {}
         self._rows: dict[str, tuple[_Item, set[int]]] = {}
         self._grams: dict[str, list[int]] = {}
+        self._templates: dict[str, Hashes] = {}
+        self._dropped: dict[str, Hashes] = {}
         by_cell: dict[str, list[np.ndarray]] = {}
         for cell, s in zip(cells, sets, strict=True):
             if len(s):
@@ -1242,13 +1250,24 @@ class _BatchRun:
 
     def template(self, cell: str) -> Hashes:
         """What the edit distance leaves out for a row of this cell: the cell's
-        boilerplate that most of its rows have, and what is shared across cells."""
-        majority = self.majority.get(cell)
-        if majority is None:
-            state = self.owner.stored_frequencies(cell)
-            majority = state.majority() if state is not None else _NONE
-            self.majority[cell] = majority
-        return majority | self.shared
+        boilerplate that most of its rows have, and what is shared across cells (made
+        once per cell and batch)."""
+        template = self._templates.get(cell)
+        if template is None:
+            majority = self.majority.get(cell)
+            if majority is None:
+                state = self.owner.stored_frequencies(cell)
+                majority = state.majority() if state is not None else _NONE
+            template = self._templates[cell] = majority | self.shared
+        return template
+
+    def dropped(self, cell: str) -> Hashes:
+        """What Jaccard leaves out for a row of this cell: its boilerplate and what is
+        shared across cells (made once per cell and batch)."""
+        dropped = self._dropped.get(cell)
+        if dropped is None:
+            dropped = self._dropped[cell] = self.boilerplate(cell) | self.shared
+        return dropped
 
     def boilerplate(self, cell: str) -> Hashes:
         drop = self.drop.get(cell)
