@@ -512,7 +512,7 @@ class ContaminationIndex:
                 ]
             elif signal == "semantic" and self._semantic is not None:
                 w = weights or self._semantic.base
-                found = self._semantic.match(texts, [len(t) for t in token_lists], w)
+                found = self._semantic.match(token_lists, w)
             else:
                 continue
             subset = self.subsets[signal]
@@ -768,6 +768,28 @@ def _by_text(texts: np.ndarray, hashes: np.ndarray) -> dict[int, list[int]]:
     for k, h in sorted(set(zip(texts.tolist(), hashes.tolist(), strict=True))):
         out.setdefault(k, []).append(h)
     return out
+
+
+def _lexsort(keys: Sequence[np.ndarray]) -> np.ndarray:
+    """``np.lexsort(keys)``: sorted by the last key, then the one before, ...; ties
+    keep their order. The keys are packed into one integer (a float by its rank) and
+    sorted once where lexsort would sort once per key, unless their ranges need more
+    than 62 bits."""
+    packed = np.zeros(len(keys[0]), dtype=np.int64)
+    if not len(packed):
+        return packed
+    span = 1
+    for key in reversed(keys):
+        if key.dtype.kind == "f":
+            _, key = np.unique(key, return_inverse=True)
+        low = key.min()
+        width = int(key.max()) - int(low) + 1
+        span *= width
+        if span > 1 << 62:
+            order: np.ndarray = np.lexsort(keys)
+            return order
+        packed = packed * width + (key - low).astype(np.int64)
+    return np.argsort(packed, kind="stable")
 
 
 def _group_starts(first: np.ndarray, second: np.ndarray) -> np.ndarray:
@@ -1066,7 +1088,7 @@ class _MinHashIndex:
         # Per text and eval set, the proposals whose signatures agree most, then the
         # lowest items; the first ``_VERIFY`` of them are verified.
         estimate = (self.signatures[proposed] == signatures[who]).sum(axis=1)
-        order = np.lexsort((proposed, -estimate, owners, who))
+        order = _lexsort((proposed, -estimate, owners, who))
         who, owners, proposed = who[order], owners[order], proposed[order]
         ranked = np.arange(len(who)) - _group_starts(who, owners) < self._VERIFY
         who, owners, proposed = who[ranked], owners[ranked], proposed[ranked]
@@ -1077,7 +1099,7 @@ class _MinHashIndex:
             per_set[-1][1].append(i)
         score = self._jaccard(shingles, text_of, sizes, who, proposed)
         # Per text and eval set, the best Jaccard; of equal ones, the lowest item.
-        order = np.lexsort((proposed, -score, owners, who))
+        order = _lexsort((proposed, -score, owners, who))
         who, owners, proposed, score = who[order], owners[order], proposed[order], score[order]
         best = (np.arange(len(who)) == _group_starts(who, owners)) & (score > 0)
         out: list[list[tuple[int, Match]]] = [[] for _ in hashes]
@@ -1148,10 +1170,18 @@ def _sublinear(counts: csr_matrix) -> csr_matrix:
 
 
 def _rows_normalised(matrix: csr_matrix) -> csr_matrix:
-    from sklearn.preprocessing import normalize
+    """Each row scaled to unit length, in place: what ``sklearn.preprocessing.normalize``
+    computes, without its checks of the input (which cost more than the scaling). The
+    routine is not in scikit-learn's documented API: where it has moved, normalize."""
+    try:
+        from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
+    except ImportError:
+        from sklearn.preprocessing import normalize
 
-    out: csr_matrix = normalize(matrix, norm="l2", copy=False)
-    return out
+        normalized: csr_matrix = normalize(matrix, copy=False)
+        return normalized
+    inplace_csr_row_normalize_l2(matrix)
+    return matrix
 
 
 @dataclass(frozen=True)
@@ -1181,18 +1211,54 @@ class _SemanticIndex:
         # command would pay for a filter only some configs use.
         from sklearn.feature_extraction.text import CountVectorizer
 
-        self.vectorizer = CountVectorizer(
+        vectorizer = CountVectorizer(
             tokenizer=tokenize,
             token_pattern=None,
             lowercase=False,
             ngram_range=(1, 2),
             dtype=np.float32,
         )
-        counts = self.vectorizer.fit_transform(texts).tocsr()
+        counts = vectorizer.fit_transform(texts).tocsr()
+        # Other texts are counted from their tokens (see _counts), a two-word term by
+        # the pair of its words' terms: one lookup for a whole batch. Tokens hold no
+        # spaces, so a two-word term is one pair.
+        self.terms: dict[str, int] = vectorizer.vocabulary_
+        pairs = []
+        for term, number in self.terms.items():
+            if " " in term:
+                former, latter = term.split(" ")
+                pairs.append((self.terms[former] << 32 | self.terms[latter], number))
+        pairs.sort()
+        self.pair_keys = np.array([key for key, _ in pairs], dtype=np.int64)
+        self.pair_terms = np.array([number for _, number in pairs], dtype=np.int64)
         self.n = counts.shape[0]
         self.df = np.bincount(counts.indices, minlength=counts.shape[1]).astype(np.float64)
         self.tf = _sublinear(counts)
         self.base = self._weigh((self.df + 1) / (self.n + 1))
+
+    def _counts(self, token_lists: Sequence[list[str]]) -> csr_matrix:
+        """Term counts of tokenized texts, a row each, as the fitted vectorizer's
+        ``transform`` gives them: float32, each row's terms in increasing order."""
+        from scipy.sparse import csr_matrix
+
+        lookup = self.terms.get
+        words = np.array([lookup(t, -1) for tokens in token_lists for t in tokens], dtype=np.int64)
+        lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
+        text_of = np.repeat(np.arange(len(token_lists), dtype=np.int64), lengths)
+        pair = (text_of[1:] == text_of[:-1]) & (words[1:] >= 0) & (words[:-1] >= 0)
+        keys = words[:-1][pair] << 32 | words[1:][pair]
+        known = _found_in(keys, self.pair_keys)
+        rows = np.concatenate((text_of[words >= 0], text_of[1:][pair][known]))
+        terms = np.concatenate(
+            (words[words >= 0], self.pair_terms[np.searchsorted(self.pair_keys, keys[known])])
+        )
+        size = len(self.terms)
+        cells, counts = np.unique(rows * size + terms, return_counts=True)
+        indptr = np.zeros(len(token_lists) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(cells // size, minlength=len(token_lists)), out=indptr[1:])
+        return csr_matrix(
+            (counts.astype(np.float32), cells % size, indptr), shape=(len(token_lists), size)
+        )
 
     def _weigh(self, share: np.ndarray) -> _Weights:
         idf = (1.0 - np.log(share)).astype(np.float32)
@@ -1202,31 +1268,32 @@ class _SemanticIndex:
     def weights(self, seeds: Sequence[str]) -> _Weights:
         """Term weights that also know the seeds: a term's share is the larger of its
         (smoothed) share of the items and its share of the seeds."""
-        counts = self.vectorizer.transform(seeds).tocsr()
+        counts = self._counts([tokenize(s) for s in seeds])
         seed_df = np.bincount(counts.indices, minlength=len(self.df)).astype(np.float64)
         share = np.maximum((self.df + 1) / (self.n + 1), seed_df / max(1, len(seeds)))
         return self._weigh(share)
 
     def match(
-        self, texts: Sequence[str], lengths: Sequence[int], weights: _Weights
+        self, token_lists: Sequence[list[str]], weights: _Weights
     ) -> list[list[tuple[int, Match]]]:
-        """The most similar item of comparable length per text and eval set
-        (``lengths`` in tokens)."""
+        """The most similar item of comparable length per text (its tokens) and eval
+        set."""
         out: list[list[tuple[int, Match]]] = []
-        for start in range(0, len(texts), self._CHUNK):
-            chunk = texts[start : start + self._CHUNK]
-            query = _sublinear(self.vectorizer.transform(chunk).tocsr())
-            query = _rows_normalised(query.multiply(weights.idf[None, :]).tocsr())
+        for start in range(0, len(token_lists), self._CHUNK):
+            chunk = token_lists[start : start + self._CHUNK]
+            query = _sublinear(self._counts(chunk))
+            query.data *= weights.idf[query.indices]
+            query = _rows_normalised(query)
             sims = (query @ weights.items).tocsr()
             rows = np.repeat(np.arange(len(chunk)), np.diff(sims.indptr))
-            mine = np.maximum(1, np.asarray(lengths[start : start + len(chunk)], dtype=np.int64))
+            mine = np.maximum(1, np.fromiter(map(len, chunk), dtype=np.int64, count=len(chunk)))
             ratio = mine[rows] / self.lengths[sims.indices]
             comparable = (ratio <= self.ratio) & (ratio * self.ratio >= 1) & (sims.data > 0)
             where = np.flatnonzero(comparable)
             rows, items, values = rows[where], sims.indices[where], sims.data[where]
             owners = self.sets_of[items]
             # Per row and eval set, the highest value; of equal ones, the first stored.
-            order = np.lexsort((where, -values, owners, rows))
+            order = _lexsort((where, -values, owners, rows))
             rows, owners, items, values = rows[order], owners[order], items[order], values[order]
             first = np.ones(len(rows), dtype=bool)
             first[1:] = (rows[1:] != rows[:-1]) | (owners[1:] != owners[:-1])

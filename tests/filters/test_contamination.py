@@ -9,6 +9,7 @@ import random
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import DATA, ROOT
 
@@ -19,6 +20,8 @@ from synth.filters.contamination import (
     ContaminationHit,
     ContaminationParams,
     EvalSetSpec,
+    _lexsort,
+    _SemanticIndex,
     build_index,
     check_file,
     load_eval_set,
@@ -446,3 +449,37 @@ def test_check_file(tmp_path):
     assert {h.signal for h in first} == {"ngram", "edits", "minhash", "semantic"}
     with pytest.raises(EvalSetError, match="no field 'prompt'"):
         check_file(path, "prompt", params, ctx)
+
+
+def test_lexsort_orders_as_numpy_does() -> None:
+    rng = np.random.default_rng(0)
+    for size in (0, 1, 7, 500):
+        keys = (
+            rng.integers(0, 50, size),
+            -rng.integers(0, 5, size).astype(np.float32) / 4,  # ties, and -0.0 with 0.0
+            rng.integers(-3, 3, size),
+            np.sort(rng.integers(0, 9, size)),
+        )
+        assert _lexsort(keys).tolist() == np.lexsort(keys).tolist()
+    wide = (rng.integers(0, 1 << 40, 100), rng.integers(0, 1 << 40, 100))  # 80 bits: lexsort
+    assert _lexsort(wide).tolist() == np.lexsort(wide).tolist()
+
+
+def test_semantic_counts_are_the_vectorizers() -> None:
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    items = ["Where is my card?", "my card is lost, where is it", "Straße ﬀ 我想 card card"]
+    index = _SemanticIndex(
+        items, np.zeros(len(items), dtype=np.int64), ContaminationParams(eval_sets=[GSM8K])
+    )
+    vectorizer = CountVectorizer(
+        tokenizer=tokenize, token_pattern=None, lowercase=False, ngram_range=(1, 2)
+    )
+    vectorizer.fit(items)
+    texts = ["", "card", "where is my card card where", "strasse ﬀ 我想 lost", "is it my card?"]
+    ours = index._counts([tokenize(t) for t in texts])
+    theirs = vectorizer.transform(texts).tocsr()
+    assert ours.dtype == np.float32
+    assert ours.indptr.tolist() == theirs.indptr.tolist()
+    assert ours.indices.tolist() == theirs.indices.tolist()
+    assert ours.data.tolist() == theirs.data.tolist()
