@@ -266,8 +266,9 @@ class _Cell:
         self.row_words.extend(words)
         self.row_starts.append(len(self.row_words))
 
-    boilerplate: frozenset[Bigram] = frozenset()
+    # The last index built: the seeds and kept rows, the rows stripped of boilerplate.
     index: RougeIndex | None = None
+    boilerplate: frozenset[Bigram] = frozenset()
     seed_index: RougeIndex | None = None  # the seeds alone, for stripped candidates
 
 
@@ -299,6 +300,8 @@ class DiversityFilter(Filter):
         # numbers (a cell can hold 100,000 rows), and the indexes share the numbering,
         # so that one is built from those numbers at once.
         self._words: dict[str, int] = {}
+        # The last batch decided, by text: its tokens, which ``admit`` needs again.
+        self._tokenized: dict[str, list[str]] = {}
         self.threshold = self._calibrate()
 
     def _cell(self, cell: CellKey) -> _Cell:
@@ -335,10 +338,8 @@ class DiversityFilter(Filter):
             else:
                 state.add_row(s.id, self._numbered(tokens))
                 state.generated.add(tokens)
-        for cell, state in self._cells.items():
+        for state in self._cells.values():
             state.generated.prune()
-            n, counts = state.generated.with_batch(())
-            state.boilerplate = self._boilerplate(cell, n, counts)
             state.index = state.seed_index = None  # rebuilt when next needed
         self.threshold = self._calibrate()
 
@@ -347,28 +348,26 @@ class DiversityFilter(Filter):
         # Candidates kept here join that index for the rest of the batch; only
         # ``admit`` (what the whole chain kept) makes them permanent.
         tokens = [self._tokens(c.text) for c in batch]
-        indexes: dict[CellKey, tuple[RougeIndex, frozenset[Bigram], int]] = {}
+        self._tokenized = dict(zip([c.text for c in batch], tokens, strict=True))
         by_cell: dict[CellKey, list[list[str]]] = {}
         for c, toks in zip(batch, tokens, strict=True):
             by_cell.setdefault(c.cell, []).append(toks)
+        indexes: dict[CellKey, tuple[_Cell, RougeIndex, frozenset[Bigram], int]] = {}
         for cell, cell_tokens in by_cell.items():
             state = self._cell(cell)
             n, counts = state.generated.with_batch(cell_tokens)
             boilerplate = self._boilerplate(cell, n, counts)
-            if boilerplate == state.boilerplate:
-                index = self._stored_index(state)
-            else:
-                index = self._build(state, boilerplate)
-            indexes[cell] = (index, boilerplate, len(index))
+            index = self._stored_index(state, boilerplate)
+            indexes[cell] = (state, index, boilerplate, len(index))
         out = []
         limit = self.threshold
         try:
             for c, toks in zip(batch, tokens, strict=True):
-                index, boilerplate, _ = indexes[c.cell]
+                state, index, boilerplate, _ = indexes[c.cell]
                 own = strip_boilerplate(toks, boilerplate)
                 match = index.nearest_tokens(own, floor=limit.value)
                 if len(own) != len(toks):
-                    seeds = self._seed_index(self._cells[c.cell])
+                    seeds = self._seed_index(state)
                     whole = seeds.nearest_tokens(toks, floor=limit.value)
                     if whole.key is not None and (whole.score, match.key or "") > (
                         match.score,
@@ -388,7 +387,7 @@ class DiversityFilter(Filter):
                     out.append(self.keep(c, score=match.score))
                     index.add_tokens(c.id, own)
         finally:
-            for index, _, size in indexes.values():
+            for _, index, _, size in indexes.values():
                 index.truncate(size)
         return out
 
@@ -399,19 +398,15 @@ class DiversityFilter(Filter):
         for c in kept:
             if not self._ids.add(_id_key(c.id)):
                 continue
-            tokens = self._tokens(c.text)
+            tokens = self._tokenized.get(c.text)
+            if tokens is None:
+                tokens = self._tokens(c.text)
             state = self._cell(c.cell)
             state.add_row(c.id, self._numbered(tokens))
             state.generated.add(tokens)
             touched.add(c.cell)
         for cell in touched:
-            state = self._cells[cell]
-            state.generated.prune()
-            n, counts = state.generated.with_batch(())
-            boilerplate = self._boilerplate(cell, n, counts)
-            if boilerplate != state.boilerplate:
-                state.boilerplate = boilerplate
-                state.index = None
+            self._cells[cell].generated.prune()
 
     def calibration_table(self) -> FilterCalibration:
         return FilterCalibration(
@@ -427,22 +422,22 @@ class DiversityFilter(Filter):
                 state.seed_index.add_tokens(key, tokens)
         return state.seed_index
 
-    def _stored_index(self, state: _Cell) -> RougeIndex:
-        """The seeds and kept rows under the cell's boilerplate. The rows admitted
-        since it was last asked for join it here, all at once: most batches build
-        an index of their own instead (see :meth:`_build`)."""
-        if state.index is None:
-            state.index = self._build(state, state.boilerplate)
+    def _stored_index(self, state: _Cell, boilerplate: frozenset[Bigram]) -> RougeIndex:
+        """The seeds and kept rows, the rows stripped of ``boilerplate``. The cell
+        keeps the last one asked for: under the same boilerplate, the rows admitted
+        since join it at once; under another, it is built again (see :meth:`_build`)."""
+        if state.index is None or boilerplate != state.boilerplate:
+            state.index = self._build(state, boilerplate)
+            state.boilerplate = boilerplate
         else:
             indexed = len(state.index) - len(state.seeds)
             if indexed < len(state.row_ids):
-                state.index.extend(*self._stripped_rows(state, state.boilerplate, indexed))
+                state.index.extend(*self._stripped_rows(state, boilerplate, indexed))
         return state.index
 
     def _build(self, state: _Cell, boilerplate: frozenset[Bigram]) -> RougeIndex:
         """The seeds and the kept rows stripped of ``boilerplate``: built again for
-        about every other batch, as a batch's rows change which pairs are
-        boilerplate."""
+        most batches, as a batch's rows change which pairs are boilerplate."""
         keys, rows, lengths = self._stripped_rows(state, boilerplate, 0)
         index = self._index()
         index.extend(

@@ -116,6 +116,28 @@ _FIRST_POSTINGS = 4096
 _MARGIN = 1e-9
 
 
+class _Postings(dict[int, "array[int]"]):
+    """Token occurrence (see :func:`_occurrences`) -> the positions of the items that
+    hold it, increasing. The postings of an index built at once stay packed in one
+    bytes object until one is first looked up (``postings[occurrence]``, None when no
+    item holds it): a cell's index is built again for most batches, whose queries
+    read a few hundred of its thousands of postings."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.packed: dict[int, int] = {}  # occurrence -> its slot in ``bounds``
+        self.bounds: list[int] = []  # slot i: positions bounds[i]:bounds[i + 1] of held
+        self.held = b""  # int32 positions
+
+    def __missing__(self, occurrence: int) -> array[int] | None:
+        slot = self.packed.pop(occurrence, None)
+        if slot is None:
+            return None
+        start, end = self.bounds[slot], self.bounds[slot + 1]
+        posting = self[occurrence] = array("i", self.held[4 * start : 4 * end])
+        return posting
+
+
 class RougeIndex:
     """Items as integer token sequences, searched for the highest ROUGE-L F.
 
@@ -134,8 +156,9 @@ class RougeIndex:
     any order answers the same (a resumed run loads kept rows in store order).
 
     Memory: the token ids of all items in one flat array, a length and a key per item,
-    and one posting array per distinct token occurrence; about 12 bytes per token plus
-    the keys.
+    and one posting array per distinct token occurrence (or, for an index built at
+    once, a slot in one packed array until the posting is first read); about 12 bytes
+    per token plus the keys.
 
     Parameters:
         tokenizer: "unicode" (any script) or "rouge_score" (exact reproduction of
@@ -157,8 +180,7 @@ class RougeIndex:
         self._flat = array("i")  # every item's token ids, one after the other
         self._starts = array("q", [0])  # item i is _flat[_starts[i]:_starts[i + 1]]
         self._lengths = array("i")
-        # (occurrence << 32 | token id) -> positions of the items holding it that often
-        self._postings: dict[int, array[int]] = {}
+        self._postings = _Postings()
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -190,7 +212,7 @@ class RougeIndex:
         self._lengths.append(len(ids))
         postings = self._postings
         for occurrence in _occurrences(ids):
-            posting = postings.get(occurrence)
+            posting = postings[occurrence]
             if posting is None:
                 posting = postings[occurrence] = array("i")
             posting.append(position)
@@ -200,8 +222,9 @@ class RougeIndex:
         has the next ``lengths[i]`` token ids of ``ids`` (ids of this index's
         vocabulary, see ``vocab``).
 
-        The occurrences are counted and grouped in numpy: what is left in Python is a
-        dict entry per distinct occurrence, not a dozen steps per token.
+        The occurrences are counted and grouped in numpy; onto an empty index, the
+        postings are left packed (see :class:`_Postings`), so nothing is done in
+        Python per token or per posting.
         """
         ids = np.asarray(ids, dtype=np.int32)
         lengths = np.asarray(lengths, dtype=np.int64)
@@ -212,12 +235,11 @@ class RougeIndex:
         self._lengths.frombytes(lengths.astype(np.int32).tobytes())
         if not len(ids):
             return
-        # Sorted by item, then token (a stable sort), a token's k-th occurrence in an
-        # item is the k-th of its run of equal pairs.
+        # Sorted by item, then token, a token's k-th occurrence in an item is the k-th
+        # of its run of equal pairs.
         items = np.repeat(np.arange(first, len(self._keys), dtype=np.int64), lengths)
-        order = np.lexsort((ids, items))
-        items, tokens = items[order], ids[order].astype(np.int64)
-        pairs = items << 32 | tokens
+        pairs = np.sort(items << 32 | ids)
+        items, tokens = pairs >> 32, pairs & 0xFFFF_FFFF
         new_run = np.ones(len(pairs), dtype=bool)
         new_run[1:] = pairs[1:] != pairs[:-1]
         at = np.arange(len(pairs))
@@ -228,10 +250,16 @@ class RougeIndex:
         occurrences, held = occurrences[by], items[by].astype(np.int32).tobytes()
         bounds = np.flatnonzero(occurrences[1:] != occurrences[:-1]) + 1
         starts, ends = [0, *bounds.tolist()], [*bounds.tolist(), len(occurrences)]
+        distinct = occurrences[starts].tolist()
         postings = self._postings
-        for occurrence, start, end in zip(occurrences[starts].tolist(), starts, ends, strict=True):
+        if not postings and not postings.packed:
+            postings.packed = dict(zip(distinct, range(len(distinct)), strict=True))
+            postings.bounds = [*starts, len(occurrences)]
+            postings.held = held
+            return
+        for occurrence, start, end in zip(distinct, starts, ends, strict=True):
             chunk = held[4 * start : 4 * end]
-            posting = postings.get(occurrence)
+            posting = postings[occurrence]
             if posting is None:
                 postings[occurrence] = array("i", chunk)
             else:
@@ -267,6 +295,7 @@ class RougeIndex:
         for position in range(len(self._keys) - 1, size - 1, -1):
             for occurrence in _occurrences(self._item(position)):
                 posting = postings[occurrence]
+                assert posting is not None  # the item holds it
                 posting.pop()
                 if not posting:
                     del postings[occurrence]
@@ -289,7 +318,9 @@ class RougeIndex:
         if m == 0 or not self._keys:
             return Match(None, 0.0)
         # The query's token occurrences that some item holds, rarest first.
-        postings = [p for p in map(self._postings.get, _occurrences(query)) if p is not None]
+        postings = [
+            p for p in map(self._postings.__getitem__, _occurrences(query)) if p is not None
+        ]
         postings.sort(key=len)
         if not postings or 2 * len(postings) < (floor - _MARGIN) * (m + len(postings)):
             return Match(None, 0.0)  # no item shares enough tokens to reach the floor
@@ -326,6 +357,11 @@ class RougeIndex:
         if read > first_read:
             items, shared = _shared(postings[:read], len(lengths))
         rest = len(postings) - read
+        # An item that may share t tokens scores at most 2 t / (m + t), and no item may
+        # share more than ``most``: below the bar, no item is worth a look.
+        most = int(shared.max()) + rest
+        if 2 * most / (m + most) < search.bar - _MARGIN:
+            return Match(search.best_key, search.best)
         n = lengths[items]
         bound = 2 * np.minimum(shared + rest, n) / (m + n)
         keep = bound >= search.bar - _MARGIN

@@ -322,6 +322,36 @@ def test_a_fresh_filter_decides_exactly_as_a_continuous_one() -> None:
     assert rejects > 20  # the comparison was not vacuous
 
 
+def test_templated_rows_decide_as_in_a_fresh_filter_while_the_boilerplate_moves() -> None:
+    """Some generated rows wear one of two templates, in shares that cross the
+    boilerplate line from batch to batch: a filter that keeps its index between
+    batches (and extends or rebuilds it) decides as one built from scratch."""
+    rng = random.Random(8)
+    seeds = self_instruct_seeds()
+    rows = [r["instruction"] for r in read_jsonl(V3)[:480]]
+    templates = ["hello i am a long time customer and", "quick question from the team about"]
+    batches = []
+    for b in range(0, len(rows), 40):
+        share = rng.choice((0.0, 0.1, 0.3, 0.6))
+        texts = [
+            f"{rng.choice(templates)} {text}" if rng.random() < share else text
+            for text in rows[b : b + 40]
+        ]
+        batches.append([cand(t, f"ex_{b}_{i}") for i, t in enumerate(texts)])
+    continuous = make()
+    continuous.prepare(seeds)
+    kept_so_far: list[Candidate] = []
+    for batch in batches:
+        decisions = continuous.decide(batch)
+        fresh = make()
+        fresh.prepare(seeds + [seen(c.text, c.id, CELL, Source.SYNTHETIC) for c in kept_so_far])
+        assert fresh.decide(batch) == decisions
+        kept = [c for c, d in zip(batch, decisions, strict=True) if d.verdict is Verdict.KEEP]
+        continuous.admit(kept)
+        kept_so_far += kept
+    assert continuous._cells[CELL].boilerplate  # the templates were found
+
+
 def test_checking_a_candidate_against_2000_items_of_its_cell_is_fast() -> None:
     texts = [r["instruction"] for r in read_jsonl(V1)]
     f = make()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import random
 import statistics
 import time
@@ -285,9 +286,47 @@ def test_extend_builds_the_index_add_tokens_builds() -> None:
         one_by_one._starts,
         one_by_one._lengths,
     )
-    assert at_once._postings == one_by_one._postings
+    assert _all_postings(at_once) == _all_postings(one_by_one)
     for q in rng.sample(texts, 50):
         assert at_once.nearest(q) == one_by_one.nearest(q)
+
+
+def _all_postings(index: RougeIndex) -> dict[int, list[int]]:
+    """Every posting of the index, packed or not (looking one up unpacks it)."""
+    postings = index._postings
+    return {o: list(postings[o] or ()) for o in {*postings, *postings.packed}}
+
+
+def test_an_index_built_at_once_reads_grows_and_shrinks_as_one_built_by_adding() -> None:
+    """Postings left packed by an extend onto an empty index: searches, items added
+    one by one and truncating them give what an index built one by one gives."""
+    rng = random.Random(7)
+    texts = [r["instruction"] for r in read_jsonl(V1)[:200]] + ["", "the the the"]
+    items = [(f"ex_{i:03d}", tokenize(t)) for i, t in enumerate(texts)]
+    vocab: dict[str, int] = {}
+    one_by_one, at_once = RougeIndex(), RougeIndex(vocab=vocab)
+    for key, tokens in items:
+        one_by_one.add_tokens(key, tokens)
+    ids = [vocab.setdefault(t, len(vocab)) for _, tokens in items for t in tokens]
+    at_once.extend([k for k, _ in items], np.array(ids), np.array([len(t) for _, t in items]))
+    assert at_once._postings.packed and not at_once._postings
+    for q in rng.sample(texts, 30):
+        assert at_once.nearest(q) == one_by_one.nearest(q)
+        assert at_once.nearest_tokens(tokenize(q), floor=0.5) == one_by_one.nearest_tokens(
+            tokenize(q), floor=0.5
+        )
+    extra = [(f"new_{i}", tokenize(t)) for i, t in enumerate(rng.sample(texts, 20))]
+    for key, tokens in extra:
+        at_once.add_tokens(key, tokens)
+        one_by_one.add_tokens(key, tokens)
+    assert _all_postings(at_once) == _all_postings(one_by_one)
+    for index in (at_once, one_by_one):
+        index.truncate(150)
+    assert _all_postings(at_once) == _all_postings(one_by_one)
+    for q in rng.sample(texts, 30):
+        assert at_once.nearest(q) == one_by_one.nearest(q)
+    restored = pickle.loads(pickle.dumps(at_once))
+    assert _all_postings(restored) == _all_postings(one_by_one)
 
 
 def test_a_floor_finds_exactly_what_reaches_it_and_a_lower_bound_otherwise() -> None:
