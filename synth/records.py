@@ -75,6 +75,17 @@ class CellKey(Frozen):
     def __str__(self) -> str:
         return f"{self.slice}/{self.label}"
 
+    # A run looks a cell up in its counts, quotas and spend for every call and row:
+    # pydantic's generic equality and hash (private attributes, extras, generic
+    # origins) cost several times these, and a cell has none of what they look for.
+    def __hash__(self) -> int:
+        return hash((self.slice, self.label))
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not CellKey:
+            return super().__eq__(other)
+        return self.slice == other.slice and self.label == other.label
+
 
 class Seed(Frozen):
     """One real row, validated against the schema."""
@@ -164,12 +175,15 @@ class Outcome:
 
     @property
     def verdict(self) -> Verdict:
-        verdicts = {d.verdict for d in self.decisions}
-        if Verdict.REJECT in verdicts:
-            return Verdict.REJECT
-        if Verdict.REVIEW in verdicts:
-            return Verdict.REVIEW
-        return Verdict.KEEP
+        # No set of verdicts: an enum member hashes in Python, and this is read for
+        # every decision of every row.
+        verdict = Verdict.KEEP
+        for d in self.decisions:
+            if d.verdict == Verdict.REJECT:
+                return Verdict.REJECT
+            if d.verdict == Verdict.REVIEW:
+                verdict = Verdict.REVIEW
+        return verdict
 
     @property
     def rejected_by(self) -> str | None:
@@ -265,8 +279,12 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+# One encoder for every call: ``json.dumps`` with any option builds a new one each time.
+_CANONICAL = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return _CANONICAL.encode(value)
 
 
 def content_sha(data: dict[str, Any]) -> str:

@@ -859,9 +859,10 @@ class Runner:
         accepted = 0
         for o in outcomes:
             cell = o.candidate.cell
-            if o.verdict is Verdict.REJECT:
+            verdict = o.verdict
+            if verdict is Verdict.REJECT:
                 statuses.append(Status.REJECTED)
-            elif o.verdict is Verdict.REVIEW:
+            elif verdict is Verdict.REVIEW:
                 statuses.append(Status.REVIEW_PENDING)
             elif deficits.get(cell, 0) > 0:
                 deficits[cell] -= 1
@@ -871,7 +872,7 @@ class Runner:
                 self.counts[cell] = (real, synthetic + 1)
             else:
                 statuses.append(Status.SURPLUS)
-            if o.verdict is Verdict.KEEP:
+            if verdict is Verdict.KEEP:
                 self.kept[cell] += 1
         self.store.examples.add_outcomes(run_id, outcomes, statuses, processed, scores)
         return accepted

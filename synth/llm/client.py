@@ -187,10 +187,14 @@ class LLMClient:
         # (or llm.base_urls), its auth and default headers (User-Agent, X-Stainless-*).
         urls = settings.base_urls if base_url is None and settings.base_urls else []
         self.endpoints = Endpoints(urls or [str(self.client.base_url)], settings.cooldown_s)
-        self._headers = {
-            **{k: v for k, v in self.client.default_headers.items() if isinstance(v, str)},
-            **self.client.auth_headers,
-        }
+        # Parsed and normalised once here, not for every request.
+        self._urls = {e.url: httpx2.URL(e.url) for e in self.endpoints.all}
+        self._headers = httpx2.Headers(
+            {
+                **{k: v for k, v in self.client.default_headers.items() if isinstance(v, str)},
+                **self.client.auth_headers,
+            }
+        )
         # Reading has no socket timeout: the attempt's own clocks (stream.py) watch it.
         self._timeout = httpx2.Timeout(settings.timeout, read=None).as_dict()
 
@@ -258,9 +262,9 @@ class LLMClient:
             why = failure_reason(e)
             self._record(call, "failed", None, _describe(e), started, reason=why)
             return CallResult(call, "failed", None, _describe(e), reason=why)
-        result = self._accept(call, body, started)
-        self._settle(call)
-        return result
+        # Its estimate is taken back as the reply is stored, in one statement.
+        answered = self._replied.pop(call.id, None)
+        return self.replies.accept(call, body, _since(started), answered)
 
     async def _send(self, call: CallRow) -> str:
         retrying = AsyncRetrying(
@@ -345,11 +349,13 @@ class LLMClient:
         # server answers: a reply lost to a kill or a timeout keeps it (ledger.py).
         ledger = AttemptLedger(self.calls, call.id, estimate(call, self.cost))
         endpoint = self.endpoints.take()
+        headers = self._headers.copy()
+        headers["Idempotency-Key"] = idempotency_key
         request = httpx2.Request(
             "POST",
-            endpoint.url,
+            self._urls[endpoint.url],
             content=body,
-            headers={**self._headers, "Idempotency-Key": idempotency_key},
+            headers=headers,
             extensions={"timeout": self._timeout, "synth_attempt": attempt, "synth_ledger": ledger},
         )
         failure: BaseException | None = None
@@ -366,15 +372,10 @@ class LLMClient:
             raise
         finally:
             self.endpoints.give_back(endpoint, failure)
-        # Taken back once the reply is stored (``_settle``): a kill between the two
-        # leaves the estimate standing beside the reply, never a lost reply without it.
+        # Taken back with the reply, in the statement that stores it (``complete``):
+        # a kill leaves both or neither, never a lost reply without its estimate.
         self._replied[call.id] = ledger
         return raw
-
-    def _settle(self, call: CallRow) -> None:
-        ledger = self._replied.pop(call.id, None)
-        if ledger is not None:
-            ledger.answered()
 
     async def _fetch(self, attempt: Attempt, request: httpx2.Request) -> bytes:
         """``attempt.fetch``, every failure an openai error."""
@@ -389,10 +390,6 @@ class LLMClient:
             # breaks HTTP itself (a bad status line or chunk, a header over 8 KB): a
             # connection failure like any other, retried and recorded.
             raise openai.APIConnectionError(request=request) from e
-
-    def _accept(self, call: CallRow, body: str, started: float) -> CallResult:
-        """Validate the reply's shape and finish reason; record it either way."""
-        return self.replies.accept(call, body, _since(started))
 
     def _record(
         self,
@@ -424,9 +421,16 @@ class ReplyRecorder:
         # server said (synth.llm.context); None when neither is known.
         self.context_tokens = settings.context_tokens
 
-    def accept(self, call: CallRow, body: str, latency_ms: float | None) -> CallResult:
+    def accept(
+        self,
+        call: CallRow,
+        body: str,
+        latency_ms: float | None,
+        attempt: AttemptLedger | None = None,
+    ) -> CallResult:
         """Validate the reply's shape and finish reason; record it either way, and why
-        it is unusable if it is (an ``Unusable`` word).
+        it is unusable if it is (an ``Unusable`` word), taking back the estimate of
+        the ``attempt`` it answers in the same statement.
 
         A generation reply cut off at ``max_tokens`` keeps the complete examples
         written before the cut (they were paid for, and each is filtered like any
@@ -437,7 +441,7 @@ class ReplyRecorder:
         try:
             reply = read_completion(body, estimate_tokens(call.messages, 0))
         except BadReply as e:
-            self.record(call, "invalid", body, str(e), latency_ms, reason=e.reason)
+            self.record(call, "invalid", body, str(e), latency_ms, reason=e.reason, attempt=attempt)
             return CallResult(call, "invalid", None, str(e), reason=e.reason)
         content, finish, usage = reply.content, reply.finish, reply.usage
         error = None
@@ -466,7 +470,16 @@ class ReplyRecorder:
         repairs = (*repairs, *reply.fixes)
         status = "invalid" if error else "ok"
         self.record(
-            call, status, body, error, latency_ms, usage, reply.served_model, repairs, reason
+            call,
+            status,
+            body,
+            error,
+            latency_ms,
+            usage,
+            reply.served_model,
+            repairs,
+            reason,
+            attempt,
         )
         if status != "ok":
             return CallResult(call, status, None, error, repairs=repairs, reason=reason)
@@ -496,11 +509,13 @@ class ReplyRecorder:
         served_model: str | None = None,
         repairs: tuple[str, ...] = (),
         reason: str | None = None,
+        attempt: AttemptLedger | None = None,
     ) -> None:
         """Commit the call's outcome with its tokens and what they cost; an unusable
-        one with why (``Unusable.FAILED`` when the caller could not say). The body is
-        stored up to ``MAX_REPLY_CHARS`` (its whole length beside it when cut), the
-        error as one line."""
+        one with why (``Unusable.FAILED`` when the caller could not say), and the
+        taking back of the estimate of the ``attempt`` it answers. The body is stored
+        up to ``MAX_REPLY_CHARS`` (its whole length beside it when cut), the error as
+        one line."""
         usage = usage or Usage()
         prompt_tokens, completion_tokens = usage.prompt_tokens, usage.completion_tokens
         if status in ("invalid", "failed") and reason is None:
@@ -508,6 +523,7 @@ class ReplyRecorder:
         stored, whole = capped(body)
         cached = usage.cached_tokens
         cost = self.cost(call.model, prompt_tokens, completion_tokens, cached)
+        estimate = attempt.taken_back() if attempt is not None else None
         self.calls.record_reply(
             call.id,
             status=status,
@@ -522,6 +538,7 @@ class ReplyRecorder:
             served_model=served_model,
             repairs=repairs,
             reason=reason,
+            answered=None if estimate is None else (estimate.tokens, estimate.usd),
         )
         if whole is not None:
             self.calls.record_cut_body(call.id, whole)

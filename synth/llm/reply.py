@@ -36,6 +36,9 @@ MAX_TOKENS = 100_000_000
 ERROR_CHARS = 500  # an error message, as stored on a call
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
+# The escape of a surrogate (a lone one, or half of a pair): JSON text without one,
+# and without the character itself, cannot parse into a lone surrogate.
+_SURROGATE_ESCAPES = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 class BadReply(ValueError):
@@ -90,10 +93,15 @@ def too_deep(value: Any) -> bool:
     return False
 
 
-def storable(value: Any) -> tuple[Any, bool]:
+def storable(value: Any, text: str | None = None) -> tuple[Any, bool]:
     """``value`` (parsed JSON) with lone surrogates in its strings and keys replaced by
     U+FFFD, and whether any was; ``ValueError`` when it nests deeper than
-    ``MAX_DEPTH``."""
+    ``MAX_DEPTH``. Given ``text``, the JSON ``value`` was parsed from (or that its
+    one item was, as ``synth.llm.structured`` holds a whole reply's value), a value
+    whose text cannot hold a surrogate nor nest that deep is returned as it is,
+    unwalked."""
+    if text is not None and _plainly_storable(text):
+        return value, False
     replaced = False
 
     def walk(v: Any, depth: int) -> Any:
@@ -112,6 +120,19 @@ def storable(value: Any) -> tuple[Any, bool]:
         return v
 
     return walk(value, 0), replaced
+
+
+def _plainly_storable(text: str) -> bool:
+    """Whether JSON ``text`` parses into a value ``storable`` leaves as it is, alone or
+    as a list's one item: with no surrogate, escaped or not, and fewer brackets than
+    ``MAX_DEPTH`` (nesting past it, in a list, takes as many; brackets inside strings
+    only add to the count). Reading the text costs a fraction of walking every value
+    of a reply."""
+    return (
+        text.count("{") + text.count("[") < MAX_DEPTH
+        and _SURROGATE_ESCAPES.search(text) is None
+        and (text.isascii() or _SURROGATES.search(text) is None)
+    )
 
 
 def one_line(text: str, limit: int = ERROR_CHARS) -> str:
@@ -196,7 +217,7 @@ def read_completion(body: str, prompt_estimate: int = 0) -> Completion:
             Unusable.TOO_LARGE,
         )
     try:
-        reply, replaced = storable(parse(body))
+        reply, replaced = storable(parse(body), body)
     except ValueError as e:
         raise BadReply(f"not a chat completion: {e}") from None
     choices = reply.get("choices") if isinstance(reply, dict) else None

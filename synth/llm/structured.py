@@ -266,12 +266,12 @@ def _json_values(content: str) -> tuple[list[Any], list[str]]:
     text = content.strip()
     whole = _decoded(text)
     if whole is not None:
-        return _storable(whole, [])
+        return _storable(whole, [], text)
     mended = _mended(text)
     if mended is not None:
         whole = _decoded(mended)
         if whole is not None:
-            return _storable(whole, ["broken_json"])
+            return _storable(whole, ["broken_json"], mended)
     values: list[Any] = []
     outside: list[str] = []  # text outside every value and every broken fragment
     broken = False
@@ -333,11 +333,14 @@ def _decoded(text: str) -> list[Any] | None:
         return None
 
 
-def _storable(values: Any, repairs: list[str]) -> tuple[list[Any], list[str]]:
+def _storable(
+    values: Any, repairs: list[str], text: str | None = None
+) -> tuple[list[Any], list[str]]:
     """The values with their strings made storable, nested no deeper than the limit
-    (``synth.llm.reply.storable``)."""
+    (``synth.llm.reply.storable``, told the ``text`` they were parsed from when it
+    is at hand)."""
     try:
-        values, replaced = storable(values)
+        values, replaced = storable(values, text)
     except ValueError:
         raise ReplyError(_TOO_DEEP, Unusable.UNPARSEABLE) from None
     if replaced:

@@ -49,7 +49,8 @@ def estimate(call: CallRow, cost: Callable[[str, int, int], float]) -> Estimate:
 
 class AttemptLedger:
     """One attempt's entry: ``sent`` as it leaves, ``answered`` when the server
-    answers (or it never reached the server); neither, if the process dies first."""
+    answers (or it never reached the server), or ``taken_back`` with the reply that
+    answers it; neither, if the process dies first."""
 
     def __init__(self, calls: Calls, call_id: str, cost: Estimate) -> None:
         self.calls = calls
@@ -65,3 +66,12 @@ class AttemptLedger:
         if self.open:
             self.calls.attempt_answered(self.call_id, self.cost.tokens, self.cost.usd)
             self.open = False
+
+    def taken_back(self) -> Estimate | None:
+        """The estimate to take back in the statement that stores the attempt's reply
+        (``Calls.record_reply``), instead of ``answered``'s own commit; None when it
+        never left or was answered already."""
+        if not self.open:
+            return None
+        self.open = False
+        return self.cost

@@ -21,6 +21,23 @@ _CALL_COLUMNS = (
     " messages_json, parent_ids_json, status, response_json, attempts, sample_index, purpose"
 )
 
+_REPLY_COLUMNS = (
+    " status = :status, response_json = :response_json, error = :error,"
+    " prompt_tokens = :prompt_tokens, completion_tokens = :completion_tokens,"
+    " cost_usd = :cost_usd, cached_tokens = :cached_tokens, cached_usd = :cached_usd,"
+    " latency_ms = :latency_ms, answered_at = :answered_at, served_model = :served_model,"
+    " repairs_json = :repairs_json, reason = :reason,"
+    " processed = CASE WHEN :status = 'ok' THEN processed ELSE 1 END"
+)
+_RECORD_REPLY = f"UPDATE llm_calls SET{_REPLY_COLUMNS} WHERE id = :id"
+# ``attempt_answered``'s taking back, with the reply that answers the attempt.
+_RECORD_ANSWER = (
+    f"UPDATE llm_calls SET{_REPLY_COLUMNS},"
+    " unanswered_attempts = max(0, unanswered_attempts - 1),"
+    " unanswered_tokens = max(0, unanswered_tokens - :answered_tokens),"
+    " unanswered_usd = max(0.0, unanswered_usd - :answered_usd) WHERE id = :id"
+)
+
 
 class Calls(Part):
     def add_template(self, name: str, source: str, sha: str) -> None:
@@ -176,37 +193,37 @@ class Calls(Part):
         served_model: str | None = None,
         repairs: Sequence[str] = (),
         reason: str | None = None,
+        answered: tuple[int, float] | None = None,
     ) -> None:
         """A reply (or the failure that ended the call), committed as it arrives, with
         the model the server says served it, how its shape was mended, if it was, and
         why it is unusable, if it is (a ``synth.records.Unusable`` word). Of the
         prompt's tokens and ``cost_usd``, ``cached_tokens`` and ``cached_usd`` are
-        what the provider's prompt cache served."""
-        self.conn.execute(
-            "UPDATE llm_calls SET status = :status, response_json = :response_json,"
-            " error = :error, prompt_tokens = :prompt_tokens,"
-            " completion_tokens = :completion_tokens, cost_usd = :cost_usd,"
-            " cached_tokens = :cached_tokens, cached_usd = :cached_usd,"
-            " latency_ms = :latency_ms, answered_at = :answered_at,"
-            " served_model = :served_model, repairs_json = :repairs_json, reason = :reason,"
-            " processed = CASE WHEN :status = 'ok' THEN processed ELSE 1 END WHERE id = :id",
-            {
-                "served_model": served_model,
-                "reason": reason,
-                "repairs_json": json.dumps(list(repairs)) if repairs else None,
-                "status": status,
-                "response_json": response_json,
-                "error": error,
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "cost_usd": cost_usd,
-                "cached_tokens": cached_tokens,
-                "cached_usd": cached_usd,
-                "latency_ms": latency_ms,
-                "answered_at": now(),
-                "id": call_id,
-            },
-        )
+        what the provider's prompt cache served. ``answered`` is the estimate (tokens,
+        USD) of the attempt the reply answers, taken back in the same statement as
+        ``attempt_answered`` would: a kill leaves the reply and the estimate's going
+        together or neither."""
+        params = {
+            "served_model": served_model,
+            "reason": reason,
+            "repairs_json": json.dumps(list(repairs)) if repairs else None,
+            "status": status,
+            "response_json": response_json,
+            "error": error,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "cost_usd": cost_usd,
+            "cached_tokens": cached_tokens,
+            "cached_usd": cached_usd,
+            "latency_ms": latency_ms,
+            "answered_at": now(),
+            "id": call_id,
+        }
+        if answered is None:
+            self.conn.execute(_RECORD_REPLY, params)
+        else:
+            params["answered_tokens"], params["answered_usd"] = answered
+            self.conn.execute(_RECORD_ANSWER, params)
         self.conn.commit()
 
     def record_cut_body(self, call_id: str, whole_chars: int) -> None:

@@ -146,9 +146,24 @@ class Examples(Part):
         its decisions or scores."""
         ts = now()
         with self._tx() as conn:
-            stored = self.stored_ids([o.candidate.id for o in outcomes]) if scores else set()
+            # Found under the write lock, so the chunk's rows and their decisions go in
+            # one statement each rather than one insert per row to learn whether it
+            # was new.
+            stored = self.stored_ids([o.candidate.id for o in outcomes])
+            seen = set(stored)
+            new: list[tuple[Outcome, Status]] = []
             for outcome, status in zip(outcomes, statuses, strict=True):
-                self._add_outcome(conn, run_id, outcome, status, ts)
+                if outcome.candidate.id not in seen:
+                    seen.add(outcome.candidate.id)
+                    new.append((outcome, status))
+            conn.executemany(
+                "INSERT INTO examples (id, source, slice, label, data_json, text,"
+                " content_sha, status, outcome, rejected_by, run_id, llm_call_id, call_index,"
+                " template, template_sha, model, parent_ids_json, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [_generated_row(outcome, status, run_id, ts) for outcome, status in new],
+            )
+            self._add_histories(conn, run_id, [outcome for outcome, _ in new], ts)
             conn.executemany(
                 "UPDATE llm_calls SET processed = 1 WHERE id = ?",
                 [(i,) for i in processed_call_ids],
@@ -175,62 +190,41 @@ class Examples(Part):
             [(i,) for i in {s["llm_call_id"] for s in scores if s["llm_call_id"]}],
         )
 
-    def _add_outcome(
-        self, conn: sqlite3.Connection, run_id: str, outcome: Outcome, status: Status, ts: str
+    @classmethod
+    def _add_histories(
+        cls, conn: sqlite3.Connection, run_id: str, outcomes: Sequence[Outcome], ts: str
     ) -> None:
-        c = outcome.candidate
-        cur = conn.execute(
-            "INSERT OR IGNORE INTO examples (id, source, slice, label, data_json, text,"
-            " content_sha, status, outcome, rejected_by, run_id, llm_call_id, call_index,"
-            " template, template_sha, model, parent_ids_json, created_at, updated_at)"
-            " VALUES (:id, :source, :slice, :label, :data_json, :text, :content_sha, :status,"
-            " :outcome, :rejected_by, :run_id, :llm_call_id, :call_index, :template,"
-            " :template_sha, :model, :parent_ids_json, :ts, :ts)",
-            {
-                **_row_columns(outcome, status, run_id, ts),
-                "source": Source.EDITED.value if outcome.edits else Source.SYNTHETIC.value,
-                "llm_call_id": c.llm_call_id,
-                "call_index": c.index,
-                "template": c.template,
-                "template_sha": c.template_sha,
-                "model": c.model,
-                "parent_ids_json": json.dumps(list(c.parent_ids)),
-            },
-        )
-        if not cur.rowcount:
-            return  # stored before a crash; its decisions are stored too
-        self._add_history(conn, run_id, outcome, ts)
-
-    def _add_history(
-        self, conn: sqlite3.Connection, run_id: str, outcome: Outcome, ts: str
-    ) -> None:
-        """A stored row's decisions, and the edits filters made to it."""
-        c = outcome.candidate
+        """Stored rows' decisions, and the edits filters made to them."""
         conn.executemany(
             "INSERT INTO decisions (example_id, filter, filter_version, verdict, score, reason,"
-            " run_id, created_at) VALUES (:example_id, :filter, :filter_version, :verdict,"
-            " :score, :reason, :run_id, :created_at)",
+            " run_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                {
-                    "example_id": d.example_id,
-                    "filter": d.filter,
-                    "filter_version": d.filter_version,
-                    "verdict": d.verdict.value,
-                    "score": d.score,
-                    "reason": d.reason,
-                    "run_id": run_id,
-                    "created_at": ts,
-                }
+                (
+                    d.example_id,
+                    d.filter,
+                    d.filter_version,
+                    d.verdict.value,
+                    d.score,
+                    d.reason,
+                    run_id,
+                    ts,
+                )
+                for outcome in outcomes
                 for d in outcome.decisions
             ],
         )
-        # The data as generated is kept here, out of exports: a redacting filter's
-        # edit is provenance like any other.
-        before = outcome.original.row if outcome.original else c.row
-        for d in outcome.edits:
-            after = {**(d.edited_data or {}), **c.metadata}
-            self._add_edit(conn, c.id, f"filter:{d.filter}", before, after, ts)
-            before = after
+        for outcome in outcomes:
+            edits = outcome.edits
+            if not edits:
+                continue
+            c = outcome.candidate
+            # The data as generated is kept here, out of exports: a redacting filter's
+            # edit is provenance like any other.
+            before = outcome.original.row if outcome.original else c.row
+            for d in edits:
+                after = {**(d.edited_data or {}), **c.metadata}
+                cls._add_edit(conn, c.id, f"filter:{d.filter}", before, after, ts)
+                before = after
 
     @staticmethod
     def _add_edit(
@@ -297,7 +291,7 @@ class Examples(Part):
                     raise StoreError(
                         origin, f"cannot store {c.id} (another process changed the store?): {e}"
                     ) from None
-                self._add_history(conn, run_id, outcome, ts)
+                self._add_histories(conn, run_id, [outcome], ts)
             if scores:
                 self._add_scores(conn, scores, ts, set())
 
@@ -454,8 +448,36 @@ class Examples(Part):
         ]
 
 
+def _generated_row(outcome: Outcome, status: Status, run_id: str, ts: str) -> tuple[Any, ...]:
+    """A generated candidate's columns, in the order ``add_outcomes`` inserts them."""
+    c = outcome.candidate
+    data_json = canonical_json(c.row)
+    return (
+        c.id,
+        Source.EDITED.value if outcome.edits else Source.SYNTHETIC.value,
+        c.cell.slice,
+        c.cell.label,
+        data_json,
+        c.text,
+        sha256_text(data_json),
+        status.value,
+        outcome.verdict.value,
+        outcome.rejected_by,
+        run_id,
+        c.llm_call_id,
+        c.index,
+        c.template,
+        c.template_sha,
+        c.model,
+        json.dumps(list(c.parent_ids)),
+        ts,
+        ts,
+    )
+
+
 def _row_columns(outcome: Outcome, status: Status, run_id: str, ts: str) -> dict[str, Any]:
-    """The columns every stored candidate has, generated or read from a file."""
+    """The columns every stored candidate has, by name, as a file's rows are stored
+    (``_generated_row`` puts them in order for a chunk of generated ones)."""
     c = outcome.candidate
     data_json = canonical_json(c.row)
     return {
