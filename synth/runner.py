@@ -728,13 +728,15 @@ class Runner:
     def _step_done(self, step: _Step) -> None:
         if step.failed == step.end - step.start and self.client.fatal is not None:
             raise self.client.fatal
-        if step.failed == step.end - step.start and step.dropped < step.failed:
+        lone = step.failed == 1 and self.usable > 0
+        if step.failed == step.end - step.start and step.dropped < step.failed and not lone:
             # Nothing got through (a bad model name, an unsupported response_format):
             # say so now rather than spend the remaining steps finding out again; an
             # error the client stopped on says what to do about it. Replies lost on the
             # way (a dropped connection, a broken stream) say nothing about the next
             # step: a small step of them is no reason to stop; a run of them stops on
-            # the unusable-replies rule.
+            # the unusable-replies rule. Nor does one failed call after usable replies
+            # (steps shrink to a call as cells close): it is one error, not a pattern.
             if self.client.fatal is not None:
                 raise self.client.fatal
             raise SynthError("llm", f"every call of a batch failed; the first: {step.first_error}")

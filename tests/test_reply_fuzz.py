@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import ROOT, Project
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -173,3 +174,32 @@ def test_random_replies_among_good_ones_never_stop_a_run(sim, answers, every, ju
             ).fetchone()[0]
             render_status(status(config, store))
     assert summary.status in ("finished", "stopped") and pending == 0
+
+
+@pytest.mark.parametrize("parity", [0, 1])
+def test_a_lone_failed_call_in_the_last_step_does_not_end_a_run(sim, parity):
+    """Steps shrink to one call as cells close: one call failing there is no sign that
+    nothing gets through (a bad model name), once replies have been used. Every other
+    request fails, the first or the second of each pair."""
+    seen = []
+
+    def rule(request: dict[str, Any]) -> bytes | None:
+        seen.append(request)
+        if len(seen) % 2 == parity:
+            return http(b'{"error": {"message": "busy"}}', "500 Internal Server Error")
+        return None
+
+    with tempfile.TemporaryDirectory() as tmp, ReplyServer(upstream=sim.base_url) as server:
+        root = Path(tmp)
+        project = Project(root, base_url=server.base_url)
+        shutil.copytree(ROOT / "prompts" / "judge", root / "prompts" / "judge")
+        shutil.copytree(ROOT / "prompts" / "rubrics", root / "prompts" / "rubrics")
+        project.write_config(base_url=server.base_url, extra=JUDGE)
+        text = project.config_path.read_text().replace("retries = 5", "retries = 0")
+        project.config_path.write_text(text.replace("max_calls = 200", "max_calls = 40"))
+        config = project.config()
+        with project.store() as store:
+            store.examples.add_seeds(read_seeds(project.seeds, config).seeds)
+        server.rule = rule
+        summary = run(config)
+    assert summary.status in ("finished", "stopped")
