@@ -152,16 +152,8 @@ def test_random_replies_among_good_ones_never_stop_a_run(sim, answers, every, ju
         return answers[len(seen) % len(answers)] if len(seen) % every == 0 else None
 
     with tempfile.TemporaryDirectory() as tmp, ReplyServer(upstream=sim.base_url) as server:
-        root = Path(tmp)
-        project = Project(root, base_url=server.base_url)
-        shutil.copytree(ROOT / "prompts" / "judge", root / "prompts" / "judge")
-        shutil.copytree(ROOT / "prompts" / "rubrics", root / "prompts" / "rubrics")
-        project.write_config(base_url=server.base_url, extra=JUDGE)
-        text = project.config_path.read_text().replace("retries = 5", "retries = 0")
-        project.config_path.write_text(text.replace("max_calls = 200", "max_calls = 40"))
-        config = project.config()
+        project, config = _judged_project(Path(tmp), server)
         with project.store() as store:
-            store.examples.add_seeds(read_seeds(project.seeds, config).seeds)
             seeds = _rows(store)
         server.rule = rule
         summary = run(config)
@@ -190,16 +182,22 @@ def test_a_lone_failed_call_in_the_last_step_does_not_end_a_run(sim, parity):
         return None
 
     with tempfile.TemporaryDirectory() as tmp, ReplyServer(upstream=sim.base_url) as server:
-        root = Path(tmp)
-        project = Project(root, base_url=server.base_url)
-        shutil.copytree(ROOT / "prompts" / "judge", root / "prompts" / "judge")
-        shutil.copytree(ROOT / "prompts" / "rubrics", root / "prompts" / "rubrics")
-        project.write_config(base_url=server.base_url, extra=JUDGE)
-        text = project.config_path.read_text().replace("retries = 5", "retries = 0")
-        project.config_path.write_text(text.replace("max_calls = 200", "max_calls = 40"))
-        config = project.config()
-        with project.store() as store:
-            store.examples.add_seeds(read_seeds(project.seeds, config).seeds)
+        _, config = _judged_project(Path(tmp), server)
         server.rule = rule
         summary = run(config)
     assert summary.status in ("finished", "stopped")
+
+
+def _judged_project(root: Path, server: ReplyServer) -> tuple[Project, Any]:
+    """A seeded project with the judge on, sending through ``server``: no retries, so
+    a scripted failure stays one, and 40 calls."""
+    project = Project(root, base_url=server.base_url)
+    shutil.copytree(ROOT / "prompts" / "judge", root / "prompts" / "judge")
+    shutil.copytree(ROOT / "prompts" / "rubrics", root / "prompts" / "rubrics")
+    project.write_config(base_url=server.base_url, extra=JUDGE)
+    text = project.config_path.read_text().replace("retries = 5", "retries = 0")
+    project.config_path.write_text(text.replace("max_calls = 200", "max_calls = 40"))
+    config = project.config()
+    with project.store() as store:
+        store.examples.add_seeds(read_seeds(project.seeds, config).seeds)
+    return project, config

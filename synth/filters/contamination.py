@@ -1295,8 +1295,7 @@ class _SemanticIndex:
             # Per row and eval set, the highest value; of equal ones, the first stored.
             order = _lexsort((where, -values, owners, rows))
             rows, owners, items, values = rows[order], owners[order], items[order], values[order]
-            first = np.ones(len(rows), dtype=bool)
-            first[1:] = (rows[1:] != rows[:-1]) | (owners[1:] != owners[:-1])
+            first = np.arange(len(rows)) == _group_starts(rows, owners)
             found: list[list[tuple[int, Match]]] = [[] for _ in chunk]
             for row, s, item, value in zip(
                 rows[first].tolist(),
