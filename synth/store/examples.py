@@ -160,8 +160,10 @@ class Examples(Part):
                 "INSERT INTO examples (id, source, slice, label, data_json, text,"
                 " content_sha, status, outcome, rejected_by, run_id, llm_call_id, call_index,"
                 " template, template_sha, model, parent_ids_json, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [_generated_row(outcome, status, run_id, ts) for outcome, status in new],
+                " VALUES (:id, :source, :slice, :label, :data_json, :text, :content_sha,"
+                " :status, :outcome, :rejected_by, :run_id, :llm_call_id, :call_index,"
+                " :template, :template_sha, :model, :parent_ids_json, :ts, :ts)",
+                [_generated_columns(outcome, status, run_id, ts) for outcome, status in new],
             )
             self._add_histories(conn, run_id, [outcome for outcome, _ in new], ts)
             conn.executemany(
@@ -448,36 +450,23 @@ class Examples(Part):
         ]
 
 
-def _generated_row(outcome: Outcome, status: Status, run_id: str, ts: str) -> tuple[Any, ...]:
-    """A generated candidate's columns, in the order ``add_outcomes`` inserts them."""
+def _generated_columns(outcome: Outcome, status: Status, run_id: str, ts: str) -> dict[str, Any]:
+    """A generated candidate's columns: every stored candidate's, and its call's."""
     c = outcome.candidate
-    data_json = canonical_json(c.row)
-    return (
-        c.id,
-        Source.EDITED.value if outcome.edits else Source.SYNTHETIC.value,
-        c.cell.slice,
-        c.cell.label,
-        data_json,
-        c.text,
-        sha256_text(data_json),
-        status.value,
-        outcome.verdict.value,
-        outcome.rejected_by,
-        run_id,
-        c.llm_call_id,
-        c.index,
-        c.template,
-        c.template_sha,
-        c.model,
-        json.dumps(list(c.parent_ids)),
-        ts,
-        ts,
-    )
+    return {
+        **_row_columns(outcome, status, run_id, ts),
+        "source": Source.EDITED.value if outcome.edits else Source.SYNTHETIC.value,
+        "llm_call_id": c.llm_call_id,
+        "call_index": c.index,
+        "template": c.template,
+        "template_sha": c.template_sha,
+        "model": c.model,
+        "parent_ids_json": json.dumps(list(c.parent_ids)),
+    }
 
 
 def _row_columns(outcome: Outcome, status: Status, run_id: str, ts: str) -> dict[str, Any]:
-    """The columns every stored candidate has, by name, as a file's rows are stored
-    (``_generated_row`` puts them in order for a chunk of generated ones)."""
+    """The columns every stored candidate has, generated or read from a file."""
     c = outcome.candidate
     data_json = canonical_json(c.row)
     return {
