@@ -792,12 +792,25 @@ def _lexsort(keys: Sequence[np.ndarray]) -> np.ndarray:
     return np.argsort(packed, kind="stable")
 
 
-def _group_starts(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """For each row of pairs sorted by (first, second), the row where its pair begins."""
-    starts = np.ones(len(first), dtype=bool)
+def _ranked(
+    first: np.ndarray, second: np.ndarray, score: np.ndarray, tie: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions grouped by (``first``, ``second``), in that order, each group's
+    highest ``score`` first and of equal ones the lowest ``tie``; and each one's rank
+    in its group (0 for the best)."""
+    order = _lexsort((tie, -score, second, first))
+    first, second = first[order], second[order]
+    starts = np.ones(len(order), dtype=bool)
     starts[1:] = (first[1:] != first[:-1]) | (second[1:] != second[:-1])
-    at: np.ndarray = np.maximum.accumulate(np.where(starts, np.arange(len(first)), 0))
-    return at
+    at = np.arange(len(order))
+    rank: np.ndarray = at - np.maximum.accumulate(np.where(starts, at, 0))
+    return order, rank
+
+
+# Weights of the positions of a text of up to 2 * 64 tokens (the longest ``ngram``)
+# in the key of its token sequence; any odd number will do (they are powers of it).
+_WEIGHTS = np.array([pow(0xC2B2AE3D27D4EB4F, e, 1 << 64) for e in range(128)], dtype=np.uint64)
+_BLANK = np.uint64(0x165667B19E3779F9)
 
 
 class _TokenRuns:
@@ -829,26 +842,16 @@ class _TokenRuns:
         keep = (np.arange(len(runs)) + n <= self.ends[text]) & texts[text]
         return text[keep], runs[keep]
 
-
-# Weights of the positions of a text of up to 2 * 64 tokens (the longest ``ngram``)
-# in the key of its token sequence; any odd number will do (they are powers of it).
-_WEIGHTS = np.array([pow(0xC2B2AE3D27D4EB4F, e, 1 << 64) for e in range(128)], dtype=np.uint64)
-_BLANK = np.uint64(0x165667B19E3779F9)
-
-
-def _blanked(per_text: Sequence[np.ndarray]) -> np.ndarray:
-    """For each token of each text, a key of the text with that token blanked out:
-    two texts equal but for the token at one place share that place's key (and other
-    pairs do by chance, so a shared key is checked)."""
-    lengths = np.fromiter(map(len, per_text), dtype=np.int64, count=len(per_text))
-    flat = np.concatenate(per_text)
-    ends = np.cumsum(lengths)
-    text = np.repeat(np.arange(len(per_text)), lengths)
-    weights = _WEIGHTS[ends[text] - 1 - np.arange(len(flat))]
-    sums = np.concatenate((np.zeros(1, dtype=np.uint64), np.cumsum(flat * weights)))
-    whole = sums[ends] - sums[ends - lengths]
-    keys: np.ndarray = whole[text] + (_BLANK - flat) * weights
-    return keys
+    def blanked(self) -> np.ndarray:
+        """For each token of each text, a key of the text with that token blanked out:
+        two texts equal but for the token at one place share that place's key (and
+        other pairs do by chance, so a shared key is checked)."""
+        flat, ends, text = self.flat, self.ends, self.text_of
+        weights = _WEIGHTS[ends[text] - 1 - np.arange(len(flat))]
+        sums = np.concatenate((np.zeros(1, dtype=np.uint64), np.cumsum(flat * weights)))
+        whole = sums[ends] - sums[self.starts]
+        keys: np.ndarray = whole[text] + (_BLANK - flat) * weights
+        return keys
 
 
 def _one_typo(a: str, b: str) -> bool:
@@ -905,7 +908,7 @@ class _NgramIndex:
         typo_items = [i for i, t in enumerate(tokens) if _TYPO_MIN_TOKENS <= len(t) <= 2 * n]
         if typo_items:
             hashed = token_hashes([texts[i] for i in typo_items])
-            keys = _blanked(hashed).tolist()
+            keys = _TokenRuns(hashed).blanked().tolist()
             at = 0
             for i in typo_items:
                 for k, word in enumerate(tokens[i]):
@@ -981,15 +984,14 @@ class _NgramIndex:
         ]
         if not ks:
             return
-        per_text = [tokens.per_text[k] for k in ks]
-        blanked = _blanked(per_text)
+        runs = _TokenRuns([tokens.per_text[k] for k in ks])
+        blanked = runs.blanked()
         hit = np.flatnonzero(_found_in(blanked, self.masked_keys))
         if not len(hit):
             return
         keys = blanked[hit].tolist()
-        ends = np.cumsum([len(t) for t in per_text])
-        which = np.searchsorted(ends, hit, "right")
-        places = (hit - (ends - tokens.lengths[ks])[which]).tolist()
+        which = runs.text_of[hit]
+        places = (hit - runs.starts[which]).tolist()
         for j, at, key in zip(which.tolist(), places, keys, strict=True):
             k = ks[j]
             t = token_lists[k]
@@ -1088,10 +1090,9 @@ class _MinHashIndex:
         # Per text and eval set, the proposals whose signatures agree most, then the
         # lowest items; the first ``_VERIFY`` of them are verified.
         estimate = (self.signatures[proposed] == signatures[who]).sum(axis=1)
-        order = _lexsort((proposed, -estimate, owners, who))
-        who, owners, proposed = who[order], owners[order], proposed[order]
-        ranked = np.arange(len(who)) - _group_starts(who, owners) < self._VERIFY
-        who, owners, proposed = who[ranked], owners[ranked], proposed[ranked]
+        order, rank = _ranked(who, owners, estimate, proposed)
+        verified = order[rank < self._VERIFY]
+        who, owners, proposed = who[verified], owners[verified], proposed[verified]
         for t, s, i in zip(who.tolist(), owners.tolist(), proposed.tolist(), strict=True):
             per_set = self._proposals.setdefault(t, [])
             if not per_set or per_set[-1][0] != s:
@@ -1099,9 +1100,8 @@ class _MinHashIndex:
             per_set[-1][1].append(i)
         score = self._jaccard(shingles, text_of, sizes, who, proposed)
         # Per text and eval set, the best Jaccard; of equal ones, the lowest item.
-        order = _lexsort((proposed, -score, owners, who))
-        who, owners, proposed, score = who[order], owners[order], proposed[order], score[order]
-        best = (np.arange(len(who)) == _group_starts(who, owners)) & (score > 0)
+        order, rank = _ranked(who, owners, score, proposed)
+        best = order[(rank == 0) & (score[order] > 0)]
         out: list[list[tuple[int, Match]]] = [[] for _ in hashes]
         for t, s, i, j in zip(
             who[best].tolist(),
@@ -1293,9 +1293,8 @@ class _SemanticIndex:
             rows, items, values = rows[where], sims.indices[where], sims.data[where]
             owners = self.sets_of[items]
             # Per row and eval set, the highest value; of equal ones, the first stored.
-            order = _lexsort((where, -values, owners, rows))
-            rows, owners, items, values = rows[order], owners[order], items[order], values[order]
-            first = np.arange(len(rows)) == _group_starts(rows, owners)
+            order, rank = _ranked(rows, owners, values, where)
+            first = order[rank == 0]
             found: list[list[tuple[int, Match]]] = [[] for _ in chunk]
             for row, s, item, value in zip(
                 rows[first].tolist(),
