@@ -72,7 +72,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import cache, partial
 from itertools import repeat
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -491,6 +491,26 @@ def _distinct(signatures: list[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
+def _asked(
+    index: BandIndex, members: Sequence[int], asks: Sequence[list[np.ndarray]], floor: float
+) -> Iterator[tuple[int, list[str]]]:
+    """What ``index`` finds for each signature each of ``members`` asks with: (member,
+    ids), in one vectorised query."""
+    owners = [i for i in members for _ in asks[i]]
+    queries = np.stack([sig for i in members for sig in asks[i]])
+    return zip(owners, index.query_many(queries, floor), strict=True)
+
+
+class _Hashed(NamedTuple):
+    """A row's hashes, as decided; with the signature it was asked with and the
+    boilerplate that was left out of it (a kept row whose cell's boilerplate did not
+    move is indexed by it)."""
+
+    shingles: np.ndarray
+    tokens: np.ndarray
+    signed: tuple[np.ndarray, Hashes] | None = None
+
+
 # The pair fewest token edits apart: edit share, its Jaccard, id, "same cell" or
 # "other cell"; None when none is within max_edits.
 _Edited = tuple[float, float, str, str] | None
@@ -771,11 +791,8 @@ class NearDedupFilter(Filter):
         self._refs: dict[tuple[str, str], PhraseCounts[int]] = {}
         self._shared = _Shared(params.boilerplate_cells, params.boilerplate_lift)
         self._rates: _RealRates | None = None  # built from _refs when first needed
-        # Shingles of the last batch, so admit does not hash the kept ones again.
-        self._pending: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
-        # Their signatures, and the boilerplate they were signed without: a kept row
-        # whose cell's boilerplate did not move is indexed by the one it was asked with.
-        self._signed: dict[tuple[str, str], tuple[np.ndarray, Hashes]] = {}
+        # The last batch's hashes, so admit does not hash the kept ones again.
+        self._pending: dict[tuple[str, str], _Hashed] = {}
         self.same_cell, self.other_cell = self._thresholds([], [])
 
     # --- the Filter contract -------------------------------------------------------
@@ -793,7 +810,7 @@ class NearDedupFilter(Filter):
             self._labels[cell] = s.cell.label
             for key in (("cell", cell), ("label", s.cell.label), ("all", "")):
                 self._refs.setdefault(key, PhraseCounts()).add(shingles.tolist())
-            self._pending[(s.id, s.text)] = (shingles, tokens)
+            self._pending[(s.id, s.text)] = _Hashed(shingles, tokens)
         if fresh:
             self._rates = None
         self._add([(s.id, s.cell, s.text, s.source is Source.REAL) for s in items])
@@ -806,20 +823,17 @@ class NearDedupFilter(Filter):
         texts = [c.text for c in batch]
         sets = self._shingles(texts)
         tokens = token_hashes(texts)
-        self._pending = {
-            (c.id, c.text): (s, t) for c, s, t in zip(batch, sets, tokens, strict=True)
-        }
         cells = [str(c.cell) for c in batch]
         for c in batch:
             self._labels.setdefault(str(c.cell), c.cell.label)
-        run = _BatchRun(self, cells, sets)
         # Stored items were signed with their cell's stored boilerplate; so is the query.
-        stored = self._sign(
-            [_without(s, self._boilerplate(k)) for k, s in zip(cells, sets, strict=True)]
-        )
-        self._signed = {
-            (c.id, c.text): (stored[i], self._boilerplate(cells[i])) for i, c in enumerate(batch)
+        boilerplates = [self._boilerplate(k) for k in cells]
+        stored = self._sign([_without(s, b) for s, b in zip(sets, boilerplates, strict=True)])
+        self._pending = {
+            (c.id, c.text): _Hashed(sets[i], tokens[i], (stored[i], boilerplates[i]))
+            for i, c in enumerate(batch)
         }
+        run = _BatchRun(self, cells, sets)
         signatures = run.signatures(stored)
         # Rows with boilerplate taken out also ask with all their shingles: a row that is
         # a near copy of another whole (a repeated text) is signed whole.
@@ -836,9 +850,18 @@ class NearDedupFilter(Filter):
             _distinct([stored[i], signatures[i]] + ([whole[i]] if i in whole else []))
             for i in range(len(batch))
         ]
+        scopes: dict[str, list[int]] = {}  # the candidates with shingles, by scope
+        for i, cell in enumerate(cells):
+            if len(sets[i]):
+                scopes.setdefault(self._scope(cell), []).append(i)
         # The stored rows do not change while a batch is decided: one query for all.
-        found = self._stored_matches(cells, sets, asks)
-        run.propose([c.id for c in batch], signatures, asks)
+        found: list[set[str]] = [set() for _ in batch]
+        for scope, members in scopes.items():
+            index = self._indexes.get(scope)
+            if index is not None:
+                for i, ids in _asked(index, members, asks, self.floor):
+                    found[i].update(ids)
+        run.propose([c.id for c in batch], signatures, scopes, asks)
         out = []
         for i, c in enumerate(batch):
             self.stats.checked += 1
@@ -856,24 +879,6 @@ class NearDedupFilter(Filter):
             if decision.verdict is Verdict.KEEP:
                 run.items[item.id] = item
         return out
-
-    def _stored_matches(
-        self, cells: Sequence[str], sets: Sequence[np.ndarray], asks: list[list[np.ndarray]]
-    ) -> list[set[str]]:
-        """Per candidate, the stored rows of its scope any of its signatures finds."""
-        found: list[set[str]] = [set() for _ in cells]
-        by_scope: dict[str, list[tuple[int, np.ndarray]]] = {}
-        for i, cell in enumerate(cells):
-            if len(sets[i]):
-                by_scope.setdefault(self._scope(cell), []).extend((i, sig) for sig in asks[i])
-        for scope, queries in by_scope.items():
-            index = self._indexes.get(scope)
-            if index is None:
-                continue
-            signatures = np.stack([sig for _, sig in queries])
-            for (i, _), ids in zip(queries, index.query_many(signatures, self.floor), strict=True):
-                found[i].update(ids)
-        return found
 
     def conclude(
         self,
@@ -925,7 +930,6 @@ class NearDedupFilter(Filter):
     def admit(self, kept: Sequence[Candidate]) -> None:
         self._add([(c.id, c.cell, c.text, False) for c in kept])
         self._pending = {}
-        self._signed = {}
 
     # --- for the Ray backend (synth.distributed) ------------------------------------
 
@@ -1090,12 +1094,13 @@ class NearDedupFilter(Filter):
         computed = zip(self._shingles(missing), token_hashes(missing), strict=True)
         by_cell: dict[str, list[_Item]] = {}
         before = len(self._items)
-        signed = {}
+        signed: dict[str, tuple[np.ndarray, Hashes] | None] = {}
         for id_, (cell_name, text, real) in new.items():
-            if (id_, text) in self._signed:
-                signed[id_] = self._signed[(id_, text)]
             pending = self._pending.get((id_, text))
-            shingles, tokens = pending if pending is not None else next(computed)
+            if pending is None:
+                shingles, tokens = next(computed)
+            else:
+                shingles, tokens, signed[id_] = pending
             # Packed into bytes of its own: the batch's arrays were cut from one buffer
             # per batch, which a view would keep whole, rejected rows' hashes included.
             item = _Item.of(id_, cell_name, shingles, tokens, seed=real)
@@ -1123,7 +1128,9 @@ class NearDedupFilter(Filter):
         self._index([x for cell_items in by_cell.values() for x in cell_items], signed)
 
     def _index(
-        self, items: Sequence[_Item], signed: dict[str, tuple[np.ndarray, Hashes]] | None = None
+        self,
+        items: Sequence[_Item],
+        signed: dict[str, tuple[np.ndarray, Hashes] | None] | None = None,
     ) -> None:
         """Index rows by their signatures under their cell's boilerplate, taken from
         ``signed`` (by id: a signature and the boilerplate it was made without) where
@@ -1321,23 +1328,21 @@ class _BatchRun:
         return self._own[key]
 
     def propose(
-        self, ids: Sequence[str], signatures: np.ndarray, asks: Sequence[list[np.ndarray]]
+        self,
+        ids: Sequence[str],
+        signatures: np.ndarray,
+        scopes: dict[str, list[int]],
+        asks: Sequence[list[np.ndarray]],
     ) -> None:
         """Pair the batch's candidates before any is decided: each one's asks against
         every other's signature under this batch's boilerplate (what a kept one is
-        indexed by), in one index per scope. One vectorised pass costs less than a
-        query per ask against the candidates kept so far; only those count
-        (:meth:`kept_proposals`)."""
-        by_scope: dict[str, list[int]] = {}
-        for i, cell in enumerate(self.cells):
-            if len(self.sets[i]):
-                by_scope.setdefault(self.owner._scope(cell), []).append(i)
-        for members in by_scope.values():
+        indexed by), in one index per scope (``scopes``: the candidates of each). One
+        vectorised pass costs less than a query per ask against the candidates kept
+        so far; only those count (:meth:`kept_proposals`)."""
+        for members in scopes.values():
             index = self.owner.new_index()
             index.add([ids[i] for i in members], signatures[members])
-            asked = [i for i in members for _ in asks[i]]
-            queries = np.stack([sig for i in members for sig in asks[i]])
-            for i, found in zip(asked, index.query_many(queries, self.owner.floor), strict=True):
+            for i, found in _asked(index, members, asks, self.owner.floor):
                 self.proposed[i] += found
 
     def kept_proposals(self, i: int) -> list[str]:
