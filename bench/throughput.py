@@ -10,8 +10,9 @@ that its peak RSS is its own:
   sending the same prompts synth sends;
 - synth: ``synth run`` on a fresh store, capped at the same number of calls: it
   renders the template, sends, parses and validates the replies, runs the schema,
-  PII and exact-dedup filters and stores every call, example and decision; then once
-  more with the default chain (near dedup, contamination and diversity too, no judge).
+  PII and exact-dedup filters and stores every call, example and decision; then as
+  many times with the default chain (near dedup, contamination and diversity too, no
+  judge).
 
 Prints calls/s (timed in each child after its imports; the whole process time, start-
 up included, beside it), the fraction of ideal, CPU per call (process time in the
@@ -332,7 +333,7 @@ def main() -> None:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"load average {load} on {os.cpu_count()} cores")
     compare(100, args.calls, args.repeats)
-    compare(100, args.calls, 1, chain="default")
+    compare(100, args.calls, args.repeats, chain="default")
     if args.scaling:
         for slots in (25, 400):
             compare(slots, args.calls, 1)
