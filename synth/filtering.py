@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
+from synth.collector import collecting_less
 from synth.config import Config
 from synth.errors import ConfigError, SeedError, SynthError
 from synth.filters import FilterChain, FilterContext, build_chain
@@ -298,9 +299,10 @@ def filter_file(
                 ]
             chain.prepare(seen)
     try:
-        if ray and run is not None and len(stored) < len(scan.ids):
-            job.decide_on_ray(run.id, stored)
-        with ExitStack() as outputs:
+        # What is read and indexed by now lives as long as the call.
+        with collecting_less(), ExitStack() as outputs:
+            if ray and run is not None and len(stored) < len(scan.ids):
+                job.decide_on_ray(run.id, stored)
             job.outputs = {
                 name: outputs.enter_context(_Output(Path(target)))
                 for name, target in (("keep", kept), ("reject", rejected), ("review", review))

@@ -33,15 +33,15 @@ here are their inputs and I/O.
 from __future__ import annotations
 
 import asyncio
-import gc
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AsyncExitStack, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
 from synth.alternatives import Alternatives, Spent
 from synth.check import preflight
+from synth.collector import collecting_less
 from synth.config import Config
 from synth.errors import SynthError
 from synth.filters import Outcome
@@ -77,8 +77,6 @@ STREAM_CHUNK = 16
 SEND_LOT = 16
 # Seconds between progress snapshots, beside those sent as replies are filtered.
 TICK_S = 1.0
-# Allocations between young-generation collections during a run (Python's: 700).
-GC_THRESHOLD = 10_000
 
 
 @dataclass
@@ -187,26 +185,10 @@ async def run_async(
     notice: Notice | None = None,
     preview: int | None = None,
 ) -> RunSummary:
-    with _collect_garbage_less():
+    # Each reply allocates a few hundred containers: a full collection at Python's
+    # thresholds would stall the loop for tens of milliseconds while replies wait.
+    with collecting_less():
         return await _run_async(config, store, progress, notice, preview)
-
-
-@contextmanager
-def _collect_garbage_less() -> Iterator[None]:
-    """Fewer, cheaper garbage collections while a run goes: each reply allocates a few
-    hundred containers, so at the default threshold (700) the collector runs every
-    few replies and a full collection, walking every object of the imported
-    libraries, stalls the loop for tens of milliseconds while replies wait unread.
-    What exists before the run is frozen out of the collector's walks; the
-    thresholds are put back afterwards."""
-    thresholds = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD, *thresholds[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
 
 
 async def _run_async(

@@ -19,7 +19,6 @@ Ctrl-C, which the run's process handles (it closes the pipes).
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import signal
 import subprocess
@@ -33,6 +32,7 @@ from typing import Any
 
 import synth
 from synth import errors
+from synth.collector import collect_less
 from synth.errors import SynthError
 from synth.filters import FilterContext, FilterParams, build_chain
 from synth.filters.chain import record
@@ -43,8 +43,6 @@ from synth.records import Candidate, Decision, Outcome, SeenItem, Verdict
 # to save, and chunks still queued for it (a run ended by Ctrl-C or an error) would
 # only be decided for nobody.
 EXIT_WAIT_S = 1.0
-# Allocations between young-generation collections in the filter process.
-GC_THRESHOLD = 10_000
 
 
 class FilterProcessError(RuntimeError):
@@ -183,11 +181,8 @@ def _serve(requests: Connection, replies: Connection) -> None:
                 # Not half prepared: the chunks after it are not decided at all.
                 replies.send(("error", _described(e)))
                 return
-            # What the chain holds lives as long as the process: out of the collector's
-            # walks. A chunk allocates thousands of short-lived containers; at Python's
-            # threshold (700) the young generation is collected every few candidates.
-            gc.freeze()
-            gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+            # What the chain holds lives as long as the process.
+            collect_less()
             replies.send(("ok", None))
             continue
         try:
