@@ -410,7 +410,7 @@ def _occurrences(ids: Iterable[int]) -> list[int]:
 def _shared(postings: Sequence[array[int]], size: int) -> tuple[np.ndarray, np.ndarray]:
     """The items found in any of ``postings`` and in how many of them each is."""
     hits = np.frombuffer(b"".join(postings), dtype=np.int32)
-    if len(hits) * 8 < size:
+    if len(hits) < size:
         items, shared = np.unique(hits, return_counts=True)
         return items, shared
     counts = np.bincount(hits, minlength=size)

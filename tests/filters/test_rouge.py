@@ -8,6 +8,7 @@ import random
 import statistics
 import time
 import unicodedata
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -392,3 +393,19 @@ def test_search_against_2000_items_is_fast() -> None:
         index.nearest(q)
     per_query = (time.perf_counter() - start) / len(queries)
     assert per_query < 0.05, f"{per_query * 1000:.1f} ms per candidate"
+
+
+def test_shared_counts_the_same_by_sorting_and_by_counting():
+    """Few hits are counted by sorting them, many by a count per item: both give each
+    item found and how many postings hold it."""
+    from array import array
+
+    from synth.filters.rouge import _shared
+
+    rng = random.Random(5)
+    for size, per_posting in ((50, 40), (1_000, 3), (1_000, 400)):
+        postings = [array("i", sorted(rng.sample(range(size), per_posting))) for _ in range(6)]
+        items, shared = _shared(postings, size)
+        expected = Counter(i for p in postings for i in p)
+        assert dict(zip(items.tolist(), shared.tolist(), strict=True)) == expected
+        assert items.tolist() == sorted(expected)
