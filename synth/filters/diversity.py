@@ -429,6 +429,9 @@ class DiversityFilter(Filter):
         keeps the last one asked for: under the same boilerplate, the rows admitted
         since join it at once; under another, it is built again (see :meth:`_build`)."""
         if state.index is None or boilerplate != state.boilerplate:
+            # Let the old one go first: a cell's index is its biggest object, and two at
+            # once would set the peak memory of a big cell.
+            state.index = None
             state.index = self._build(state, boilerplate)
             state.boilerplate = boilerplate
         else:
