@@ -11,6 +11,7 @@ search, an insert amortised O(log n).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -47,6 +48,56 @@ class DigestSet:
             self._sorted = np.sort(np.concatenate((self._sorted, recent)))
             self._recent = set()
         return True
+
+
+class DigestMap:
+    """64-bit unsigned digests, each with the first number given for it, at ~16 bytes
+    an entry where a dict of int to int costs ~100 (a hash-table entry and a key
+    object): sorted numpy arrays and a small dict of those added since, as
+    :class:`DigestSet`."""
+
+    def __init__(self) -> None:
+        self._sorted = np.empty(0, dtype=np.uint64)
+        self._values = np.empty(0, dtype=np.int64)
+        self._recent: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._sorted) + len(self._recent)
+
+    def __iter__(self) -> Iterator[int]:
+        """The digests, in no set order."""
+        yield from self._sorted.tolist()
+        yield from list(self._recent)
+
+    def get(self, digest: int) -> int | None:
+        value = self._recent.get(digest)
+        if value is not None:
+            return value
+        keys = self._sorted
+        if not len(keys):
+            return None
+        key = np.uint64(digest)
+        at = int(keys.searchsorted(key))
+        return int(self._values[at]) if at < len(keys) and keys[at] == key else None
+
+    def setdefault(self, digest: int, value: int) -> int:
+        """The number ``digest`` has, given it ``value`` if it had none."""
+        known = self.get(digest)
+        if known is not None:
+            return known
+        self._recent[digest] = value
+        if len(self._recent) > max(_RECENT_MIN, len(self._sorted) >> 3):
+            count = len(self._recent)
+            keys = np.concatenate(
+                (self._sorted, np.fromiter(self._recent, dtype=np.uint64, count=count))
+            )
+            values = np.concatenate(
+                (self._values, np.fromiter(self._recent.values(), dtype=np.int64, count=count))
+            )
+            order = np.argsort(keys, kind="stable")
+            self._sorted, self._values = keys[order], values[order]
+            self._recent = {}
+        return value
 
 
 def digest64(data: bytes) -> int:
