@@ -58,7 +58,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, overload
 
-from synth.collector import collecting_less
 from synth.config import Config
 from synth.errors import ConfigError, SeedError, SynthError
 from synth.filters import FilterChain, FilterContext, build_chain
@@ -67,6 +66,7 @@ from synth.filters.rubric import RubricParams, decision_filters, judge_llm_chang
 from synth.generate import SeedPool
 from synth.judge.grading import JudgeStage
 from synth.llm.client import LLMClient
+from synth.memory import collecting_less
 from synth.plan import all_labels, plan_cells
 from synth.records import (
     Candidate,

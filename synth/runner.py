@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 
 from synth.alternatives import Alternatives, Spent
 from synth.check import preflight
-from synth.collector import collecting_less
 from synth.config import Config
 from synth.errors import SynthError
 from synth.filters import Outcome
@@ -55,6 +54,7 @@ from synth.llm.client import CallResult, Completer, LLMClient
 from synth.llm.context import context_size
 from synth.llm.ledger import QuotaSpent
 from synth.llm.structured import parse_reply
+from synth.memory import collecting_less
 from synth.plan import all_labels, plan_cells
 from synth.prompts import Template, load_template
 from synth.quota import (

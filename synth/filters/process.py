@@ -32,11 +32,11 @@ from typing import Any
 
 import synth
 from synth import errors
-from synth.collector import collect_less
 from synth.errors import SynthError
 from synth.filters import FilterContext, FilterParams, build_chain
 from synth.filters.chain import record
 from synth.filters.contamination import ContaminationFilter
+from synth.memory import collect_less
 from synth.records import Candidate, Decision, Outcome, SeenItem, Verdict
 
 # Seconds a closed chain's process gets to exit before it is killed: it holds nothing
