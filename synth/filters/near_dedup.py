@@ -91,7 +91,7 @@ from synth.filters.calibration import (
     real_share,
     sample_positions,
 )
-from synth.filters.digests import DigestSet, digest64
+from synth.filters.digests import DigestMap, DigestSet, digest64
 from synth.filters.edits import SHORT_TEXT_TOKENS, edit_cut, within
 from synth.filters.shingles import (
     ShingleKind,
@@ -278,6 +278,7 @@ class NearDedupStats:
 
 Hashes = frozenset[int]
 _NONE: Hashes = frozenset()
+_HASH_BITS = (1 << 64) - 1  # a str's hash as an unsigned 64-bit digest
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,17 +317,19 @@ class _Item:
 
 class _Items:
     """The kept rows, column by column: every row's hashes in one array, its cell, seed
-    flag and where its hashes start in others, and a dict from id to row number.
+    flag and where its hashes start in others, and a map from id to row number.
 
     An object and a bytes object per row cost ~110 bytes of headers beside the hashes,
     and small objects that live as long as the run, allocated among a batch's
     short-lived ones, leave the allocator's pages part-used once those are freed.
-    Here a row costs its hashes, 21 bytes, and its dict entry; an :class:`_Item` is
-    made when one is asked for.
+    Here a row costs its hashes, 21 bytes, and 16 in a :class:`DigestMap` from its id's
+    hash to its number (a dict entry and an int cost ~60); an :class:`_Item` is made
+    when one is asked for.
     """
 
     def __init__(self) -> None:
-        self._row: dict[str, int] = {}
+        self._row = DigestMap()  # hash(id) -> row number
+        self._clashes: dict[str, int] = {}  # the rows whose id's hash another has
         self._ids: list[str] = []
         self._cell_names: list[str] = []
         self._cell_codes: dict[str, int] = {}
@@ -340,20 +343,32 @@ class _Items:
         return len(self._ids)
 
     def __contains__(self, id_: object) -> bool:
-        return id_ in self._row
+        return isinstance(id_, str) and self._number(id_) is not None
 
     def __getitem__(self, id_: str) -> _Item:
-        return self._at(self._row[id_])
+        row = self._number(id_)
+        if row is None:
+            raise KeyError(id_)
+        return self._at(row)
 
     def get(self, id_: str) -> _Item | None:
-        row = self._row.get(id_)
+        row = self._number(id_)
         return None if row is None else self._at(row)
+
+    def _number(self, id_: str) -> int | None:
+        row = self._row.get(hash(id_) & _HASH_BITS)
+        if row is not None and self._ids[row] == id_:
+            return row
+        return self._clashes.get(id_)
 
     def values(self) -> Iterator[_Item]:
         return (self._at(row) for row in range(len(self._ids)))
 
     def add(self, item: _Item) -> None:
-        self._row[item.id] = len(self._ids)
+        """Add a row whose id is not here yet."""
+        row = len(self._ids)
+        if self._row.setdefault(hash(item.id) & _HASH_BITS, row) != row:
+            self._clashes[item.id] = row
         self._ids.append(item.id)
         code = self._cell_codes.get(item.cell)
         if code is None:

@@ -441,3 +441,24 @@ def test_kept_rows_holding_moved_boilerplate_are_found_from_the_columns():
     expected = [i for i, cell, s in rows[:below] if cell == "b" and s & moved]
     assert items.having("b", moved, below) == expected and expected
     assert items["r5"].cell == "c" and set(items["r5"].shingles.tolist()) == rows[5][2]
+
+
+def test_kept_rows_are_found_by_id_when_ids_hash_alike():
+    """Kept rows are looked up by their id's hash; two ids with one hash both stay
+    found, each as its own row."""
+    from synth.filters.near_dedup import _Item, _Items
+
+    class SameHash(str):
+        def __hash__(self) -> int:
+            return 42
+
+    items = _Items()
+    tokens = np.array([1, 2, 3], dtype=np.uint64)
+    ids = [SameHash("a"), SameHash("b"), "c"]
+    for n, id_ in enumerate(ids):
+        items.add(_Item.of(id_, "cell", np.array([n], dtype=np.uint64), tokens))
+    assert [items[i].shingles.tolist() for i in ids] == [[0], [1], [2]]
+    assert SameHash("b") in items and SameHash("d") not in items
+    assert items.get(SameHash("d")) is None
+    with pytest.raises(KeyError):
+        items[SameHash("d")]
