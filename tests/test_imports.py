@@ -28,6 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
         "synth.serving",
         "synth.agreement",
         "synth.outfiles",
+        "synth.memory",
     ),
     ("synth.filters", "synth.prompts", "synth.judge.rubric", "synth.neighbours"),
     ("synth.config", "synth.sim", "synth.scaffold"),
