@@ -29,21 +29,14 @@ class DigestSet:
         return len(self._sorted) + len(self._recent)
 
     def __contains__(self, digest: int) -> bool:
-        if digest in self._recent:
-            return True
-        values = self._sorted
-        if not len(values):
-            return False
-        key = np.uint64(digest)
-        at = int(values.searchsorted(key))
-        return at < len(values) and values[at] == key
+        return digest in self._recent or _position(self._sorted, digest) is not None
 
     def add(self, digest: int) -> bool:
         """Add ``digest``; whether it was new."""
         if digest in self:
             return False
         self._recent.add(digest)
-        if len(self._recent) > max(_RECENT_MIN, len(self._sorted) >> 3):
+        if _time_to_fold(len(self._recent), len(self._sorted)):
             recent = np.fromiter(self._recent, dtype=np.uint64, count=len(self._recent))
             self._sorted = np.sort(np.concatenate((self._sorted, recent)))
             self._recent = set()
@@ -73,12 +66,8 @@ class DigestMap:
         value = self._recent.get(digest)
         if value is not None:
             return value
-        keys = self._sorted
-        if not len(keys):
-            return None
-        key = np.uint64(digest)
-        at = int(keys.searchsorted(key))
-        return int(self._values[at]) if at < len(keys) and keys[at] == key else None
+        at = _position(self._sorted, digest)
+        return None if at is None else int(self._values[at])
 
     def setdefault(self, digest: int, value: int) -> int:
         """The number ``digest`` has, given it ``value`` if it had none."""
@@ -86,7 +75,7 @@ class DigestMap:
         if known is not None:
             return known
         self._recent[digest] = value
-        if len(self._recent) > max(_RECENT_MIN, len(self._sorted) >> 3):
+        if _time_to_fold(len(self._recent), len(self._sorted)):
             count = len(self._recent)
             keys = np.concatenate(
                 (self._sorted, np.fromiter(self._recent, dtype=np.uint64, count=count))
@@ -98,6 +87,21 @@ class DigestMap:
             self._sorted, self._values = keys[order], values[order]
             self._recent = {}
         return value
+
+
+def _position(values: np.ndarray, digest: int) -> int | None:
+    """Where ``digest`` is in the sorted ``values``, if it is there."""
+    if not len(values):
+        return None
+    key = np.uint64(digest)
+    at = int(values.searchsorted(key))
+    return at if at < len(values) and values[at] == key else None
+
+
+def _time_to_fold(recent: int, folded: int) -> bool:
+    """Whether the recent entries are enough to sort into the arrays: at most an eighth
+    of all, so an insert costs amortised O(log n)."""
+    return recent > max(_RECENT_MIN, folded >> 3)
 
 
 def digest64(data: bytes) -> int:
