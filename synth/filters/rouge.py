@@ -332,30 +332,27 @@ class RougeIndex:
         while read < len(postings) and entries + len(postings[read]) <= _FIRST_POSTINGS:
             entries += len(postings[read])
             read += 1
-        items, shared = _shared(postings[:read], len(lengths))
         if floor > 0.0:
             # No first look: with a floor, which items get scored must not depend on
             # the order they were added in (ties in the look would), so that a kept
-            # row's score is the same in a resumed run.
-            first = []
-        elif len(items) > _FIRST_LOOK:
-            top = np.argpartition(-shared, _FIRST_LOOK)[:_FIRST_LOOK]
-            first = sorted(items[top].tolist())
-        else:
-            first = items.tolist()
-        for position in first:
-            search.score(position)
-
-        # An item holding none of the occurrences read shares at most ``rest`` tokens,
-        # so it scores at most 2 rest / (m + rest): read until that is below the best.
-        first_read = read
-        while read < len(postings):
-            rest = len(postings) - read
-            if 2 * rest < (search.bar - _MARGIN) * (m + rest):
-                break
-            read += 1
-        if read > first_read:
+            # row's score is the same in a resumed run. The bar is then the floor
+            # until the end, and so is how many postings must be read: they are
+            # counted once.
+            read = _to_read(len(postings), read, m, floor)
             items, shared = _shared(postings[:read], len(lengths))
+        else:
+            items, shared = _shared(postings[:read], len(lengths))
+            if len(items) > _FIRST_LOOK:
+                top = np.argpartition(-shared, _FIRST_LOOK)[:_FIRST_LOOK]
+                first = sorted(items[top].tolist())
+            else:
+                first = items.tolist()
+            for position in first:
+                search.score(position)
+            first_read = read
+            read = _to_read(len(postings), read, m, search.bar)
+            if read > first_read:
+                items, shared = _shared(postings[:read], len(lengths))
         rest = len(postings) - read
         # An item that may share t tokens scores at most 2 t / (m + t), and no item may
         # share more than ``most``: below the bar, no item is worth a look.
@@ -391,6 +388,18 @@ class RougeIndex:
                 break
             search.score(int(items[at]))
         return Match(search.best_key, search.best)
+
+
+def _to_read(postings: int, read: int, m: int, bar: float) -> int:
+    """How many of the rarest postings a search must read (``read`` at least): an item
+    holding none of them shares at most ``rest`` tokens, so it scores at most
+    2 rest / (m + rest), which must be below ``bar``."""
+    while read < postings:
+        rest = postings - read
+        if 2 * rest < (bar - _MARGIN) * (m + rest):
+            break
+        read += 1
+    return read
 
 
 def _occurrences(ids: Iterable[int]) -> list[int]:
