@@ -225,6 +225,7 @@ def report(
     )
     default_threshold = {
         "ngram": 1e-9,
+        "edits": defaults.edits_threshold,
         "minhash": defaults.minhash_threshold,
         "semantic": defaults.semantic_threshold,
     }

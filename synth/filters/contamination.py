@@ -1170,17 +1170,15 @@ def _sublinear(counts: csr_matrix) -> csr_matrix:
 
 
 def _rows_normalised(matrix: csr_matrix) -> csr_matrix:
-    """Each row scaled to unit length, in place: what ``sklearn.preprocessing.normalize``
-    computes, without its checks of the input (which cost more than the scaling). The
-    routine is not in scikit-learn's documented API: where it has moved, normalize."""
-    try:
-        from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
-    except ImportError:
-        from sklearn.preprocessing import normalize
-
-        normalized: csr_matrix = normalize(matrix, copy=False)
-        return normalized
-    inplace_csr_row_normalize_l2(matrix)
+    """Each row scaled to unit length, in place (a row of zeros stays so), its squares
+    summed in float64."""
+    rows = np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+    squares = np.bincount(
+        rows, weights=np.square(matrix.data, dtype=np.float64), minlength=matrix.shape[0]
+    )
+    norms = np.sqrt(squares.astype(np.float64))
+    norms[norms == 0.0] = 1.0
+    matrix.data /= norms[rows].astype(matrix.data.dtype)
     return matrix
 
 
@@ -1206,23 +1204,19 @@ class _SemanticIndex:
     def __init__(self, texts: Sequence[str], sets: np.ndarray, params: ContaminationParams) -> None:
         self.ratio = params.max_length_ratio
         self.sets_of = sets
-        self.lengths = np.array([max(1, len(tokenize(t))) for t in texts])
-        # Imported here: scikit-learn takes half a second to import, which every synth
-        # command would pay for a filter only some configs use.
-        from sklearn.feature_extraction.text import CountVectorizer
-
-        vectorizer = CountVectorizer(
-            tokenizer=tokenize,
-            token_pattern=None,
-            lowercase=False,
-            ngram_range=(1, 2),
-            dtype=np.float32,
-        )
-        counts = vectorizer.fit_transform(texts).tocsr()
-        # Other texts are counted from their tokens (see _counts), a two-word term by
-        # the pair of its words' terms: one lookup for a whole batch. Tokens hold no
+        token_lists = [tokenize(t) for t in texts]
+        self.lengths = np.array([max(1, len(tokens)) for tokens in token_lists])
+        # The terms are numbered in sorted order, as scikit-learn's CountVectorizer
+        # (word 1-2-grams, this tokenizer) numbers them: what it computes here, without
+        # the second of start-up its import costs every run's filter process.
+        vocabulary: set[str] = set()
+        for tokens in token_lists:
+            vocabulary.update(tokens)
+            vocabulary.update(map(" ".join, zip(tokens, tokens[1:], strict=False)))
+        self.terms: dict[str, int] = {term: i for i, term in enumerate(sorted(vocabulary))}
+        # Texts are counted from their tokens (see _counts), a two-word term by the
+        # pair of its words' terms: one lookup for a whole batch. Tokens hold no
         # spaces, so a two-word term is one pair.
-        self.terms: dict[str, int] = vectorizer.vocabulary_
         pairs = []
         for term, number in self.terms.items():
             if " " in term:
@@ -1231,14 +1225,15 @@ class _SemanticIndex:
         pairs.sort()
         self.pair_keys = np.array([key for key, _ in pairs], dtype=np.int64)
         self.pair_terms = np.array([number for _, number in pairs], dtype=np.int64)
+        counts = self._counts(token_lists)
         self.n = counts.shape[0]
         self.df = np.bincount(counts.indices, minlength=counts.shape[1]).astype(np.float64)
         self.tf = _sublinear(counts)
         self.base = self._weigh((self.df + 1) / (self.n + 1))
 
     def _counts(self, token_lists: Sequence[list[str]]) -> csr_matrix:
-        """Term counts of tokenized texts, a row each, as the fitted vectorizer's
-        ``transform`` gives them: float32, each row's terms in increasing order."""
+        """Term counts of tokenized texts, a row each, as a CountVectorizer fitted on the
+        items would ``transform`` them: float32, each row's terms in increasing order."""
         from scipy.sparse import csr_matrix
 
         lookup = self.terms.get

@@ -21,6 +21,7 @@ from synth.filters.contamination import (
     ContaminationParams,
     EvalSetSpec,
     _lexsort,
+    _rows_normalised,
     _SemanticIndex,
     build_index,
     check_file,
@@ -483,3 +484,27 @@ def test_semantic_counts_are_the_vectorizers() -> None:
     assert ours.indptr.tolist() == theirs.indptr.tolist()
     assert ours.indices.tolist() == theirs.indices.tolist()
     assert ours.data.tolist() == theirs.data.tolist()
+    # The items are counted and numbered as the vectorizer fits them.
+    assert index.terms == vectorizer.vocabulary_
+    fitted = vectorizer.fit_transform(items).tocsr()
+    fitted.sort_indices()
+    own = index._counts([tokenize(t) for t in items])
+    assert (own.indptr.tolist(), own.indices.tolist(), own.data.tolist()) == (
+        fitted.indptr.tolist(),
+        fitted.indices.tolist(),
+        fitted.data.tolist(),
+    )
+
+
+def test_rows_are_scaled_to_unit_length_as_scikit_learn_scales_them() -> None:
+    from scipy.sparse import csr_matrix
+    from sklearn.preprocessing import normalize
+
+    rng = np.random.default_rng(0)
+    dense = rng.random((40, 30)).astype(np.float32) * (rng.random((40, 30)) < 0.2)
+    dense[3] = 0.0  # a row of zeros stays so
+    ours = _rows_normalised(csr_matrix(dense))
+    theirs = normalize(csr_matrix(dense))
+    assert ours.dtype == np.float32
+    assert np.allclose(ours.toarray(), theirs.toarray(), rtol=1e-6, atol=0)
+    assert not ours[3].toarray().any()
