@@ -82,7 +82,7 @@ from pydantic import (
 
 from synth.datafiles import FormatChoice, Row, read_records
 from synth.errors import EvalSetError
-from synth.filters.bands import FixedBands
+from synth.filters.bands import FixedBands, optimal_bands
 from synth.filters.base import Filter, FilterContext, FilterParams
 from synth.filters.calibration import (
     FilterCalibration,
@@ -1051,16 +1051,12 @@ class _MinHashIndex:
         self.keys = np.repeat(np.arange(len(self.sets)), self.sizes) * len(self.shingles)
         if len(self.keys):
             self.keys += np.searchsorted(self.shingles, np.concatenate(self.sets))
-        from datasketch import MinHashLSH
-
         # Lean towards proposing too much: proposals are verified. The LSH is tuned to
-        # the floor (datasketch chooses its bands); calibrated thresholds are never
+        # the floor (with datasketch's choice of bands); calibrated thresholds are never
         # lower.
-        tuned = MinHashLSH(
-            threshold=params.minhash_threshold, num_perm=params.num_perm, weights=(0.1, 0.9)
-        )
+        bands, rows = optimal_bands(params.minhash_threshold, params.num_perm, (0.1, 0.9))
         indexed = np.flatnonzero(self.sizes).astype(np.int64)
-        self.lsh = FixedBands(self.signatures[indexed], indexed, tuned.b, tuned.r)
+        self.lsh = FixedBands(self.signatures[indexed], indexed, bands, rows)
 
     def _hashes(self, texts: Sequence[str]) -> list[np.ndarray]:
         return shingle_hashes(texts, self.params.minhash_shingle, self.params.minhash_n)

@@ -70,14 +70,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
-from functools import cache, partial
+from functools import partial
 from itertools import repeat
 from typing import Literal, NamedTuple
 
 import numpy as np
 from pydantic import Field, model_validator
 
-from synth.filters.bands import BandIndex
+from synth.filters.bands import BandIndex, optimal_bands
 from synth.filters.base import Filter, FilterContext, FilterParams
 from synth.filters.calibration import (
     FilterCalibration,
@@ -769,16 +769,6 @@ class _Cell:
     freq: _Frequencies
 
 
-@cache
-def _lsh_params(threshold: float, num_perm: int, weights: tuple[float, float]) -> tuple[int, int]:
-    """datasketch's optimal (bands, rows); it wants weights that sum to exactly 1.0."""
-    from datasketch import MinHashLSH
-
-    fp = weights[0]
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(fp, 1.0 - fp))
-    return lsh.b, lsh.r
-
-
 class NearDedupFilter(Filter):
     """Rejects candidates whose shingle Jaccard with anything kept reaches the threshold
     for that pair (same cell, or another cell), or that are within ``max_edits`` token
@@ -791,7 +781,8 @@ class NearDedupFilter(Filter):
         self.params = params
         self.stats = NearDedupStats()
         tuned = min(params.lsh_threshold, params.threshold)
-        self.bands, self.rows = _lsh_params(tuned, params.num_perm, params.lsh_weights)
+        fp = params.lsh_weights[0]  # the weights as datasketch would take them: summing to 1.0
+        self.bands, self.rows = optimal_bands(tuned, params.num_perm, (fp, 1.0 - fp))
         # Proposals whose signatures estimate a Jaccard 3.5 standard errors below the
         # one the bands are tuned for are chance band collisions, not near pairs: a
         # pair at the tuned Jaccard falls that low once in 4,000 (0.25 at 0.4 with

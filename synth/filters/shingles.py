@@ -228,14 +228,18 @@ def _unique_per_doc(hashes: np.ndarray, doc: np.ndarray, n_docs: int) -> list[np
 
 @cache
 def permutations(num_perm: int, seed: int = 1) -> np.ndarray:
-    """datasketch's ``affine32`` permutation parameters, rows ``a`` and ``b``.
+    """datasketch's ``affine32`` permutation parameters, rows ``a`` (odd) and ``b``,
+    drawn as ``MinHash(num_perm, seed, scheme="affine32")`` draws them (the tests hold
+    the two equal). Drawn here rather than asked of datasketch: importing it costs
+    0.4 s (its LSH imports scipy.integrate), which every run's filter process paid
+    before its first decision.
 
     The array is shared (datasketch keeps a reference, not a copy); do not modify it.
     """
-    from datasketch import MinHash  # here: datasketch takes 0.3 s to import
-
-    perms = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
-    perms = np.ascontiguousarray(perms, dtype=np.uint32)
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    perms = np.ascontiguousarray([a, b], dtype=np.uint32)
     perms.setflags(write=False)
     return perms
 

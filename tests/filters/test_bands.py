@@ -178,3 +178,15 @@ def test_fixed_bands_propose_what_minhashlsh_proposes_on_real_messages():
     assert [
         len(x) for x in FixedBands(sigs[:0], indexed[:0], lsh.b, lsh.r).query_many(asked[:2])
     ] == [0, 0]
+
+
+def test_bands_are_chosen_as_minhashlsh_chooses_them():
+    from datasketch.lsh import _optimal_param
+
+    for threshold in (0.05, 0.25, 0.4, 0.5, 0.55, 0.8, 0.95):
+        for num_perm in (16, 64, 128, 256):
+            for weights in ((0.5, 0.5), (0.1, 0.9), (0.9, 0.1)):
+                theirs = _optimal_param(threshold, num_perm, *weights)
+                assert bands.optimal_bands(threshold, num_perm, weights) == theirs
+    lsh = MinHashLSH(threshold=0.4, num_perm=128, weights=(0.1, 0.9))
+    assert bands.optimal_bands(0.4, 128, (0.1, 0.9)) == (lsh.b, lsh.r) == (42, 3)

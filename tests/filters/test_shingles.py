@@ -18,6 +18,7 @@ from synth.filters.shingles import (
     char_shingles,
     jaccard,
     minhash_signatures,
+    permutations,
     shingle_hashes,
     shingle_sets,
     to_minhash,
@@ -100,6 +101,12 @@ def test_signatures_equal_datasketch_minhash():
         assert np.array_equal(m.hashvalues, signatures[i])
     [empty] = minhash_signatures([np.zeros(0, dtype=np.uint64)], num_perm=64, seed=3)
     assert np.array_equal(empty, MinHash(num_perm=64, seed=3).hashvalues)
+
+
+def test_permutations_are_datasketchs():
+    for num_perm, seed in ((16, 1), (128, 1), (128, 7), (256, 42)):
+        theirs = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
+        assert np.array_equal(permutations(num_perm, seed), theirs)
 
 
 def test_signatures_estimate_jaccard_and_feed_the_lsh():
