@@ -1172,7 +1172,7 @@ def _rows_normalised(matrix: csr_matrix) -> csr_matrix:
     squares = np.bincount(
         rows, weights=np.square(matrix.data, dtype=np.float64), minlength=matrix.shape[0]
     )
-    norms = np.sqrt(squares.astype(np.float64))
+    norms = np.sqrt(squares.astype(np.float64))  # bincount gives int64 for no entries
     norms[norms == 0.0] = 1.0
     matrix.data /= norms[rows].astype(matrix.data.dtype)
     return matrix
