@@ -320,3 +320,19 @@ def real_share(phrase: K, narrow: PhraseCounts[K] | None, wide: PhraseCounts[K])
     if narrow is None or not narrow.n:
         return overall
     return (narrow.counts[phrase] + overall) / (narrow.n + 1)
+
+
+def real_shares(
+    phrases: Sequence[K], narrow: PhraseCounts[K] | None, wide: PhraseCounts[K]
+) -> np.ndarray:
+    """:func:`real_share` of many phrases at once (the same floating-point steps, so
+    the same values)."""
+
+    def counted(counts: Counter[K]) -> np.ndarray:
+        get = counts.get
+        return np.fromiter((get(p, 0) for p in phrases), np.float64, len(phrases))
+
+    overall = (counted(wide.counts) + 0.5) / (wide.n + 1)
+    if narrow is None or not narrow.n:
+        return overall
+    return (counted(narrow.counts) + overall) / (narrow.n + 1)

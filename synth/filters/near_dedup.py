@@ -86,9 +86,9 @@ from synth.filters.calibration import (
     calibrate,
     fixed,
     nearest_jaccard,
-    overused,
     overused_many,
     real_share,
+    real_shares,
     sample_positions,
 )
 from synth.filters.digests import DigestMap, DigestSet, digest64
@@ -548,7 +548,7 @@ class _Frequencies:
         share: float,
         min_items: int,
         lift: float,
-        reference: Callable[[int], float] | None,
+        reference: _Reference | None,
         base: _Frequencies | None = None,
     ) -> None:
         self.share = share
@@ -598,14 +598,20 @@ class _Frequencies:
         ref = self.reference
         share = self.share if ref is not None else max(self.share, _SHARE_WITHOUT_REFERENCE)
         limit = share * self.n
-        out = []
+        frequent: list[int] = []
+        counts: list[int] = []
         for h in pool:
             count = own[h] + (base[h] if base is not None else 0)
-            if count <= limit:
-                continue
-            if ref is None or overused(count, self.n, ref(h), share, self.lift):
-                out.append(h)
-        return frozenset(out)
+            if count > limit:
+                frequent.append(h)
+                counts.append(count)
+        if ref is None or not frequent:
+            return frozenset(frequent)
+        # Weighed together: a binomial tail per shingle was most of a batch's counting.
+        hot = overused_many(
+            np.array(counts, np.float64), self.n, ref.many(frequent), share, self.lift
+        )
+        return frozenset(frequent[i] for i in np.flatnonzero(hot))
 
     def majority(self) -> Hashes:
         """The boilerplate that more than half of the cell's generated items have: what
@@ -643,7 +649,12 @@ class _Shared:
         self.lift = lift
         self.counts: Counter[int] = Counter()
         self.cells: dict[int, tuple[str, ...]] = {}  # up to min_cells cells per shingle
-        self.spread: set[int] = set()  # shingles found in min_cells cells or more
+        # Shingles found in min_cells cells or more, in the order they got there, with
+        # their counts: what every batch weighs, kept as arrays need them.
+        self.spread: list[int] = []
+        self.spread_at: dict[int, int] = {}
+        self.spread_counts: list[int] = []
+        self._rows: tuple[_RealRates, np.ndarray] | None = None  # spread's, in rates
         self.digests = DigestSet()
         self.n = 0
         self.per_cell: Counter[str] = Counter()  # items counted per cell
@@ -660,11 +671,17 @@ class _Shared:
             self.per_cell[cell] += 1
             for h in s.tolist():
                 self.counts[h] += 1
+                at = self.spread_at.get(h)
+                if at is not None:
+                    self.spread_counts[at] += 1
+                    continue
                 seen = self.cells.get(h, ())
                 if len(seen) < self.min_cells and cell not in seen:
                     self.cells[h] = seen = (*seen, cell)
                     if len(seen) >= self.min_cells:
-                        self.spread.add(h)
+                        self.spread_at[h] = len(self.spread)
+                        self.spread.append(h)
+                        self.spread_counts.append(self.counts[h])
 
     def with_batch(self, by_cell: dict[str, list[np.ndarray]], rates: _RealRates | None) -> Hashes:
         """The shared boilerplate with a batch's items counted too. The real rows' rate
@@ -672,39 +689,91 @@ class _Shared:
         (``rates``), averaged over the generated rows: generated rows drawn mostly
         from cells that say "my account" are expected to say it more than all the
         seeds do."""
+        if rates is None:
+            return _NONE
         per_cell = Counter(self.per_cell)
-        extra: Counter[int] = Counter()
-        extra_cells: dict[int, set[str]] = {}
+        new: list[np.ndarray] = []
+        owners: list[int] = []
         digests: set[int] = set()
-        for cell, sets in by_cell.items():
+        for k, (cell, sets) in enumerate(by_cell.items()):
             for s in sets:
                 digest = _digest(s)
                 if digest in self.digests or digest in digests:
                     continue
                 digests.add(digest)
                 per_cell[cell] += 1
-                for h in s.tolist():
-                    extra[h] += 1
-                    extra_cells.setdefault(h, set()).add(cell)
-        n = self.n + len(digests)
-        # Only a shingle found in enough cells can count: those of the kept items, and
-        # those the batch brings to enough.
-        cells_of = self.cells.get
-        pool = list(
-            self.spread.union(
-                h
-                for h, cells in extra_cells.items()
-                if len(cells.union(cells_of(h, ()))) >= self.min_cells
+                new.append(s)
+                owners.append(k)
+        n = self.n + len(new)
+        pool = list(self.spread)
+        counts = np.array(self.spread_counts, dtype=np.float64)
+        rows = self._spread_rows(rates)
+        if new:
+            # The batch's shingles counted in numpy: a Counter update per shingle was
+            # most of this method's time.
+            hashes, extra, cells, batch_cells = _batch_counts(new, owners, len(by_cell))
+            names = list(by_cell)
+            position, cells_of = self.spread_at.get, self.cells.get
+            hit: list[int] = []
+            spread: list[int] = []
+            gained: list[int] = []
+            for i, (h, in_cells) in enumerate(zip(hashes.tolist(), cells.tolist(), strict=True)):
+                p = position(h)
+                if p is not None:
+                    hit.append(i)
+                    spread.append(p)
+                    continue
+                # Only a shingle found in enough cells can count: those of the kept
+                # items, and those the batch brings to enough.
+                kept = cells_of(h, ())
+                if in_cells + len(kept) < self.min_cells:
+                    continue
+                if in_cells < self.min_cells:
+                    theirs = {names[c] for c in batch_cells(i)}
+                    if len(theirs.union(kept)) < self.min_cells:
+                        continue
+                gained.append(i)
+            counts[spread] += extra[hit]
+            more = hashes[gained].tolist()
+            count_of = self.counts.get
+            pool += more
+            counts = np.concatenate(
+                [counts, extra[gained] + np.array([count_of(h, 0) for h in more], np.float64)]
             )
-        )
-        if not pool or rates is None:
+            rows = np.concatenate([rows, rates.rows(more)])
+        if not pool:
             return _NONE
-        count_of, extra_of = self.counts.get, extra.get
-        counts = np.fromiter(
-            (count_of(h, 0) + extra_of(h, 0) for h in pool), dtype=np.float64, count=len(pool)
-        )
-        hot = overused_many(counts, n, rates.mixed(pool, per_cell), 0.0, self.lift)
+        hot = overused_many(counts, n, rates.mixed(rows, per_cell), 0.0, self.lift)
         return frozenset(pool[i] for i in np.flatnonzero(hot))
+
+    def _spread_rows(self, rates: _RealRates) -> np.ndarray:
+        """The spread shingles' rows in ``rates``, found once each."""
+        if self._rows is None or self._rows[0] is not rates:
+            self._rows = (rates, rates.rows(self.spread))
+        known = self._rows[1]
+        if len(known) < len(self.spread):
+            known = np.concatenate([known, rates.rows(self.spread[len(known) :])])
+            self._rows = (rates, known)
+        return known
+
+
+def _batch_counts(
+    sets: Sequence[np.ndarray], owners: Sequence[int], n_cells: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, Callable[[int], list[int]]]:
+    """A batch's distinct shingles (``sets``: each set's owner a cell number), how many
+    sets and how many cells have each, and a function giving the cells of the i-th."""
+    flat = np.concatenate(sets)
+    owner = np.repeat(np.asarray(owners, dtype=np.int64), [len(s) for s in sets])
+    hashes, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
+    pairs = np.unique(inverse.astype(np.int64) * n_cells + owner)  # (shingle, cell) once
+    of_shingle = pairs // n_cells
+    starts = np.searchsorted(of_shingle, np.arange(len(hashes) + 1))
+
+    def cells_of(i: int) -> list[int]:
+        cells: list[int] = (pairs[starts[i] : starts[i + 1]] % n_cells).tolist()
+        return cells
+
+    return hashes, counts.astype(np.float64), np.diff(starts), cells_of
 
 
 class _RealRates:
@@ -742,8 +811,13 @@ class _RealRates:
             (np.array(values, dtype=np.float64), (rows, cols)), shape=(len(self.row_of), len(keys))
         )
 
-    def mixed(self, hashes: Sequence[int], per_cell: Counter[str]) -> np.ndarray:
-        """Each shingle's real share averaged over ``per_cell`` generated rows."""
+    def rows(self, hashes: Sequence[int]) -> np.ndarray:
+        """Each shingle's row in the seeds' counts; -1 for one no seed has."""
+        return np.fromiter(map(self.row_of.get, hashes, repeat(-1)), np.int64, len(hashes))
+
+    def mixed(self, rows: np.ndarray, per_cell: Counter[str]) -> np.ndarray:
+        """The real share of shingles (by :meth:`rows`) averaged over ``per_cell``
+        generated rows."""
         weights = np.zeros(len(self.col_of), dtype=np.float64)
         base = 0.0  # the weight of the all-seeds rate
         for cell, k in per_cell.items():
@@ -755,13 +829,25 @@ class _RealRates:
                 share = k / (self.narrow_n[j] + 1)
                 weights[j] += share
                 base += share
-        rows = np.fromiter(map(self.row_of.get, hashes, repeat(-1)), np.int64, len(hashes))
         known = rows >= 0
-        wide = np.zeros(len(hashes), dtype=np.float64)
+        wide = np.zeros(len(rows), dtype=np.float64)
         wide[known] = self.wide_counts[rows[known]]
         out = (wide + 0.5) / (self.wide_n + 1) * base
         out[known] += (self.matrix @ weights)[rows[known]]
         return out / max(1, sum(per_cell.values()))
+
+
+class _Reference(NamedTuple):
+    """:func:`real_share` against one cell's seeds (``narrow``) and all (``wide``)."""
+
+    narrow: PhraseCounts[int] | None
+    wide: PhraseCounts[int]
+
+    def __call__(self, shingle: int) -> float:
+        return real_share(shingle, self.narrow, self.wide)
+
+    def many(self, shingles: Sequence[int]) -> np.ndarray:
+        return real_shares(shingles, self.narrow, self.wide)
 
 
 @dataclass
@@ -1174,7 +1260,7 @@ class NearDedupFilter(Filter):
             if index is not None:
                 index.remove(scoped)
 
-    def reference(self, cell: str) -> Callable[[int], float] | None:
+    def reference(self, cell: str) -> _Reference | None:
         """The real rows' share of each shingle that a cell's generated rows are compared
         with: the cell's seeds (else its label's) with one extra row at the rate of all
         seeds (:func:`real_share`); None without any seed."""
@@ -1182,7 +1268,7 @@ class NearDedupFilter(Filter):
         if wide is None or not wide.n:
             return None
         key = self._narrow(cell)
-        return partial(real_share, narrow=self._refs[key] if key else None, wide=wide)
+        return _Reference(self._refs[key] if key else None, wide)
 
     def _narrow(self, cell: str) -> tuple[str, str] | None:
         """Whose seeds a cell's generated rows are compared with: its own, else its

@@ -532,3 +532,36 @@ def test_an_eval_item_with_a_word_changed_is_rejected_as_an_edited_copy():
     [d] = gsm8k_filter().decide([cand(" ".join(words))])
     assert d.verdict is Verdict.REJECT
     assert d.reason.startswith("contamination: ") and " gsm8k " in d.reason
+
+
+def test_the_array_forms_of_real_share_and_overused_decide_as_the_scalar_ones():
+    # Near dedup weighs a batch's frequent shingles in one array call; its boilerplate,
+    # and so its decisions, must be the ones a call per shingle gives.
+    from collections import Counter
+
+    from synth.filters.calibration import (
+        PhraseCounts,
+        overused,
+        overused_many,
+        real_share,
+        real_shares,
+    )
+
+    rng = random.Random(7)
+    wide, narrow = PhraseCounts[int](), PhraseCounts[int]()
+    for _ in range(400):
+        wide.add(rng.sample(range(300), 12))
+    for _ in range(9):
+        narrow.add(rng.sample(range(320), 12))  # some phrases no real row of all has
+    phrases = list(range(330))
+    for counts in (narrow, None):
+        shares = real_shares(phrases, counts, wide)
+        assert shares.tolist() == [real_share(p, counts, wide) for p in phrases]
+    real = real_shares(phrases, narrow, wide)
+    used = Counter({p: rng.randint(0, 60) for p in phrases})
+    for n, share in ((60, 0.1), (60, 0.0), (7, 0.5), (0, 0.1)):
+        count = [min(used[p], n) for p in phrases]
+        many = overused_many(count, n, real, share, 2.0).tolist()
+        one = [overused(c, n, r, share, 2.0) for c, r in zip(count, real.tolist(), strict=True)]
+        assert many == one
+        assert n == 0 or 0 < sum(one) < len(one)  # both sides of the line are tried

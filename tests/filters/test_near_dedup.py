@@ -417,7 +417,8 @@ def test_the_mix_of_real_rates_is_the_per_cell_sum_it_replaces():
     cells = [str(CellKey(slice="default", label=label)) for label in intents]
     per_cell = Counter({cell: k for k, cell in enumerate(cells, start=1)})
     hashes = sorted(f._refs[("all", "")].counts)[:3000] + [12345, 67890]  # two unseen
-    mixed = f.real_rates().mixed(hashes, per_cell)
+    rates = f.real_rates()
+    mixed = rates.mixed(rates.rows(hashes), per_cell)
     total = sum(per_cell.values())
     for h, value in zip(hashes, mixed, strict=True):
         expected = sum(k * f.reference(cell)(h) for cell, k in per_cell.items()) / total
