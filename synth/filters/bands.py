@@ -329,16 +329,24 @@ class FixedBands:
     asked for a whole batch at once. A row is proposed when all ``rows`` values of
     some band equal the query's, which is datasketch's ``MinHashLSH.query`` (exactly
     when ``rows`` <= 2, as two 32-bit values pack into a key; beyond, up to 64-bit
-    hash collisions)."""
+    hash collisions).
+
+    Every band's keys sit in one array sorted by a hash of (band, key), so a batch is
+    looked up in one search rather than one per band (48 bands cost 0.8 ms a batch
+    however small the set); a match is then held to its band and key exactly, so a
+    collision of that hash costs a comparison, never a proposal."""
 
     def __init__(self, signatures: np.ndarray, ids: np.ndarray, bands: int, rows: int) -> None:
         self.bands = bands
         self.rows = rows
         keys = band_keys(signatures, bands, rows) if len(ids) else np.empty((0, bands), np.uint64)
-        self._by_band = []
-        for band in range(bands):
-            order = np.argsort(keys[:, band], kind="stable")
-            self._by_band.append((keys[order, band], np.asarray(ids, dtype=np.int64)[order]))
+        self._salt = (np.arange(bands, dtype=np.uint64) + np.uint64(1)) * _MIX
+        mixed = self._mixed(keys).ravel()
+        order = np.argsort(mixed, kind="stable")
+        self._sorted = mixed[order]
+        self._keys = keys.ravel()[order]
+        self._bands = (order % max(bands, 1)).astype(np.int16)
+        self._ids = np.repeat(np.asarray(ids, dtype=np.int64), bands)[order]
 
     def query_many(self, signatures: np.ndarray) -> list[np.ndarray]:
         """Per signature, the ids proposed, sorted."""
@@ -346,14 +354,21 @@ class FixedBands:
         if not count:
             return []
         keys = band_keys(signatures, self.bands, self.rows)
-        found, askers = [], []
-        for band, (sorted_keys, ids) in enumerate(self._by_band):
-            at, matched = _runs(sorted_keys, ids, keys[:, band])
-            found.append(matched)
-            askers.append(at)
-        who, ids = _grouped(askers, found)
+        mixed = self._mixed(keys).ravel()
+        # Sorted, the keys are found in a third of the time (as in BandIndex).
+        order = np.argsort(mixed, kind="stable")
+        at, matched = _runs(self._sorted, np.arange(len(self._sorted)), mixed[order])
+        at = order[at]
+        flat = keys.ravel()
+        exact = (self._keys[matched] == flat[at]) & (self._bands[matched] == at % self.bands)
+        who, ids = _grouped([at[exact] // self.bands], [self._ids[matched[exact]]])
         bounds = np.searchsorted(who, np.arange(count + 1))
         return [ids[bounds[k] : bounds[k + 1]] for k in range(count)]
+
+    def _mixed(self, keys: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            mixed: np.ndarray = (keys ^ self._salt) * _GOLDEN
+        return mixed ^ (mixed >> np.uint64(29))
 
 
 def _runs(
