@@ -368,7 +368,8 @@ class FixedBands:
     def _mixed(self, keys: np.ndarray) -> np.ndarray:
         with np.errstate(over="ignore"):
             mixed: np.ndarray = (keys ^ self._salt) * _GOLDEN
-        return mixed ^ (mixed >> np.uint64(29))
+        spread: np.ndarray = mixed ^ (mixed >> np.uint64(29))
+        return spread
 
 
 def _runs(
