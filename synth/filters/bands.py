@@ -94,8 +94,24 @@ def low_bits(signatures: np.ndarray, width: int) -> np.ndarray:
 def agreeing(low: np.ndarray, other: np.ndarray, floor: float) -> np.ndarray:
     """Whether each row of ``low`` agrees with ``other`` (one row, or as many) in at
     least ``floor`` of its values (:func:`low_bits`): the floor every path applies."""
-    agree: np.ndarray = np.count_nonzero(low == other, axis=-1) >= floor * low.shape[-1]
+    # Summed as bytes into 16 bits: count_nonzero along an axis takes twice as long.
+    same = np.add.reduce((low == other).view(np.uint8), axis=-1, dtype=np.uint16)
+    agree: np.ndarray = same >= floor * low.shape[-1]
     return agree
+
+
+def distinct(values: np.ndarray) -> np.ndarray:
+    """The sorted distinct values of a 1-d array, as ``np.unique(values)``. numpy 2.3
+    and later find those with a hash table, which takes 20 times as long as sorting
+    for the tens of thousands of band hits a batch has (2.1 ms against 0.09 for
+    24,000); asked for counts or positions, np.unique sorts, and is fast."""
+    ordered = np.sort(values)
+    if not len(ordered):
+        return ordered
+    new = np.empty(len(ordered), dtype=bool)
+    new[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    return ordered[new]
 
 
 class BandIndex:
@@ -390,5 +406,5 @@ def _grouped(askers: list[np.ndarray], found: list[np.ndarray]) -> tuple[np.ndar
     """The distinct (asker, value) pairs, sorted by asker then value (values < 2**32)."""
     if not found:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    pairs = np.unique((np.concatenate(askers) << 32) | np.concatenate(found).astype(np.int64))
+    pairs = distinct((np.concatenate(askers) << 32) | np.concatenate(found).astype(np.int64))
     return pairs >> 32, pairs & 0xFFFFFFFF

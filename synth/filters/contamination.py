@@ -82,7 +82,7 @@ from pydantic import (
 
 from synth.datafiles import FormatChoice, Row, read_records
 from synth.errors import EvalSetError
-from synth.filters.bands import FixedBands, optimal_bands
+from synth.filters.bands import FixedBands, distinct, optimal_bands
 from synth.filters.base import Filter, FilterContext, FilterParams
 from synth.filters.calibration import (
     FilterCalibration,
@@ -713,11 +713,11 @@ def _generic_items(tokens: Sequence[list[str]], n: int, limit: int) -> list[bool
     generic = [False] * len(tokens)
     if not short:
         return generic
-    distinct = list({" ".join(t) for t in tokens if t})
+    texts = list({" ".join(t) for t in tokens if t})
     for length in sorted({len(tokens[i]) for i in short}):
         # Each distinct item counts once per run it contains, the item itself included.
         spread: Counter[int] = Counter()
-        for runs in shingle_hashes(distinct, "word", length):
+        for runs in shingle_hashes(texts, "word", length):
             spread.update(runs.tolist())
         for i in short:
             if len(tokens[i]) == length:
@@ -1039,15 +1039,15 @@ class _MinHashIndex:
         hashes = self._hashes(texts)
         every = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
         # Each item's hashes are distinct: a hash's count is the number of items with it.
-        distinct, spread = np.unique(every, return_counts=True)
+        every_distinct, spread = np.unique(every, return_counts=True)
         limit = max(params.stock_df * len(hashes), params.generic_items)
-        self.stock = distinct[spread > limit]
+        self.stock = every_distinct[spread > limit]
         self.sets = [h[~_found_in(h, self.stock)] for h in hashes]
         self.signatures = minhash_signatures(self.sets, params.num_perm)
         # Every item's shingles as one sorted array of (item, shingle number) keys: the
         # Jaccard of a batch's pairs is counted in one pass.
         self.sizes = np.fromiter(map(len, self.sets), dtype=np.int64, count=len(self.sets))
-        self.shingles = np.unique(np.concatenate(self.sets)) if self.sets else every
+        self.shingles = distinct(np.concatenate(self.sets)) if self.sets else every
         self.keys = np.repeat(np.arange(len(self.sets)), self.sizes) * len(self.shingles)
         if len(self.keys):
             self.keys += np.searchsorted(self.shingles, np.concatenate(self.sets))

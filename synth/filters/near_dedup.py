@@ -77,7 +77,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 from pydantic import Field, model_validator
 
-from synth.filters.bands import BandIndex, optimal_bands
+from synth.filters.bands import BandIndex, distinct, optimal_bands
 from synth.filters.base import Filter, FilterContext, FilterParams
 from synth.filters.calibration import (
     FilterCalibration,
@@ -765,7 +765,7 @@ def _batch_counts(
     flat = np.concatenate(sets)
     owner = np.repeat(np.asarray(owners, dtype=np.int64), [len(s) for s in sets])
     hashes, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
-    pairs = np.unique(inverse.astype(np.int64) * n_cells + owner)  # (shingle, cell) once
+    pairs = distinct(inverse.astype(np.int64) * n_cells + owner)  # (shingle, cell) once
     of_shingle = pairs // n_cells
     starts = np.searchsorted(of_shingle, np.arange(len(hashes) + 1))
 

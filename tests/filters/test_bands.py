@@ -190,3 +190,16 @@ def test_bands_are_chosen_as_minhashlsh_chooses_them():
                 assert bands.optimal_bands(threshold, num_perm, weights) == theirs
     lsh = MinHashLSH(threshold=0.4, num_perm=128, weights=(0.1, 0.9))
     assert bands.optimal_bands(0.4, 128, (0.1, 0.9)) == (lsh.b, lsh.r) == (42, 3)
+
+
+def test_distinct_is_np_unique():
+    rng = np.random.default_rng(3)
+    for values in (
+        rng.integers(0, 50, 1000, dtype=np.int64),
+        rng.integers(0, 2**63, 500, dtype=np.int64).astype(np.uint64),
+        np.empty(0, dtype=np.uint64),
+        np.array([7], dtype=np.int32),
+    ):
+        got = bands.distinct(values)
+        assert got.dtype == values.dtype
+        assert got.tolist() == np.unique(values).tolist()
