@@ -691,6 +691,8 @@ class _Shared:
         seeds do."""
         if rates is None:
             return _NONE
+        if not self.spread and len(self.per_cell.keys() | by_cell.keys()) < self.min_cells:
+            return _NONE  # too few cells for any shingle to be shared (one big cell)
         per_cell = Counter(self.per_cell)
         new: list[np.ndarray] = []
         owners: list[int] = []
