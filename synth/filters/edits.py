@@ -10,7 +10,7 @@ filter checks the pairs its index proposes by this measure too.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 
 from rapidfuzz.distance import Levenshtein
 
@@ -61,12 +61,12 @@ SHORT_TEXT_TOKENS = 10
 MAX_EDITS = 0.15
 
 
-def short_pair(a: Sequence[int], b: Sequence[int]) -> bool:
+def short_pair(a: Sized, b: Sized) -> bool:
     """Whether the pair is too short for its shingle Jaccard to say "near"."""
     return min(len(a), len(b)) < SHORT_TEXT_TOKENS
 
 
-def edit_cut(share: float, a: Sequence[int], b: Sequence[int]) -> float:
+def edit_cut(share: float, a: Sized, b: Sized) -> float:
     """The share of edits within which the pair is near: ``share``, or one token in a
     short pair (see ``SHORT_TEXT_TOKENS``)."""
     longer = max(len(a), len(b))

@@ -463,3 +463,43 @@ def test_kept_rows_are_found_by_id_when_ids_hash_alike():
     assert items.get(SameHash("d")) is None
     with pytest.raises(KeyError):
         items[SameHash("d")]
+
+
+def test_pairs_settled_by_their_word_pairs_are_never_within_the_edits():
+    # _surely_apart skips counting a pair's token edits when the word pairs the two do
+    # not share already need more edits than allowed: it must never skip a pair that is
+    # within them. Real messages, each against lightly and heavily edited copies and
+    # against other messages.
+    from synth.filters.edits import MAX_EDITS, edit_cut, within
+    from synth.filters.near_dedup import _surely_apart
+    from synth.filters.shingles import shingle_hashes, token_hashes
+
+    rng = random.Random(5)
+    texts = [t for t, _ in labelled("test.csv")[:400]]
+    vocabulary = sorted({w for t in texts for w in t.split()})
+    variants = []
+    for t in texts:
+        words = t.split()
+        for edits in (1, 2, 4):
+            w = list(words)
+            for _ in range(edits):
+                at = rng.randrange(len(w) + 1)
+                kind = rng.choice("sid") if w else "i"
+                if kind == "s" and at < len(w):
+                    w[at] = rng.choice(vocabulary)
+                elif kind == "d" and at < len(w):
+                    del w[at]
+                else:
+                    w.insert(at, rng.choice(vocabulary))
+            variants.append((t, " ".join(w) or "x"))
+    variants += list(zip(texts, texts[1:], strict=False))
+    settled = within_count = 0
+    for n in (2, 3):
+        for a, b in variants:
+            (sa, sb), (ta, tb) = shingle_hashes([a, b], "word", n), token_hashes([a, b])
+            near = within(ta.tolist(), tb.tolist(), edit_cut(MAX_EDITS, ta, tb)) is not None
+            apart = _surely_apart(set(sa.tolist()), set(sb.tolist()), ta, tb, n, MAX_EDITS)
+            assert not (near and apart), (a, b)
+            settled += apart
+            within_count += near
+    assert settled > len(variants) // 2 and within_count > 100  # both kinds are tried
