@@ -363,6 +363,7 @@ class FixedBands:
         self._keys = keys.ravel()[order]
         self._bands = (order % max(bands, 1)).astype(np.int16)
         self._ids = np.repeat(np.asarray(ids, dtype=np.int64), bands)[order]
+        self._positions = np.arange(len(self._sorted), dtype=np.int64)  # what _runs returns
 
     def query_many(self, signatures: np.ndarray) -> list[np.ndarray]:
         """Per signature, the ids proposed, sorted."""
@@ -373,7 +374,7 @@ class FixedBands:
         mixed = self._mixed(keys).ravel()
         # Sorted, the keys are found in a third of the time (as in BandIndex).
         order = np.argsort(mixed, kind="stable")
-        at, matched = _runs(self._sorted, np.arange(len(self._sorted)), mixed[order])
+        at, matched = _runs(self._sorted, self._positions, mixed[order])
         at = order[at]
         flat = keys.ravel()
         exact = (self._keys[matched] == flat[at]) & (self._bands[matched] == at % self.bands)
