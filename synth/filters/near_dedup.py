@@ -68,7 +68,6 @@ from __future__ import annotations
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import partial
 from itertools import repeat
@@ -439,25 +438,25 @@ def _without(shingles: np.ndarray, drop: Hashes) -> np.ndarray:
     )
 
 
-def _pair(
-    whole_a: set[int], whole_b: set[int], drop: AbstractSet[int]
-) -> tuple[set[int], set[int]]:
-    """Two rows' shingle sets as compared: without boilerplate, unless either row would
-    be left with too few of its own (a repeat, not a template instance: both whole)."""
+def _pair_jaccard(mine: set[int], theirs: Sequence[int], shared: int, drop: set[int]) -> float:
+    """The Jaccard of two rows' shingles as compared: without boilerplate (``drop``),
+    unless either row would be left with too few of its own (a repeat, not a template
+    instance: both whole). Counted, not made (``theirs``: distinct shingles;
+    ``shared``: how many of them ``mine`` has), as ``jaccard`` of the two sets."""
+    a, b = len(mine), len(theirs)
     if drop:
-        rest_a, rest_b = whole_a - drop, whole_b - drop
-        if len(rest_a) >= min(_MIN_OWN, len(whole_a)) and len(rest_b) >= min(
-            _MIN_OWN, len(whole_b)
-        ):
-            return rest_a, rest_b
-    return whole_a, whole_b
+        dropped = drop.intersection(theirs)
+        rest_a, rest_b = a - len(drop & mine), b - len(dropped)
+        if rest_a >= min(_MIN_OWN, a) and rest_b >= min(_MIN_OWN, b):
+            a, b, shared = rest_a, rest_b, shared - len(dropped & mine)
+    return shared / (a + b - shared) if a and b else 0.0
 
 
 def _own_tokens(tokens: list[int], grams: list[int], n: int, drop: Hashes) -> list[int] | None:
     """The tokens not covered by boilerplate word n-grams (``grams``: the tokens'
     n-grams in order), in order; None if too few are left (the row is then compared
-    whole, as :func:`_pair` does). Plain lists: a row has tens of tokens, too few for
-    numpy to pay for its calls."""
+    whole, as :func:`_pair_jaccard` does). Plain lists: a row has tens of tokens, too
+    few for numpy to pay for its calls."""
     if not drop or len(tokens) < n:
         return tokens
     hit = [h in drop for h in grams]
@@ -482,24 +481,18 @@ def _own_tokens(tokens: list[int], grams: list[int], n: int, drop: Hashes) -> li
     return rest if len(rest) >= min(_MIN_OWN, len(tokens)) else None
 
 
-def _surely_apart(
-    mine: AbstractSet[int],
-    theirs: AbstractSet[int],
-    a: np.ndarray,
-    b: np.ndarray,
-    n: int,
-    cut: float,
-) -> bool:
-    """Whether two whole rows (their word n-gram hashes, their tokens) are surely more
-    than ``edit_cut`` token edits apart, without counting them. An edit removes at most
-    n of a row's n-grams and adds at most n, so d edits leave the two sets differing in
-    at most 2 n d (hashes that collide only make them differ less). In a big cell most
-    proposed pairs are settled so: a fifth to two fifths of their word pairs alike,
-    they differ in far more than 15 % edits allow."""
+def _surely_apart(differ: int, a: np.ndarray, b: np.ndarray, n: int, cut: float) -> bool:
+    """Whether two whole rows (their tokens; ``differ``: how many word n-gram hashes
+    one has and the other lacks) are surely more than ``edit_cut`` token edits apart,
+    without counting them. An edit removes at most n of a row's n-grams and adds at
+    most n, so d edits leave the two sets differing in at most 2 n d (hashes that
+    collide only make them differ less). In a big cell most proposed pairs are settled
+    so: a fifth to two fifths of their word pairs alike, they differ in far more than
+    15 % edits allow."""
     if min(len(a), len(b)) < n:
         return False  # shorter than one n-gram: its one shingle is padded
     allowed = int(edit_cut(cut, a, b) * max(len(a), len(b)) + 1e-9)
-    return len(mine ^ theirs) > 2 * n * allowed
+    return differ > 2 * n * allowed
 
 
 def _edit_pair(
@@ -507,7 +500,7 @@ def _edit_pair(
 ) -> tuple[list[int], list[int]]:
     """Two rows' tokens as the edit distance compares them: without the tokens covered
     by boilerplate that both rows contain (a template's opening and closing), unless
-    either row would be left with too few of its own (the same rule as :func:`_pair`
+    either row would be left with too few of its own (the rule of :func:`_pair_jaccard`
     for shingle sets). Boilerplate only one row has stays: an edit that falls on
     frequent phrasing is still an edit, and taking it out of one side would count the
     rest of that phrase as edits too. ``drop``: the boilerplate both rows contain."""
@@ -1138,7 +1131,8 @@ class NearDedupFilter(Filter):
         best: dict[bool, tuple[float, str | None]] = {True: (0.0, None), False: (0.0, None)}
         own_drop = run.dropped(item.cell)
         mine = set(item.shingles.tolist())  # made once, for every pair it is in
-        pairs: list[tuple[str, _Item, set[int], float]] = []
+        mine_dropped = mine & own_drop
+        pairs: list[tuple[str, _Item, list[int], float, int]] = []
         for key in sorted(keys):
             row = run.row(key)
             if row is None or key == item.id:
@@ -1148,24 +1142,25 @@ class NearDedupFilter(Filter):
             same = other.cell == item.cell
             # Only the boilerplate in the pair matters: intersections cost the size of
             # the pair, a union of boilerplate its thousands of shingles.
-            both = mine | theirs
-            drop = both & own_drop
+            drop = mine_dropped | own_drop.intersection(theirs) if own_drop else set()
             if not same:
-                drop |= both & run.boilerplate(other.cell)
+                boilerplate = run.boilerplate(other.cell)
+                drop |= (mine & boilerplate) | boilerplate.intersection(theirs)
             if other.seed and drop:
                 # A seed's own shingles count in full against that seed.
-                drop -= theirs
-            j = jaccard(*_pair(mine, theirs, drop))
+                drop = drop.difference(theirs)
+            shared = len(mine.intersection(theirs))
+            j = _pair_jaccard(mine, theirs, shared, drop)
             if j > best[same][0]:
                 best[same] = (j, key)
-            pairs.append((key, other, theirs, j))
+            pairs.append((key, other, theirs, j, shared))
         return best[True], best[False], partial(self._fewest_edits, item, mine, pairs, run)
 
     def _fewest_edits(
         self,
         item: _Item,
         mine: set[int],
-        pairs: list[tuple[str, _Item, set[int], float]],
+        pairs: list[tuple[str, _Item, list[int], float, int]],
         run: _BatchRun,
     ) -> _Edited:
         """Of the verified pairs (in id order), the one fewest token edits apart, if
@@ -1177,16 +1172,17 @@ class NearDedupFilter(Filter):
         n = self.params.ngram if self.params.shingle == "word" else 0
         own_template = run.template(item.cell)
         edited: _Edited = None
-        for key, other, theirs, j in pairs:
+        for key, other, theirs, j, shared_count in pairs:
             drop = _NONE
             # Against a seed, none of its own shingles is boilerplate: nothing both share.
-            if n and not other.seed:
-                shared = mine & theirs
+            if n and not other.seed and (own_template or other.cell != item.cell):
+                shared = mine.intersection(theirs)
                 found = shared & own_template
                 if other.cell != item.cell:
                     found |= shared & run.template(other.cell)
                 drop = frozenset(found)
-            if n and not drop and _surely_apart(mine, theirs, item.tokens, other.tokens, n, cut):
+            differ = len(mine) + len(theirs) - 2 * shared_count
+            if n and not drop and _surely_apart(differ, item.tokens, other.tokens, n, cut):
                 continue
             a, b = _edit_pair(item, other, drop, run, n)
             e = within(a, b, edit_cut(cut, a, b))
@@ -1352,7 +1348,7 @@ class _BatchRun:
         self.proposed: list[list[str]] = [[] for _ in cells]
         self._own: dict[tuple[str, Hashes], list[int] | None] = {}
         self._tokens: dict[str, list[int]] = {}
-        self._rows: dict[str, tuple[_Item, set[int]]] = {}
+        self._rows: dict[str, tuple[_Item, list[int]]] = {}
         self._grams: dict[str, list[int]] = {}
         self._templates: dict[str, Hashes] = {}
         self._dropped: dict[str, Hashes] = {}
@@ -1410,15 +1406,17 @@ class _BatchRun:
         out[moved] = self.owner._sign(views)
         return out
 
-    def row(self, id_: str) -> tuple[_Item, set[int]] | None:
-        """A stored row or a kept candidate, and its shingles as a set: made once per
-        batch, as a row near many candidates is proposed to each."""
+    def row(self, id_: str) -> tuple[_Item, list[int]] | None:
+        """A stored row or a kept candidate, and its shingles as a list: made once per
+        batch, as a row near many candidates is proposed to each. A list, not a set:
+        counting what a candidate's set shares with it costs a pass over it, and most
+        pairs need nothing more."""
         row = self._rows.get(id_)
         if row is None:
             item = self.owner._items.get(id_) or self.items.get(id_)
             if item is None:
                 return None
-            row = self._rows[id_] = (item, set(item.shingles.tolist()))
+            row = self._rows[id_] = (item, item.shingles.tolist())
         return row
 
     def tokens(self, item: _Item) -> list[int]:

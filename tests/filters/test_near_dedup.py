@@ -498,8 +498,32 @@ def test_pairs_settled_by_their_word_pairs_are_never_within_the_edits():
         for a, b in variants:
             (sa, sb), (ta, tb) = shingle_hashes([a, b], "word", n), token_hashes([a, b])
             near = within(ta.tolist(), tb.tolist(), edit_cut(MAX_EDITS, ta, tb)) is not None
-            apart = _surely_apart(set(sa.tolist()), set(sb.tolist()), ta, tb, n, MAX_EDITS)
+            apart = _surely_apart(len(set(sa.tolist()) ^ set(sb.tolist())), ta, tb, n, MAX_EDITS)
             assert not (near and apart), (a, b)
             settled += apart
             within_count += near
     assert settled > len(variants) // 2 and within_count > 100  # both kinds are tried
+
+
+def test_a_pairs_jaccard_counted_is_the_jaccard_of_its_sets():
+    # _pair_jaccard counts what the sets without boilerplate would hold, never making
+    # them: it must give jaccard() of those sets, to the last bit.
+    from synth.filters.near_dedup import _MIN_OWN, _pair_jaccard
+
+    rng = random.Random(11)
+    tried = {"dropped": 0, "whole": 0}
+    for _ in range(3000):
+        pool = range(rng.randint(1, 40))
+        mine = set(rng.sample(pool, rng.randint(0, len(pool))))
+        theirs = rng.sample(pool, rng.randint(0, len(pool)))
+        drop = set(rng.sample(pool, rng.randint(0, min(6, len(pool))))) & (mine | set(theirs))
+        a, b = mine - drop, set(theirs) - drop
+        if drop and len(a) >= min(_MIN_OWN, len(mine)) and len(b) >= min(_MIN_OWN, len(theirs)):
+            expected = jaccard(a, b)
+            tried["dropped"] += 1
+        else:
+            expected = jaccard(mine, set(theirs))
+            tried["whole"] += 1
+        shared = len(mine.intersection(theirs))
+        assert _pair_jaccard(mine, theirs, shared, drop) == expected
+    assert min(tried.values()) > 300  # both ways are tried
