@@ -166,8 +166,7 @@ def run_synth(base_url: str, concurrency: int, calls: int, chain: str = "short")
         config = make_project(Path(tmp), base_url, concurrency, calls, chain)
         wall, rss, out = measure([sys.executable, "-c", SYNTH, str(config)])
         sent, work, cpu, filters = out.split()
-        prompts = prompts_of(Path(tmp) / "synth.db")
-        attempts, unanswered = attempts_of(Path(tmp) / "synth.db")
+        prompts, attempts, unanswered = stored(Path(tmp) / "synth.db")
     return {
         "calls": int(sent),
         "attempts": attempts,
@@ -181,23 +180,18 @@ def run_synth(base_url: str, concurrency: int, calls: int, chain: str = "short")
     }
 
 
-def prompts_of(db: Path) -> list[dict]:
+def stored(db: Path) -> tuple[list[dict], int, int]:
+    """The requests a run stored (to send the reference the same), its attempts, and
+    those of them whose replies never came."""
     from synth.store import Store
 
     with Store(db) as store:
-        return [
+        prompts = [
             {"messages": json.loads(m), "params": json.loads(p)}
             for m, p in store.conn.execute("SELECT messages_json, params_json FROM llm_calls")
         ]
-
-
-def attempts_of(db: Path) -> tuple[int, int]:
-    """Attempts stored, and those of them whose replies never came."""
-    from synth.store import Store
-
-    with Store(db) as store:
         spend = store.calls.spend()
-    return spend.attempts, spend.unanswered_attempts
+    return prompts, spend.attempts, spend.unanswered_attempts
 
 
 # Both children time their work after their imports, from before their client is
