@@ -662,12 +662,11 @@ class _Shared:
         self.lift = lift
         self.counts: Counter[int] = Counter()
         self.cells: dict[int, tuple[str, ...]] = {}  # up to min_cells cells per shingle
-        # Shingles found in min_cells cells or more, in the order they got there, with
-        # their counts: what every batch weighs, kept as arrays need them.
+        # Shingles found in min_cells cells or more, in the order they got there, and
+        # where each is in that list: what every batch weighs.
         self.spread: list[int] = []
         self.spread_at: dict[int, int] = {}
-        self.spread_counts: list[int] = []
-        self._rows: tuple[_RealRates, np.ndarray] | None = None  # spread's, in rates
+        self._rows: tuple[_RealRates, np.ndarray] | None = None  # the spread's, in rates
         self.digests = DigestSet()
         self.n = 0
         self.per_cell: Counter[str] = Counter()  # items counted per cell
@@ -684,17 +683,12 @@ class _Shared:
             self.per_cell[cell] += 1
             for h in s.tolist():
                 self.counts[h] += 1
-                at = self.spread_at.get(h)
-                if at is not None:
-                    self.spread_counts[at] += 1
-                    continue
                 seen = self.cells.get(h, ())
                 if len(seen) < self.min_cells and cell not in seen:
                     self.cells[h] = seen = (*seen, cell)
                     if len(seen) >= self.min_cells:
                         self.spread_at[h] = len(self.spread)
                         self.spread.append(h)
-                        self.spread_counts.append(self.counts[h])
 
     def with_batch(self, by_cell: dict[str, list[np.ndarray]], rates: _RealRates | None) -> Hashes:
         """The shared boilerplate with a batch's items counted too. The real rows' rate
@@ -721,7 +715,7 @@ class _Shared:
                 owners.append(k)
         n = self.n + len(new)
         pool = list(self.spread)
-        counts = np.array(self.spread_counts, dtype=np.float64)
+        added = np.zeros(len(pool), dtype=np.float64)  # the batch's counts
         rows = self._spread_rows(rates)
         if new:
             # The batch's shingles counted in numpy: a Counter update per shingle was
@@ -730,13 +724,13 @@ class _Shared:
             names = list(by_cell)
             position, cells_of = self.spread_at.get, self.cells.get
             hit: list[int] = []
-            spread: list[int] = []
+            hit_at: list[int] = []
             gained: list[int] = []
             for i, (h, in_cells) in enumerate(zip(hashes.tolist(), cells.tolist(), strict=True)):
                 p = position(h)
                 if p is not None:
                     hit.append(i)
-                    spread.append(p)
+                    hit_at.append(p)
                     continue
                 # Only a shingle found in enough cells can count: those of the kept
                 # items, and those the batch brings to enough.
@@ -748,21 +742,19 @@ class _Shared:
                     if len(theirs.union(kept)) < self.min_cells:
                         continue
                 gained.append(i)
-            counts[spread] += extra[hit]
-            more = hashes[gained].tolist()
-            count_of = self.counts.get
-            pool += more
-            counts = np.concatenate(
-                [counts, extra[gained] + np.array([count_of(h, 0) for h in more], np.float64)]
-            )
-            rows = np.concatenate([rows, rates.rows(more)])
+            added[hit_at] = extra[hit]
+            pool += hashes[gained].tolist()
+            added = np.concatenate([added, extra[gained]])
+            rows = np.concatenate([rows, rates.rows(pool[len(self.spread) :])])
         if not pool:
             return _NONE
+        count_of = self.counts.get
+        counts = np.fromiter((count_of(h, 0) for h in pool), np.float64, len(pool)) + added
         hot = overused_many(counts, n, rates.mixed(rows, per_cell), 0.0, self.lift)
         return frozenset(pool[i] for i in np.flatnonzero(hot))
 
     def _spread_rows(self, rates: _RealRates) -> np.ndarray:
-        """The spread shingles' rows in ``rates``, found once each."""
+        """The spread shingles' rows in ``rates``, each looked up once."""
         if self._rows is None or self._rows[0] is not rates:
             self._rows = (rates, rates.rows(self.spread))
         known = self._rows[1]
