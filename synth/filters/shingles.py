@@ -234,7 +234,7 @@ def permutations(num_perm: int, seed: int = 1) -> np.ndarray:
     0.4 s (its LSH imports scipy.integrate), which every run's filter process paid
     before its first decision.
 
-    The array is shared (datasketch keeps a reference, not a copy); do not modify it.
+    The array is cached and shared by every caller: it is read-only.
     """
     gen = np.random.RandomState(seed)
     a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
