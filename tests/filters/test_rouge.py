@@ -409,3 +409,5 @@ def test_shared_counts_the_same_by_sorting_and_by_counting():
         expected = Counter(i for p in postings for i in p)
         assert dict(zip(items.tolist(), shared.tolist(), strict=True)) == expected
         assert items.tolist() == sorted(expected)
+    items, shared = _shared([array("i")], 10)
+    assert items.tolist() == [] and shared.tolist() == []
