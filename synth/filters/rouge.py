@@ -425,14 +425,17 @@ def _shared(postings: Sequence[array[int]], size: int) -> tuple[np.ndarray, np.n
         return hits, np.zeros(0, dtype=np.intp)
     if len(hits) < size:
         # Each posting is a sorted run: a merge sort (numpy's "stable") finds the runs
-        # and merges them, where np.unique's introsort starts over: 0.03 ms against
-        # 0.09 for 4,700 hits in 8 postings, a search's at 100,000 rows.
+        # and merges them, where np.unique's introsort starts over. With the counts
+        # taken as below, 0.027 ms against np.unique's 0.081 for 5,500 hits in 8
+        # postings, about a search's at 100,000 rows.
         ordered = np.sort(hits, kind="stable")
-        new = np.empty(len(ordered), dtype=bool)
-        new[0] = True
-        np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
-        (starts,) = np.nonzero(new)
-        return ordered[starts], np.diff(starts, append=len(ordered))
+        # Each run of equal items' start, and the end after the last: np.diff with an
+        # appended end costs more than the sort.
+        edge = np.empty(len(ordered) + 1, dtype=bool)
+        edge[0] = edge[-1] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=edge[1:-1])
+        (bounds,) = np.nonzero(edge)
+        return ordered[bounds[:-1]], bounds[1:] - bounds[:-1]
     counts = np.bincount(hits, minlength=size)
     (held,) = counts.nonzero()
     return held, counts[held]
