@@ -271,6 +271,23 @@ def row(name: str, r: dict, ideal: float) -> str:
     return line
 
 
+def budget(runs: list[dict], rate: float) -> str:
+    """The cores the run's CPU per call (median of the repeats) asks for at ``rate``:
+    the filter process is one thread and can use at most one core, and the three
+    processes together at most the machine's."""
+
+    def per_call(key: str) -> float:
+        return statistics.median(r[key] / r["calls"] for r in runs)
+
+    filters, everything = per_call("filters_cpu"), per_call("cpu") + per_call("sim_cpu")
+    return (
+        f" at {rate:.0f} calls/s (0.85 of ideal) this CPU per call needs"
+        f" {filters * rate:.2f} cores for the filter process (it has 1) and"
+        f" {everything * rate:.2f} for synth and the simulator together"
+        f" (the machine has {os.cpu_count()})"
+    )
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process so far, from /proc."""
     with open(f"/proc/{pid}/stat") as f:
@@ -292,6 +309,7 @@ def compare(slots: int, calls: int, repeats: int, chain: str = "short") -> None:
     sim, base_url = start_simulator(slots)
     try:
         ratios, synth_rates, ref_rates = [], [], []
+        runs = []
         for i in range(repeats):
             s = with_sim_cpu(sim, run_synth, base_url, slots, calls, chain)
             r = with_sim_cpu(sim, run_reference, base_url, slots, s["prompts"])
@@ -301,6 +319,7 @@ def compare(slots: int, calls: int, repeats: int, chain: str = "short") -> None:
             synth_rates.append(s["calls"] / s["work"])
             ref_rates.append(r["calls"] / r["work"])
             ratios.append(synth_rates[-1] / ref_rates[-1])
+            runs.append(s)
         print(
             f" median: synth {statistics.median(synth_rates):.1f} calls/s"
             f" ({statistics.median(synth_rates) / ideal:.2f} of ideal), reference"
@@ -309,6 +328,7 @@ def compare(slots: int, calls: int, repeats: int, chain: str = "short") -> None:
             f" {statistics.median(ratios):.2f} (at most {ideal / statistics.median(ref_rates):.2f},"
             " synth at the ideal rate)"
         )
+        print(budget(runs, 0.85 * ideal))
     finally:
         sim.terminate()
         sim.wait()
