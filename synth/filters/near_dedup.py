@@ -455,29 +455,31 @@ def _pair_jaccard(mine: set[int], theirs: Sequence[int], shared: int, drop: set[
 def _own_tokens(tokens: list[int], grams: list[int], n: int, drop: Hashes) -> list[int] | None:
     """The tokens not covered by boilerplate word n-grams (``grams``: the tokens'
     n-grams in order), in order; None if too few are left (the row is then compared
-    whole, as :func:`_pair_jaccard` does). Plain lists: a row has tens of tokens, too
-    few for numpy to pay for its calls."""
+    whole, as :func:`_pair_jaccard` does). A stretch of covered tokens shorter than
+    ``_MIN_TEMPLATE_RUN`` stays. Plain lists: a row has tens of tokens, too few for
+    numpy to pay for its calls."""
     if not drop or len(tokens) < n:
         return tokens
-    hit = [h in drop for h in grams]
-    if not any(hit):
+    starts = [at for at, gram in enumerate(grams) if gram in drop]
+    if not starts:
         return tokens
-    covered = [False] * len(tokens)
-    for start, on in enumerate(hit):
-        if on:
-            covered[start : start + n] = [True] * n
+    # The covered stretches are the boilerplate n-grams' spans, merged where they
+    # overlap or touch: walked span by span, not token by token.
     rest: list[int] = []
-    stretch: list[int] = []  # the covered tokens since the last own one
-    for token, on in zip(tokens, covered, strict=True):
-        if on:
-            stretch.append(token)
-            continue
-        if len(stretch) < _MIN_TEMPLATE_RUN:
-            rest += stretch
-        stretch = []
-        rest.append(token)
-    if len(stretch) < _MIN_TEMPLATE_RUN:
-        rest += stretch
+    own_from = 0
+    i, found = 0, len(starts)
+    while i < found:
+        low = starts[i]
+        high = low + n
+        i += 1
+        while i < found and starts[i] <= high:
+            high = starts[i] + n
+            i += 1
+        rest += tokens[own_from:low]
+        if high - low < _MIN_TEMPLATE_RUN:
+            rest += tokens[low:high]
+        own_from = high
+    rest += tokens[own_from:]
     return rest if len(rest) >= min(_MIN_OWN, len(tokens)) else None
 
 
