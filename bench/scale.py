@@ -186,6 +186,7 @@ def measure(
     last = {"done": 0, "cpu": 0.0, "wall": 0.0, "mark": 0}
     stats: dict[str, float] = {}
     curve: list[tuple[int, float]] = []  # (candidates, peak RSS MB)
+    costs: list[float] = []  # CPU ms per candidate, per step
 
     def note(p: FilterProgress) -> None:
         first = not last["done"]  # the first chunk also prepares the chain: start after it
@@ -195,8 +196,9 @@ def measure(
         if not first:
             done = p.done - last["done"]
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            costs.append((cpu - last["cpu"]) / done * 1000)
             print(
-                f"{p.kept:>8,} {p.done:>10,} {(cpu - last['cpu']) / done * 1000:>11.2f}"
+                f"{p.kept:>8,} {p.done:>10,} {costs[-1]:>11.2f}"
                 f" {done / (wall - last['wall']):>7.0f} {peak:>11,.0f}",
                 flush=True,
             )
@@ -219,6 +221,11 @@ def measure(
         f" {stats['elapsed']:.0f} s: {stats['done'] / stats['elapsed']:.0f} candidates/s,"
         f" {cpu / stats['done'] * 1000:.2f} ms CPU per candidate (reading the file included)"
     )
+    if len(costs) >= 2:
+        print(
+            f"CPU per candidate in the last step is {costs[-1] / costs[0]:.2f} times the"
+            f" first's ({costs[0]:.2f} -> {costs[-1]:.2f} ms)"
+        )
     if len(curve) >= 4:
         # The growth over the second half of the curve, where start-up costs are behind:
         # a least-squares line, as a peak jumps when a merge or a growing array lands.
