@@ -106,12 +106,26 @@ def distinct(values: np.ndarray) -> np.ndarray:
     for the tens of thousands of band hits a batch has (2.1 ms against 0.09 for
     24,000); asked for counts or positions, np.unique sorts, and is fast."""
     ordered = np.sort(values)
-    if not len(ordered):
-        return ordered
-    new = np.empty(len(ordered), dtype=bool)
-    new[0] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
-    return ordered[new]
+    found: np.ndarray = ordered[_edges(ordered)[:-1]]
+    return found
+
+
+def runs(ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values of a sorted 1-d array and how many times each occurs, as
+    ``np.unique(ordered, return_counts=True)`` without sorting again. The counts are
+    the distances between runs' starts: np.diff with an appended end costs more than
+    a merge sort of the values."""
+    (bounds,) = np.nonzero(_edges(ordered))
+    return ordered[bounds[:-1]], bounds[1:] - bounds[:-1]
+
+
+def _edges(ordered: np.ndarray) -> np.ndarray:
+    """Where each run of equal values of a sorted 1-d array starts, and the end after
+    the last: a flag per position, one more than the values."""
+    edge = np.empty(len(ordered) + 1, dtype=bool)
+    edge[0] = edge[-1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=edge[1:-1])
+    return edge
 
 
 class BandIndex:

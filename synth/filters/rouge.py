@@ -31,6 +31,7 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
+from synth.filters.bands import runs
 from synth.text import tokenize_rouge_score, tokenize_unicode
 
 TokenizerName = Literal["unicode", "rouge_score"]
@@ -421,21 +422,12 @@ def _occurrences(ids: Iterable[int]) -> list[int]:
 def _shared(postings: Sequence[array[int]], size: int) -> tuple[np.ndarray, np.ndarray]:
     """The items found in any of ``postings`` and in how many of them each is."""
     hits = np.frombuffer(b"".join(postings), dtype=np.int32)
-    if not len(hits):
-        return hits, np.zeros(0, dtype=np.intp)
     if len(hits) < size:
         # Each posting is a sorted run: a merge sort (numpy's "stable") finds the runs
-        # and merges them, where np.unique's introsort starts over. With the counts
-        # taken as below, 0.027 ms against np.unique's 0.081 for 5,500 hits in 8
-        # postings, about a search's at 100,000 rows.
-        ordered = np.sort(hits, kind="stable")
-        # Each run of equal items' start, and the end after the last: np.diff with an
-        # appended end costs more than the sort.
-        edge = np.empty(len(ordered) + 1, dtype=bool)
-        edge[0] = edge[-1] = True
-        np.not_equal(ordered[1:], ordered[:-1], out=edge[1:-1])
-        (bounds,) = np.nonzero(edge)
-        return ordered[bounds[:-1]], bounds[1:] - bounds[:-1]
+        # and merges them, where np.unique's introsort starts over: 0.027 ms against
+        # np.unique's 0.081 for 5,500 hits in 8 postings, about a search's at 100,000
+        # rows.
+        return runs(np.sort(hits, kind="stable"))
     counts = np.bincount(hits, minlength=size)
     (held,) = counts.nonzero()
     return held, counts[held]
