@@ -69,6 +69,22 @@ class DigestMap:
         at = _position(self._sorted, digest)
         return None if at is None else int(self._values[at])
 
+    def get_many(self, digests: np.ndarray) -> np.ndarray:
+        """:meth:`get` for each of ``digests`` (uint64) in one binary search; -1 for
+        those not here."""
+        out = np.full(len(digests), -1, dtype=np.int64)
+        if len(self._sorted) and len(digests):
+            at = np.minimum(self._sorted.searchsorted(digests), len(self._sorted) - 1)
+            found = self._sorted[at] == digests
+            out[found] = self._values[at[found]]
+        if self._recent:
+            recent = self._recent.get
+            for k, digest in enumerate(digests.tolist()):
+                value = recent(digest)
+                if value is not None:
+                    out[k] = value
+        return out
+
     def setdefault(self, digest: int, value: int) -> int:
         """The number ``digest`` has, given it ``value`` if it had none."""
         known = self.get(digest)

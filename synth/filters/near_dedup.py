@@ -379,6 +379,25 @@ class _Items:
         self._values.frombytes(item.packed)
         self._starts.append(len(self._values))
 
+    def rows(self, ids: Sequence[str]) -> list[tuple[_Item, list[int]] | None]:
+        """Each of ``ids``'s row and its shingles as a list, None for an id not here:
+        the numbers found in one binary search, not one per id (a candidate in a big
+        cell has tens of proposals, each a lookup of microseconds)."""
+        digests = np.fromiter(
+            (hash(id_) & _HASH_BITS for id_ in ids), dtype=np.uint64, count=len(ids)
+        )
+        out: list[tuple[_Item, list[int]] | None] = []
+        for id_, row in zip(ids, self._row.get_many(digests).tolist(), strict=True):
+            if row < 0 or self._ids[row] != id_:
+                row = self._clashes.get(id_, -1)
+            if row < 0:
+                out.append(None)
+                continue
+            start = self._starts[row]
+            shingles = self._values[start : start + self._n_shingles[row]].tolist()
+            out.append((self._at(row), shingles))
+        return out
+
     def _at(self, row: int) -> _Item:
         packed = self._values[self._starts[row] : self._starts[row + 1]]  # a copy
         cell, seed = self._cell_names[self._cell_of[row]], bool(self._seed[row])
@@ -962,6 +981,7 @@ class NearDedupFilter(Filter):
             if index is not None:
                 for i, ids in _asked(index, members, asks, self.floor):
                     found[i].update(ids)
+        run.fetch(set().union(*found))
         run.propose([c.id for c in batch], signatures, scopes, asks)
         out = []
         for i, c in enumerate(batch):
@@ -1399,6 +1419,13 @@ class _BatchRun:
         views = [_without(self.sets[i], self.boilerplate(self.cells[i])) for i in moved]
         out[moved] = self.owner._sign(views)
         return out
+
+    def fetch(self, ids: Iterable[str]) -> None:
+        """Look up the stored rows among ``ids`` at once, for :meth:`row`."""
+        wanted = [id_ for id_ in ids if id_ not in self._rows]
+        for id_, row in zip(wanted, self.owner._items.rows(wanted), strict=True):
+            if row is not None:
+                self._rows[id_] = row
 
     def row(self, id_: str) -> tuple[_Item, list[int]] | None:
         """A stored row or a kept candidate, and its shingles as a list: made once per

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
+
 from synth.filters.digests import DigestMap, DigestSet
 
 
@@ -23,6 +25,14 @@ def test_digest_map_keeps_the_first_value_of_each_digest_as_a_dict_does():
     assert sorted(compact) == sorted(expected)
     for digest, value in expected.items():
         assert compact.get(digest) == value
+    # Many at once, from the sorted arrays and the recent dict alike, -1 where absent.
+    probes = list(expected)[::7] + [rng.getrandbits(64) for _ in range(500)]
+    compact.setdefault(12345, -5)  # one in the recent dict for certain
+    probes.append(12345)
+    expected.setdefault(12345, -5)
+    many = compact.get_many(np.array(probes, dtype=np.uint64)).tolist()
+    assert many == [expected.get(d, -1) for d in probes]
+    assert compact.get_many(np.empty(0, dtype=np.uint64)).tolist() == []
 
 
 def test_digest_set_adds_each_digest_once():

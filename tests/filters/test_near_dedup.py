@@ -461,6 +461,14 @@ def test_kept_rows_are_found_by_id_when_ids_hash_alike():
     assert [items[i].shingles.tolist() for i in ids] == [[0], [1], [2]]
     assert SameHash("b") in items and SameHash("d") not in items
     assert items.get(SameHash("d")) is None
+    found = items.rows([*ids, SameHash("d"), "e"])
+    assert [(row[0].id, row[1]) if row else None for row in found] == [
+        ("a", [0]),
+        ("b", [1]),
+        ("c", [2]),
+        None,
+        None,
+    ]
     with pytest.raises(KeyError):
         items[SameHash("d")]
 
