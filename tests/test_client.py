@@ -12,7 +12,7 @@ import socket
 import pytest
 from conftest import Project
 
-from synth.llm.client import LLMClient
+from synth.llm.client import IDLE_CONNECTION_S, LLMClient
 from synth.store import CallRow, Store
 from synth.store.rows import PlannedCall
 
@@ -41,7 +41,14 @@ async def _serve(answers: list[tuple[int, dict]], seen: list[dict]) -> asyncio.S
             lines = head.decode("latin-1").split("\r\n")
             headers = {k.lower(): v.strip() for k, v in (x.split(":", 1) for x in lines[1:] if x)}
             body = await reader.readexactly(int(headers["content-length"]))
-            seen.append({"line": lines[0], "headers": headers, "body": json.loads(body)})
+            seen.append(
+                {
+                    "line": lines[0],
+                    "headers": headers,
+                    "body": json.loads(body),
+                    "peer": writer.get_extra_info("peername"),
+                }
+            )
             status, reply = answers.pop(0)
             data = json.dumps(reply).encode()
             writer.write(
@@ -54,13 +61,13 @@ async def _serve(answers: list[tuple[int, dict]], seen: list[dict]) -> asyncio.S
     return await asyncio.start_server(handle, "127.0.0.1", 0)
 
 
-def _call(store: Store, config) -> CallRow:
+def _call(store: Store, config, sample: int = 0) -> CallRow:
     run = store.runs.begin(config.as_json(), config.sha)
     planned: PlannedCall = {
-        "request_sha": "ab" * 32,
+        "request_sha": f"{sample:02x}" + "ab" * 31,
         "slice": "default",
         "label": "card_arrival",
-        "sample_index": 0,
+        "sample_index": sample,
         "template": "t",
         "template_sha": "0" * 64,
         "model": config.llm.model,
@@ -106,7 +113,7 @@ def test_the_request_on_the_wire_is_a_chat_completion_with_auth_and_key(project)
     assert headers["authorization"] == "Bearer sk-test"
     assert headers["content-type"] == "application/json"
     assert headers["user-agent"].startswith("AsyncOpenAI/Python")
-    assert headers["idempotency-key"] == "ab" * 16 + "-1"  # the attempt counted at planning
+    assert headers["idempotency-key"] == "00" + "ab" * 15 + "-1"  # the attempt counted at planning
     assert request["body"] == {
         "model": "sim-1",
         "messages": [{"role": "user", "content": "write 1 example"}],
@@ -115,6 +122,39 @@ def test_the_request_on_the_wire_is_a_chat_completion_with_auth_and_key(project)
         "stream": True,  # this server ignores it, and its plain reply is read as it came
         "stream_options": {"include_usage": True},
     }
+
+
+def test_a_connection_idle_for_a_while_is_not_written_to_again(project):
+    """Servers close a connection idle for a few seconds (llama.cpp's, and uvicorn's,
+    which vLLM runs: 5 s), and a request written onto one as the server closes it fails
+    before it leaves ("Cannot write to closing transport"). The client lets go of an
+    idle connection well before then: calls back to back share a connection, a call
+    after a pause of IDLE_CONNECTION_S opens another."""
+    config = project.config()
+    seen: list[dict] = []
+
+    async def go() -> list[str]:
+        server = await _serve([(200, REPLY)] * 3, seen)
+        port = server.sockets[0].getsockname()[1]
+        statuses = []
+        try:
+            with project.store() as store:
+                calls = [_call(store, config, sample) for sample in range(3)]
+                async with LLMClient(
+                    config.llm, store.calls, api_key="k", base_url=f"http://127.0.0.1:{port}/v1"
+                ) as client:
+                    for n, call in enumerate(calls):
+                        if n == 2:
+                            await asyncio.sleep(IDLE_CONNECTION_S + 0.5)
+                        statuses.append((await client.complete(call)).status)
+        finally:
+            server.close()
+        return statuses
+
+    assert asyncio.run(go()) == ["ok"] * 3
+    first, second, third = (request["peer"] for request in seen)
+    assert first == second and third != second
+    assert IDLE_CONNECTION_S < 5
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,14 @@ from synth.store.rows import CallRow
 
 # Errors no retry can mend: the run stops and says why, instead of recording the
 # same failure for every call it had planned.
+# How long an idle connection is kept for the next request. Servers close one idle for
+# a few seconds (llama.cpp's and uvicorn's, which vLLM runs, at 5 s; gunicorn's at 2),
+# and a request written onto a connection as the server closes it fails before it
+# leaves. Kept as long as theirs, as the openai client's 5 s are, a connection is
+# handed out just as it is closed; kept a second, it is gone first. Opening another
+# costs a round trip (a TLS handshake on https), small beside a reply's seconds.
+IDLE_CONNECTION_S = 1.0
+
 FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
 
 
@@ -175,7 +183,14 @@ class LLMClient:
         # The request limit is kept in the transport's request hook, the last moment
         # before the request goes out: work done after pacing (building the request,
         # opening a connection) would otherwise bunch requests up on the wire.
-        self.http = openai.DefaultAioHttpClient(event_hooks={"request": [self._pace_request]})
+        self.http = openai.DefaultAioHttpClient(
+            limits=httpx2.Limits(
+                max_connections=1000,  # the openai client's own limits, but for the idle time
+                max_keepalive_connections=100,
+                keepalive_expiry=IDLE_CONNECTION_S,
+            ),
+            event_hooks={"request": [self._pace_request]},
+        )
         self.client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url or settings.base_url or None,
