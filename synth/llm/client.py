@@ -46,8 +46,6 @@ from synth.records import Unusable
 from synth.store.calls import Calls
 from synth.store.rows import CallRow
 
-# Errors no retry can mend: the run stops and says why, instead of recording the
-# same failure for every call it had planned.
 # How long an idle connection is kept for the next request. Servers close one idle for
 # a few seconds (llama.cpp's and uvicorn's, which vLLM runs, at 5 s; gunicorn's at 2),
 # and a request written onto a connection as the server closes it fails before it
@@ -56,6 +54,8 @@ from synth.store.rows import CallRow
 # costs a round trip (a TLS handshake on https), small beside a reply's seconds.
 IDLE_CONNECTION_S = 1.0
 
+# Errors no retry can mend: the run stops and says why, instead of recording the
+# same failure for every call it had planned.
 FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
 
 
