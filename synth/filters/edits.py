@@ -10,7 +10,7 @@ filter checks the pairs its index proposes by this measure too.
 
 from __future__ import annotations
 
-from collections.abc import Sequence, Sized
+from collections.abc import Sequence
 
 from rapidfuzz.distance import Levenshtein
 
@@ -61,13 +61,9 @@ SHORT_TEXT_TOKENS = 10
 MAX_EDITS = 0.15
 
 
-def short_pair(a: Sized, b: Sized) -> bool:
-    """Whether the pair is too short for its shingle Jaccard to say "near"."""
-    return min(len(a), len(b)) < SHORT_TEXT_TOKENS
-
-
-def edit_cut(share: float, a: Sized, b: Sized) -> float:
-    """The share of edits within which the pair is near: ``share``, or one token in a
-    short pair (see ``SHORT_TEXT_TOKENS``)."""
-    longer = max(len(a), len(b))
-    return max(share, 1.0 / longer) if longer and short_pair(a, b) else share
+def edit_cut(share: float, a: int, b: int) -> float:
+    """The share of edits within which a pair of ``a`` and ``b`` tokens is near:
+    ``share``, or one token in a pair too short for its shingle Jaccard to say "near"
+    (see ``SHORT_TEXT_TOKENS``)."""
+    longer = max(a, b)
+    return max(share, 1.0 / longer) if longer and min(a, b) < SHORT_TEXT_TOKENS else share

@@ -308,6 +308,12 @@ class _Item:
         """The text's token hashes in order, for the edit distance."""
         return np.frombuffer(self.packed, dtype=np.uint64, offset=8 * self.n_shingles)
 
+    @property
+    def n_tokens(self) -> int:
+        """How many tokens the text has, without making the array (a verified pair
+        asks for both rows' counts, and most pairs need nothing more)."""
+        return memoryview(self.packed).nbytes // 8 - self.n_shingles
+
     def grams(self, n: int) -> list[int]:
         """The token n-gram hashes in order (:func:`shingle_sequence`)."""
         values: list[int] = shingle_sequence(self.tokens, n).tolist()
@@ -462,12 +468,22 @@ def _pair_jaccard(mine: set[int], theirs: Sequence[int], shared: int, drop: set[
     unless either row would be left with too few of its own (a repeat, not a template
     instance: both whole). Counted, not made (``theirs``: distinct shingles;
     ``shared``: how many of them ``mine`` has), as ``jaccard`` of the two sets."""
-    a, b = len(mine), len(theirs)
-    if drop:
-        dropped = drop.intersection(theirs)
-        rest_a, rest_b = a - len(drop & mine), b - len(dropped)
-        if rest_a >= min(_MIN_OWN, a) and rest_b >= min(_MIN_OWN, b):
-            a, b, shared = rest_a, rest_b, shared - len(dropped & mine)
+    if not drop:
+        return _counted_jaccard(len(mine), len(theirs), shared, 0, 0, 0)
+    dropped = drop.intersection(theirs)
+    return _counted_jaccard(
+        len(mine), len(theirs), shared, len(drop & mine), len(dropped), len(dropped & mine)
+    )
+
+
+def _counted_jaccard(
+    a: int, b: int, shared: int, a_dropped: int, b_dropped: int, shared_dropped: int
+) -> float:
+    """:func:`_pair_jaccard` from counts: the two rows' distinct shingles, how many
+    they share, and how many of each and of the shared ones are boilerplate."""
+    rest_a, rest_b = a - a_dropped, b - b_dropped
+    if (a_dropped or b_dropped) and rest_a >= min(_MIN_OWN, a) and rest_b >= min(_MIN_OWN, b):
+        a, b, shared = rest_a, rest_b, shared - shared_dropped
     return shared / (a + b - shared) if a and b else 0.0
 
 
@@ -502,17 +518,17 @@ def _own_tokens(tokens: list[int], grams: list[int], n: int, drop: Hashes) -> li
     return rest if len(rest) >= min(_MIN_OWN, len(tokens)) else None
 
 
-def _surely_apart(differ: int, a: np.ndarray, b: np.ndarray, n: int, cut: float) -> bool:
-    """Whether two whole rows (their tokens; ``differ``: how many word n-gram hashes
-    one has and the other lacks) are surely more than ``edit_cut`` token edits apart,
+def _surely_apart(differ: int, a: int, b: int, n: int, cut: float) -> bool:
+    """Whether two whole rows (of ``a`` and ``b`` tokens; ``differ``: how many word
+    n-gram hashes one has and the other lacks) are surely more than ``edit_cut`` token edits apart,
     without counting them. An edit removes at most n of a row's n-grams and adds at
     most n, so d edits leave the two sets differing in at most 2 n d (hashes that
     collide only make them differ less). In a big cell most proposed pairs are settled
     so: a fifth to two fifths of their word pairs alike, they differ in far more than
     15 % edits allow."""
-    if min(len(a), len(b)) < n:
+    if min(a, b) < n:
         return False  # shorter than one n-gram: its one shingle is padded
-    allowed = int(edit_cut(cut, a, b) * max(len(a), len(b)) + 1e-9)
+    allowed = int(edit_cut(cut, a, b) * max(a, b) + 1e-9)
     return differ > 2 * n * allowed
 
 
@@ -1045,7 +1061,7 @@ class NearDedupFilter(Filter):
         """Whether the pair is long enough for its Jaccard to say "near duplicate"
         (short pairs are judged by their token edits alone)."""
         other = self._items.get(match) or run.items.get(match)
-        shorter = min(len(item.tokens), len(other.tokens)) if other is not None else 0
+        shorter = min(item.n_tokens, other.n_tokens) if other is not None else 0
         return shorter >= SHORT_TEXT_TOKENS
 
     def admit(self, kept: Sequence[Candidate]) -> None:
@@ -1081,7 +1097,7 @@ class NearDedupFilter(Filter):
         if cut <= 0:
             return j, None
         a, b = tokens[0].tolist(), tokens[1].tolist()
-        return j, within(a, b, edit_cut(cut, a, b))
+        return j, within(a, b, edit_cut(cut, len(a), len(b)))
 
     def new_index(self) -> BandIndex:
         """An empty LSH index with this filter's bands and rows."""
@@ -1154,17 +1170,30 @@ class NearDedupFilter(Filter):
             other, theirs = row
             self.stats.verified += 1
             same = other.cell == item.cell
-            # Only the boilerplate in the pair matters: intersections cost the size of
-            # the pair, a union of boilerplate its thousands of shingles.
-            drop = mine_dropped | own_drop.intersection(theirs) if own_drop else set()
-            if not same:
-                boilerplate = run.boilerplate(other.cell)
-                drop |= (mine & boilerplate) | boilerplate.intersection(theirs)
-            if other.seed and drop:
-                # A seed's own shingles count in full against that seed.
-                drop = drop.difference(theirs)
             shared = len(mine.intersection(theirs))
-            j = _pair_jaccard(mine, theirs, shared, drop)
+            if same and not other.seed:
+                # The common pair, counted without making its boilerplate: what the
+                # candidate's cell leaves out of either row (``mine_dropped`` of its own).
+                their_dropped = own_drop.intersection(theirs) if own_drop else ()
+                j = _counted_jaccard(
+                    len(mine),
+                    len(theirs),
+                    shared,
+                    len(mine_dropped),
+                    len(their_dropped),
+                    len(mine_dropped.intersection(their_dropped)) if mine_dropped else 0,
+                )
+            else:
+                # Only the boilerplate in the pair matters: intersections cost the size
+                # of the pair, a union of boilerplate its thousands of shingles.
+                drop = mine_dropped | own_drop.intersection(theirs) if own_drop else set()
+                if not same:
+                    boilerplate = run.boilerplate(other.cell)
+                    drop |= (mine & boilerplate) | boilerplate.intersection(theirs)
+                if other.seed and drop:
+                    # A seed's own shingles count in full against that seed.
+                    drop = drop.difference(theirs)
+                j = _pair_jaccard(mine, theirs, shared, drop)
             if j > best[same][0]:
                 best[same] = (j, key)
             pairs.append((key, other, theirs, j, shared))
@@ -1196,10 +1225,10 @@ class NearDedupFilter(Filter):
                     found |= shared & run.template(other.cell)
                 drop = frozenset(found)
             differ = len(mine) + len(theirs) - 2 * shared_count
-            if n and not drop and _surely_apart(differ, item.tokens, other.tokens, n, cut):
+            if n and not drop and _surely_apart(differ, item.n_tokens, other.n_tokens, n, cut):
                 continue
             a, b = _edit_pair(item, other, drop, run, n)
-            e = within(a, b, edit_cut(cut, a, b))
+            e = within(a, b, edit_cut(cut, len(a), len(b)))
             if e is not None and (edited is None or e < edited[0]):
                 same = other.cell == item.cell
                 edited = (e, j, key, "same cell" if same else "other cell")

@@ -505,8 +505,10 @@ def test_pairs_settled_by_their_word_pairs_are_never_within_the_edits():
     for n in (2, 3):
         for a, b in variants:
             (sa, sb), (ta, tb) = shingle_hashes([a, b], "word", n), token_hashes([a, b])
-            near = within(ta.tolist(), tb.tolist(), edit_cut(MAX_EDITS, ta, tb)) is not None
-            apart = _surely_apart(len(set(sa.tolist()) ^ set(sb.tolist())), ta, tb, n, MAX_EDITS)
+            cut = edit_cut(MAX_EDITS, len(ta), len(tb))
+            near = within(ta.tolist(), tb.tolist(), cut) is not None
+            differ = len(set(sa.tolist()) ^ set(sb.tolist()))
+            apart = _surely_apart(differ, len(ta), len(tb), n, MAX_EDITS)
             assert not (near and apart), (a, b)
             settled += apart
             within_count += near
