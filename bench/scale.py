@@ -1,7 +1,7 @@
 """How the cost per candidate grows with the dataset: one big cell, and many cells.
 
     python bench/scale.py [--rows 100000] [--cells 77] [--per-cell 1000] [--part one|many|both]
-                          [--agree N] [--data ../shared/data] [--workdir DIR]
+                          [--repeats N] [--agree N] [--data ../shared/data] [--workdir DIR]
 
 Candidates go through ``synth filter``'s code path (as ``bench/filter.py``): a fresh
 store, ``config.toml``'s chain without the judge (schema, pii, exact_dedup,
@@ -22,9 +22,14 @@ cells): candidates decided, CPU ms per candidate in that step (process time: rob
 other load on the machine), candidates/s in wall time, the peak RSS so far; then the
 funnel. ``--agree N`` also decides N one-cell candidates twice, with near dedup's
 band floor and with every pair its bands propose verified, and prints how many
-verdicts agree. The curve is the point: the cost per candidate should stay flat as the cell
-grows. The whole text is made before the clock starts and is read once by the
-command (as ``synth filter`` reads any file), which is part of the peak RSS.
+verdicts agree. ``--repeats N`` measures each part N times on the same candidates
+and then prints each step's median and the ratio of the medians of the last and
+first steps: this machine's speed drifts by a fifth within minutes, more than a
+change to the filters usually moves one run's ratio (the peak RSS printed is the
+process's: a repeat's is at least the runs' before it). The curve is the point: the
+cost per candidate should stay flat as the cell grows. The whole text is made before
+the clock starts and is read once by the command (as ``synth filter`` reads any file),
+which is part of the peak RSS.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import json
 import random
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -172,11 +178,11 @@ def measure(
     target: int,
     step: int,
     spare: float,
-) -> None:
+) -> list[float]:
     """Filter a file of candidates in one ``synth filter`` call, against the seeds,
     until ``target`` rows are kept; a line per ``step`` kept rows. The file holds
     ``spare`` times ``target`` rows (the call reads the whole file first, and its ids
-    are part of the peak)."""
+    are part of the peak). Returns the CPU ms per candidate of each step."""
     config = load_config(project(root))
     (root / "seeds.jsonl").write_text("\n".join(seeds) + "\n", encoding="utf-8")
     path = root / "candidates.jsonl"
@@ -244,6 +250,24 @@ def measure(
                 f" {y1 + slope * (MILLION - x1):,.0f} MB at {MILLION:,} candidates,"
                 " extrapolated"
             )
+    return costs
+
+
+def medians(runs: list[list[float]]) -> None:
+    """Each step's median over the runs, and the ratio of the last step's median to
+    the first's."""
+    steps = min(map(len, runs))
+    if len(runs) < 2 or steps < 2:
+        return
+    middle = [statistics.median(run[i] for run in runs) for i in range(steps)]
+    ratios = sorted(run[steps - 1] / run[0] for run in runs)
+    print(f"median of {len(runs)} runs, CPU ms per candidate by step:")
+    print("  " + " ".join(f"{cost:.2f}" for cost in middle))
+    print(
+        f"the last step's median is {middle[-1] / middle[0]:.2f} times the first's"
+        f" ({middle[0]:.2f} -> {middle[-1]:.2f} ms); single runs"
+        f" {', '.join(f'{r:.2f}' for r in ratios)}"
+    )
 
 
 def agreement(root: Path, seeds: list[str], rows: Iterator[dict[str, str]], n: int) -> None:
@@ -299,6 +323,7 @@ def main() -> None:
     parser.add_argument("--part", choices=("one", "many", "both"), default="both")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--workdir", type=Path, help="Keep the stores here.")
+    parser.add_argument("--repeats", type=int, default=1, help="Measure each part this many times.")
     parser.add_argument(
         "--agree",
         type=int,
@@ -310,10 +335,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = args.workdir or Path(tmp)
         if args.part in ("one", "both"):
-            print(f"one cell grown to {args.rows:,} kept rows")
-            seeds, rows = one_cell(args.data, random.Random(0))
-            # 99 % of one-cell candidates are kept: a tenth more rows is plenty.
-            measure(root / "one", seeds, rows, args.rows, max(STEP, args.rows // 10), 1.1)
+            runs = []
+            for run in range(args.repeats):
+                print(f"one cell grown to {args.rows:,} kept rows")
+                seeds, rows = one_cell(args.data, random.Random(0))
+                # 99 % of one-cell candidates are kept: a tenth more rows is plenty.
+                step = max(STEP, args.rows // 10)
+                runs.append(measure(root / f"one{run or ''}", seeds, rows, args.rows, step, 1.1))
+            medians(runs)
         if args.agree:
             print(f"{args.agree:,} one-cell candidates, with and without the band floor")
             seeds, rows = one_cell(args.data, random.Random(2))
@@ -321,8 +350,12 @@ def main() -> None:
         if args.part in ("many", "both"):
             target = args.cells * args.per_cell
             print(f"{args.cells} cells grown to {args.per_cell:,} kept rows each")
-            seeds, rows = many_cells(args.data, random.Random(1), args.cells)
-            measure(root / "many", seeds, rows, target, max(1, target // 10), 2.5)
+            runs = []
+            for run in range(args.repeats):
+                seeds, rows = many_cells(args.data, random.Random(1), args.cells)
+                step = max(1, target // 10)
+                runs.append(measure(root / f"many{run or ''}", seeds, rows, target, step, 2.5))
+            medians(runs)
 
 
 if __name__ == "__main__":
