@@ -336,11 +336,11 @@ def main() -> None:
         root = args.workdir or Path(tmp)
         if args.part in ("one", "both"):
             runs = []
+            step = max(STEP, args.rows // 10)
             for run in range(args.repeats):
                 print(f"one cell grown to {args.rows:,} kept rows")
                 seeds, rows = one_cell(args.data, random.Random(0))
                 # 99 % of one-cell candidates are kept: a tenth more rows is plenty.
-                step = max(STEP, args.rows // 10)
                 runs.append(measure(root / f"one{run or ''}", seeds, rows, args.rows, step, 1.1))
             medians(runs)
         if args.agree:
@@ -351,9 +351,9 @@ def main() -> None:
             target = args.cells * args.per_cell
             print(f"{args.cells} cells grown to {args.per_cell:,} kept rows each")
             runs = []
+            step = max(1, target // 10)
             for run in range(args.repeats):
                 seeds, rows = many_cells(args.data, random.Random(1), args.cells)
-                step = max(1, target // 10)
                 runs.append(measure(root / f"many{run or ''}", seeds, rows, target, step, 2.5))
             medians(runs)
 

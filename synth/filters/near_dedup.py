@@ -468,8 +468,6 @@ def _pair_jaccard(mine: set[int], theirs: Sequence[int], shared: int, drop: set[
     unless either row would be left with too few of its own (a repeat, not a template
     instance: both whole). Counted, not made (``theirs``: distinct shingles;
     ``shared``: how many of them ``mine`` has), as ``jaccard`` of the two sets."""
-    if not drop:
-        return _counted_jaccard(len(mine), len(theirs), shared, 0, 0, 0)
     dropped = drop.intersection(theirs)
     return _counted_jaccard(
         len(mine), len(theirs), shared, len(drop & mine), len(dropped), len(dropped & mine)
@@ -482,7 +480,7 @@ def _counted_jaccard(
     """:func:`_pair_jaccard` from counts: the two rows' distinct shingles, how many
     they share, and how many of each and of the shared ones are boilerplate."""
     rest_a, rest_b = a - a_dropped, b - b_dropped
-    if (a_dropped or b_dropped) and rest_a >= min(_MIN_OWN, a) and rest_b >= min(_MIN_OWN, b):
+    if rest_a >= min(_MIN_OWN, a) and rest_b >= min(_MIN_OWN, b):
         a, b, shared = rest_a, rest_b, shared - shared_dropped
     return shared / (a + b - shared) if a and b else 0.0
 
@@ -520,8 +518,8 @@ def _own_tokens(tokens: list[int], grams: list[int], n: int, drop: Hashes) -> li
 
 def _surely_apart(differ: int, a: int, b: int, n: int, cut: float) -> bool:
     """Whether two whole rows (of ``a`` and ``b`` tokens; ``differ``: how many word
-    n-gram hashes one has and the other lacks) are surely more than ``edit_cut`` token edits apart,
-    without counting them. An edit removes at most n of a row's n-grams and adds at
+    n-gram hashes one has and the other lacks) are surely more than ``edit_cut`` token
+    edits apart, without counting them. An edit removes at most n of a row's n-grams and adds at
     most n, so d edits leave the two sets differing in at most 2 n d (hashes that
     collide only make them differ less). In a big cell most proposed pairs are settled
     so: a fifth to two fifths of their word pairs alike, they differ in far more than
@@ -1181,7 +1179,7 @@ class NearDedupFilter(Filter):
                     shared,
                     len(mine_dropped),
                     len(their_dropped),
-                    len(mine_dropped.intersection(their_dropped)) if mine_dropped else 0,
+                    len(mine_dropped.intersection(their_dropped)),
                 )
             else:
                 # Only the boilerplate in the pair matters: intersections cost the size
