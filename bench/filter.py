@@ -28,17 +28,15 @@ import shutil
 import sys
 import tempfile
 import time
-from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from timing import time_filters  # noqa: E402
+
 from synth.config import load_config  # noqa: E402
 from synth.filtering import FilterProgress, filter_file  # noqa: E402
-from synth.filters import FILTERS  # noqa: E402
 from synth.store import Store  # noqa: E402
 
 STEP = 10_000
@@ -92,26 +90,6 @@ def build(data: Path, n: int, out: Path, seed: int = 0) -> dict[str, int]:
     return {"real": len(base), "exact copies": exact, "near copies": near}
 
 
-def time_filters() -> Counter[str]:
-    """Seconds spent in each filter, by wrapping the methods of every filter class."""
-    spent: Counter[str] = Counter()
-
-    def timed(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            t = time.perf_counter()
-            try:
-                return method(*args, **kwargs)
-            finally:
-                spent[name] += time.perf_counter() - t
-
-        return wrapper
-
-    for cls in FILTERS.values():
-        for attr in ("prepare", "decide", "admit"):
-            setattr(cls, attr, timed(cls.name, getattr(cls, attr)))  # type: ignore[attr-defined]
-    return spent
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=100_000)
@@ -131,14 +109,13 @@ def main() -> None:
         made = build(args.data, args.rows, path)
         print(f"built {path.name}: {made} in {time.perf_counter() - t:.1f} s")
 
-        spent = time_filters()
         marks: list[tuple[int, float]] = []
 
         def note(p: FilterProgress) -> None:
             if p.done // STEP > (marks[-1][0] // STEP if marks else 0) or p.done == p.total:
                 marks.append((p.done, p.elapsed))
 
-        with Store(config.db_path) as store:
+        with Store(config.db_path) as store, time_filters() as spent:
             report = filter_file(
                 config,
                 store,

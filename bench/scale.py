@@ -19,17 +19,18 @@ rows per transaction, as a run stores the candidates of its replies.
 
 Prints, per step of 10,000 kept rows (one cell) or of each tenth of the target (many
 cells): candidates decided, CPU ms per candidate in that step (process time: robust to
-other load on the machine), candidates/s in wall time, the peak RSS so far; then the
-funnel. ``--agree N`` also decides N one-cell candidates twice, with near dedup's
-band floor and with every pair its bands propose verified, and prints how many
-verdicts agree. ``--repeats N`` measures each part N times on the same candidates
-and then prints each step's median and the ratio of the medians of the last and
-first steps: this machine's speed drifts by a fifth within minutes, more than a
-change to the filters usually moves one run's ratio (the peak RSS printed is the
-process's: a repeat's is at least the runs' before it). The curve is the point: the
-cost per candidate should stay flat as the cell grows. The whole text is made before
-the clock starts and is read once by the command (as ``synth filter`` reads any file),
-which is part of the peak RSS.
+other load on the machine), candidates/s in wall time, the peak RSS so far, and how
+that CPU divides: near dedup, diversity, the other filters, and the rest (reading the
+file, storing rows and decisions); then the funnel. ``--agree N`` also decides N
+one-cell candidates twice, with near dedup's band floor and with every pair its bands
+propose verified, and prints how many verdicts agree. ``--repeats N`` measures each
+part N times on the same candidates and then prints each step's median and the ratio
+of the medians of the last and first steps: this machine's speed drifts by a fifth
+within minutes, more than a change to the filters usually moves one run's ratio (the
+peak RSS printed is the process's: a repeat's is at least the runs' before it). The
+curve is the point: the cost per candidate should stay flat as the cell grows. The
+whole text is made before the clock starts and is read once by the command (as
+``synth filter`` reads any file), which is part of the peak RSS.
 """
 
 from __future__ import annotations
@@ -44,13 +45,15 @@ import statistics
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from timing import time_filters  # noqa: E402
 
 from synth.config import load_config  # noqa: E402
 from synth.filtering import FilterProgress, filter_file  # noqa: E402
@@ -188,8 +191,13 @@ def measure(
     path = root / "candidates.jsonl"
     # More candidates than needed: the call is stopped once enough are kept.
     n = write_jsonl(path, (next(rows) for _ in range(int(target * spare) + 1000)))
-    print(f"{'kept':>8} {'candidates':>10} {'CPU ms/cand':>11} {'cand/s':>7} {'peak RSS MB':>11}")
+    print(
+        f"{'kept':>8} {'candidates':>10} {'CPU ms/cand':>11} {'cand/s':>7} {'peak RSS MB':>11}"
+        f"   of which: {'near_dedup':>10} {'diversity':>9} {'other filters':>13} {'the rest':>8}"
+    )
     last = {"done": 0, "cpu": 0.0, "wall": 0.0, "mark": 0}
+    spent: Counter[str] = Counter()  # CPU seconds by filter, from the call on
+    before: Counter[str] = Counter()  # the same at the last step
     stats: dict[str, float] = {}
     curve: list[tuple[int, float]] = []  # (candidates, peak RSS MB)
     costs: list[float] = []  # CPU ms per candidate, per step
@@ -203,13 +211,20 @@ def measure(
             done = p.done - last["done"]
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             costs.append((cpu - last["cpu"]) / done * 1000)
+            step_ms = {k: (v - before[k]) / done * 1000 for k, v in spent.items()}
+            similar = step_ms.get("near_dedup", 0.0), step_ms.get("diversity", 0.0)
+            others = sum(step_ms.values()) - sum(similar)
             print(
                 f"{p.kept:>8,} {p.done:>10,} {costs[-1]:>11.2f}"
-                f" {done / (wall - last['wall']):>7.0f} {peak:>11,.0f}",
+                f" {done / (wall - last['wall']):>7.0f} {peak:>11,.0f}"
+                f"   {'':>9} {similar[0]:>10.2f} {similar[1]:>9.2f} {others:>13.2f}"
+                f" {costs[-1] - sum(step_ms.values()):>8.2f}",
                 flush=True,
             )
             curve.append((p.done, peak))
         last.update(done=p.done, cpu=cpu, wall=wall, mark=p.kept // step)
+        before.clear()
+        before.update(spent)
         stats.update(kept=p.kept, done=p.done, elapsed=p.elapsed)
         if p.kept >= target:
             raise Enough
@@ -218,7 +233,8 @@ def measure(
         store.examples.add_seeds(read_seeds(root / "seeds.jsonl", config).seeds)
         cpu = time.process_time()
         try:
-            filter_file(config, store, path, source="synthetic", progress=note)
+            with time_filters(time.process_time) as spent:
+                filter_file(config, store, path, source="synthetic", progress=note)
         except Enough:
             pass
         cpu = time.process_time() - cpu
