@@ -61,6 +61,9 @@ from synth.seeds import read_seeds  # noqa: E402
 from synth.store import Store  # noqa: E402
 
 STEP = 10_000
+# How a step's CPU divides: the two similarity filters, the chain's other filters, and
+# the rest of the call (reading the file, storing rows and decisions).
+PARTS = ("near_dedup", "diversity", "other filters", "the rest")
 MILLION = 1_000_000
 END = "\x00"
 
@@ -181,11 +184,12 @@ def measure(
     target: int,
     step: int,
     spare: float,
-) -> list[float]:
+) -> list[dict[str, float]]:
     """Filter a file of candidates in one ``synth filter`` call, against the seeds,
     until ``target`` rows are kept; a line per ``step`` kept rows. The file holds
     ``spare`` times ``target`` rows (the call reads the whole file first, and its ids
-    are part of the peak). Returns the CPU ms per candidate of each step."""
+    are part of the peak). Returns each step's CPU ms per candidate, in all
+    (``"all"``) and by part (:data:`PARTS`)."""
     config = load_config(project(root))
     (root / "seeds.jsonl").write_text("\n".join(seeds) + "\n", encoding="utf-8")
     path = root / "candidates.jsonl"
@@ -193,14 +197,14 @@ def measure(
     n = write_jsonl(path, (next(rows) for _ in range(int(target * spare) + 1000)))
     print(
         f"{'kept':>8} {'candidates':>10} {'CPU ms/cand':>11} {'cand/s':>7} {'peak RSS MB':>11}"
-        f"   of which: {'near_dedup':>10} {'diversity':>9} {'other filters':>13} {'the rest':>8}"
+        f"   of which: {' '.join(f'{part:>13}' for part in PARTS)}"
     )
     last = {"done": 0, "cpu": 0.0, "wall": 0.0, "mark": 0}
     spent: Counter[str] = Counter()  # CPU seconds by filter, from the call on
     before: Counter[str] = Counter()  # the same at the last step
     stats: dict[str, float] = {}
     curve: list[tuple[int, float]] = []  # (candidates, peak RSS MB)
-    costs: list[float] = []  # CPU ms per candidate, per step
+    costs: list[dict[str, float]] = []  # CPU ms per candidate, per step
 
     def note(p: FilterProgress) -> None:
         first = not last["done"]  # the first chunk also prepares the chain: start after it
@@ -210,15 +214,16 @@ def measure(
         if not first:
             done = p.done - last["done"]
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            costs.append((cpu - last["cpu"]) / done * 1000)
-            step_ms = {k: (v - before[k]) / done * 1000 for k, v in spent.items()}
-            similar = step_ms.get("near_dedup", 0.0), step_ms.get("diversity", 0.0)
-            others = sum(step_ms.values()) - sum(similar)
+            ms = (cpu - last["cpu"]) / done * 1000
+            by_filter = {k: (v - before[k]) / done * 1000 for k, v in spent.items()}
+            split = {part: by_filter.get(part, 0.0) for part in PARTS[:2]}
+            split["other filters"] = sum(by_filter.values()) - sum(split.values())
+            split["the rest"] = ms - sum(by_filter.values())
+            costs.append({"all": ms, **split})
             print(
-                f"{p.kept:>8,} {p.done:>10,} {costs[-1]:>11.2f}"
+                f"{p.kept:>8,} {p.done:>10,} {ms:>11.2f}"
                 f" {done / (wall - last['wall']):>7.0f} {peak:>11,.0f}"
-                f"   {'':>9} {similar[0]:>10.2f} {similar[1]:>9.2f} {others:>13.2f}"
-                f" {costs[-1] - sum(step_ms.values()):>8.2f}",
+                f"   {'':>9} {' '.join(f'{split[part]:>13.2f}' for part in PARTS)}",
                 flush=True,
             )
             curve.append((p.done, peak))
@@ -244,9 +249,10 @@ def measure(
         f" {cpu / stats['done'] * 1000:.2f} ms CPU per candidate (reading the file included)"
     )
     if len(costs) >= 2:
+        first, final = costs[0]["all"], costs[-1]["all"]
         print(
-            f"CPU per candidate in the last step is {costs[-1] / costs[0]:.2f} times the"
-            f" first's ({costs[0]:.2f} -> {costs[-1]:.2f} ms)"
+            f"CPU per candidate in the last step is {final / first:.2f} times the"
+            f" first's ({first:.2f} -> {final:.2f} ms)"
         )
     if len(curve) >= 4:
         # The growth over the second half of the curve, where start-up costs are behind:
@@ -269,16 +275,22 @@ def measure(
     return costs
 
 
-def medians(runs: list[list[float]]) -> None:
-    """Each step's median over the runs, and the ratio of the last step's median to
-    the first's."""
+def medians(runs: list[list[dict[str, float]]]) -> None:
+    """Each step's median over the runs, in all and by part, and the ratio of the last
+    step's median to the first's."""
     steps = min(map(len, runs))
     if len(runs) < 2 or steps < 2:
         return
-    middle = [statistics.median(run[i] for run in runs) for i in range(steps)]
-    ratios = sorted(run[steps - 1] / run[0] for run in runs)
+
+    def middle_of(part: str) -> list[float]:
+        return [statistics.median(run[i][part] for run in runs) for i in range(steps)]
+
+    middle = middle_of("all")
+    ratios = sorted(run[steps - 1]["all"] / run[0]["all"] for run in runs)
     print(f"median of {len(runs)} runs, CPU ms per candidate by step:")
-    print("  " + " ".join(f"{cost:.2f}" for cost in middle))
+    print(f"  {'in all':>13} " + " ".join(f"{cost:.2f}" for cost in middle))
+    for part in PARTS:
+        print(f"  {part:>13} " + " ".join(f"{cost:.2f}" for cost in middle_of(part)))
     print(
         f"the last step's median is {middle[-1] / middle[0]:.2f} times the first's"
         f" ({middle[0]:.2f} -> {middle[-1]:.2f} ms); single runs"
