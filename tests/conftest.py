@@ -4,6 +4,7 @@ loopback driven by the real openai client."""
 from __future__ import annotations
 
 import json
+import signal
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,13 @@ from synth.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
+
+# A shell starts a background job with SIGINT ignored, and a child process inherits
+# that (Python then keeps ignoring it): the tests that press Ctrl-C on a `synth`
+# process need it delivered, as from a terminal. A handled signal is reset to the
+# default in a child.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 SEEDS = [
     {"text": "my card still has not arrived after two weeks", "label": "card_arrival"},
