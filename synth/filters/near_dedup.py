@@ -519,11 +519,11 @@ def _own_tokens(tokens: list[int], grams: list[int], n: int, drop: Hashes) -> li
 def _surely_apart(differ: int, a: int, b: int, n: int, cut: float) -> bool:
     """Whether two whole rows (of ``a`` and ``b`` tokens; ``differ``: how many word
     n-gram hashes one has and the other lacks) are surely more than ``edit_cut`` token
-    edits apart, without counting them. An edit removes at most n of a row's n-grams and adds at
-    most n, so d edits leave the two sets differing in at most 2 n d (hashes that
-    collide only make them differ less). In a big cell most proposed pairs are settled
-    so: a fifth to two fifths of their word pairs alike, they differ in far more than
-    15 % edits allow."""
+    edits apart, without counting them. An edit removes at most n of a row's n-grams
+    and adds at most n, so d edits leave the two sets differing in at most 2 n d
+    (hashes that collide only make them differ less). In a big cell most proposed pairs
+    are settled so: a fifth to two fifths of their word pairs alike, they differ in far
+    more than 15 % edits allow."""
     if min(a, b) < n:
         return False  # shorter than one n-gram: its one shingle is padded
     allowed = int(edit_cut(cut, a, b) * max(a, b) + 1e-9)
@@ -1169,10 +1169,11 @@ class NearDedupFilter(Filter):
             self.stats.verified += 1
             same = other.cell == item.cell
             shared = len(mine.intersection(theirs))
+            # What the candidate's cell leaves out of the other row (``mine_dropped``:
+            # of its own).
+            their_dropped = own_drop.intersection(theirs) if own_drop else set()
             if same and not other.seed:
-                # The common pair, counted without making its boilerplate: what the
-                # candidate's cell leaves out of either row (``mine_dropped`` of its own).
-                their_dropped = own_drop.intersection(theirs) if own_drop else ()
+                # The common pair, counted without making its boilerplate.
                 j = _counted_jaccard(
                     len(mine),
                     len(theirs),
@@ -1184,7 +1185,7 @@ class NearDedupFilter(Filter):
             else:
                 # Only the boilerplate in the pair matters: intersections cost the size
                 # of the pair, a union of boilerplate its thousands of shingles.
-                drop = mine_dropped | own_drop.intersection(theirs) if own_drop else set()
+                drop = mine_dropped | their_dropped
                 if not same:
                     boilerplate = run.boilerplate(other.cell)
                     drop |= (mine & boilerplate) | boilerplate.intersection(theirs)
